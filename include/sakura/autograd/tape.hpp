@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Tape<T>: a small reverse-mode autograd over a closed set of primitives.
+///
+/// Every forward op computes its value at once (into the step's arena) and, when an input
+/// requires a gradient, appends a Node. Nodes are appended in execution order, so the tape is
+/// already topologically sorted: backward() walks it in reverse and applies each primitive's
+/// rule from autograd/rules.hpp, the one place where gradients are written.
+///
+/// Example:
+///   Tape<double> t;  auto x = t.param(p);  auto y = t.mse(t.celu(x), t.constant(target));
+///   t.backward(y);   // p.grad now holds d mse / d p
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "sakura/autograd/arena.hpp"
+#include "sakura/backend/cpu/kernels.hpp"
+#include "sakura/nn/parameter.hpp"
+
+namespace sakura {
+
+/// The closed primitive set. Adding one means: a forward method below + one case in rules.hpp.
+enum class Op : std::uint8_t {
+  Linear,      // y = x W^T + b  (or x W when the weight is stored input-major)
+  Celu,        // alpha = 1
+  Relu,
+  Sigmoid,
+  Softmax,     // row-wise
+  LogSoftmax,  // row-wise
+  Dropout,     // y = x * mask, mask in {0, 1/(1-p)}
+  Concat,      // column-wise
+  SliceCols,   // a block of columns
+  ReverseGrad, // identity forward, -gradient backward (GRL)
+  SortCols,    // per-column ascending sort with its permutation (sliced Wasserstein)
+  Mse,         // mean (a - b)^2
+  L1,          // mean |a - b|
+  Cosine,      // mean over rows of 1 - cos(a_r, b_r)
+  RowNormMean, // mean over rows of ||x_r||_p, p in {1, 2}
+  Nll,         // mean over rows of -logp[r, label_r]
+  Bce,         // mean binary cross-entropy
+  KlGauss,     // KL between diagonal Gaussians fitted to x and to a prior sample
+  Scale,       // scalar * constant weight
+  Add,         // scalar + scalar
+};
+
+/// A handle to one value on the tape.
+struct Var {
+  int id = -1;
+  explicit operator bool() const { return id >= 0; }
+};
+
+template <class T>
+class Tape {
+ public:
+  struct Value {
+    T* data = nullptr;
+    T* grad = nullptr;
+    Index rows = 0, cols = 0;
+    Parameter<T>* param = nullptr;
+    bool requires_grad = false;
+    bool grad_ready = false;  // holds a gradient this backward (first write overwrites)
+  };
+  struct Node {
+    Op op;
+    int out = -1, a = -1, b = -1, c = -1;
+    int extra_off = 0, extra_cnt = 0;  // Concat's inputs
+    int i0 = 0;                        // op-specific integer (norm order, slice start, layout)
+    T s0 = T(0);                       // op-specific scalar (weight, dropout scale)
+    T* saved0 = nullptr;               // op-specific saved buffers
+    T* saved1 = nullptr;
+    T* saved2 = nullptr;
+    T* saved3 = nullptr;
+    const void* aux = nullptr;         // labels, permutation
+  };
+
+  Tape() {
+    values_.reserve(256);
+    nodes_.reserve(256);
+    extra_.reserve(64);
+  }
+
+  /// Forget every value and node of the previous step (memory is kept for the next one).
+  void reset() {
+    values_.clear();
+    nodes_.clear();
+    extra_.clear();
+    arena_.reset();
+    ++stamp_;
+  }
+
+  // ------------------------------------------------------------------ leaves
+  /// A constant (no gradient) aliasing caller memory; must be contiguous.
+  Var constant(MatrixRef<const T> m) {
+    detail::require(m.contiguous(), "tape constants must be contiguous");
+    return push_value(const_cast<T*>(m.data), m.rows, m.cols, false);
+  }
+  /// A fresh constant buffer from the arena, for the caller to fill (random draws, targets).
+  Var scratch(Index rows, Index cols) { return push_value(arena_.template alloc<T>(rows * cols), rows, cols, false); }
+  /// A parameter leaf; every use within one step shares one value, so gradients accumulate.
+  Var param(Parameter<T>& p) {
+    if (p.stamp == stamp_ && p.leaf >= 0) return Var{p.leaf};
+    Var v = push_value(p.value.data(), p.value.rows(), p.value.cols(), true);
+    values_[v.id].param = &p;
+    values_[v.id].grad = p.grad.data();
+    // a frozen parameter is never zero-filled by the optimizer, so PyTorch keeps accumulating
+    values_[v.id].grad_ready = !p.trainable && p.has_grad;
+    p.stamp = stamp_;
+    p.leaf = v.id;
+    return v;
+  }
+
+  // ------------------------------------------------------------------ access
+  const Value& value(Var v) const { return values_[v.id]; }
+  MatrixRef<T> data(Var v) { return {values_[v.id].data, values_[v.id].rows, values_[v.id].cols}; }
+  MatrixRef<const T> data(Var v) const { return {values_[v.id].data, values_[v.id].rows, values_[v.id].cols}; }
+  /// Gradient of a value after backward(), or an empty view if none reached it.
+  MatrixRef<const T> grad(Var v) const {
+    const Value& x = values_[v.id];
+    if (!x.grad_ready) return {};
+    return {x.grad, x.rows, x.cols};
+  }
+  T scalar(Var v) const { return values_[v.id].data[0]; }
+  Index rows(Var v) const { return values_[v.id].rows; }
+  Index cols(Var v) const { return values_[v.id].cols; }
+  bool requires_grad(Var v) const { return values_[v.id].requires_grad; }
+  Arena& arena() { return arena_; }
+  std::size_t node_count() const { return nodes_.size(); }
+
+  // ------------------------------------------------------------------ layers
+  /// y = x W^T + b, with W stored [out, in] (PyTorch); or y = x W when `transposed` ([in, out]).
+  Var linear(Var x, Var w, Var bias, bool transposed = false) {
+    const Index n = rows(x), in = cols(x), out = transposed ? cols(w) : rows(w);
+    detail::require((transposed ? rows(w) : cols(w)) == in, "linear: input ", shape_str(n, in),
+                    " does not match weight ", shape_str(rows(w), cols(w)));
+    Var y = alloc_like(n, out, x, w, bias);
+    cpu::gemm<T>(false, transposed ? false : true, n, out, in, T(1), ptr(x), in, ptr(w), transposed ? out : in, T(0),
+                 ptr(y), out);
+    if (bias) cpu::add_bias<T>(data(y), ptr(bias));
+    push_node(Op::Linear, y, x, w, bias).i0 = transposed ? 1 : 0;
+    return y;
+  }
+  Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { cpu::celu_fwd(y, ptr(x), size(x)); }); }
+  Var relu(Var x) { return unary(Op::Relu, x, [&](T* y) { cpu::relu_fwd(y, ptr(x), size(x)); }); }
+  Var sigmoid(Var x) { return unary(Op::Sigmoid, x, [&](T* y) { cpu::sigmoid_fwd(y, ptr(x), size(x)); }); }
+  Var softmax(Var x) {
+    return unary(Op::Softmax, x, [&](T* y) { cpu::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), false); });
+  }
+  Var log_softmax(Var x) {
+    return unary(Op::LogSoftmax, x, [&](T* y) { cpu::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), true); });
+  }
+  /// y = x * mask; `mask` holds 0 or 1/(1-p) per element (drawn by the caller).
+  Var dropout(Var x, Var mask) {
+    require_same_shape(x, mask, "dropout mask");
+    Var y = alloc_like(rows(x), cols(x), x);
+    cpu::mul(ptr(y), ptr(x), ptr(mask), size(x), false);
+    push_node(Op::Dropout, y, x, mask);
+    return y;
+  }
+
+  // ------------------------------------------------------------------ structure
+  Var concat(std::span<const Var> parts) {
+    detail::require(!parts.empty(), "concat of nothing");
+    if (parts.size() == 1) return parts[0];
+    const Index n = rows(parts[0]);
+    Index width = 0;
+    bool rg = false;
+    for (Var p : parts) {
+      detail::require(rows(p) == n, "concat: ", rows(p), " rows next to ", n);
+      width += cols(p);
+      rg = rg || requires_grad(p);
+    }
+    Var y = push_value(arena_.template alloc<T>(n * width), n, width, rg);
+    Index off = 0;
+    for (Var p : parts) {
+      cpu::add_block<T>(MatrixRef<T>(ptr(y) + off, n, cols(p), width), data(p), false);
+      off += cols(p);
+    }
+    if (rg) {
+      Node& nd = push_node(Op::Concat, y);
+      nd.extra_off = static_cast<int>(extra_.size());
+      nd.extra_cnt = static_cast<int>(parts.size());
+      for (Var p : parts) extra_.push_back(p.id);
+    }
+    return y;
+  }
+  Var slice_cols(Var x, Index start, Index count) {
+    detail::require(start >= 0 && start + count <= cols(x), "slice_cols: columns [", start, ", ", start + count,
+                    ") of a tensor with ", cols(x));
+    Var y = alloc_like(rows(x), count, x);
+    cpu::add_block<T>(data(y), MatrixRef<const T>(ptr(x) + start, rows(x), count, cols(x)), false);
+    push_node(Op::SliceCols, y, x).i0 = static_cast<int>(start);
+    return y;
+  }
+  /// Same values, no gradient path (PyTorch's .detach(); also gradient neutralisation).
+  Var detach(Var x) {
+    const Value v = values_[x.id];
+    return push_value(v.data, v.rows, v.cols, false);
+  }
+  /// Gradient reversal: identity forward, gradient times -1 backward (SPEC §3).
+  Var reverse_grad(Var x) {
+    const Value v = values_[x.id];
+    Var y = push_value(v.data, v.rows, v.cols, v.requires_grad);
+    push_node(Op::ReverseGrad, y, x);
+    return y;
+  }
+  /// Sorts each column ascending; the gradient flows back through the permutation.
+  Var sort_cols(Var x) {
+    Var y = alloc_like(rows(x), cols(x), x);
+    auto* perm = arena_.template alloc<std::int32_t>(size(x));
+    cpu::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x));
+    push_node(Op::SortCols, y, x).aux = perm;
+    return y;
+  }
+
+  // ------------------------------------------------------------------ losses (scalars)
+  Var mse(Var a, Var b) {
+    require_same_shape(a, b, "MSE");
+    return reduce(Op::Mse, a, b, cpu::sq_diff_sum(ptr(a), ptr(b), size(a)) / double(size(a)));
+  }
+  Var l1(Var a, Var b) {
+    require_same_shape(a, b, "L1");
+    return reduce(Op::L1, a, b, cpu::abs_diff_sum(ptr(a), ptr(b), size(a)) / double(size(a)));
+  }
+  Var cosine(Var a, Var b) {
+    require_same_shape(a, b, "Cosine");
+    const Index n = rows(a);
+    T* na = arena_.template alloc<T>(n);
+    T* nb = arena_.template alloc<T>(n);
+    T* dot = arena_.template alloc<T>(n);
+    double s = cpu::cosine_rows(na, nb, dot, ptr(a), ptr(b), n, cols(a));
+    Var y = reduce(Op::Cosine, a, b, s / double(n));
+    if (Node* nd = last_node_for(y)) {
+      nd->saved0 = na;
+      nd->saved1 = nb;
+      nd->saved2 = dot;
+    }
+    return y;
+  }
+  /// Mean over rows of the row's L1 (ord 1) or L2 (ord 2) norm.
+  Var row_norm_mean(Var x, int ord) {
+    T* norms = arena_.template alloc<T>(rows(x));
+    double s = cpu::row_norms(norms, ptr(x), rows(x), cols(x), ord);
+    Var y = reduce(Op::RowNormMean, x, Var{}, s / double(rows(x)));
+    if (Node* nd = last_node_for(y)) {
+      nd->saved0 = norms;
+      nd->i0 = ord;
+    }
+    return y;
+  }
+  /// Mean over rows of -logp[r, labels[r]]; labels must stay alive until backward().
+  Var nll(Var logp, const std::int64_t* labels) {
+    for (Index r = 0; r < rows(logp); ++r)
+      detail::require(labels[r] >= 0 && labels[r] < cols(logp), "NLL: label ", labels[r], " of cell ", r,
+                      " is outside [0, ", cols(logp), ")");
+    Var y = reduce(Op::Nll, logp, Var{}, cpu::nll_sum(ptr(logp), labels, rows(logp), cols(logp)) / double(rows(logp)));
+    if (Node* nd = last_node_for(y)) nd->aux = labels;
+    return y;
+  }
+  /// Binary cross-entropy of probabilities p against targets y (y gets no gradient).
+  Var bce(Var p, Var y) {
+    require_same_shape(p, y, "BCE");
+    return reduce(Op::Bce, p, detach(y), cpu::bce_sum(ptr(p), ptr(y), size(p)) / double(size(p)));
+  }
+  /// KL between diagonal Gaussians fitted to x (mean, biased variance + eps) and to `prior`.
+  Var kl_gauss(Var x, Var prior, double eps = 1e-8) {
+    detail::require(cols(x) == cols(prior), "KL: latent width ", cols(x), " vs prior width ", cols(prior));
+    const Index L = cols(x);
+    T* m = arena_.template alloc<T>(4 * L);
+    cpu::col_moments(m, m + L, ptr(x), rows(x), L, eps);
+    cpu::col_moments(m + 2 * L, m + 3 * L, ptr(prior), rows(prior), L, eps);
+    Var y = reduce(Op::KlGauss, x, Var{}, cpu::kl_gauss(m, m + L, m + 2 * L, m + 3 * L, L));
+    if (Node* nd = last_node_for(y)) {
+      nd->saved0 = m;
+      nd->saved1 = m + L;
+      nd->saved2 = m + 2 * L;
+      nd->saved3 = m + 3 * L;
+    }
+    return y;
+  }
+  /// s * w for a scalar s; w is rounded to T first, as PyTorch multiplies a float tensor by a double.
+  Var scale(Var s, double w) {
+    Var y = alloc_like(1, 1, s);
+    const T wt = static_cast<T>(w);
+    ptr(y)[0] = scalar(s) * wt;
+    push_node(Op::Scale, y, s).s0 = wt;
+    return y;
+  }
+  Var add(Var a, Var b) {
+    Var y = alloc_like(1, 1, a, b);
+    ptr(y)[0] = scalar(a) + scalar(b);
+    push_node(Op::Add, y, a, b);
+    return y;
+  }
+
+  // ------------------------------------------------------------------ backward
+  /// Back-propagates d root / d (everything) with root a 1x1 value. Parameter gradients are
+  /// written into Parameter::grad (overwritten on first contribution, marked `written`).
+  void backward(Var root) {
+    Value& r = values_[root.id];
+    detail::require(r.rows == 1 && r.cols == 1, "backward() needs a scalar root, got ", shape_str(r.rows, r.cols));
+    if (!r.requires_grad) return;
+    T* g = grad_buffer(root);
+    g[0] = T(1);
+    r.grad_ready = true;
+    for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it)
+      if (values_[it->out].grad_ready) apply_rule(*it);
+  }
+
+  /// Where a rule writes the gradient of input `v`: the buffer and whether to accumulate.
+  std::pair<T*, bool> grad_target(int v) {
+    Value& x = values_[v];
+    T* g = grad_buffer(Var{v});
+    const bool acc = x.grad_ready;
+    x.grad_ready = true;
+    if (x.param) x.param->written = true;
+    return {g, acc};
+  }
+  Value& value_at(int id) { return values_[id]; }
+  const std::vector<int>& extra() const { return extra_; }
+
+ private:
+  void apply_rule(const Node& n);  // autograd/rules.hpp
+
+  T* grad_buffer(Var v) {
+    Value& x = values_[v.id];
+    if (!x.grad) x.grad = arena_.template alloc<T>(x.rows * x.cols);
+    return x.grad;
+  }
+  T* ptr(Var v) const { return values_[v.id].data; }
+  Index size(Var v) const { return values_[v.id].rows * values_[v.id].cols; }
+  void require_same_shape(Var a, Var b, const char* what) const {
+    detail::require(rows(a) == rows(b) && cols(a) == cols(b), what, ": shapes ", shape_str(rows(a), cols(a)),
+                    " and ", shape_str(rows(b), cols(b)), " differ");
+  }
+  Var push_value(T* d, Index r, Index c, bool rg) {
+    Value v;
+    v.data = d;
+    v.rows = r;
+    v.cols = c;
+    v.requires_grad = rg;
+    values_.push_back(v);
+    return Var{static_cast<int>(values_.size()) - 1};
+  }
+  template <class... Vs>
+  Var alloc_like(Index r, Index c, Vs... inputs) {
+    bool rg = ((inputs && requires_grad(inputs)) || ...);
+    return push_value(arena_.template alloc<T>(r * c), r, c, rg);
+  }
+  /// Appends a node only if the output needs a gradient; otherwise returns a dummy.
+  Node& push_node(Op op, Var out, Var a = {}, Var b = {}, Var c = {}) {
+    if (!requires_grad(out)) {
+      dummy_ = Node{op};
+      return dummy_;
+    }
+    nodes_.push_back(Node{op, out.id, a.id, b.id, c.id});
+    return nodes_.back();
+  }
+  Node* last_node_for(Var y) {
+    return (!nodes_.empty() && nodes_.back().out == y.id) ? &nodes_.back() : nullptr;
+  }
+  template <class F>
+  Var unary(Op op, Var x, F&& f) {
+    Var y = alloc_like(rows(x), cols(x), x);
+    f(ptr(y));
+    push_node(op, y, x);
+    return y;
+  }
+  Var reduce(Op op, Var a, Var b, double v) {
+    Var y = alloc_like(1, 1, a, b);
+    ptr(y)[0] = static_cast<T>(v);
+    push_node(op, y, a, b);
+    return y;
+  }
+
+  Arena arena_;
+  std::vector<Value> values_;
+  std::vector<Node> nodes_;
+  std::vector<int> extra_;
+  Node dummy_{Op::Add};
+  std::uint64_t stamp_ = 1;
+};
+
+}  // namespace sakura
+
+#include "sakura/autograd/rules.hpp"

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Row-major GEMM for the CPU backend: C = alpha * op(A) * op(B) + beta * C.
+/// Eigen's own GEMM serves every scalar type; a faster provider (oneDNN or OpenBLAS) may be
+/// selected for float at configure time (see gemm_provider.hpp).
+#pragma once
+
+#include <Eigen/Core>
+
+#include "sakura/tensor/tensor.hpp"
+
+#if defined(SAKURA_WITH_DNNL)
+#include <dnnl.h>
+#elif defined(SAKURA_WITH_CBLAS)
+#include <cblas.h>
+#endif
+
+namespace sakura::cpu {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+/// Eigen reference path (always available, used for double and as the fallback).
+template <class T>
+void gemm_eigen(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
+                T beta, T* c, Index ldc) {
+  if (m == 0 || n == 0) return;
+  MutMap<T> C(c, m, n, Eigen::OuterStride<>(ldc));
+  if (k == 0) {
+    if (beta == T(0)) C.setZero(); else C *= beta;
+    return;
+  }
+  ConstMap<T> A(a, ta ? k : m, ta ? m : k, Eigen::OuterStride<>(lda));
+  ConstMap<T> B(b, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
+  auto run = [&](const auto& opA, const auto& opB) {
+    if (beta == T(0)) {
+      C.noalias() = alpha * (opA * opB);
+    } else {
+      if (beta != T(1)) C *= beta;
+      C.noalias() += alpha * (opA * opB);
+    }
+  };
+  if (!ta && !tb) run(A, B);
+  else if (!ta && tb) run(A, B.transpose());
+  else if (ta && !tb) run(A.transpose(), B);
+  else run(A.transpose(), B.transpose());
+}
+
+/// The dispatching entry point used by every kernel and rule.
+template <class T>
+void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb, T beta,
+          T* c, Index ldc) {
+#if defined(SAKURA_WITH_DNNL)
+  if constexpr (std::is_same_v<T, float>) {
+    if (m > 0 && n > 0 && k > 0) {
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+  }
+#elif defined(SAKURA_WITH_CBLAS)
+  if constexpr (std::is_same_v<T, float>) {
+    if (m > 0 && n > 0 && k > 0) {
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+                  int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+      return;
+    }
+  }
+#endif
+  gemm_eigen(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Name of the float GEMM provider compiled in (benchmarks print it).
+inline const char* gemm_provider() {
+#if defined(SAKURA_WITH_DNNL)
+  return "oneDNN";
+#elif defined(SAKURA_WITH_CBLAS)
+  return "OpenBLAS";
+#else
+  return "Eigen";
+#endif
+}
+
+}  // namespace sakura::cpu

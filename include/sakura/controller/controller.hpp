@@ -1,0 +1,498 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Controller<T>: SAKURA's training step (SPEC §5). Owns the model, the terms and their weight
+/// schedules, the optimizer, the random generator and one tape reused by every call.
+///
+/// Example:
+///   auto ctl = sakura::io::controller_from_json(config, pheno_config, signature_config, genes);
+///   const auto& rec = ctl.train(batch);           // one RMSProp step on every term
+///   ctl.next_epoch();                             // advance the weight schedules
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "sakura/controller/record.hpp"
+#include "sakura/controller/selection.hpp"
+#include "sakura/data/batch.hpp"
+#include "sakura/nn/extractor.hpp"
+#include "sakura/optim/rmsprop.hpp"
+
+namespace sakura {
+
+/// The flags of upstream's train(); defaults compute and back-propagate everything.
+struct TrainOptions {
+  bool reconstruction = true;                     ///< backward_reconstruction_loss
+  bool main_regularization = true;                ///< backward_main_latent_regularization
+  bool pheno = true;                              ///< backward_pheno_loss
+  const Selection* selected_pheno = nullptr;      ///< nullptr: every phenotype, every term
+  bool signature = true;                          ///< backward_signature_loss
+  const Selection* selected_signature = nullptr;  ///< nullptr: every signature, every term
+  bool suppress_backward = false;                 ///< compute the record only; change nothing
+  DetachFrom detach = DetachFrom::None;           ///< detach + detach_from
+  bool save_raw_loss = false;                     ///< fill the *_raw groups
+};
+
+/// The flags of upstream's eval(). Upstream defaults every forward flag to False; here they
+/// default to true so that eval(batch) evaluates everything.
+struct EvalOptions {
+  bool reconstruction = true;  ///< forward_reconstruction
+  bool main_regularization = true;  ///< forward_main_latent
+  bool pheno = true;
+  const Selection* selected_pheno = nullptr;
+  bool signature = true;
+  const Selection* selected_signature = nullptr;
+  bool save_raw_loss = false;
+};
+
+/// Current weight and epoch counter of one term (SPEC §4).
+struct TermState {
+  double weight = 1.0;
+  int epoch = 0;
+};
+
+template <class T = float>
+class Controller {
+ public:
+  explicit Controller(ExperimentSpec spec)
+      : spec_(std::move(spec)), rng_(spec_.seed), model_(spec_.model, rng_),
+        optimizer_(model_.parameters().all(), spec_.optimizer) {
+    const ModelSpec& m = model_.spec();
+    apply_excludes();
+    all_pheno_ = Selection::all(m.phenos);
+    all_sig_ = Selection::all(m.signatures);
+    reset();
+    // preallocate the record once: names in config order, refilled in place by every call
+    record_.main.name = "main_latent";
+    record_.main.loss.reset(names(spec_.main_losses));
+    record_.main.regularization.reset(names(spec_.main_regularizations));
+    record_.main.loss_raw.reset(names(spec_.main_losses));
+    record_.main.regularization_raw.reset(names(spec_.main_regularizations));
+    auto blocks = [&](std::vector<BlockRecord>& out, const std::vector<BlockSpec>& specs) {
+      out.resize(specs.size());
+      for (std::size_t i = 0; i < specs.size(); ++i) {
+        out[i].name = specs[i].name;
+        out[i].loss.reset(names(specs[i].losses));
+        out[i].loss_raw.reset(names(specs[i].losses));
+        out[i].regularization.reset(names(specs[i].regularizations));
+        out[i].regularization_raw.reset(names(specs[i].regularizations));
+      }
+    };
+    blocks(record_.pheno, m.phenos);
+    blocks(record_.signature, m.signatures);
+    sum_main_loss_.reserve(16);
+    sum_main_reg_.reserve(16);
+  }
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  // ------------------------------------------------------------------ the step
+  /// One training step (SPEC §5). Throws sakura::Error on bad input, leaving parameters,
+  /// optimizer state, gradients and the random stream exactly as they were.
+  const LossRecord& train(const Batch<T>& batch, const TrainOptions& o = {}) {
+    Call c{o.reconstruction, o.main_regularization, o.pheno,          o.selected_pheno,
+           o.signature,      o.selected_signature,  o.save_raw_loss, true};
+    guarded([&] { compute(batch, c, o.detach); });
+    if (!o.suppress_backward) {
+      for (auto& p : model_.parameters().all()) p.written = false;
+      tape_.backward(total_);
+      for (auto& p : model_.parameters().all()) {
+        if (p.written) p.has_grad = true;
+        else if (p.has_grad && p.trainable) p.grad.fill(T(0));  // torch 1.13 zero_grad(): zero-fill
+      }
+      optimizer_.step();
+    }
+    tape_.reset();  // frees this step's activations; merges arena chunks once, then never allocates
+    return record_;
+  }
+
+  /// Evaluation (SPEC §5): the same record, dropout off, no gradients, nothing changes except
+  /// the random stream. The forward tensors stay readable through forward() until the next call.
+  const LossRecord& eval(const Batch<T>& batch, const EvalOptions& o = {}) {
+    Call c{o.reconstruction, o.main_regularization, o.pheno,          o.selected_pheno,
+           o.signature,      o.selected_signature,  o.save_raw_loss, false};
+    guarded([&] { compute(batch, c, DetachFrom::None); });
+    return record_;
+  }
+
+  /// Latents, head outputs and reconstruction of the last eval() call (empty if not computed).
+  MatrixRef<const T> view(Var v) const { return v ? tape_.data(v) : MatrixRef<const T>{}; }
+  const ForwardVars& forward() const { return fwd_; }
+
+  // ------------------------------------------------------------------ schedules
+  /// Advances the weight schedules of the selected terms by one epoch (SPEC §4).
+  void next_epoch(bool prog_main = true, bool prog_pheno = true, const Selection* selected_pheno = nullptr,
+                  bool prog_signature = true, const Selection* selected_signature = nullptr) {
+    ++epoch_;
+    if (prog_main) {
+      for (std::size_t i = 0; i < spec_.main_losses.size(); ++i) advance(main_loss_[i], spec_.main_losses[i]);
+      for (std::size_t i = 0; i < spec_.main_regularizations.size(); ++i)
+        advance(main_reg_[i], spec_.main_regularizations[i]);
+    }
+    auto blocks = [&](const Selection& sel, std::vector<BlockState>& st, const std::vector<BlockSpec>& specs) {
+      for (const auto& e : sel.entries) {
+        for (int i : e.losses) advance(st[e.block].loss[i], specs[e.block].losses[i]);
+        for (int i : e.regs) advance(st[e.block].reg[i], specs[e.block].regularizations[i]);
+      }
+    };
+    if (prog_pheno) blocks(selected_pheno ? *selected_pheno : all_pheno_, ph_, model_.spec().phenos);
+    if (prog_signature) blocks(selected_signature ? *selected_signature : all_sig_, sig_, model_.spec().signatures);
+  }
+  void tick() { ++tick_; }
+  /// Back to initial weights and counters (parameters and optimizer state are kept, as upstream).
+  void reset() {
+    tick_ = epoch_ = 0;
+    init(main_loss_, spec_.main_losses);
+    init(main_reg_, spec_.main_regularizations);
+    auto blocks = [&](std::vector<BlockState>& st, const std::vector<BlockSpec>& specs) {
+      st.resize(specs.size());
+      for (std::size_t b = 0; b < specs.size(); ++b) {
+        init(st[b].loss, specs[b].losses);
+        init(st[b].reg, specs[b].regularizations);
+      }
+    };
+    blocks(ph_, model_.spec().phenos);
+    blocks(sig_, model_.spec().signatures);
+  }
+
+  // ------------------------------------------------------------------ state access
+  int epoch() const { return epoch_; }
+  int ticks() const { return tick_; }
+  void set_counters(int epoch, int ticks) {
+    epoch_ = epoch;
+    tick_ = ticks;
+  }
+  /// Weight and epoch of a term: group is "loss" or "regularization"; block empty for main.
+  TermState& term(BlockKind kind, const std::string& block, const std::string& group, const std::string& name) {
+    detail::require(group == "loss" || group == "regularization", "term group must be loss or regularization, not '",
+                    group, "'");
+    const bool loss = group == "loss";
+    if (kind == BlockKind::Main)
+      return loss ? main_loss_[index_of(spec_.main_losses, name, "main_latent.loss")]
+                  : main_reg_[index_of(spec_.main_regularizations, name, "main_latent.regularization")];
+    const auto& specs = kind == BlockKind::Signature ? model_.spec().signatures : model_.spec().phenos;
+    auto& st = kind == BlockKind::Signature ? sig_ : ph_;
+    const int b = model_.find(kind, block);
+    detail::require(b >= 0, "no ", kind == BlockKind::Signature ? "signature" : "phenotype", " named '", block, "'");
+    return loss ? st[b].loss[index_of(specs[b].losses, name, block + ".loss")]
+                : st[b].reg[index_of(specs[b].regularizations, name, block + ".regularization")];
+  }
+
+  const ExperimentSpec& spec() const { return spec_; }
+  const ModelSpec& model_spec() const { return model_.spec(); }
+  Extractor<T>& model() { return model_; }
+  const Extractor<T>& model() const { return model_; }
+  RmsProp<T>& optimizer() { return optimizer_; }
+  Rng& rng() { return rng_; }
+  /// Queue of recorded draws to replay (golden tests); empty means draw from rng().
+  DrawQueue& injected_draws() { return draws_; }
+  const LossRecord& record() const { return record_; }
+  const Selection& all_phenos() const { return all_pheno_; }
+  const Selection& all_signatures() const { return all_sig_; }
+  Tape<T>& tape() { return tape_; }
+
+ private:
+  struct BlockState {
+    std::vector<TermState> loss, reg;
+  };
+  struct Call {
+    bool recon, main_reg, pheno;
+    const Selection* sel_pheno;
+    bool signature;
+    const Selection* sel_sig;
+    bool save_raw;
+    bool training;
+  };
+  /// Scalars to add into the total, in upstream's order (SPEC §4).
+  struct Pending {
+    std::vector<Var> loss, reg;
+  };
+
+  template <class V>
+  static std::vector<std::string> names(const std::vector<V>& terms) {
+    std::vector<std::string> n;
+    for (auto& t : terms) n.push_back(t.name);
+    return n;
+  }
+  template <class V>
+  static int index_of(const std::vector<V>& terms, const std::string& name, const std::string& where) {
+    std::string known;
+    for (std::size_t i = 0; i < terms.size(); ++i) {
+      if (terms[i].name == name) return static_cast<int>(i);
+      known += (i ? ", " : "") + terms[i].name;
+    }
+    detail::fail(where, ": no term named '", name, "'; configured: ", known.empty() ? "(none)" : known);
+  }
+  template <class V>
+  static void init(std::vector<TermState>& st, const std::vector<V>& terms) {
+    st.resize(terms.size());
+    for (std::size_t i = 0; i < terms.size(); ++i) st[i] = TermState{terms[i].schedule.init_weight, 0};
+  }
+  template <class V>
+  static void advance(TermState& s, const V& term) {
+    s.epoch += 1;
+    s.weight = term.schedule.advance(s.weight, s.epoch);
+  }
+
+  /// optimizer.excludes (SPEC §6): frozen modules keep their values and get no optimizer state.
+  void apply_excludes() {
+    for (auto& [type, name] : spec_.optimizer.excludes) {
+      const bool singleton = type == "pre_encoder" || type == "main_latent_compressor" || type == "decoder";
+      const bool group = type == "signature_latent_compressors" || type == "signature_regressors" ||
+                         type == "pheno_latent_compressors" || type == "pheno_models";
+      detail::require(singleton || group, "optimizer.excludes: unknown module type '", type,
+                      "' (known: pre_encoder, main_latent_compressor, decoder, signature_latent_compressors, "
+                      "signature_regressors, pheno_latent_compressors, pheno_models)");
+      bool any = false;
+      for (auto& p : model_.parameters().all())
+        if (p.module == type && (singleton || p.block == name)) {
+          p.trainable = false;
+          any = true;
+        }
+      detail::require(any || singleton, "optimizer.excludes: no ", type, " named '", name, "'");
+    }
+  }
+
+  /// Runs f; on any exception restores the random stream and the injected-draw position.
+  template <class F>
+  void guarded(F&& f) {
+    const Rng::State rs = rng_.state();
+    const std::size_t dq = draws_.position();
+    try {
+      f();
+    } catch (...) {
+      rng_.set_state(rs);
+      draws_.rewind_to(dq);
+      tape_.reset();
+      throw;
+    }
+  }
+
+  // ------------------------------------------------------------------ validation
+  void validate(const Batch<T>& batch, const Call& c, const Selection& ps, const Selection& ss) {
+    const ModelSpec& m = model_.spec();
+    const Index n = batch.expr.rows();
+    detail::require(n > 0, "batch has no cells (expression ", batch.expr.shape_str(), ")");
+    detail::require(batch.expr.cols() == m.input_dim, "batch expression is ", batch.expr.shape_str(),
+                    " but the model expects ", m.input_dim, " genes per cell");
+    require_finite(batch.expr, "batch expression");
+    if (batch.layout_id() != layout_id_ || batch.layout_id() == 0) {
+      sig_slot_.assign(m.signatures.size(), -1);
+      ph_slot_.assign(m.phenos.size(), -1);
+      for (std::size_t i = 0; i < m.signatures.size(); ++i) sig_slot_[i] = batch.signature_slot(m.signatures[i].name);
+      for (std::size_t i = 0; i < m.phenos.size(); ++i) ph_slot_[i] = batch.pheno_slot_index(m.phenos[i].name);
+      layout_id_ = batch.layout_id();
+    }
+    if (c.signature)
+      for (const auto& e : ss.entries) {
+        const BlockSpec& b = m.signatures[e.block];
+        if (e.losses.empty()) continue;
+        detail::require(sig_slot_[e.block] >= 0, "batch has no target for signature '", b.name, "' (expected ",
+                        shape_str(n, b.out_dim), ")");
+        const Tensor<T>& y = batch.signatures()[sig_slot_[e.block]].values;
+        detail::require(y.rows() == n && y.cols() == b.out_dim, "signature '", b.name, "' target is ", y.shape_str(),
+                        ", expected ", shape_str(n, b.out_dim));
+        require_finite(y, "signature '" + b.name + "' target");
+      }
+    if (c.pheno)
+      for (const auto& e : ps.entries) {
+        const BlockSpec& b = m.phenos[e.block];
+        const auto* ph = ph_slot_[e.block] >= 0 ? &batch.phenos()[ph_slot_[e.block]] : nullptr;
+        bool labels = false, values = false;
+        for (int i : e.losses)
+          std::visit([&](auto& t) {
+            using Fn = typename std::decay_t<decltype(t)>::fn;
+            labels = labels || Fn::needs_labels;
+            values = values || Fn::needs_target;
+          }, b.losses[i].fn);
+        for (int i : e.regs)
+          std::visit([&](auto& t) {
+            labels = labels || label_use_of<typename std::decay_t<decltype(t)>::fn>() == LabelUse::Required;
+          }, b.regularizations[i].fn);
+        if (labels) {
+          detail::require(ph && !ph->labels.empty(), "batch has no labels for phenotype '", b.name, "' (expected ", n,
+                          " class indices)");
+          detail::require(static_cast<Index>(ph->labels.size()) == n, "phenotype '", b.name, "' has ",
+                          ph->labels.size(), " labels for ", n, " cells");
+        }
+        bool classes = false;
+        for (int i : e.losses)
+          std::visit([&](auto& t) { classes = classes || std::decay_t<decltype(t)>::fn::needs_labels; }, b.losses[i].fn);
+        if (classes)
+          for (Index r = 0; r < n; ++r)
+            detail::require(ph->labels[r] >= 0 && ph->labels[r] < b.out_dim, "phenotype '", b.name, "': label ",
+                            ph->labels[r], " of cell ", r, " is outside [0, ", b.out_dim, ")");
+        if (values) {
+          const bool has_values = ph && !ph->values.empty();
+          const bool from_labels = ph && !has_values && b.out_dim == 1 && static_cast<Index>(ph->labels.size()) == n;
+          detail::require(has_values || from_labels, "batch has no values for phenotype '", b.name, "' (expected ",
+                          shape_str(n, b.out_dim), ")");
+          if (has_values) {
+            detail::require(ph->values.rows() == n && ph->values.cols() == b.out_dim, "phenotype '", b.name,
+                            "' values are ", ph->values.shape_str(), ", expected ", shape_str(n, b.out_dim));
+            require_finite(ph->values, "phenotype '" + b.name + "' values");
+          }
+        }
+      }
+  }
+  static void require_finite(const Tensor<T>& t, const std::string& what) {
+    if (cpu::all_finite(t.data(), t.size())) return;
+    for (Index i = 0; i < t.size(); ++i)
+      if (!std::isfinite(t[i]))
+        detail::fail(what, " contains ", std::isnan(t[i]) ? "NaN" : "Inf", " at [", i / t.cols(), ", ", i % t.cols(),
+                     "]");
+  }
+
+  // ------------------------------------------------------------------ the shared computation
+  void compute(const Batch<T>& batch, const Call& c, DetachFrom detach) {
+    const ModelSpec& m = model_.spec();
+    const Selection& ps = c.pheno ? (c.sel_pheno ? *c.sel_pheno : all_pheno_) : none_;
+    const Selection& ss = c.signature ? (c.sel_sig ? *c.sel_sig : all_sig_) : none_;
+    validate(batch, c, ps, ss);
+
+    tape_.reset();
+    record_.main.clear();
+    for (auto& b : record_.pheno) b.clear();
+    for (auto& b : record_.signature) b.clear();
+
+    head_ph_.assign(m.phenos.size(), 0);
+    head_sig_.assign(m.signatures.size(), 0);
+    for (const auto& e : ps.entries) head_ph_[e.block] = 1;
+    for (const auto& e : ss.entries) head_sig_[e.block] = 1;
+    model_.plan(plan_, c.recon, c.main_reg, head_sig_, head_ph_);
+    ForwardContext<T> ctx{c.training, &rng_};
+    Var x = tape_.constant(batch.expr);
+    model_.forward(tape_, x, plan_, detach, ctx, fwd_);
+
+    DrawSource<T> draws{&rng_, &draws_};
+    sum_main_loss_.clear();
+    sum_main_reg_.clear();
+    if (c.recon)
+      for (std::size_t i = 0; i < spec_.main_losses.size(); ++i) {
+        LossArgs<T> a{tape_, fwd_.recon, x, nullptr};
+        Var raw = apply_loss(spec_.main_losses[i], a);
+        sum_main_loss_.push_back(weigh(raw, main_loss_[i].weight, record_.main.loss, record_.main.loss_raw, i, c));
+      }
+    if (c.main_reg)
+      for (std::size_t i = 0; i < spec_.main_regularizations.size(); ++i) {
+        RegArgs<T> a{tape_, fwd_.main, nullptr, draws, spec_.main_regularizations[i].site};
+        Var raw = apply_reg(spec_.main_regularizations[i], a);
+        sum_main_reg_.push_back(
+            weigh(raw, main_reg_[i].weight, record_.main.regularization, record_.main.regularization_raw, i, c));
+      }
+    run_blocks(batch, ps, m.phenos, model_.phenos(), ph_, record_.pheno, fwd_.ph_lat, fwd_.ph_out, ph_slot_, true,
+               pend_ph_, ctx, draws, c);
+    run_blocks(batch, ss, m.signatures, model_.signatures(), sig_, record_.signature, fwd_.sig_lat, fwd_.sig_out,
+               sig_slot_, false, pend_sig_, ctx, draws, c);
+
+    // total_loss_backwarded: float running sum in upstream's order (SPEC §4)
+    total_ = Var{};
+    auto add = [&](Var v) { total_ = total_ ? tape_.add(total_, v) : v; };
+    for (Var v : sum_main_loss_) add(v);
+    for (Var v : sum_main_reg_) add(v);
+    for (auto* pend : {&pend_ph_, &pend_sig_}) {
+      for (std::size_t k = 0; k < n_entries(pend == &pend_ph_ ? ps : ss); ++k)
+        for (Var v : (*pend)[k].loss) add(v);
+      for (std::size_t k = 0; k < n_entries(pend == &pend_ph_ ? ps : ss); ++k)
+        for (Var v : (*pend)[k].reg) add(v);
+    }
+    if (!total_) {
+      total_ = tape_.scratch(1, 1);
+      tape_.data(total_).data[0] = T(0);
+    }
+    record_.total = static_cast<double>(tape_.scalar(total_));
+  }
+  static std::size_t n_entries(const Selection& s) { return s.entries.size(); }
+
+  void run_blocks(const Batch<T>& batch, const Selection& sel, const std::vector<BlockSpec>& specs,
+                  const std::vector<typename Extractor<T>::Block>& blocks, std::vector<BlockState>& st,
+                  std::vector<BlockRecord>& rec, const std::vector<Var>& lat, const std::vector<Var>& out,
+                  const std::vector<int>& slot, bool pheno, std::vector<Pending>& pend, ForwardContext<T>& ctx,
+                  DrawSource<T>& draws, const Call& c) {
+    if (pend.size() < sel.entries.size()) pend.resize(sel.entries.size());
+    for (std::size_t k = 0; k < sel.entries.size(); ++k) {
+      const auto& e = sel.entries[k];
+      const BlockSpec& b = specs[e.block];
+      BlockRecord& r = rec[e.block];
+      r.present = true;
+      pend[k].loss.clear();
+      pend[k].reg.clear();
+      // targets: a signature's marker expression; a phenotype's labels and/or values
+      const std::int64_t* labels = nullptr;
+      Var target;
+      if (slot[e.block] >= 0) {
+        if (pheno) {
+          const auto& ph = batch.phenos()[slot[e.block]];
+          if (static_cast<Index>(ph.labels.size()) == batch.cells()) labels = ph.labels.data();
+          if (!ph.values.empty()) target = tape_.constant(ph.values);
+          else if (labels && b.out_dim == 1) {
+            target = tape_.scratch(batch.cells(), 1);
+            for (Index i = 0; i < batch.cells(); ++i) tape_.data(target).data[i] = static_cast<T>(labels[i]);
+          }
+        } else {
+          target = tape_.constant(batch.signatures()[slot[e.block]].values);
+        }
+      }
+      for (int i : e.losses) {
+        const LossSpec& term = b.losses[i];
+        Var pred = out[e.block];
+        if (term.flow != GradFlow::Normal) {  // re-apply the head to the reversed / neutralised latent
+          Var l = term.flow == GradFlow::Reverse ? tape_.reverse_grad(lat[e.block]) : tape_.detach(lat[e.block]);
+          pred = model_.head(tape_, blocks[e.block], l, ctx);
+        }
+        LossArgs<T> a{tape_, pred, target, labels};
+        Var raw = apply_loss(term, a);
+        pend[k].loss.push_back(weigh(raw, st[e.block].loss[i].weight, r.loss, r.loss_raw, i, c));
+      }
+      for (int i : e.regs) {
+        const RegularizerSpec& term = b.regularizations[i];
+        Var z = lat[e.block];
+        if (term.flow == GradFlow::Reverse) z = tape_.reverse_grad(z);
+        else if (term.flow == GradFlow::Neutralize) z = tape_.detach(z);
+        RegArgs<T> a{tape_, z, pheno ? labels : nullptr, draws, term.site};
+        Var raw = apply_reg(term, a);
+        pend[k].reg.push_back(weigh(raw, st[e.block].reg[i].weight, r.regularization, r.regularization_raw, i, c));
+      }
+    }
+  }
+
+  Var apply_loss(const LossSpec& term, LossArgs<T>& a) {
+    return std::visit([&](auto& t) { return std::decay_t<decltype(t)>::fn::apply(a, t.options); }, term.fn);
+  }
+  Var apply_reg(const RegularizerSpec& term, RegArgs<T>& a) {
+    return std::visit([&](auto& t) { return std::decay_t<decltype(t)>::fn::apply(a, t.options); }, term.fn);
+  }
+  Var weigh(Var raw, double weight, TermValues& weighted, TermValues& raws, std::size_t i, const Call& c) {
+    Var w = tape_.scale(raw, weight);
+    weighted.set(i, static_cast<double>(tape_.scalar(w)));
+    if (c.save_raw) raws.set(i, static_cast<double>(tape_.scalar(raw)));
+    return w;
+  }
+
+  ExperimentSpec spec_;
+  Rng rng_;
+  Extractor<T> model_;
+  RmsProp<T> optimizer_;
+  DrawQueue draws_;
+  Tape<T> tape_;
+
+  int tick_ = 0, epoch_ = 0;
+  std::vector<TermState> main_loss_, main_reg_;
+  std::vector<BlockState> ph_, sig_;
+  Selection all_pheno_, all_sig_, none_;
+
+  // per-call scratch, kept to avoid reallocating
+  LossRecord record_;
+  ForwardPlan plan_;
+  ForwardVars fwd_;
+  Var total_;
+  std::vector<char> head_ph_, head_sig_;
+  std::vector<Var> sum_main_loss_, sum_main_reg_;
+  std::vector<Pending> pend_ph_, pend_sig_;
+  std::vector<int> sig_slot_, ph_slot_;
+  std::uint64_t layout_id_ = ~std::uint64_t(0);
+};
+
+}  // namespace sakura

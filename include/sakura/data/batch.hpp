@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Batch<T>: one mini-batch as train() reads it (SPEC §2): the expression input (cells x genes),
+/// each signature's target (cells x out) and each phenotype's labels or values.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sakura/tensor/tensor.hpp"
+
+namespace sakura {
+
+/// Example:
+///   Batch<float> b(expr);                         // 100 cells x 10000 genes
+///   b.set_signature("cd8", cd8_expr);             // 100 x 2, the marker genes' expression
+///   b.set_labels("celltype", labels);             // 100 class indices
+template <class T = float>
+class Batch {
+ public:
+  struct Target {
+    std::string name;
+    Tensor<T> values;  ///< cells x signature_out_dim
+  };
+  struct Pheno {
+    std::string name;
+    std::vector<std::int64_t> labels;  ///< class indices (NLL, supervised priors)
+    Tensor<T> values;                  ///< cells x k numbers (MSE / L1 / Cosine / BCE)
+  };
+
+  Tensor<T> expr;  ///< cells x genes
+
+  Batch() = default;
+  explicit Batch(Tensor<T> x) : expr(std::move(x)) {}
+
+  Index cells() const { return expr.rows(); }
+
+  /// Adds or replaces a signature target (the expression of its marker genes).
+  Batch& set_signature(const std::string& name, Tensor<T> values) {
+    signature_values(name) = std::move(values);
+    return *this;
+  }
+  /// Adds or replaces a phenotype's class labels.
+  Batch& set_labels(const std::string& name, std::vector<std::int64_t> labels) {
+    pheno_slot(name).labels = std::move(labels);
+    return *this;
+  }
+  /// Adds or replaces a phenotype's numeric values.
+  Batch& set_pheno_values(const std::string& name, Tensor<T> values) {
+    pheno_slot(name).values = std::move(values);
+    return *this;
+  }
+  /// Mutable slots (created on first use) for refilling a batch in place without allocating.
+  Tensor<T>& signature_values(const std::string& name) {
+    for (auto& t : sigs_)
+      if (t.name == name) return t.values;
+    sigs_.push_back(Target{name, {}});
+    bump();
+    return sigs_.back().values;
+  }
+  std::vector<std::int64_t>& labels(const std::string& name) { return pheno_slot(name).labels; }
+  Tensor<T>& pheno_values(const std::string& name) { return pheno_slot(name).values; }
+
+  const std::vector<Target>& signatures() const { return sigs_; }
+  const std::vector<Pheno>& phenos() const { return phs_; }
+  /// Slot index of a named entry, or -1.
+  int signature_slot(const std::string& name) const { return slot(sigs_, name); }
+  int pheno_slot_index(const std::string& name) const { return slot(phs_, name); }
+
+  /// Changes whenever a named entry is added, so a controller can cache name -> slot.
+  std::uint64_t layout_id() const { return layout_id_; }
+
+ private:
+  template <class V>
+  static int slot(const V& v, const std::string& n) {
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (v[i].name == n) return static_cast<int>(i);
+    return -1;
+  }
+  Pheno& pheno_slot(const std::string& name) {
+    for (auto& p : phs_)
+      if (p.name == name) return p;
+    phs_.push_back(Pheno{name, {}, {}});
+    bump();
+    return phs_.back();
+  }
+  void bump() {
+    static std::atomic<std::uint64_t> counter{1};
+    layout_id_ = counter.fetch_add(1);
+  }
+  std::vector<Target> sigs_;
+  std::vector<Pheno> phs_;
+  std::uint64_t layout_id_ = 0;
+};
+
+}  // namespace sakura

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// NLL: mean over rows of -logp[r, label_r] for a classifier head (log-softmax output). SPEC §2.
+/// Upstream's `weighted` NLL is a TODO there; it is rejected when the config loads (SPEC §9).
+#pragma once
+
+#include <array>
+
+#include "sakura/losses/concepts.hpp"
+
+namespace sakura {
+
+struct Nll {
+  static constexpr std::array<std::string_view, 1> names{"NLL"};
+  static constexpr unsigned slots = Head;
+  static constexpr bool needs_target = false, needs_labels = true;
+  struct Options {
+    bool weighted = false;
+  };
+  static constexpr std::tuple fields{detail::field("weighted", &Options::weighted)};
+  static const char* invalid(const Options& o) {
+    return o.weighted ? "weighted NLL is not implemented (an upstream TODO); remove \"weighted\"" : nullptr;
+  }
+  template <class T>
+  static Var apply(LossArgs<T>& a, const Options&) {
+    return a.tape.nll(a.pred, a.labels);
+  }
+};
+
+}  // namespace sakura

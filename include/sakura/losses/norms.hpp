@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// L1_norm / L2_norm: mean over rows of the reconstruction's row L1 / L2 norm. SPEC §2.
+#pragma once
+
+#include <array>
+
+#include "sakura/losses/concepts.hpp"
+
+namespace sakura {
+
+template <int Ord>
+struct ReconNorm {
+  static constexpr std::array<std::string_view, 1> names{Ord == 1 ? "L1_norm" : "L2_norm"};
+  static constexpr unsigned slots = Reconstruction;
+  static constexpr bool needs_target = false, needs_labels = false;
+  struct Options {};
+  static constexpr std::tuple<> fields{};
+  template <class T>
+  static Var apply(LossArgs<T>& a, const Options&) {
+    return a.tape.row_norm_mean(a.pred, Ord);
+  }
+};
+using L1Norm = ReconNorm<1>;
+using L2Norm = ReconNorm<2>;
+
+}  // namespace sakura

@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// The registry of loss types: adding a loss = its header + one entry in this list.
+#pragma once
+
+#include "sakura/detail/fields.hpp"
+#include "sakura/detail/type_list.hpp"
+#include "sakura/losses/bce.hpp"
+#include "sakura/losses/cosine.hpp"
+#include "sakura/losses/l1.hpp"
+#include "sakura/losses/mse.hpp"
+#include "sakura/losses/nll.hpp"
+#include "sakura/losses/norms.hpp"
+
+namespace sakura {
+
+using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce>;
+
+}  // namespace sakura

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Extractor<T>: SAKURA's autoencoder with a main latent plus named signature / phenotype
+/// blocks (SPEC §1). Builds every module with upstream's shapes and names, and runs a forward
+/// pass limited to what a call needs (forward scope), with detach and attachment handling.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sakura/config/spec.hpp"
+#include "sakura/nn/sequential.hpp"
+
+namespace sakura {
+
+/// Which parts of the model a call computes. Built by Extractor::plan().
+struct ForwardPlan {
+  bool main = false;   ///< main latent
+  bool all = false;    ///< concatenated latent (decoder input, all_lat attachments)
+  bool recon = false;  ///< decoder
+  std::vector<char> sig_lat, sig_head, ph_lat, ph_head;
+};
+
+enum class DetachFrom { None, PreEncoder, Encoder };
+
+/// The forward tensors of one call (valid until the next call on the same tape).
+struct ForwardVars {
+  Var x, pre, main, all, recon;
+  std::vector<Var> sig_lat, sig_out, ph_lat, ph_out;
+};
+
+template <class T = float>
+class Extractor {
+ public:
+  struct Block {
+    const BlockSpec* spec = nullptr;
+    Sequential<T> compressor;  // empty when attached
+    Sequential<T> head;        // empty for Identity heads
+  };
+
+  /// Builds every module; parameters get PyTorch's default initialisation from `init`.
+  Extractor(const ModelSpec& spec, Rng& init) : spec_(spec) {
+    const ModelSpec& m = spec_;
+    detail::require(m.input_dim > 0, "input_dim must be positive (got ", m.input_dim, ")");
+    detail::require(m.latent_dim > 0, "main_latent.latent_dim must be positive (got ", m.latent_dim, ")");
+    validate_blocks();
+
+    // Registration order follows upstream's ModuleDict: pre-encoder, main compressor, signature
+    // compressors, signature heads, phenotype compressors, phenotype heads, decoder.
+    pre_ = Sequential<T>("model.pre_encoder", "pre_encoder", "");
+    if (!m.pre_encoder) {
+      StackSpec legacy;
+      legacy.hidden_neurons = {m.encoder_neurons};
+      chain(pre_, m.input_dim, m.encoder_neurons, 2, legacy, true, "pre_encoder");
+      pre_out_ = m.encoder_neurons;
+    } else {
+      pre_out_ = m.pre_encoder_out_dim > 0 ? m.pre_encoder_out_dim : m.encoder_neurons;
+      StackSpec st = *m.pre_encoder;
+      if (st.hidden_neurons.empty()) st.hidden_neurons = {m.encoder_neurons};
+      chain(pre_, m.input_dim, pre_out_, st.hidden_layers.value_or(2), st, true, "pre_encoder_config");
+    }
+    main_ = Sequential<T>("model.main_latent_compressor", "main_latent_compressor", "");
+    compressor(main_, m.main_encoder, m.latent_dim, "main_latent.encoder_config");
+
+    sigs_.resize(m.signatures.size());
+    phs_.resize(m.phenos.size());
+    build_blocks(sigs_, m.signatures, "signature");
+    build_blocks(phs_, m.phenos, "pheno");
+
+    Index z = m.latent_dim;
+    for (auto& b : m.signatures) z += b.attached() ? 0 : b.lat_dim;
+    for (auto& b : m.phenos) z += b.attached() ? 0 : b.lat_dim;
+    latent_width_ = z;
+    dec_ = Sequential<T>("model.decoder", "decoder", "");
+    if (!m.decoder) {
+      StackSpec legacy;
+      legacy.hidden_neurons = {m.decoder_neurons};
+      chain(dec_, z, m.input_dim, 3, legacy, false, "decoder");
+      dec_.activation(m.decoder_output);
+    } else {
+      StackSpec st = *m.decoder;
+      if (st.hidden_neurons.empty()) st.hidden_neurons = {m.decoder_neurons};
+      chain(dec_, z, m.input_dim, st.hidden_layers.value_or(3), st, false, "main_latent.decoder_config");
+      dec_.activation(st.output_activation);
+    }
+
+    for (auto& p : params_.all()) p.stamp = 0;
+    for (auto* s : modules()) init_linear_default(*s, init);
+  }
+
+  Extractor(const Extractor&) = delete;  // parameters are referenced by address
+  Extractor& operator=(const Extractor&) = delete;
+
+  const ModelSpec& spec() const { return spec_; }
+  ParameterStore<T>& parameters() { return params_; }
+  const ParameterStore<T>& parameters() const { return params_; }
+  Index input_dim() const { return spec_.input_dim; }
+  Index latent_width() const { return latent_width_; }
+  const std::vector<Block>& signatures() const { return sigs_; }
+  const std::vector<Block>& phenos() const { return phs_; }
+  const Sequential<T>& pre_encoder() const { return pre_; }
+  const Sequential<T>& decoder() const { return dec_; }
+
+  /// Forward scope (SPEC §1): the latents and heads the requested terms need, and everything
+  /// their attachments read. Reconstruction needs every non-attached latent (decoder input).
+  void plan(ForwardPlan& p, bool recon, bool main_reg, const std::vector<char>& sig_heads,
+            const std::vector<char>& ph_heads) const {
+    p.recon = recon;
+    p.main = recon || main_reg;
+    p.all = recon;
+    p.sig_lat.assign(sigs_.size(), 0);
+    p.ph_lat.assign(phs_.size(), 0);
+    p.sig_head = sig_heads;
+    p.ph_head = ph_heads;
+    p.sig_head.resize(sigs_.size(), 0);
+    p.ph_head.resize(phs_.size(), 0);
+    for (std::size_t i = 0; i < sigs_.size(); ++i)
+      if (p.sig_head[i]) need_latent(p, BlockKind::Signature, i);
+    for (std::size_t i = 0; i < phs_.size(); ++i)
+      if (p.ph_head[i]) need_latent(p, BlockKind::Pheno, i);
+    if (p.all) {
+      p.main = true;
+      for (std::size_t i = 0; i < sigs_.size(); ++i)
+        if (!sigs_[i].spec->attached()) p.sig_lat[i] = 1;
+      for (std::size_t i = 0; i < phs_.size(); ++i)
+        if (!phs_[i].spec->attached()) p.ph_lat[i] = 1;
+    }
+  }
+
+  /// Runs the planned forward pass. `x` is the (N x genes) input already on the tape.
+  void forward(Tape<T>& t, Var x, const ForwardPlan& p, DetachFrom detach, ForwardContext<T>& ctx,
+               ForwardVars& out) const {
+    out.x = x;
+    out.sig_lat.assign(sigs_.size(), Var{});
+    out.sig_out.assign(sigs_.size(), Var{});
+    out.ph_lat.assign(phs_.size(), Var{});
+    out.ph_out.assign(phs_.size(), Var{});
+    out.main = out.all = out.recon = Var{};
+    detail::require(t.cols(x) == spec_.input_dim, "batch expression has ", t.cols(x), " genes, the model expects ",
+                    spec_.input_dim);
+    out.pre = pre_.forward(t, x, ctx);
+    if (detach == DetachFrom::PreEncoder) out.pre = t.detach(out.pre);
+    auto own = [&](const Block& b, Var& lat, Var& o, char need_lat, char need_head) {
+      if (b.spec->attached() || !need_lat) return;
+      lat = b.compressor.forward(t, out.pre, ctx);
+      if (detach == DetachFrom::Encoder) lat = t.detach(lat);
+      if (need_head) o = head(t, b, lat, ctx);
+    };
+    if (p.main) {
+      out.main = main_.forward(t, out.pre, ctx);
+      if (detach == DetachFrom::Encoder) out.main = t.detach(out.main);
+    }
+    for (std::size_t i = 0; i < sigs_.size(); ++i) own(sigs_[i], out.sig_lat[i], out.sig_out[i], p.sig_lat[i], p.sig_head[i]);
+    for (std::size_t i = 0; i < phs_.size(); ++i) own(phs_[i], out.ph_lat[i], out.ph_out[i], p.ph_lat[i], p.ph_head[i]);
+    if (p.all) {
+      parts_.clear();
+      parts_.push_back(out.main);
+      for (std::size_t i = 0; i < sigs_.size(); ++i)
+        if (!sigs_[i].spec->attached()) parts_.push_back(out.sig_lat[i]);
+      for (std::size_t i = 0; i < phs_.size(); ++i)
+        if (!phs_[i].spec->attached()) parts_.push_back(out.ph_lat[i]);
+      out.all = t.concat(parts_);
+    }
+    if (p.recon) out.recon = dec_.forward(t, out.all, ctx);
+    for (std::size_t i = 0; i < sigs_.size(); ++i)
+      if (sigs_[i].spec->attached() && p.sig_lat[i]) {
+        latent(t, out, BlockKind::Signature, i);
+        if (p.sig_head[i]) out.sig_out[i] = head(t, sigs_[i], out.sig_lat[i], ctx);
+      }
+    for (std::size_t i = 0; i < phs_.size(); ++i)
+      if (phs_[i].spec->attached() && p.ph_lat[i]) {
+        latent(t, out, BlockKind::Pheno, i);
+        if (p.ph_head[i]) out.ph_out[i] = head(t, phs_[i], out.ph_lat[i], ctx);
+      }
+  }
+
+  /// The head of a block applied to a latent (used again for gradient-reversed terms).
+  Var head(Tape<T>& t, const Block& b, Var lat, ForwardContext<T>& ctx) const {
+    return b.head.empty() ? lat : b.head.forward(t, lat, ctx);
+  }
+
+  /// Every module, in registration order.
+  std::vector<const Sequential<T>*> modules() const {
+    std::vector<const Sequential<T>*> v{&pre_, &main_};
+    for (auto& b : sigs_) v.push_back(&b.compressor);
+    for (auto& b : sigs_) v.push_back(&b.head);
+    for (auto& b : phs_) v.push_back(&b.compressor);
+    for (auto& b : phs_) v.push_back(&b.head);
+    v.push_back(&dec_);
+    return v;
+  }
+  std::vector<Sequential<T>*> modules() {
+    std::vector<Sequential<T>*> v;
+    for (auto* s : std::as_const(*this).modules()) v.push_back(const_cast<Sequential<T>*>(s));
+    return v;
+  }
+
+  /// Index of a block by name, or -1.
+  int find(BlockKind kind, const std::string& name) const {
+    const auto& v = kind == BlockKind::Signature ? spec_.signatures : spec_.phenos;
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (v[i].name == name) return static_cast<int>(i);
+    return -1;
+  }
+
+ private:
+  // ---- construction
+  void chain(Sequential<T>& s, Index in, Index out, int layers, const StackSpec& st, bool celu_last,
+             const std::string& where) {
+    detail::require(layers >= 1, where, ".hidden_layers must be at least 1 (got ", layers, ")");
+    detail::require(!st.neurons_is_list || static_cast<int>(st.hidden_neurons.size()) >= layers - 1, where,
+                    ".hidden_neurons lists ", st.hidden_neurons.size(), " widths but hidden_layers ", layers,
+                    " needs ", layers - 1);
+    if (st.dropout_input) s.dropout(st.dropout_input_p);
+    Index prev = in;
+    for (int i = 0; i + 1 < layers; ++i) {
+      const Index w = st.neurons(static_cast<std::size_t>(i));
+      detail::require(w > 0, where, ".hidden_neurons must be positive (got ", w, ")");
+      s.linear(params_, prev, w);
+      s.add(LayerKind::Celu);
+      if (st.dropout_hidden) s.dropout(st.dropout_hidden_p);
+      prev = w;
+    }
+    s.linear(params_, prev, out);
+    if (celu_last) s.add(LayerKind::Celu);
+  }
+  void compressor(Sequential<T>& s, const std::optional<StackSpec>& enc, Index out, const std::string& where) {
+    if (!enc) {
+      chain(s, pre_out_, out, 1, StackSpec{}, true, where);
+      return;
+    }
+    StackSpec st = *enc;
+    if (st.hidden_neurons.empty()) st.hidden_neurons = {50};
+    chain(s, pre_out_, out, st.hidden_layers.value_or(1), st, true, where);
+  }
+  void build_blocks(std::vector<Block>& blocks, const std::vector<BlockSpec>& specs, const std::string& group) {
+    const std::string comp = group == "signature" ? "signature_latent_compressors" : "pheno_latent_compressors";
+    const std::string heads = group == "signature" ? "signature_regressors" : "pheno_models";
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const BlockSpec& b = specs[i];
+      blocks[i].spec = &b;
+      if (b.attached()) continue;
+      blocks[i].compressor = Sequential<T>("model." + comp + "." + b.name, comp, b.name);
+      compressor(blocks[i].compressor, b.encoder, b.lat_dim, group + "_config." + b.name + ".encoder_config");
+    }
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const BlockSpec& b = specs[i];
+      Sequential<T>& h = blocks[i].head = Sequential<T>("model." + heads + "." + b.name, heads, b.name);
+      const std::string where = group + "_config." + b.name + ".model";
+      const StackSpec& st = b.head_stack;
+      switch (b.head) {
+        case HeadType::LinClassifier:
+          h.linear(params_, b.lat_dim, b.out_dim).add(LayerKind::LogSoftmax);
+          break;
+        case HeadType::LinRegressor:
+          h.linear(params_, b.lat_dim, b.out_dim).activation(st.output_activation);
+          break;
+        case HeadType::FCClassifier:
+        case HeadType::FCRegressor: {
+          StackSpec s2 = st;
+          if (s2.hidden_neurons.empty()) s2.hidden_neurons = {5};
+          chain(h, b.lat_dim, b.out_dim, st.hidden_layers.value_or(3), s2, false, where);
+          if (b.head == HeadType::FCClassifier) h.add(LayerKind::LogSoftmax);
+          else h.activation(st.output_activation);
+          break;
+        }
+        case HeadType::Identity: break;
+      }
+    }
+  }
+
+  Index attach_width(const BlockSpec& b, std::vector<const BlockSpec*>& stack) const {
+    auto block_width = [&](BlockKind k, const std::string& key) -> Index {
+      if (k == BlockKind::Main) return spec_.latent_dim;
+      const auto& v = k == BlockKind::Signature ? spec_.signatures : spec_.phenos;
+      for (auto& o : v)
+        if (o.name == key) {
+          if (!o.attached()) return o.lat_dim;
+          for (auto* s : stack)
+            detail::require(s != &o, "attachment cycle through '", o.name, "'");
+          stack.push_back(&o);
+          Index w = attach_width(o, stack);
+          stack.pop_back();
+          return w;
+        }
+      detail::fail(b.kind == BlockKind::Signature ? "signature_config." : "pheno_config.", b.name,
+                   ".model.attach_key: no ", k == BlockKind::Signature ? "signature" : "phenotype", " named '", key,
+                   "'");
+    };
+    switch (b.attach) {
+      case AttachTo::None: return b.lat_dim;
+      case AttachTo::MainLat: return spec_.latent_dim;
+      case AttachTo::AllLat: {
+        Index z = spec_.latent_dim;
+        for (auto& o : spec_.signatures) z += o.attached() ? 0 : o.lat_dim;
+        for (auto& o : spec_.phenos) z += o.attached() ? 0 : o.lat_dim;
+        return z;
+      }
+      case AttachTo::SignatureLat:
+      case AttachTo::PhenoLat:
+      case AttachTo::Multiple: {
+        Index z = 0;
+        for (auto& r : b.attach_keys) z += block_width(r.kind, r.key);
+        return z;
+      }
+    }
+    return 0;
+  }
+  void validate_blocks() {
+    for (auto* group : {&spec_.signatures, &spec_.phenos})
+      for (auto& b : *group) {
+        const std::string where =
+            (b.kind == BlockKind::Signature ? "signature_config." : "pheno_config.") + b.name;
+        detail::require(b.lat_dim > 0, where, ": latent dim must be positive (got ", b.lat_dim, ")");
+        detail::require(b.out_dim > 0 || b.head == HeadType::Identity, where, ": out dim must be positive (got ",
+                        b.out_dim, ")");
+        std::vector<const BlockSpec*> stack{&b};
+        const Index w = attach_width(b, stack);
+        for (auto& r : b.attach_keys) r.index = r.kind == BlockKind::Main ? 0 : find(r.kind, r.key);
+        detail::require(w == b.lat_dim, where, ": the head reads a latent of width ", w, " (its attachment) but ",
+                        b.kind == BlockKind::Signature ? "signature_lat_dim" : "pheno_lat_dim", " is ", b.lat_dim);
+        detail::require(b.head != HeadType::Identity || b.out_dim == b.lat_dim || b.out_dim == 0, where,
+                        ": an Identity/bypass head outputs its latent, so the out dim must equal the latent dim ",
+                        b.lat_dim, " (got ", b.out_dim, ")");
+      }
+  }
+
+  // ---- forward helpers
+  void need_latent(ForwardPlan& p, BlockKind kind, std::size_t i) const {
+    auto& flags = kind == BlockKind::Signature ? p.sig_lat : p.ph_lat;
+    if (flags[i]) return;
+    flags[i] = 1;
+    const BlockSpec& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
+    switch (b.attach) {
+      case AttachTo::None: break;
+      case AttachTo::MainLat: p.main = true; break;
+      case AttachTo::AllLat: p.all = true; break;
+      default:
+        for (auto& r : b.attach_keys) {
+          if (r.kind == BlockKind::Main) p.main = true;
+          else need_latent(p, r.kind, static_cast<std::size_t>(r.index));
+        }
+    }
+  }
+  Var latent(Tape<T>& t, ForwardVars& out, BlockKind kind, std::size_t i) const {
+    if (kind == BlockKind::Main) return out.main;
+    Var& lat = (kind == BlockKind::Signature ? out.sig_lat : out.ph_lat)[i];
+    if (lat) return lat;
+    const BlockSpec& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
+    switch (b.attach) {
+      case AttachTo::MainLat: lat = out.main; break;
+      case AttachTo::AllLat: lat = out.all; break;
+      case AttachTo::None: break;
+      default: {
+        Var parts[16];
+        detail::require(b.attach_keys.size() <= 16, b.name, ": at most 16 attach keys");
+        std::size_t k = 0;
+        for (auto& r : b.attach_keys)
+          parts[k++] = latent(t, out, r.kind, static_cast<std::size_t>(r.index));
+        lat = t.concat(std::span<const Var>(parts, k));
+      }
+    }
+    return lat;
+  }
+
+  ModelSpec spec_;
+  ParameterStore<T> params_;
+  Sequential<T> pre_, main_, dec_;
+  std::vector<Block> sigs_, phs_;
+  Index pre_out_ = 0, latent_width_ = 0;
+  mutable std::vector<Var> parts_;
+};
+
+}  // namespace sakura

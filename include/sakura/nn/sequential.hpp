@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Sequential<T>: an ordered stack of Linear / activation / dropout layers, named the way
+/// PyTorch's `model_list` indexes them, so state_dict keys and golden files line up.
+#pragma once
+
+#include <cmath>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "sakura/autograd/tape.hpp"
+#include "sakura/nn/parameter.hpp"
+#include "sakura/tensor/rng.hpp"
+
+namespace sakura {
+
+enum class LayerKind { Linear, Celu, Relu, Sigmoid, Softmax, LogSoftmax, Dropout };
+
+/// Output activations a config may ask for (SPEC §1).
+enum class Activation { Identity, Relu, Softmax, Sigmoid };
+
+template <class T>
+struct Layer {
+  LayerKind kind = LayerKind::Linear;
+  Parameter<T>* weight = nullptr;  // Linear only
+  Parameter<T>* bias = nullptr;
+  double p = 0.0;                  // Dropout only
+};
+
+/// Everything a forward pass needs beyond the tape: mode, and where dropout masks come from.
+template <class T>
+struct ForwardContext {
+  bool training = true;
+  Rng* rng = nullptr;  // dropout masks come from the controller's generator
+};
+
+/// Owns the parameters of every module of one model (stable addresses, registration order).
+template <class T>
+class ParameterStore {
+ public:
+  Parameter<T>& add(std::string name, std::string module, std::string block, Index rows, Index cols) {
+    params_.emplace_back(std::move(name), std::move(module), std::move(block), rows, cols);
+    return params_.back();
+  }
+  std::deque<Parameter<T>>& all() { return params_; }
+  const std::deque<Parameter<T>>& all() const { return params_; }
+  Parameter<T>* find(const std::string& name) {
+    for (auto& p : params_)
+      if (p.name == name) return &p;
+    return nullptr;
+  }
+  Index total_size() const {
+    Index s = 0;
+    for (auto& p : params_) s += p.value.size();
+    return s;
+  }
+
+ private:
+  std::deque<Parameter<T>> params_;
+};
+
+template <class T>
+class Sequential {
+ public:
+  Sequential() = default;
+  Sequential(std::string prefix, std::string module, std::string block)
+      : prefix_(std::move(prefix)), module_(std::move(module)), block_(std::move(block)) {}
+
+  Sequential& linear(ParameterStore<T>& store, Index in, Index out) {
+    const std::string idx = prefix_ + ".model_list." + std::to_string(layers_.size());
+    Layer<T> l;
+    l.kind = LayerKind::Linear;
+    l.weight = &store.add(idx + ".weight", module_, block_, out, in);
+    l.bias = &store.add(idx + ".bias", module_, block_, 1, out);
+    layers_.push_back(l);
+    out_dim_ = out;
+    if (in_dim_ < 0) in_dim_ = in;
+    return *this;
+  }
+  Sequential& add(LayerKind k, double p = 0.0) {
+    layers_.push_back(Layer<T>{k, nullptr, nullptr, p});
+    return *this;
+  }
+  Sequential& activation(Activation a) {
+    switch (a) {
+      case Activation::Identity: break;
+      case Activation::Relu: add(LayerKind::Relu); break;
+      case Activation::Softmax: add(LayerKind::Softmax); break;
+      case Activation::Sigmoid: add(LayerKind::Sigmoid); break;
+    }
+    return *this;
+  }
+  Sequential& dropout(double p) { return add(LayerKind::Dropout, p); }
+
+  Var forward(Tape<T>& tape, Var x, ForwardContext<T>& ctx) const {
+    for (const Layer<T>& l : layers_) {
+      switch (l.kind) {
+        case LayerKind::Linear: {
+          detail::require(tape.cols(x) == (l.weight->transposed ? l.weight->value.rows() : l.weight->value.cols()),
+                          l.weight->name, ": input width ", tape.cols(x), " does not match weight ",
+                          shape_str(l.weight->torch_rows(), l.weight->torch_cols()));
+          x = tape.linear(x, tape.param(*l.weight), tape.param(*l.bias), l.weight->transposed);
+          break;
+        }
+        case LayerKind::Celu: x = tape.celu(x); break;
+        case LayerKind::Relu: x = tape.relu(x); break;
+        case LayerKind::Sigmoid: x = tape.sigmoid(x); break;
+        case LayerKind::Softmax: x = tape.softmax(x); break;
+        case LayerKind::LogSoftmax: x = tape.log_softmax(x); break;
+        case LayerKind::Dropout: {
+          if (!ctx.training || l.p <= 0.0) break;
+          Var mask = tape.scratch(tape.rows(x), tape.cols(x));
+          auto m = tape.data(mask);
+          const T keep_scale = l.p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - l.p));
+          for (Index i = 0; i < m.size(); ++i) m.data[i] = ctx.rng->uniform() < l.p ? T(0) : keep_scale;
+          x = tape.dropout(x, mask);
+          break;
+        }
+      }
+    }
+    return x;
+  }
+
+  const std::vector<Layer<T>>& layers() const { return layers_; }
+  bool empty() const { return layers_.empty(); }
+  Index in_dim() const { return in_dim_; }
+  Index out_dim() const { return out_dim_; }
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  std::string prefix_, module_, block_;
+  std::vector<Layer<T>> layers_;
+  Index in_dim_ = -1, out_dim_ = -1;
+};
+
+/// PyTorch's nn.Linear default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b.
+template <class T>
+void init_linear_default(Sequential<T>& s, Rng& rng) {
+  for (const Layer<T>& l : s.layers()) {
+    if (l.kind != LayerKind::Linear) continue;
+    const Index fan_in = l.weight->torch_cols();
+    const double bound = fan_in > 0 ? 1.0 / std::sqrt(double(fan_in)) : 0.0;
+    for (auto& v : l.weight->value) v = static_cast<T>(rng.uniform(-bound, bound));
+    for (auto& v : l.bias->value) v = static_cast<T>(rng.uniform(-bound, bound));
+  }
+}
+
+}  // namespace sakura

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// L1_regularization / L2_regularization: mean over rows of the latent row's L1 / L2 norm.
+#pragma once
+
+#include <array>
+
+#include "sakura/regularizers/concepts.hpp"
+
+namespace sakura {
+
+template <int Ord>
+struct LatentNorm {
+  static constexpr std::array<std::string_view, 1> names{Ord == 1 ? "L1_regularization" : "L2_regularization"};
+  struct Options {};
+  static constexpr std::tuple<> fields{};
+  template <class T>
+  static Var apply(RegArgs<T>& a, const Options&) {
+    return a.tape.row_norm_mean(a.z, Ord);
+  }
+};
+using L1Regularization = LatentNorm<1>;
+using L2Regularization = LatentNorm<2>;
+
+}  // namespace sakura

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Rng: a seedable counter-based generator (Philox4x32-10) owned by the controller, and
+/// DrawQueue: the injection point that replays the exact arrays a golden file recorded.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <deque>
+#include <numbers>
+#include <string>
+#include <vector>
+
+#include "sakura/error.hpp"
+#include "sakura/tensor/tensor.hpp"
+
+namespace sakura {
+
+/// Philox4x32-10 (Salmon et al. 2011). Counter-based, so the full state is (key, counter,
+/// buffered lane): tiny to checkpoint, and reproducible on the GPU from the same (seed, offset).
+class Rng {
+ public:
+  struct State {
+    std::uint64_t key = 0;
+    std::uint64_t counter = 0;
+    std::uint32_t lane = 4;
+    std::array<std::uint32_t, 4> block{};
+    bool operator==(const State&) const = default;
+  };
+
+  explicit Rng(std::uint64_t seed = 3407) { state_.key = seed; }
+
+  std::uint32_t next_u32() {
+    if (state_.lane >= 4) {
+      state_.block = philox(state_.counter++, state_.key);
+      state_.lane = 0;
+    }
+    return state_.block[state_.lane++];
+  }
+  /// Uniform in [0, 1) with 53 random bits.
+  double uniform() {
+    std::uint64_t hi = next_u32() >> 5, lo = next_u32() >> 6;
+    return (static_cast<double>(hi) * 67108864.0 + static_cast<double>(lo)) * (1.0 / 9007199254740992.0);
+  }
+  double uniform(double low, double high) { return low + (high - low) * uniform(); }
+  /// Standard normal by Box-Muller (one value per call; simple and state-exact on resume).
+  double normal() {
+    double u1 = uniform(), u2 = uniform();
+    if (u1 < 1e-300) u1 = 1e-300;
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  }
+  double normal(double mean, double stddev) { return mean + stddev * normal(); }
+  /// Uniform integer in [0, n).
+  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : static_cast<std::uint64_t>(uniform() * double(n)) % n; }
+
+  const State& state() const { return state_; }
+  void set_state(const State& s) { state_ = s; }
+  void seed(std::uint64_t s) { state_ = State{}; state_.key = s; }
+
+ private:
+  static std::array<std::uint32_t, 4> philox(std::uint64_t ctr, std::uint64_t key) {
+    std::uint32_t c0 = static_cast<std::uint32_t>(ctr), c1 = static_cast<std::uint32_t>(ctr >> 32), c2 = 0, c3 = 0;
+    std::uint32_t k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+    for (int r = 0; r < 10; ++r) {
+      std::uint64_t p0 = std::uint64_t(0xD2511F53u) * c0, p1 = std::uint64_t(0xCD9E8D57u) * c2;
+      std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0;
+      std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
+      c1 = static_cast<std::uint32_t>(p1);
+      c3 = static_cast<std::uint32_t>(p0);
+      c0 = n0;
+      c2 = n2;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    return {c0, c1, c2, c3};
+  }
+  State state_;
+};
+
+/// Kinds of random arrays a training step draws (SPEC §3).
+enum class DrawKind { prior_samples, projections, dropout_mask };
+
+inline const char* to_string(DrawKind k) {
+  switch (k) {
+    case DrawKind::prior_samples: return "prior_samples";
+    case DrawKind::projections: return "projections";
+    case DrawKind::dropout_mask: return "dropout_mask";
+  }
+  return "?";
+}
+
+/// One recorded random array, e.g. from a golden file: site "main_latent.regularization.sw2".
+struct RecordedDraw {
+  std::string site;
+  DrawKind kind = DrawKind::prior_samples;
+  Index rows = 0, cols = 0;
+  std::vector<double> data;  // row-major
+};
+
+/// FIFO of injected draws. When non-empty, every draw the controller makes is served from
+/// here instead of the generator, after checking site, kind and shape (errors name all three).
+class DrawQueue {
+ public:
+  void push(RecordedDraw d) { q_.push_back(std::move(d)); }
+  bool empty() const { return pos_ >= q_.size(); }
+  std::size_t remaining() const { return q_.size() - pos_; }
+  void clear() { q_.clear(); pos_ = 0; }
+  std::size_t position() const { return pos_; }
+  void rewind_to(std::size_t p) { pos_ = p; }
+
+  template <class T>
+  void pop_into(const std::string& site, DrawKind kind, MatrixRef<T> out) {
+    detail::require(!empty(), "injected draws exhausted: ", site, " wants ", to_string(kind), " ",
+                    shape_str(out.rows, out.cols));
+    const RecordedDraw& d = q_[pos_];
+    detail::require(d.site == site && d.kind == kind && d.rows == out.rows && d.cols == out.cols,
+                    "injected draw mismatch: next recorded draw is ", d.site, " ", to_string(d.kind), " ",
+                    shape_str(d.rows, d.cols), " but the step asks for ", site, " ", to_string(kind), " ",
+                    shape_str(out.rows, out.cols));
+    for (Index r = 0; r < out.rows; ++r)
+      for (Index c = 0; c < out.cols; ++c) out(r, c) = static_cast<T>(d.data[r * d.cols + c]);
+    ++pos_;
+  }
+
+ private:
+  std::vector<RecordedDraw> q_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace sakura
