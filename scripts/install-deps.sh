@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sakura-cpp needs to build and test, if any is missing.
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch for bench/compare.sh)
+set -euo pipefail
+pkgs=(cmake g++ make libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev libbenchmark-dev libdnnl-dev)
+[[ "${1:-}" == "--bench" ]] && pkgs+=(python3-torch)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi

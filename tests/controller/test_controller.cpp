@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// Controller semantics beyond the golden cases: reproducibility, suppress_backward, eval,
+// forward scope, frozen modules, dropout, schedules and reset.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "support/fixtures.hpp"
+
+using namespace sakura;
+using namespace sakura::test;
+
+namespace {
+std::vector<float> flat_params(Controller<float>& c) {
+  std::vector<float> v;
+  for (auto& p : c.model().parameters().all()) v.insert(v.end(), p.value.begin(), p.value.end());
+  return v;
+}
+bool reached(Controller<float>& c, const std::string& module) {
+  for (auto& p : c.model().parameters().all())
+    if (p.module == module && p.has_grad) return true;
+  return false;
+}
+}  // namespace
+
+TEST_CASE("one seed gives one run; another seed another", "[controller][rng]") {
+  auto run = [](std::uint64_t seed) {
+    auto spec = spec_of(base_config(), base_pheno(), base_signature());
+    spec.seed = seed;
+    Controller<float> c(std::move(spec));
+    for (int i = 0; i < 5; ++i) c.train(base_batch(10 + i));
+    return flat_params(c);
+  };
+  const auto a = run(7), b = run(7), c = run(8);
+  CHECK(a == b);
+  CHECK(a != c);
+}
+
+TEST_CASE("suppress_backward returns the record and changes no parameter or optimizer state", "[controller]") {
+  Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
+  c.train(base_batch());
+  const auto before = flat_params(c);
+  const auto sq = c.optimizer().state()[0].square_avg;
+  TrainOptions o;
+  o.suppress_backward = true;
+  const double total = c.train(base_batch(2), o).total;
+  CHECK(std::isfinite(total));
+  CHECK(total > 0);
+  CHECK(flat_params(c) == before);
+  CHECK(std::equal(sq.begin(), sq.end(), c.optimizer().state()[0].square_avg.begin()));
+}
+
+TEST_CASE("eval computes the same losses as a train step would, without changing parameters", "[controller][eval]") {
+  Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
+  const auto b = base_batch();
+  const auto before = flat_params(c);
+  const auto state = c.rng().state();
+  const auto& e = c.eval(b);
+  const double mse = e.main.loss.at("mse"), nll = e.pheno_block("p").loss.at("nll");
+  CHECK(flat_params(c) == before);
+  c.rng().set_state(state);  // same random draws for the SW2 term
+  TrainOptions o;
+  o.suppress_backward = true;
+  const auto& t = c.train(b, o);
+  CHECK(t.main.loss.at("mse") == mse);
+  CHECK(t.pheno_block("p").loss.at("nll") == nll);
+  // the forward tensors of eval are readable
+  c.eval(b);
+  CHECK(c.view(c.forward().main).rows == kCells);
+  CHECK(c.view(c.forward().main).cols == 3);
+  CHECK(c.view(c.forward().all).cols == 3 + 2 + 2);  // main + s + p (a is attached)
+  CHECK(c.view(c.forward().recon).cols == kGenes);
+}
+
+TEST_CASE("forward scope: a signature-only call computes and trains only what it needs", "[controller][scope]") {
+  Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
+  const auto sel = io::selection_from_json(c.model_spec(), BlockKind::Signature,
+                                           Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
+  TrainOptions o;
+  o.reconstruction = false;
+  o.main_regularization = false;
+  o.pheno = false;
+  o.selected_signature = &sel;
+  const auto& rec = c.train(base_batch(), o);
+  CHECK(rec.signature_block("a").present);
+  CHECK_FALSE(rec.signature_block("s").present);
+  CHECK_FALSE(rec.pheno_block("p").present);
+  CHECK(rec.main.loss.count() == 0);
+  CHECK(reached(c, "signature_regressors"));
+  CHECK(reached(c, "main_latent_compressor"));  // a reads the main latent
+  CHECK_FALSE(reached(c, "decoder"));
+  CHECK_FALSE(reached(c, "pheno_models"));
+  CHECK_FALSE(reached(c, "signature_latent_compressors"));
+  // the total is exactly the weighted sum of what was computed
+  CHECK(rec.total == Approx(rec.signature_block("a").loss.at("mse") + rec.signature_block("a").loss.at("cos")));
+}
+
+TEST_CASE("optimizer excludes freeze a module", "[controller][optim]") {
+  auto cfg = base_config();
+  cfg["optimizer"]["excludes"] = Json::parse(R"([{"type": "decoder"}, {"type": "pheno_models", "name": "p"}])");
+  Controller<float> c(spec_of(cfg, base_pheno(), base_signature()));
+  auto snapshot = [&](const std::string& module) {
+    std::vector<float> v;
+    for (auto& p : c.model().parameters().all())
+      if (p.module == module) v.insert(v.end(), p.value.begin(), p.value.end());
+    return v;
+  };
+  const auto dec = snapshot("decoder"), ph = snapshot("pheno_models"), pre = snapshot("pre_encoder");
+  for (int i = 0; i < 3; ++i) c.train(base_batch(i + 1));
+  CHECK(snapshot("decoder") == dec);
+  CHECK(snapshot("pheno_models") == ph);
+  CHECK(snapshot("pre_encoder") != pre);
+  cfg["optimizer"]["excludes"] = Json::parse(R"([{"type": "pheno_models", "name": "nope"}])");
+  REQUIRE_THROWS_WITH(Controller<float>(spec_of(cfg, base_pheno(), base_signature())), Catch::Contains("nope"));
+}
+
+TEST_CASE("dropout is active in train and off in eval", "[controller][dropout]") {
+  auto cfg = base_config();
+  cfg["pre_encoder_config"] = Json::parse(
+      R"({"hidden_neurons": 8, "hidden_layers": 2, "dropout": "True", "dropout_input": "True", "dropout_input_p": 0.5})");
+  Controller<float> c(spec_of(cfg, Json::object(), Json::object()));
+  REQUIRE(c.model().pre_encoder().layers().front().kind == LayerKind::Dropout);
+  // the Linear after the dropout layer is model_list.1, as in PyTorch
+  REQUIRE(c.model().parameters().find("model.pre_encoder.model_list.1.weight") != nullptr);
+  const auto b = base_batch();
+  EvalOptions e;
+  e.main_regularization = false;
+  const double e1 = c.eval(b, e).main.loss.at("mse"), e2 = c.eval(b, e).main.loss.at("mse");
+  CHECK(e1 == e2);  // deterministic without dropout
+  TrainOptions t;
+  t.main_regularization = false;
+  t.suppress_backward = true;
+  const double t1 = c.train(b, t).main.loss.at("mse"), t2 = c.train(b, t).main.loss.at("mse");
+  CHECK(t1 != t2);  // fresh masks each call
+}
+
+TEST_CASE("next_epoch, tick and reset", "[controller][schedule]") {
+  auto cfg = base_config();
+  cfg["main_latent"]["regularization"]["sw2"]["progressive_const"] = 2.0;
+  cfg["main_latent"]["regularization"]["sw2"]["max_weight"] = 0.5;
+  Controller<float> c(spec_of(cfg, base_pheno(), base_signature()));
+  c.next_epoch();
+  c.next_epoch(false);
+  c.tick();
+  CHECK(c.epoch() == 2);
+  CHECK(c.ticks() == 1);
+  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.2);
+  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").epoch == 1);
+  for (int i = 0; i < 5; ++i) c.next_epoch();
+  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.5);
+  c.reset();
+  CHECK(c.epoch() == 0);
+  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.1);
+  CHECK(c.term(BlockKind::Pheno, "p", "loss", "nll").epoch == 0);
+}
+
+TEST_CASE("the record exports as upstream's result dict", "[controller][record]") {
+  Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
+  TrainOptions o;
+  o.save_raw_loss = true;
+  const auto j = io::to_json(c.train(base_batch(), o));
+  CHECK(j["main_latent_loss"]["loss"].contains("mse"));
+  CHECK(j["main_latent_loss"]["regularization_raw"].contains("sw2"));
+  CHECK(j["pheno_loss"]["p"]["regularization"].contains("l2"));
+  CHECK(j["signature_loss"]["a"]["loss"].contains("cos"));
+  CHECK(j["total_loss_backwarded"].get<double>() > 0);
+}
