@@ -12,6 +12,7 @@
 ///   t.backward(y);   // p.grad now holds d mse / d p
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -76,7 +77,7 @@ class Tape {
     const void* aux = nullptr;         // labels, permutation
   };
 
-  Tape() {
+  Tape() : stamp_(next_stamp()) {
     values_.reserve(256);
     nodes_.reserve(256);
     extra_.reserve(64);
@@ -88,7 +89,7 @@ class Tape {
     nodes_.clear();
     extra_.clear();
     arena_.reset();
-    ++stamp_;
+    stamp_ = next_stamp();
   }
 
   // ------------------------------------------------------------------ leaves
@@ -379,8 +380,14 @@ class Tape {
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   std::vector<int> extra_;
+  /// Process-wide, so a parameter bound on another tape is never mistaken for bound here.
+  static std::uint64_t next_stamp() {
+    static std::atomic<std::uint64_t> counter{1};
+    return counter.fetch_add(1, std::memory_order_relaxed);
+  }
+
   Node dummy_{Op::Add};
-  std::uint64_t stamp_ = 1;
+  std::uint64_t stamp_;
 };
 
 }  // namespace sakura

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "sakura/controller/policy.hpp"
 #include "sakura/controller/record.hpp"
 #include "sakura/controller/selection.hpp"
 #include "sakura/data/batch.hpp"
@@ -44,6 +45,13 @@ struct EvalOptions {
   const Selection* selected_pheno = nullptr;
   bool signature = true;
   const Selection* selected_signature = nullptr;
+  bool save_raw_loss = false;
+};
+
+/// The flags a compile-time step keeps at runtime (its selection is a type).
+struct StepOptions {
+  bool suppress_backward = false;
+  DetachFrom detach = DetachFrom::None;
   bool save_raw_loss = false;
 };
 
@@ -92,27 +100,26 @@ class Controller {
   /// One training step (SPEC §5). Throws sakura::Error on bad input, leaving parameters,
   /// optimizer state, gradients and the random stream exactly as they were.
   const LossRecord& train(const Batch<T>& batch, const TrainOptions& o = {}) {
-    Call c{o.reconstruction, o.main_regularization, o.pheno,          o.selected_pheno,
-           o.signature,      o.selected_signature,  o.save_raw_loss, true};
-    guarded([&] { compute(batch, c, o.detach); });
-    if (!o.suppress_backward) {
-      for (auto& p : model_.parameters().all()) p.written = false;
-      tape_.backward(total_);
-      for (auto& p : model_.parameters().all()) {
-        if (p.written) p.has_grad = true;
-        else if (p.has_grad && p.trainable) p.grad.fill(T(0));  // torch 1.13 zero_grad(): zero-fill
-      }
-      optimizer_.step();
-    }
-    tape_.reset();  // frees this step's activations; merges arena chunks once, then never allocates
-    return record_;
+    const RuntimeCall c{*this, o.reconstruction, o.main_regularization, pick(o.pheno, o.selected_pheno, all_pheno_),
+                        pick(o.signature, o.selected_signature, all_sig_), o.save_raw_loss, true};
+    return step(batch, c, o.detach, o.suppress_backward);
+  }
+
+  /// The same step with the model's structure and the selection known at compile time
+  /// (controller/policy.hpp): only the selected terms and forward branches are instantiated and
+  /// every term is dispatched statically. The first call checks `M` against the loaded config.
+  template <class M, class Sel>
+  const LossRecord& train(const Batch<T>& batch, const StepOptions& o = {}) {
+    verify<M>();
+    const StaticCall<M, Sel> c{*this, o.save_raw_loss, true};
+    return step(batch, c, o.detach, o.suppress_backward);
   }
 
   /// Evaluation (SPEC §5): the same record, dropout off, no gradients, nothing changes except
   /// the random stream. The forward tensors stay readable through forward() until the next call.
   const LossRecord& eval(const Batch<T>& batch, const EvalOptions& o = {}) {
-    Call c{o.reconstruction, o.main_regularization, o.pheno,          o.selected_pheno,
-           o.signature,      o.selected_signature,  o.save_raw_loss, false};
+    const RuntimeCall c{*this, o.reconstruction, o.main_regularization, pick(o.pheno, o.selected_pheno, all_pheno_),
+                        pick(o.signature, o.selected_signature, all_sig_), o.save_raw_loss, false};
     guarded([&] { compute(batch, c, DetachFrom::None); });
     return record_;
   }
@@ -197,14 +204,145 @@ class Controller {
   struct BlockState {
     std::vector<TermState> loss, reg;
   };
-  struct Call {
-    bool recon, main_reg, pheno;
-    const Selection* sel_pheno;
-    bool signature;
-    const Selection* sel_sig;
-    bool save_raw;
-    bool training;
+  static const Selection& pick(bool on, const Selection* sel, const Selection& all) {
+    return on ? (sel ? *sel : all) : none_selection();
+  }
+  static const Selection& none_selection() {
+    static const Selection none;
+    return none;
+  }
+
+  /// A step whose selection is known at runtime: terms dispatched with std::visit.
+  struct RuntimeCall {
+    Controller& ctl;
+    bool recon_, main_reg_;
+    const Selection& ps;
+    const Selection& ss;
+    bool save_raw, training;
+    bool recon() const { return recon_; }
+    bool main_reg() const { return main_reg_; }
+    const Selection& pheno() const { return ps; }
+    const Selection& signature() const { return ss; }
+    const ForwardPlan& plan() const {
+      ctl.head_ph_.assign(ctl.model_.phenos().size(), 0);
+      ctl.head_sig_.assign(ctl.model_.signatures().size(), 0);
+      for (const auto& e : ps.entries) ctl.head_ph_[e.block] = 1;
+      for (const auto& e : ss.entries) ctl.head_sig_[e.block] = 1;
+      ctl.model_.plan(ctl.plan_, recon_, main_reg_, ctl.head_sig_, ctl.head_ph_);
+      return ctl.plan_;
+    }
+    /// f(index, bound term) for each reconstruction loss / main regularization, in order.
+    template <class F>
+    void each_main_loss(F&& f) const {
+      each_term(ctl.spec_.main_losses, f);
+    }
+    template <class F>
+    void each_main_reg(F&& f) const {
+      each_term(ctl.spec_.main_regularizations, f);
+    }
+    template <class Spec, class F>
+    static void each_term(const std::vector<Spec>& specs, F& f) {
+      for (std::size_t i = 0; i < specs.size(); ++i) std::visit([&](const auto& b) { f(i, b); }, specs[i].fn);
+    }
+    /// f(k, block, for_losses, for_regs) for each selected block; for_*(g) calls g(index, bound term).
+    template <class F>
+    void each_entry(BlockKind kind, F&& f) const {
+      const Selection& sel = kind == BlockKind::Pheno ? ps : ss;
+      const auto& specs = kind == BlockKind::Pheno ? ctl.model_.spec().phenos : ctl.model_.spec().signatures;
+      for (std::size_t k = 0; k < sel.entries.size(); ++k) {
+        const auto& e = sel.entries[k];
+        const BlockSpec& b = specs[e.block];
+        auto over = [&](const std::vector<int>& idx, const auto& terms) {
+          return [&](auto&& g) {
+            for (int i : idx) std::visit([&](const auto& t) { g(static_cast<std::size_t>(i), t); }, terms[i].fn);
+          };
+        };
+        f(k, static_cast<std::size_t>(e.block), over(e.losses, b.losses), over(e.regs, b.regularizations));
+      }
+    }
   };
+
+  /// A step whose model structure and selection are types: terms dispatched statically, and
+  /// unselected blocks, terms and forward branches never instantiated.
+  template <class M, class Sel>
+  struct StaticCall {
+    Controller& ctl;
+    bool save_raw, training;
+    using SigIdx = sakura::detail::selected_indices<typename Sel::signature, typename M::signatures>;
+    using PhIdx = sakura::detail::selected_indices<typename Sel::pheno, typename M::phenos>;
+    static constexpr auto recon() { return std::bool_constant<Sel::reconstruction>{}; }
+    static constexpr auto main_reg() { return std::bool_constant<Sel::main_regularization>{}; }
+    /// The same selection as a runtime object, for validation and the record (built once).
+    static const Selection& pheno() { return selection<typename M::phenos, PhIdx>(); }
+    static const Selection& signature() { return selection<typename M::signatures, SigIdx>(); }
+    static StaticPlan<M, Sel> plan() { return {}; }
+    template <class F>
+    void each_main_loss(F&& f) const {
+      each_static<typename M::recon::list>(ctl.spec_.main_losses, f);
+    }
+    template <class F>
+    void each_main_reg(F&& f) const {
+      each_static<typename M::main_regs::list>(ctl.spec_.main_regularizations, f);
+    }
+    template <class F>
+    void each_entry(BlockKind kind, F&& f) const {
+      if (kind == BlockKind::Pheno) entries<typename M::phenos, PhIdx>(ctl.model_.spec().phenos, f);
+      else entries<typename M::signatures, SigIdx>(ctl.model_.spec().signatures, f);
+    }
+
+   private:
+    template <class List, class Spec, class F>
+    static void each_static(const std::vector<Spec>& specs, F& f) {
+      [&]<class... Fns>(sakura::detail::TypeList<Fns...>) {
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+          (f(std::integral_constant<std::size_t, I>{}, *std::get_if<Bound<Fns>>(&specs[I].fn)), ...);
+        }(std::index_sequence_for<Fns...>{});
+      }(List{});
+    }
+    template <class Bs, class Idx, class F>
+    static void entries(const std::vector<BlockSpec>& specs, F& f) {
+      constexpr auto idx = Idx::value;
+      [&]<std::size_t... K>(std::index_sequence<K...>) {
+        (
+            [&] {
+              constexpr std::size_t b = static_cast<std::size_t>(idx[K]);
+              using B = sakura::detail::type_at_t<b, typename Bs::list>;
+              const BlockSpec& spec = specs[b];
+              f(std::integral_constant<std::size_t, K>{}, std::integral_constant<std::size_t, b>{},
+                [&](auto&& g) { each_static<typename B::losses::list>(spec.losses, g); },
+                [&](auto&& g) { each_static<typename B::regs::list>(spec.regularizations, g); });
+            }(),
+            ...);
+      }(std::make_index_sequence<idx.size()>{});
+    }
+    template <class Bs, class Idx>
+    static const Selection& selection() {
+      static const Selection sel = [] {
+        Selection s;
+        std::size_t k = 0;
+        sakura::detail::for_each_type(typename Bs::list{}, [&]<class B>() {
+          for (int b : Idx::value)
+            if (static_cast<std::size_t>(b) == k) {
+              Selection::Entry e;
+              e.block = b;
+              for (std::size_t i = 0; i < B::losses::size; ++i) e.losses.push_back(static_cast<int>(i));
+              for (std::size_t i = 0; i < B::regs::size; ++i) e.regs.push_back(static_cast<int>(i));
+              s.entries.push_back(e);
+            }
+          ++k;
+          return false;
+        });
+        // evaluation order is the selection's order, as for a runtime selection
+        Selection ordered;
+        for (int b : Idx::value)
+          for (auto& e : s.entries)
+            if (e.block == b) ordered.entries.push_back(e);
+        return ordered;
+      }();
+      return sel;
+    }
+  };
+
   /// Scalars to add into the total, in upstream's order (SPEC §4).
   struct Pending {
     std::vector<Var> loss, reg;
@@ -271,7 +409,7 @@ class Controller {
   }
 
   // ------------------------------------------------------------------ validation
-  void validate(const Batch<T>& batch, const Call& c, const Selection& ps, const Selection& ss) {
+  void validate(const Batch<T>& batch, const Selection& ps, const Selection& ss) {
     const ModelSpec& m = model_.spec();
     const Index n = batch.expr.rows();
     detail::require(n > 0, "batch has no cells (expression ", batch.expr.shape_str(), ")");
@@ -285,8 +423,7 @@ class Controller {
       for (std::size_t i = 0; i < m.phenos.size(); ++i) ph_slot_[i] = batch.pheno_slot_index(m.phenos[i].name);
       layout_id_ = batch.layout_id();
     }
-    if (c.signature)
-      for (const auto& e : ss.entries) {
+    for (const auto& e : ss.entries) {
         const BlockSpec& b = m.signatures[e.block];
         if (e.losses.empty()) continue;
         detail::require(sig_slot_[e.block] >= 0, "batch has no target for signature '", b.name, "' (expected ",
@@ -296,8 +433,7 @@ class Controller {
                         ", expected ", shape_str(n, b.out_dim));
         require_finite(y, "signature '" + b.name + "' target");
       }
-    if (c.pheno)
-      for (const auto& e : ps.entries) {
+    for (const auto& e : ps.entries) {
         const BlockSpec& b = m.phenos[e.block];
         const auto* ph = ph_slot_[e.block] >= 0 ? &batch.phenos()[ph_slot_[e.block]] : nullptr;
         bool labels = false, values = false;
@@ -346,56 +482,53 @@ class Controller {
   }
 
   // ------------------------------------------------------------------ the shared computation
+  /// One step's forward, terms and total; the same body serves RuntimeCall and StaticCall.
+  template <class Call>
   void compute(const Batch<T>& batch, const Call& c, DetachFrom detach) {
-    const ModelSpec& m = model_.spec();
-    const Selection& ps = c.pheno ? (c.sel_pheno ? *c.sel_pheno : all_pheno_) : none_;
-    const Selection& ss = c.signature ? (c.sel_sig ? *c.sel_sig : all_sig_) : none_;
-    validate(batch, c, ps, ss);
+    const Selection& ps = c.pheno();
+    const Selection& ss = c.signature();
+    validate(batch, ps, ss);
 
     tape_.reset();
     record_.main.clear();
     for (auto& b : record_.pheno) b.clear();
     for (auto& b : record_.signature) b.clear();
 
-    head_ph_.assign(m.phenos.size(), 0);
-    head_sig_.assign(m.signatures.size(), 0);
-    for (const auto& e : ps.entries) head_ph_[e.block] = 1;
-    for (const auto& e : ss.entries) head_sig_[e.block] = 1;
-    model_.plan(plan_, c.recon, c.main_reg, head_sig_, head_ph_);
+    const auto& plan = c.plan();
     ForwardContext<T> ctx{c.training, &rng_};
     Var x = tape_.constant(batch.expr);
-    model_.forward(tape_, x, plan_, detach, ctx, fwd_);
+    model_.forward(tape_, x, plan, detach, ctx, fwd_);
 
     DrawSource<T> draws{&rng_, &draws_};
     sum_main_loss_.clear();
     sum_main_reg_.clear();
-    if (c.recon)
-      for (std::size_t i = 0; i < spec_.main_losses.size(); ++i) {
+    detail::when(c.recon(), [&](auto) {
+      c.each_main_loss([&](auto i, const auto& bound) {
         LossArgs<T> a{tape_, fwd_.recon, x, nullptr};
-        Var raw = apply_loss(spec_.main_losses[i], a);
+        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
         sum_main_loss_.push_back(weigh(raw, main_loss_[i].weight, record_.main.loss, record_.main.loss_raw, i, c));
-      }
-    if (c.main_reg)
-      for (std::size_t i = 0; i < spec_.main_regularizations.size(); ++i) {
+      });
+    });
+    detail::when(c.main_reg(), [&](auto) {
+      c.each_main_reg([&](auto i, const auto& bound) {
         RegArgs<T> a{tape_, fwd_.main, nullptr, draws, spec_.main_regularizations[i].site};
-        Var raw = apply_reg(spec_.main_regularizations[i], a);
+        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
         sum_main_reg_.push_back(
             weigh(raw, main_reg_[i].weight, record_.main.regularization, record_.main.regularization_raw, i, c));
-      }
-    run_blocks(batch, ps, m.phenos, model_.phenos(), ph_, record_.pheno, fwd_.ph_lat, fwd_.ph_out, ph_slot_, true,
-               pend_ph_, ctx, draws, c);
-    run_blocks(batch, ss, m.signatures, model_.signatures(), sig_, record_.signature, fwd_.sig_lat, fwd_.sig_out,
-               sig_slot_, false, pend_sig_, ctx, draws, c);
+      });
+    });
+    run_blocks(batch, c, BlockKind::Pheno, ctx, draws);
+    run_blocks(batch, c, BlockKind::Signature, ctx, draws);
 
     // total_loss_backwarded: float running sum in upstream's order (SPEC §4)
     total_ = Var{};
     auto add = [&](Var v) { total_ = total_ ? tape_.add(total_, v) : v; };
     for (Var v : sum_main_loss_) add(v);
     for (Var v : sum_main_reg_) add(v);
-    for (auto* pend : {&pend_ph_, &pend_sig_}) {
-      for (std::size_t k = 0; k < n_entries(pend == &pend_ph_ ? ps : ss); ++k)
+    for (auto [pend, sel] : {std::pair{&pend_ph_, &ps}, std::pair{&pend_sig_, &ss}}) {
+      for (std::size_t k = 0; k < sel->entries.size(); ++k)
         for (Var v : (*pend)[k].loss) add(v);
-      for (std::size_t k = 0; k < n_entries(pend == &pend_ph_ ? ps : ss); ++k)
+      for (std::size_t k = 0; k < sel->entries.size(); ++k)
         for (Var v : (*pend)[k].reg) add(v);
     }
     if (!total_) {
@@ -404,71 +537,144 @@ class Controller {
     }
     record_.total = static_cast<double>(tape_.scalar(total_));
   }
-  static std::size_t n_entries(const Selection& s) { return s.entries.size(); }
 
-  void run_blocks(const Batch<T>& batch, const Selection& sel, const std::vector<BlockSpec>& specs,
-                  const std::vector<typename Extractor<T>::Block>& blocks, std::vector<BlockState>& st,
-                  std::vector<BlockRecord>& rec, const std::vector<Var>& lat, const std::vector<Var>& out,
-                  const std::vector<int>& slot, bool pheno, std::vector<Pending>& pend, ForwardContext<T>& ctx,
-                  DrawSource<T>& draws, const Call& c) {
+  /// The selected blocks' losses and regularizations (SPEC §2-3), in the selection's order.
+  template <class Call>
+  void run_blocks(const Batch<T>& batch, const Call& c, BlockKind kind, ForwardContext<T>& ctx,
+                  DrawSource<T>& draws) {
+    const bool pheno = kind == BlockKind::Pheno;
+    const Selection& sel = pheno ? c.pheno() : c.signature();
+    const auto& specs = pheno ? model_.spec().phenos : model_.spec().signatures;
+    const auto& blocks = pheno ? model_.phenos() : model_.signatures();
+    auto& st = pheno ? ph_ : sig_;
+    auto& rec = pheno ? record_.pheno : record_.signature;
+    const auto& lat = pheno ? fwd_.ph_lat : fwd_.sig_lat;
+    const auto& out = pheno ? fwd_.ph_out : fwd_.sig_out;
+    const auto& slot = pheno ? ph_slot_ : sig_slot_;
+    auto& pend = pheno ? pend_ph_ : pend_sig_;
     if (pend.size() < sel.entries.size()) pend.resize(sel.entries.size());
-    for (std::size_t k = 0; k < sel.entries.size(); ++k) {
-      const auto& e = sel.entries[k];
-      const BlockSpec& b = specs[e.block];
-      BlockRecord& r = rec[e.block];
+    c.each_entry(kind, [&](auto k, auto b, auto for_losses, auto for_regs) {
+      const BlockSpec& spec = specs[b];
+      BlockRecord& r = rec[b];
       r.present = true;
       pend[k].loss.clear();
       pend[k].reg.clear();
       // targets: a signature's marker expression; a phenotype's labels and/or values
       const std::int64_t* labels = nullptr;
       Var target;
-      if (slot[e.block] >= 0) {
+      if (slot[b] >= 0) {
         if (pheno) {
-          const auto& ph = batch.phenos()[slot[e.block]];
+          const auto& ph = batch.phenos()[slot[b]];
           if (static_cast<Index>(ph.labels.size()) == batch.cells()) labels = ph.labels.data();
           if (!ph.values.empty()) target = tape_.constant(ph.values);
-          else if (labels && b.out_dim == 1) {
+          else if (labels && spec.out_dim == 1) {
             target = tape_.scratch(batch.cells(), 1);
             for (Index i = 0; i < batch.cells(); ++i) tape_.data(target).data[i] = static_cast<T>(labels[i]);
           }
         } else {
-          target = tape_.constant(batch.signatures()[slot[e.block]].values);
+          target = tape_.constant(batch.signatures()[slot[b]].values);
         }
       }
-      for (int i : e.losses) {
-        const LossSpec& term = b.losses[i];
-        Var pred = out[e.block];
+      for_losses([&](auto i, const auto& bound) {
+        const LossSpec& term = spec.losses[i];
+        Var pred = out[b];
         if (term.flow != GradFlow::Normal) {  // re-apply the head to the reversed / neutralised latent
-          Var l = term.flow == GradFlow::Reverse ? tape_.reverse_grad(lat[e.block]) : tape_.detach(lat[e.block]);
-          pred = model_.head(tape_, blocks[e.block], l, ctx);
+          Var l = term.flow == GradFlow::Reverse ? tape_.reverse_grad(lat[b]) : tape_.detach(lat[b]);
+          pred = model_.head(tape_, blocks[b], l, ctx);
         }
         LossArgs<T> a{tape_, pred, target, labels};
-        Var raw = apply_loss(term, a);
-        pend[k].loss.push_back(weigh(raw, st[e.block].loss[i].weight, r.loss, r.loss_raw, i, c));
-      }
-      for (int i : e.regs) {
-        const RegularizerSpec& term = b.regularizations[i];
-        Var z = lat[e.block];
+        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
+        pend[k].loss.push_back(weigh(raw, st[b].loss[i].weight, r.loss, r.loss_raw, i, c));
+      });
+      for_regs([&](auto i, const auto& bound) {
+        const RegularizerSpec& term = spec.regularizations[i];
+        Var z = lat[b];
         if (term.flow == GradFlow::Reverse) z = tape_.reverse_grad(z);
         else if (term.flow == GradFlow::Neutralize) z = tape_.detach(z);
         RegArgs<T> a{tape_, z, pheno ? labels : nullptr, draws, term.site};
-        Var raw = apply_reg(term, a);
-        pend[k].reg.push_back(weigh(raw, st[e.block].reg[i].weight, r.regularization, r.regularization_raw, i, c));
-      }
-    }
+        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
+        pend[k].reg.push_back(weigh(raw, st[b].reg[i].weight, r.regularization, r.regularization_raw, i, c));
+      });
+    });
   }
 
-  Var apply_loss(const LossSpec& term, LossArgs<T>& a) {
-    return std::visit([&](auto& t) { return std::decay_t<decltype(t)>::fn::apply(a, t.options); }, term.fn);
-  }
-  Var apply_reg(const RegularizerSpec& term, RegArgs<T>& a) {
-    return std::visit([&](auto& t) { return std::decay_t<decltype(t)>::fn::apply(a, t.options); }, term.fn);
-  }
+  template <class Call>
   Var weigh(Var raw, double weight, TermValues& weighted, TermValues& raws, std::size_t i, const Call& c) {
     Var w = tape_.scale(raw, weight);
     weighted.set(i, static_cast<double>(tape_.scalar(w)));
     if (c.save_raw) raws.set(i, static_cast<double>(tape_.scalar(raw)));
     return w;
+  }
+
+  /// compute(), then (unless suppressed) backward and one optimizer step with PyTorch 1.13's
+  /// zero_grad semantics (SPEC §6).
+  template <class Call>
+  const LossRecord& step(const Batch<T>& batch, const Call& c, DetachFrom detach, bool suppress_backward) {
+    guarded([&] { compute(batch, c, detach); });
+    if (!suppress_backward) {
+      for (auto& p : model_.parameters().all()) p.written = false;
+      tape_.backward(total_);
+      for (auto& p : model_.parameters().all()) {
+        if (p.written) p.has_grad = true;
+        else if (p.has_grad && p.trainable) p.grad.fill(T(0));  // torch 1.13 zero_grad(): zero-fill
+      }
+      optimizer_.step();
+    }
+    tape_.reset();  // frees this step's activations; merges arena chunks once, then never allocates
+    return record_;
+  }
+
+  // ------------------------------------------------------------------ policy check
+  /// Checks once per controller that model policy M describes the loaded config.
+  template <class M>
+  void verify() {
+    static const char tag = 0;  // one address per policy type
+    for (const void* v : verified_)
+      if (v == &tag) return;
+    const ModelSpec& m = model_.spec();
+    check_terms<LossVariant>(typename M::recon::list{}, spec_.main_losses, "main_latent.loss");
+    check_terms<RegularizerVariant>(typename M::main_regs::list{}, spec_.main_regularizations,
+                                    "main_latent.regularization");
+    check_blocks(typename M::signatures::list{}, m.signatures, "signature_config");
+    check_blocks(typename M::phenos::list{}, m.phenos, "pheno_config");
+    verified_.push_back(&tag);
+  }
+  template <class Variant, class... Fns, class Spec>
+  static void check_terms(sakura::detail::TypeList<Fns...>, const std::vector<Spec>& specs, const std::string& where) {
+    detail::require(specs.size() == sizeof...(Fns), "model policy does not match the config: ", where, " has ",
+                    specs.size(), " terms, the policy ", sizeof...(Fns));
+    std::size_t i = 0;
+    (
+        [&] {
+          constexpr std::size_t want = sakura::detail::variant_index<Variant, Bound<Fns>>();
+          detail::require(specs[i].fn.index() == want, "model policy does not match the config: ", where, ".",
+                          specs[i].name, " is not a ", Fns::names[0], " term");
+          ++i;
+        }(),
+        ...);
+  }
+  template <class... Bs>
+  static void check_blocks(sakura::detail::TypeList<Bs...>, const std::vector<BlockSpec>& specs,
+                           const std::string& where) {
+    detail::require(specs.size() == sizeof...(Bs), "model policy does not match the config: ", where, " has ",
+                    specs.size(), " blocks, the policy ", sizeof...(Bs));
+    std::size_t i = 0;
+    (
+        [&] {
+          const BlockSpec& b = specs[i++];
+          const std::string w = where + "." + b.name;
+          detail::require(b.name == Bs::name, "model policy does not match the config: block ", i - 1, " of ", where,
+                          " is '", b.name, "', the policy says '", Bs::name, "'");
+          detail::require(b.head == Bs::head && b.lat_dim == Bs::latent_dim && b.attach == Bs::attach::to &&
+                              b.attach_keys.size() == Bs::attach::n_refs,
+                          "model policy does not match the config: head, latent width or attachment of ", w);
+          for (std::size_t k = 0; k < Bs::attach::n_refs; ++k)
+            detail::require(b.attach_keys[k].kind == Bs::attach::kinds[k] && b.attach_keys[k].key == Bs::attach::keys[k],
+                            "model policy does not match the config: attach_key of ", w);
+          check_terms<LossVariant>(typename Bs::losses::list{}, b.losses, w + ".loss");
+          check_terms<RegularizerVariant>(typename Bs::regs::list{}, b.regularizations, w + ".regularization");
+        }(),
+        ...);
   }
 
   ExperimentSpec spec_;
@@ -481,7 +687,7 @@ class Controller {
   int tick_ = 0, epoch_ = 0;
   std::vector<TermState> main_loss_, main_reg_;
   std::vector<BlockState> ph_, sig_;
-  Selection all_pheno_, all_sig_, none_;
+  Selection all_pheno_, all_sig_;
 
   // per-call scratch, kept to avoid reallocating
   LossRecord record_;
@@ -493,6 +699,7 @@ class Controller {
   std::vector<Pending> pend_ph_, pend_sig_;
   std::vector<int> sig_slot_, ph_slot_;
   std::uint64_t layout_id_ = ~std::uint64_t(0);
+  std::vector<const void*> verified_;
 };
 
 }  // namespace sakura

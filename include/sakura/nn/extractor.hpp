@@ -14,13 +14,44 @@
 
 namespace sakura {
 
-/// Which parts of the model a call computes. Built by Extractor::plan().
+/// Which parts of the model a call computes (runtime form; Extractor::plan() builds it).
+/// A compile-time plan (controller/policy.hpp) offers the same accessors returning
+/// std::bool_constant, so the same forward() skips unused branches at compile time.
 struct ForwardPlan {
-  bool main = false;   ///< main latent
-  bool all = false;    ///< concatenated latent (decoder input, all_lat attachments)
-  bool recon = false;  ///< decoder
-  std::vector<char> sig_lat, sig_head, ph_lat, ph_head;
+  bool main_ = false;   ///< main latent
+  bool all_ = false;    ///< concatenated latent (decoder input, all_lat attachments)
+  bool recon_ = false;  ///< decoder
+  std::vector<char> sig_lat_, sig_head_, ph_lat_, ph_head_;
+
+  bool main() const { return main_; }
+  bool all() const { return all_; }
+  bool recon() const { return recon_; }
+  bool sig_lat(std::size_t i) const { return sig_lat_[i]; }
+  bool sig_head(std::size_t i) const { return sig_head_[i]; }
+  bool ph_lat(std::size_t i) const { return ph_lat_[i]; }
+  bool ph_head(std::size_t i) const { return ph_head_[i]; }
+  template <class F>
+  void for_each_sig(F&& f) const {
+    for (std::size_t i = 0; i < sig_lat_.size(); ++i) f(i);
+  }
+  template <class F>
+  void for_each_ph(F&& f) const {
+    for (std::size_t i = 0; i < ph_lat_.size(); ++i) f(i);
+  }
 };
+
+namespace detail {
+/// Runs f when c holds: a runtime test for bool, a compile-time one for std::bool_constant
+/// (f is a generic lambda, so a false constant never instantiates its body).
+template <class F>
+void when(bool c, F&& f) {
+  if (c) f(0);
+}
+template <bool B, class F>
+void when(std::bool_constant<B>, F&& f) {
+  if constexpr (B) f(0);
+}
+}  // namespace detail
 
 enum class DetachFrom { None, PreEncoder, Encoder };
 
@@ -106,54 +137,58 @@ class Extractor {
   /// their attachments read. Reconstruction needs every non-attached latent (decoder input).
   void plan(ForwardPlan& p, bool recon, bool main_reg, const std::vector<char>& sig_heads,
             const std::vector<char>& ph_heads) const {
-    p.recon = recon;
-    p.main = recon || main_reg;
-    p.all = recon;
-    p.sig_lat.assign(sigs_.size(), 0);
-    p.ph_lat.assign(phs_.size(), 0);
-    p.sig_head = sig_heads;
-    p.ph_head = ph_heads;
-    p.sig_head.resize(sigs_.size(), 0);
-    p.ph_head.resize(phs_.size(), 0);
+    p.recon_ = recon;
+    p.main_ = recon || main_reg;
+    p.all_ = recon;
+    p.sig_lat_.assign(sigs_.size(), 0);
+    p.ph_lat_.assign(phs_.size(), 0);
+    p.sig_head_ = sig_heads;
+    p.ph_head_ = ph_heads;
+    p.sig_head_.resize(sigs_.size(), 0);
+    p.ph_head_.resize(phs_.size(), 0);
     for (std::size_t i = 0; i < sigs_.size(); ++i)
-      if (p.sig_head[i]) need_latent(p, BlockKind::Signature, i);
+      if (p.sig_head_[i]) need_latent(p, BlockKind::Signature, i);
     for (std::size_t i = 0; i < phs_.size(); ++i)
-      if (p.ph_head[i]) need_latent(p, BlockKind::Pheno, i);
-    if (p.all) {
-      p.main = true;
+      if (p.ph_head_[i]) need_latent(p, BlockKind::Pheno, i);
+    if (p.all_) {
+      p.main_ = true;
       for (std::size_t i = 0; i < sigs_.size(); ++i)
-        if (!sigs_[i].spec->attached()) p.sig_lat[i] = 1;
+        if (!sigs_[i].spec->attached()) p.sig_lat_[i] = 1;
       for (std::size_t i = 0; i < phs_.size(); ++i)
-        if (!phs_[i].spec->attached()) p.ph_lat[i] = 1;
+        if (!phs_[i].spec->attached()) p.ph_lat_[i] = 1;
     }
   }
 
-  /// Runs the planned forward pass. `x` is the (N x genes) input already on the tape.
-  void forward(Tape<T>& t, Var x, const ForwardPlan& p, DetachFrom detach, ForwardContext<T>& ctx,
-               ForwardVars& out) const {
+  /// Runs the planned forward pass. `x` is the (N x genes) input already on the tape, or `first`
+  /// the first pre-encoder layer already applied (sparse input). Plan: ForwardPlan or a static plan.
+  template <class Plan>
+  void forward(Tape<T>& t, Var x, const Plan& p, DetachFrom detach, ForwardContext<T>& ctx, ForwardVars& out,
+               Var first = Var{}) const {
     out.x = x;
     out.sig_lat.assign(sigs_.size(), Var{});
     out.sig_out.assign(sigs_.size(), Var{});
     out.ph_lat.assign(phs_.size(), Var{});
     out.ph_out.assign(phs_.size(), Var{});
     out.main = out.all = out.recon = Var{};
-    detail::require(t.cols(x) == spec_.input_dim, "batch expression has ", t.cols(x), " genes, the model expects ",
-                    spec_.input_dim);
-    out.pre = pre_.forward(t, x, ctx);
+    out.pre = first ? pre_.forward(t, first, ctx, 1) : pre_.forward(t, x, ctx);
     if (detach == DetachFrom::PreEncoder) out.pre = t.detach(out.pre);
-    auto own = [&](const Block& b, Var& lat, Var& o, char need_lat, char need_head) {
-      if (b.spec->attached() || !need_lat) return;
+    auto own = [&](const Block& b, Var& lat, Var& o, auto need_head) {
+      if (b.spec->attached()) return;
       lat = b.compressor.forward(t, out.pre, ctx);
       if (detach == DetachFrom::Encoder) lat = t.detach(lat);
-      if (need_head) o = head(t, b, lat, ctx);
+      detail::when(need_head, [&](auto) { o = head(t, b, lat, ctx); });
     };
-    if (p.main) {
+    detail::when(p.main(), [&](auto) {
       out.main = main_.forward(t, out.pre, ctx);
       if (detach == DetachFrom::Encoder) out.main = t.detach(out.main);
-    }
-    for (std::size_t i = 0; i < sigs_.size(); ++i) own(sigs_[i], out.sig_lat[i], out.sig_out[i], p.sig_lat[i], p.sig_head[i]);
-    for (std::size_t i = 0; i < phs_.size(); ++i) own(phs_[i], out.ph_lat[i], out.ph_out[i], p.ph_lat[i], p.ph_head[i]);
-    if (p.all) {
+    });
+    p.for_each_sig([&](auto i) {
+      detail::when(p.sig_lat(i), [&](auto) { own(sigs_[i], out.sig_lat[i], out.sig_out[i], p.sig_head(i)); });
+    });
+    p.for_each_ph([&](auto i) {
+      detail::when(p.ph_lat(i), [&](auto) { own(phs_[i], out.ph_lat[i], out.ph_out[i], p.ph_head(i)); });
+    });
+    detail::when(p.all(), [&](auto) {
       parts_.clear();
       parts_.push_back(out.main);
       for (std::size_t i = 0; i < sigs_.size(); ++i)
@@ -161,18 +196,22 @@ class Extractor {
       for (std::size_t i = 0; i < phs_.size(); ++i)
         if (!phs_[i].spec->attached()) parts_.push_back(out.ph_lat[i]);
       out.all = t.concat(parts_);
-    }
-    if (p.recon) out.recon = dec_.forward(t, out.all, ctx);
-    for (std::size_t i = 0; i < sigs_.size(); ++i)
-      if (sigs_[i].spec->attached() && p.sig_lat[i]) {
+    });
+    detail::when(p.recon(), [&](auto) { out.recon = dec_.forward(t, out.all, ctx); });
+    p.for_each_sig([&](auto i) {
+      detail::when(p.sig_lat(i), [&](auto) {
+        if (!sigs_[i].spec->attached()) return;
         latent(t, out, BlockKind::Signature, i);
-        if (p.sig_head[i]) out.sig_out[i] = head(t, sigs_[i], out.sig_lat[i], ctx);
-      }
-    for (std::size_t i = 0; i < phs_.size(); ++i)
-      if (phs_[i].spec->attached() && p.ph_lat[i]) {
+        detail::when(p.sig_head(i), [&](auto) { out.sig_out[i] = head(t, sigs_[i], out.sig_lat[i], ctx); });
+      });
+    });
+    p.for_each_ph([&](auto i) {
+      detail::when(p.ph_lat(i), [&](auto) {
+        if (!phs_[i].spec->attached()) return;
         latent(t, out, BlockKind::Pheno, i);
-        if (p.ph_head[i]) out.ph_out[i] = head(t, phs_[i], out.ph_lat[i], ctx);
-      }
+        detail::when(p.ph_head(i), [&](auto) { out.ph_out[i] = head(t, phs_[i], out.ph_lat[i], ctx); });
+      });
+    });
   }
 
   /// The head of a block applied to a latent (used again for gradient-reversed terms).
@@ -328,17 +367,17 @@ class Extractor {
 
   // ---- forward helpers
   void need_latent(ForwardPlan& p, BlockKind kind, std::size_t i) const {
-    auto& flags = kind == BlockKind::Signature ? p.sig_lat : p.ph_lat;
+    auto& flags = kind == BlockKind::Signature ? p.sig_lat_ : p.ph_lat_;
     if (flags[i]) return;
     flags[i] = 1;
     const BlockSpec& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
     switch (b.attach) {
       case AttachTo::None: break;
-      case AttachTo::MainLat: p.main = true; break;
-      case AttachTo::AllLat: p.all = true; break;
+      case AttachTo::MainLat: p.main_ = true; break;
+      case AttachTo::AllLat: p.all_ = true; break;
       default:
         for (auto& r : b.attach_keys) {
-          if (r.kind == BlockKind::Main) p.main = true;
+          if (r.kind == BlockKind::Main) p.main_ = true;
           else need_latent(p, r.kind, static_cast<std::size_t>(r.index));
         }
     }

@@ -93,8 +93,10 @@ class Sequential {
   }
   Sequential& dropout(double p) { return add(LayerKind::Dropout, p); }
 
-  Var forward(Tape<T>& tape, Var x, ForwardContext<T>& ctx) const {
-    for (const Layer<T>& l : layers_) {
+  /// Applies layers [from, end); from = 1 continues after a first layer applied elsewhere.
+  Var forward(Tape<T>& tape, Var x, ForwardContext<T>& ctx, std::size_t from = 0) const {
+    for (std::size_t li = from; li < layers_.size(); ++li) {
+      const Layer<T>& l = layers_[li];
       switch (l.kind) {
         case LayerKind::Linear: {
           detail::require(tape.cols(x) == (l.weight->transposed ? l.weight->value.rows() : l.weight->value.cols()),

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <vector>
 
 #include "sakura/tensor/tensor.hpp"
 
@@ -50,20 +51,41 @@ void gemm_eigen(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a
   else run(A.transpose(), B.transpose());
 }
 
+/// Products smaller than this (m n k) stay with Eigen: a library call costs microseconds, more
+/// than the arithmetic of the small layers (heads, tiny models).
+inline constexpr Index kProviderMinWork = Index(1) << 18;
+
+#if defined(SAKURA_GEMM_STATS)
+/// Benchmarks only (compiled in when SAKURA_GEMM_STATS is defined): every GEMM's shape, to count
+/// FLOPs (2 m n k each) and to replay a step's GEMMs back to back as the "GEMM floor".
+struct GemmCall {
+  bool ta, tb;
+  Index m, n, k, lda, ldb, ldc;
+  bool accumulate;
+};
+inline std::vector<GemmCall>*& gemm_recorder() {
+  static std::vector<GemmCall>* r = nullptr;
+  return r;
+}
+#endif
+
 /// The dispatching entry point used by every kernel and rule.
 template <class T>
 void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb, T beta,
           T* c, Index ldc) {
+#if defined(SAKURA_GEMM_STATS)
+  if (gemm_recorder()) gemm_recorder()->push_back({ta, tb, m, n, k, lda, ldb, ldc, beta != T(0)});
+#endif
 #if defined(SAKURA_WITH_DNNL)
   if constexpr (std::is_same_v<T, float>) {
-    if (m > 0 && n > 0 && k > 0) {
+    if (m > 0 && n > 0 && k > 0 && m * n * k >= kProviderMinWork) {
       dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
   }
 #elif defined(SAKURA_WITH_CBLAS)
   if constexpr (std::is_same_v<T, float>) {
-    if (m > 0 && n > 0 && k > 0) {
+    if (m > 0 && n > 0 && k > 0 && m * n * k >= kProviderMinWork) {
       cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
                   int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
       return;

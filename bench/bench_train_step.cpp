@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// sakura_bench: one SAKURA training step at the pbmc5k tutorial's shapes (10,000 genes, 200 hidden,
+// latent 50, batch 100, MSE + L1 + SW2_uniform, cd8 signature head on the main latent) and at a
+// tiny shape, plus the "GEMM floor": the same step's GEMMs replayed back to back.
+// Names: step/<case>/<api>/threads:<n>; floor/<case>/threads:<n>. Counters: GFLOP/s (2mnk per GEMM).
+#define SAKURA_GEMM_STATS 1
+#include <benchmark/benchmark.h>
+
+#include <sakura/sakura.hpp>
+#include <sakura/data/synthetic.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+using namespace sakura;
+using io::Json;
+
+struct Case {
+  std::string name;
+  Index genes, hidden, latent, batch;
+  bool recon, main_reg, signature;
+  double zeros;  // < 0: synthetic data as generated (~60-90% zeros)
+};
+
+const Case kCases[] = {
+    {"tutorial_main", 10000, 200, 50, 100, true, true, false, -1},
+    {"tutorial_signature", 10000, 200, 50, 100, false, false, true, -1},
+    {"tutorial_both", 10000, 200, 50, 100, true, true, true, -1},
+    {"tutorial_both_sparse90", 10000, 200, 50, 100, true, true, true, 0.9},
+    {"tiny_both", 200, 32, 8, 32, true, true, true, -1},
+};
+
+/// The tutorial configs (examples/configs, unmodified) with the sizes of the case, L1 added as
+/// in the benchmark definition (the tutorial config already has MSE + L1 + SW2_uniform).
+std::pair<Json, Json> configs(const Case& c) {
+  Json cfg = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_config.json");
+  Json sig = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_signature_config.json");
+  cfg["main_latent"]["encoder_neurons"] = c.hidden;
+  cfg["main_latent"]["decoder_neurons"] = c.hidden;
+  cfg["main_latent"]["latent_dim"] = c.latent;
+  sig["cd8"]["signature_lat_dim"] = c.latent;
+  for (auto& [k, t] : sig["cd8"]["loss"].items()) t["init_weight"] = 1.0;
+  return {cfg, sig};
+}
+
+/// Four batches of realistic log-normalised data (dense), and their CD8A/CD8B targets.
+std::vector<Batch<float>> batches(const Case& c) {
+  auto data = data::make_synthetic({.cells = 4 * c.batch, .genes = c.genes, .cell_types = 4, .seed = 11});
+  if (c.zeros >= 0) {  // exactly (1 - zeros) * genes non-zeros per cell
+    Rng rng(5);
+    for (Index r = 0; r < data.expr.rows(); ++r)
+      for (Index g = 0; g < c.genes; ++g)
+        data.expr(r, g) = rng.uniform() < 1.0 - c.zeros ? static_cast<float>(rng.uniform(0.5, 3.0)) : 0.0f;
+  }
+  std::vector<Batch<float>> out;
+  for (int b = 0; b < 4; ++b) {
+    Batch<float> batch(Tensor<float>(c.batch, c.genes));
+    Tensor<float> cd8(c.batch, 2);
+    for (Index r = 0; r < c.batch; ++r) {
+      for (Index g = 0; g < c.genes; ++g) batch.expr(r, g) = data.expr(b * c.batch + r, g);
+      cd8(r, 0) = batch.expr(r, 0);
+      cd8(r, 1) = batch.expr(r, 1);
+    }
+    batch.set_signature("cd8", std::move(cd8));
+    out.push_back(std::move(batch));
+  }
+  return out;
+}
+
+TrainOptions options(const Case& c) {
+  TrainOptions o;
+  o.reconstruction = c.recon;
+  o.main_regularization = c.main_reg;
+  o.pheno = false;
+  o.signature = c.signature;
+  return o;
+}
+
+void set_threads(int n) {
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
+}
+
+/// FLOPs of one step, counted from the GEMMs it issues (and the calls, for the floor).
+std::vector<cpu::GemmCall> record_step(const std::function<void()>& step) {
+  std::vector<cpu::GemmCall> calls;
+  cpu::gemm_recorder() = &calls;
+  step();
+  cpu::gemm_recorder() = nullptr;
+  return calls;
+}
+double flops_of(const std::vector<cpu::GemmCall>& calls) {
+  double f = 0;
+  for (auto& c : calls) f += 2.0 * double(c.m) * double(c.n) * double(c.k);
+  return f;
+}
+
+void report(benchmark::State& st, double flops) {
+  st.counters["GFLOP/s"] = benchmark::Counter(flops * double(st.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+  st.counters["MFLOP/step"] = flops * 1e-6;
+}
+
+void step_runtime(benchmark::State& st, const Case& c, int threads) {
+  set_threads(threads);
+  auto [cfg, sig] = configs(c);
+  Controller<float> ctl(io::experiment_from_json(cfg, Json::object(), sig, c.genes));
+  const auto data = batches(c);
+  const TrainOptions o = options(c);
+  std::size_t i = 0;
+  for (int w = 0; w < 3; ++w) ctl.train(data[i++ % 4], o);
+  const double flops = flops_of(record_step([&] { ctl.train(data[i++ % 4], o); }));
+  for (auto _ : st) {
+    const auto& rec = ctl.train(data[i++ % 4], o);
+    benchmark::DoNotOptimize(rec.total);
+  }
+  report(st, flops);
+}
+
+/// The step's GEMMs alone, same shapes, back to back, on distinct buffers.
+void gemm_floor(benchmark::State& st, const Case& c, int threads) {
+  set_threads(threads);
+  auto [cfg, sig] = configs(c);
+  Controller<float> ctl(io::experiment_from_json(cfg, Json::object(), sig, c.genes));
+  const auto data = batches(c);
+  const TrainOptions o = options(c);
+  ctl.train(data[0], o);
+  const auto calls = record_step([&] { ctl.train(data[1], o); });
+  struct Bufs {
+    std::vector<float> a, b, c;
+  };
+  std::vector<Bufs> bufs;
+  Rng rng(1);
+  for (auto& g : calls) {
+    Bufs b;
+    b.a.resize(static_cast<std::size_t>((g.ta ? g.k : g.m) * g.lda));
+    b.b.resize(static_cast<std::size_t>((g.tb ? g.n : g.k) * g.ldb));
+    b.c.resize(static_cast<std::size_t>(g.m * g.ldc));
+    for (auto* v : {&b.a, &b.b, &b.c})
+      for (auto& x : *v) x = static_cast<float>(rng.uniform(-1, 1));
+    bufs.push_back(std::move(b));
+  }
+  for (auto _ : st)
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+      const auto& g = calls[k];
+      cpu::gemm<float>(g.ta, g.tb, g.m, g.n, g.k, 1.0f, bufs[k].a.data(), g.lda, bufs[k].b.data(), g.ldb,
+                       g.accumulate ? 1.0f : 0.0f, bufs[k].c.data(), g.ldc);
+      benchmark::ClobberMemory();
+    }
+  report(st, flops_of(calls));
+  st.SetLabel(std::string(cpu::gemm_provider()) + ", " + std::to_string(calls.size()) + " GEMMs");
+}
+
+int register_all() {
+  for (const Case& c : kCases)
+    for (int t : {1, 2}) {
+      const std::string th = "/threads:" + std::to_string(t);
+      benchmark::RegisterBenchmark(("step/" + c.name + "/runtime" + th).c_str(),
+                                   [c, t](benchmark::State& s) { step_runtime(s, c, t); })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+      benchmark::RegisterBenchmark(("floor/" + c.name + th).c_str(), [c, t](benchmark::State& s) { gemm_floor(s, c, t); })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
+  return 0;
+}
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();

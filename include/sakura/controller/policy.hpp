@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Compile-time policies: a model's terms and blocks as types, and selections as types, so that
+/// `ctl.train<Model, Selection>(batch)` instantiates only the terms and forward branches the
+/// selection uses and dispatches every term statically. The term math is the same code the JSON
+/// path runs (each term's apply()); the structure is checked against the loaded config once.
+///
+/// Example (the pbmc5k tutorial):
+///   using Tutorial = sakura::Model<sakura::Terms<sakura::Mse, sakura::L1>, sakura::Terms<sakura::Sw2Uniform>,
+///       sakura::Blocks<sakura::Block<"cd8", sakura::FCRegressorHead, 50, sakura::OnMain,
+///                                    sakura::Terms<sakura::Mse, sakura::L1, sakura::Cosine>>>>;
+///   ctl.train<Tutorial, sakura::SignatureOnly<"cd8">>(batch);   // the tutorial's cd8_focused split
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "sakura/config/spec.hpp"
+
+namespace sakura {
+
+/// A string usable as a template argument: the name of a block.
+template <std::size_t N>
+struct FixedString {
+  char chars[N]{};
+  constexpr FixedString(const char (&s)[N]) { std::copy_n(s, N, chars); }
+  constexpr std::string_view view() const { return {chars, N - 1}; }
+};
+
+// ---------------------------------------------------------------- model description
+template <class... Fns>
+struct Terms {
+  using list = detail::TypeList<Fns...>;
+  static constexpr std::size_t size = sizeof...(Fns);
+};
+
+template <HeadType H>
+struct HeadTag {
+  static constexpr HeadType type = H;
+};
+using LinClassifierHead = HeadTag<HeadType::LinClassifier>;
+using FCClassifierHead = HeadTag<HeadType::FCClassifier>;
+using LinRegressorHead = HeadTag<HeadType::LinRegressor>;
+using FCRegressorHead = HeadTag<HeadType::FCRegressor>;
+using IdentityHead = HeadTag<HeadType::Identity>;
+
+/// Attachment references for OnMultiple.
+struct MainRef {
+  static constexpr BlockKind kind = BlockKind::Main;
+  static constexpr std::string_view key{};
+};
+template <FixedString K>
+struct SignatureRef {
+  static constexpr BlockKind kind = BlockKind::Signature;
+  static constexpr std::string_view key = K.view();
+};
+template <FixedString K>
+struct PhenoRef {
+  static constexpr BlockKind kind = BlockKind::Pheno;
+  static constexpr std::string_view key = K.view();
+};
+
+/// Where a block's head reads its latent (SPEC §1 attachment).
+template <AttachTo A, class... Refs>
+struct Attachment {
+  static constexpr AttachTo to = A;
+  static constexpr std::size_t n_refs = sizeof...(Refs);
+  static constexpr std::array<BlockKind, sizeof...(Refs)> kinds{Refs::kind...};
+  static constexpr std::array<std::string_view, sizeof...(Refs)> keys{Refs::key...};
+};
+using OwnLatent = Attachment<AttachTo::None>;
+using OnMain = Attachment<AttachTo::MainLat>;
+using OnAll = Attachment<AttachTo::AllLat>;
+template <FixedString K>
+using OnSignature = Attachment<AttachTo::SignatureLat, SignatureRef<K>>;
+template <FixedString K>
+using OnPheno = Attachment<AttachTo::PhenoLat, PhenoRef<K>>;
+template <class... Refs>
+using OnMultiple = Attachment<AttachTo::Multiple, Refs...>;
+
+/// A signature or phenotype block: name, head, latent width, attachment and terms.
+template <FixedString Name, class Head, Index LatentDim, class Attach, class Losses, class Regs = Terms<>>
+struct Block {
+  static constexpr std::string_view name = Name.view();
+  static constexpr HeadType head = Head::type;
+  static constexpr Index latent_dim = LatentDim;
+  using attach = Attach;
+  using losses = Losses;
+  using regs = Regs;
+};
+template <class... Bs>
+struct Blocks {
+  static constexpr std::size_t size = sizeof...(Bs);
+  using list = detail::TypeList<Bs...>;
+  static constexpr std::array<std::string_view, sizeof...(Bs)> names{Bs::name...};
+  static constexpr int index_of(std::string_view n) {
+    for (std::size_t i = 0; i < names.size(); ++i)
+      if (names[i] == n) return static_cast<int>(i);
+    return -1;
+  }
+};
+
+template <class Recon, class MainRegs = Terms<>, class Signatures = Blocks<>, class Phenos = Blocks<>>
+struct Model {
+  using recon = Recon;
+  using main_regs = MainRegs;
+  using signatures = Signatures;
+  using phenos = Phenos;
+};
+
+// ---------------------------------------------------------------- selections
+struct AllBlocks {};
+struct NoBlocks {};
+template <FixedString... Names>
+struct Only {};
+
+/// A selection policy: which groups a step computes; selected blocks use all their terms.
+template <bool Reconstruction, bool MainRegularization, class Pheno = AllBlocks, class Signature = AllBlocks>
+struct Select {
+  static constexpr bool reconstruction = Reconstruction;
+  static constexpr bool main_regularization = MainRegularization;
+  using pheno = Pheno;
+  using signature = Signature;
+};
+using All = Select<true, true>;
+using MainOnly = Select<true, true, NoBlocks, NoBlocks>;
+using PhenoOnly = Select<false, false, AllBlocks, NoBlocks>;
+using SignatureOnlyAll = Select<false, false, NoBlocks, AllBlocks>;
+template <FixedString... S>
+using SignatureOnly = Select<false, false, NoBlocks, Only<S...>>;
+template <FixedString... P>
+using PhenoOnlyOf = Select<false, false, Only<P...>, NoBlocks>;
+
+namespace detail {
+
+template <class Sel, class Bs>
+struct selected_indices;
+template <class Bs>
+struct selected_indices<AllBlocks, Bs> {
+  static constexpr auto value = [] {
+    std::array<int, Bs::size> a{};
+    for (std::size_t i = 0; i < Bs::size; ++i) a[i] = static_cast<int>(i);
+    return a;
+  }();
+};
+template <class Bs>
+struct selected_indices<NoBlocks, Bs> {
+  static constexpr std::array<int, 0> value{};
+};
+template <FixedString... N, class Bs>
+struct selected_indices<Only<N...>, Bs> {
+  static constexpr std::array<int, sizeof...(N)> value{Bs::index_of(N.view())...};
+  static_assert(((Bs::index_of(N.view()) >= 0) && ...), "the selection names a block the model policy does not have");
+};
+
+/// The compile-time forward plan: the same closure Extractor::plan() computes at runtime.
+template <std::size_t NS, std::size_t NP>
+struct PlanData {
+  bool main = false, all = false, recon = false;
+  std::array<bool, NS> sig_lat{}, sig_head{};
+  std::array<bool, NP> ph_lat{}, ph_head{};
+};
+
+template <class M, class Sel>
+struct StaticPlanOf {
+  using S = typename M::signatures;
+  using P = typename M::phenos;
+  static constexpr std::size_t NS = S::size, NP = P::size;
+  struct BlockInfo {
+    AttachTo to = AttachTo::None;
+    std::array<BlockKind, 8> kinds{};
+    std::array<int, 8> refs{};
+    std::size_t n = 0;
+  };
+  template <class Bs>
+  static constexpr auto infos() {
+    std::array<BlockInfo, Bs::size> out{};
+    std::size_t i = 0;
+    for_each_type(typename Bs::list{}, [&]<class B>() {
+      using A = typename B::attach;
+      static_assert(A::n_refs <= 8, "at most 8 attachment references per block");
+      out[i].to = A::to;
+      out[i].n = A::n_refs;
+      for (std::size_t k = 0; k < A::n_refs; ++k) {
+        out[i].kinds[k] = A::kinds[k];
+        out[i].refs[k] = A::kinds[k] == BlockKind::Signature ? S::index_of(A::keys[k])
+                         : A::kinds[k] == BlockKind::Pheno   ? P::index_of(A::keys[k])
+                                                             : 0;
+      }
+      ++i;
+      return false;
+    });
+    return out;
+  }
+  static constexpr PlanData<NS, NP> compute() {
+    constexpr auto si = infos<S>();
+    constexpr auto pi = infos<P>();
+    PlanData<NS, NP> d;
+    d.recon = Sel::reconstruction;
+    d.main = Sel::reconstruction || Sel::main_regularization;
+    d.all = Sel::reconstruction;
+    for (int b : selected_indices<typename Sel::signature, S>::value) d.sig_head[b] = true;
+    for (int b : selected_indices<typename Sel::pheno, P>::value) d.ph_head[b] = true;
+    // need_latent closure: iterate to a fixed point (blocks <= 64, so it converges quickly)
+    for (std::size_t i = 0; i < NS; ++i) d.sig_lat[i] = d.sig_head[i];
+    for (std::size_t i = 0; i < NP; ++i) d.ph_lat[i] = d.ph_head[i];
+    for (std::size_t round = 0; round <= NS + NP; ++round) {
+      auto visit = [&](const BlockInfo& b) {
+        if (b.to == AttachTo::MainLat) d.main = true;
+        if (b.to == AttachTo::AllLat) d.all = true;
+        for (std::size_t k = 0; k < b.n; ++k) {
+          if (b.kinds[k] == BlockKind::Main) d.main = true;
+          if (b.kinds[k] == BlockKind::Signature && b.refs[k] >= 0) d.sig_lat[b.refs[k]] = true;
+          if (b.kinds[k] == BlockKind::Pheno && b.refs[k] >= 0) d.ph_lat[b.refs[k]] = true;
+        }
+      };
+      for (std::size_t i = 0; i < NS; ++i)
+        if (d.sig_lat[i]) visit(si[i]);
+      for (std::size_t i = 0; i < NP; ++i)
+        if (d.ph_lat[i]) visit(pi[i]);
+    }
+    if (d.all) {
+      d.main = true;
+      for (std::size_t i = 0; i < NS; ++i) d.sig_lat[i] = d.sig_lat[i] || si[i].to == AttachTo::None;
+      for (std::size_t i = 0; i < NP; ++i) d.ph_lat[i] = d.ph_lat[i] || pi[i].to == AttachTo::None;
+    }
+    return d;
+  }
+  static constexpr PlanData<NS, NP> value = compute();
+};
+
+}  // namespace detail
+
+/// The plan accessors of ForwardPlan, answered at compile time.
+template <class M, class Sel>
+struct StaticPlan {
+  using D = detail::StaticPlanOf<M, Sel>;
+  static constexpr auto& d = D::value;
+  static constexpr auto main() { return std::bool_constant<d.main>{}; }
+  static constexpr auto all() { return std::bool_constant<d.all>{}; }
+  static constexpr auto recon() { return std::bool_constant<d.recon>{}; }
+  template <std::size_t I>
+  static constexpr auto sig_lat(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.sig_lat[I]>{}; }
+  template <std::size_t I>
+  static constexpr auto sig_head(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.sig_head[I]>{}; }
+  template <std::size_t I>
+  static constexpr auto ph_lat(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.ph_lat[I]>{}; }
+  template <std::size_t I>
+  static constexpr auto ph_head(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.ph_head[I]>{}; }
+  template <class F>
+  static void for_each_sig(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::integral_constant<std::size_t, I>{}), ...); }(
+        std::make_index_sequence<D::NS>{});
+  }
+  template <class F>
+  static void for_each_ph(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::integral_constant<std::size_t, I>{}), ...); }(
+        std::make_index_sequence<D::NP>{});
+  }
+};
+
+}  // namespace sakura
