@@ -211,7 +211,8 @@ class Tape {
   Var sort_cols(Var x) {
     Var y = alloc_like(rows(x), cols(x), x);
     auto* perm = arena_.template alloc<std::int32_t>(size(x));
-    cpu::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x));
+    auto* scratch = arena_.template alloc<cpu::SortKey<T>>(size(x));
+    cpu::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
     push_node(Op::SortCols, y, x).aux = perm;
     return y;
   }

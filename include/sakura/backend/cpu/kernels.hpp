@@ -12,6 +12,8 @@
 #include <limits>
 #include <numeric>
 
+#include <Eigen/Core>
+
 #include "sakura/backend/cpu/gemm.hpp"
 #include "sakura/tensor/tensor.hpp"
 
@@ -26,9 +28,53 @@
 
 namespace sakura::cpu {
 
-/// Sum of f(i) for i in [0, n), in double, over blocks whose size depends only on n, summed in
-/// order: the result does not depend on the thread count (bit-identical resume across
-/// OMP_NUM_THREADS), and nothing is allocated.
+template <class T>
+using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+/// Runs f(offset, count) over [0, n) in chunks, in parallel when n is large. The elementwise
+/// kernels are Eigen array expressions inside f, so they are vectorised (exp, expm1, sqrt too).
+template <class F>
+void chunked(Index n, F&& f) {
+  constexpr Index kChunk = Index(1) << 14;
+  if (n <= 2 * kChunk) {
+    if (n > 0) f(Index(0), n);
+    return;
+  }
+  const Index nc = (n + kChunk - 1) / kChunk;
+  SAKURA_PRAGMA(omp parallel for schedule(static))
+  for (Index c = 0; c < nc; ++c) f(c * kChunk, std::min(kChunk, n - c * kChunk));
+}
+
+/// Elementwise dst = (acc ? dst : 0) + expr(offset, count), vectorised and chunked.
+template <class T, class Expr>
+void write_or_add(T* dst, Index n, bool acc, Expr&& expr) {
+  chunked(n, [&](Index o, Index m) {
+    ArrMap<T> d(dst + o, m);
+    if (acc) d += expr(o, m);
+    else d = expr(o, m);
+  });
+}
+
+/// Sum over [0, n) in double of g(offset, count) (a vectorised partial sum), over blocks whose
+/// size depends only on n, summed in order: the result does not depend on the thread count
+/// (bit-identical resume across OMP_NUM_THREADS), and nothing is allocated.
+template <class G>
+double blocked_reduce(Index n, G g) {
+  constexpr Index kMaxBlocks = 1024;
+  const Index block = std::max<Index>(4096, (n + kMaxBlocks - 1) / kMaxBlocks);
+  const Index nb = (n + block - 1) / block;
+  if (nb <= 1) return n > 0 ? g(Index(0), n) : 0.0;
+  double partial[kMaxBlocks];
+  SAKURA_PRAGMA(omp parallel for schedule(static) if (n > (1 << 15)))
+  for (Index b = 0; b < nb; ++b) partial[b] = g(b * block, std::min(block, n - b * block));
+  double s = 0;
+  for (Index b = 0; b < nb; ++b) s += partial[b];
+  return s;
+}
+
+/// Scalar form of blocked_reduce: sum of f(i) in double.
 template <class F>
 double blocked_sum(Index n, F f) {
   constexpr Index kMaxBlocks = 1024;
@@ -109,43 +155,39 @@ void col_sum(T* db, MatrixRef<const T> dy, bool acc) {
 // ---------------------------------------------------------------- activations
 template <class T>
 void celu_fwd(T* y, const T* x, Index n) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : std::expm1(x[i]);
+  chunked(n, [&](Index o, Index m) {
+    CArrMap<T> a(x + o, m);
+    ArrMap<T>(y + o, m) = (a > T(0)).select(a, a.expm1());
+  });
 }
 template <class T>
 void celu_bwd(T* dx, const T* dy, const T* x, Index n, bool acc) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) {
-    T g = x[i] > T(0) ? dy[i] : dy[i] * std::exp(x[i]);
-    dx[i] = acc ? dx[i] + g : g;
-  }
+  write_or_add(dx, n, acc, [&](Index o, Index m) {
+    CArrMap<T> a(x + o, m), g(dy + o, m);
+    return (a > T(0)).select(g, g * a.exp());
+  });
 }
 template <class T>
 void relu_fwd(T* y, const T* x, Index n) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  chunked(n, [&](Index o, Index m) { ArrMap<T>(y + o, m) = CArrMap<T>(x + o, m).max(T(0)); });
 }
 /// Uses the output: exact zeros stay exact (they decide RMSProp's first-step sign).
 template <class T>
 void relu_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) {
-    T g = y[i] > T(0) ? dy[i] : T(0);
-    dx[i] = acc ? dx[i] + g : g;
-  }
+  write_or_add(dx, n, acc, [&](Index o, Index m) {
+    return (CArrMap<T>(y + o, m) > T(0)).select(CArrMap<T>(dy + o, m), T(0));
+  });
 }
 template <class T>
 void sigmoid_fwd(T* y, const T* x, Index n) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
+  chunked(n, [&](Index o, Index m) { ArrMap<T>(y + o, m) = T(1) / (T(1) + (-CArrMap<T>(x + o, m)).exp()); });
 }
 template <class T>
 void sigmoid_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) {
-    T g = dy[i] * (T(1) - y[i]) * y[i];
-    dx[i] = acc ? dx[i] + g : g;
-  }
+  write_or_add(dx, n, acc, [&](Index o, Index m) {
+    CArrMap<T> v(y + o, m);
+    return CArrMap<T>(dy + o, m) * (T(1) - v) * v;
+  });
 }
 template <class T>
 void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log) {
@@ -193,32 +235,29 @@ void mul(T* out, const T* x, const T* mask, Index n, bool acc) {
 // ---------------------------------------------------------------- elementwise losses (means)
 template <class T>
 double sq_diff_sum(const T* a, const T* b, Index n) {
-  return blocked_sum(n, [&](Index i) {
-    double d = double(a[i]) - double(b[i]);
-    return d * d;
+  return blocked_reduce(n, [&](Index o, Index m) {
+    return (CArrMap<T>(a + o, m).template cast<double>() - CArrMap<T>(b + o, m).template cast<double>())
+        .square()
+        .sum();
   });
 }
 /// da = acc + scale * g * (a - b): MSE's gradient with scale = 2/n (and -2/n for b).
 template <class T>
 void sq_diff_bwd(T* da, T g_scale, const T* a, const T* b, Index n, bool acc) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) {
-    T v = g_scale * (a[i] - b[i]);
-    da[i] = acc ? da[i] + v : v;
-  }
+  write_or_add(da, n, acc,
+               [&](Index o, Index m) { return g_scale * (CArrMap<T>(a + o, m) - CArrMap<T>(b + o, m)); });
 }
 template <class T>
 double abs_diff_sum(const T* a, const T* b, Index n) {
-  return blocked_sum(n, [&](Index i) { return std::abs(double(a[i]) - double(b[i])); });
+  return blocked_reduce(n, [&](Index o, Index m) {
+    return (CArrMap<T>(a + o, m).template cast<double>() - CArrMap<T>(b + o, m).template cast<double>()).abs().sum();
+  });
 }
 /// L1's gradient: sign(a - b) with sign(0) = 0, exactly as PyTorch.
 template <class T>
 void abs_diff_bwd(T* da, T g_scale, const T* a, const T* b, Index n, bool acc) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) {
-    T v = g_scale * sign(a[i] - b[i]);
-    da[i] = acc ? da[i] + v : v;
-  }
+  write_or_add(da, n, acc,
+               [&](Index o, Index m) { return g_scale * (CArrMap<T>(a + o, m) - CArrMap<T>(b + o, m)).sign(); });
 }
 
 // ---------------------------------------------------------------- row-wise reductions
@@ -325,27 +364,28 @@ void bce_bwd(T* dp, T g_over_n, const T* p, const T* y, Index n, bool acc) {
 }
 
 // ---------------------------------------------------------------- sliced Wasserstein sort
-/// Sorts every column ascending (stable; NaN last, as PyTorch) and records the source row.
+/// Sorts every column ascending and records the source row: ties keep row order (a stable
+/// sort) and NaN sorts last, as PyTorch. `scratch` holds rows * cols (value, row) pairs, so
+/// nothing is allocated.
 template <class T>
-void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols) {
+struct SortKey {
+  T value;
+  std::int32_t row;
+};
+template <class T>
+void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, SortKey<T>* scratch) {
   SAKURA_PRAGMA(omp parallel for schedule(static) if (rows * cols > (1 << 14)))
   for (Index c = 0; c < cols; ++c) {
-    std::int32_t idx_stack[4096];  // batches above 4096 cells sort through a heap buffer
-    std::vector<std::int32_t> idx_heap;
-    std::int32_t* idx = idx_stack;
-    if (rows > 4096) {
-      idx_heap.resize(static_cast<std::size_t>(rows));
-      idx = idx_heap.data();
-    }
-    std::iota(idx, idx + rows, 0);
-    auto key = [&](std::int32_t r) { return x[r * cols + c]; };
-    std::stable_sort(idx, idx + rows, [&](std::int32_t i, std::int32_t j) {
-      const T a = key(i), b = key(j);
-      return a < b || (!std::isnan(a) && std::isnan(b));
+    SortKey<T>* keys = scratch + c * rows;
+    for (Index r = 0; r < rows; ++r) keys[r] = {x[r * cols + c], static_cast<std::int32_t>(r)};
+    std::sort(keys, keys + rows, [](const SortKey<T>& a, const SortKey<T>& b) {
+      const bool an = std::isnan(a.value), bn = std::isnan(b.value);
+      if (an || bn) return !an && bn ? true : (an && bn ? a.row < b.row : false);
+      return a.value < b.value || (a.value == b.value && a.row < b.row);
     });
     for (Index r = 0; r < rows; ++r) {
-      sorted[r * cols + c] = key(idx[r]);
-      perm[r * cols + c] = idx[r];
+      sorted[r * cols + c] = keys[r].value;
+      perm[r * cols + c] = keys[r].row;
     }
   }
 }
@@ -397,28 +437,31 @@ void kl_gauss_bwd(T* dx, T g, const T* x, const T* mp, const T* vp, const T* mq,
 }
 
 // ---------------------------------------------------------------- optimizer
-/// One fused RMSProp pass in PyTorch's operation order (eps outside the sqrt, not centred).
+/// One fused RMSProp pass in PyTorch's operation order (eps outside the sqrt, not centred):
+/// g += wd p; v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps), or with momentum
+/// b = m b + g / (sqrt(v) + eps), p -= lr b. Vectorised and chunked: it is memory-bound.
 template <class T>
 void rmsprop_step(T* p, const T* grad, T* square_avg, T* momentum_buf, Index n, double lr, double alpha, double eps,
                   double weight_decay, double momentum) {
   const T a = T(alpha), one_minus_a = T(1.0 - alpha), e = T(eps), neg_lr = T(-lr), wd = T(weight_decay),
           mom = T(momentum);
   const bool use_wd = weight_decay != 0.0, use_mom = momentum > 0.0;
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) {
-    T g = grad[i];
-    if (use_wd) g = g + wd * p[i];
-    T v = square_avg[i] * a + one_minus_a * g * g;
-    square_avg[i] = v;
-    T avg = std::sqrt(v) + e;
-    if (use_mom) {
-      T b = momentum_buf[i] * mom + g / avg;
-      momentum_buf[i] = b;
-      p[i] = p[i] + neg_lr * b;
-    } else {
-      p[i] = p[i] + neg_lr * (g / avg);
-    }
-  }
+  chunked(n, [&](Index o, Index m) {
+    ArrMap<T> P(p + o, m), V(square_avg + o, m);
+    CArrMap<T> G0(grad + o, m);
+    auto update = [&](const auto& G) {
+      V = V * a + one_minus_a * G * G;
+      if (use_mom) {
+        ArrMap<T> B(momentum_buf + o, m);
+        B = B * mom + G / (V.sqrt() + e);
+        P = P + neg_lr * B;
+      } else {
+        P = P + neg_lr * (G / (V.sqrt() + e));
+      }
+    };
+    if (use_wd) update(G0 + wd * P);  // lazy: read before P is written, element by element
+    else update(G0);
+  });
 }
 
 /// True when every value is finite (batch validation).

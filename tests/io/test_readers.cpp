@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// The data input layer: CSV edge cases, CsrMatrix helpers, MatrixMarket and .h5ad readers against the
+// fixtures of tests/io/data (one 4 cells x 5 genes matrix in every format), and their error messages.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "sakura/data/dataset.hpp"
+#include "sakura/io/csv.hpp"
+#include "sakura/io/matrix_market.hpp"
+#if defined(SAKURA_WITH_HDF5)
+#include "sakura/io/h5ad.hpp"
+#endif
+
+using namespace sakura;
+using Catch::Contains;
+using Strings = std::vector<std::string>;
+
+namespace {
+
+const std::string kData = SAKURA_IO_DATA_DIR;
+std::string data(const std::string& name) { return kData + "/" + name; }
+
+const Strings kGenes{"CD8A", "CD8B", "CD4", "MT-CO1", "GENE5"};
+const Strings kCells{"AAAC-1", "AAAG-1", "cell,3", "cell\"4"};
+
+/// make_fixtures.py's X (cells x genes); row 1 is empty.
+std::vector<double> expected_x() {
+  return {1, 0, 0, 2.5, 0, 0, 0, 0, 0, 0, 0, 3, 0.1, 0, 7, 4, 0, 0, 0, 123456};
+}
+std::vector<double> expected_xi() { return {1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 1, 0, 7, 4, 0, 0, 0, 123456}; }
+
+/// Every row of m, densified (the matrices here are 4 x 5).
+template <class T>
+std::vector<T> dense(const CsrMatrix<T>& m) {
+  std::vector<Index> rows(static_cast<std::size_t>(m.rows));
+  for (Index r = 0; r < m.rows; ++r) rows[r] = r;
+  std::vector<T> out(static_cast<std::size_t>(m.rows * m.cols), T(-1));
+  m.gather_dense(rows, out.data());
+  return out;
+}
+
+template <class T, class U>
+std::vector<T> cast(const std::vector<U>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
+/// Writes `content` to a fresh file in a per-process temp folder and returns its path.
+std::string temp_file(const std::string& name, const std::string& content) {
+  const auto dir = std::filesystem::temp_directory_path() / ("sakura_io_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto p = (dir / name).string();
+  std::ofstream(p, std::ios::binary) << content;
+  return p;
+}
+
+CsrMatrix<float> small_csr() {  // [[1 0 2], [0 0 0], [0 3 4]]
+  CsrMatrix<float> m;
+  m.rows = 3;
+  m.cols = 3;
+  m.indptr = {0, 2, 2, 4};
+  m.indices = {0, 2, 1, 2};
+  m.values = {1, 2, 3, 4};
+  return m;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- CSV
+
+TEST_CASE("CSV: quoted fields, embedded commas, quotes and newlines, CRLF, BOM", "[io][csv]") {
+  const std::string text =
+      "\xEF\xBB\xBF" "id,\"na,me\",note\r\n"
+      "1,\"a \"\"quoted\"\" word\",plain\r\n"
+      "\r\n"
+      "2,\"two\nlines\",\r\n"
+      "3,,\"\"\n"
+      "4,last,no newline";
+  const auto t = io::parse_csv(text, "mem.csv");
+  CHECK(t.header == Strings{"id", "na,me", "note"});
+  REQUIRE(t.rows.size() == 4);
+  CHECK(t.rows[0] == Strings{"1", "a \"quoted\" word", "plain"});
+  CHECK(t.rows[1] == Strings{"2", "two\nlines", ""});
+  CHECK(t.rows[2] == Strings{"3", "", ""});
+  CHECK(t.rows[3] == Strings{"4", "last", "no newline"});
+  CHECK(t.row_lines == std::vector<std::size_t>{2, 4, 6, 7});  // the blank line 3 is skipped
+  CHECK(t.where(3) == "mem.csv:7");
+}
+
+TEST_CASE("CSV: lone CR ends a record, stray quotes in unquoted fields are kept", "[io][csv]") {
+  const auto t = io::parse_csv("a,b\rx\"y,2\r", "mem.csv");
+  CHECK(t.header == Strings{"a", "b"});
+  REQUIRE(t.rows.size() == 1);
+  CHECK(t.rows[0] == Strings{"x\"y", "2"});
+}
+
+TEST_CASE("CSV: errors name the file and line", "[io][csv]") {
+  REQUIRE_THROWS_WITH(io::parse_csv("a,b\n1,\"open\nstill open", "bad.csv"),
+                      Contains("bad.csv:2") && Contains("never closed"));
+  REQUIRE_THROWS_WITH(io::parse_csv("a,b\n1,2\n3,\"x\"y\n", "bad.csv"),
+                      Contains("bad.csv:3") && Contains("after a closing quote"));
+  REQUIRE_THROWS_WITH(io::read_csv(data("no_such_file.csv")), Contains("no_such_file.csv") && Contains("cannot open"));
+}
+
+TEST_CASE("Name lists are read like pandas read_csv(index_col=0): R's write.csv layout", "[io][csv]") {
+  CHECK(io::read_name_csv(data("genes.csv")) == kGenes);
+  CHECK(io::read_name_csv(data("cells.csv")) == kCells);
+  // write.table without col.names = NA: the header is one field short, the index column is implicit.
+  CHECK(io::read_name_csv(temp_file("implicit.csv", "x\n1,A\n2,B\n")) == Strings{"A", "B"});
+  REQUIRE_THROWS_WITH(io::read_name_csv(temp_file("single.csv", "gene\nA\nB\n")),
+                      Contains("single.csv") && Contains("index column and a name column"));
+  REQUIRE_THROWS_WITH(io::read_name_csv(temp_file("ragged.csv", "\"\",\"x\"\n1,A\n2,B,extra\n")),
+                      Contains("ragged.csv:3") && Contains("3 fields, expected 2"));
+}
+
+TEST_CASE("Phenotype CSV: columns, pandas NA markers, pandas header names", "[io][csv]") {
+  const auto cols = io::read_pheno_csv(data("pheno.csv"), kCells);
+  REQUIRE(cols.size() == 4);
+  CHECK(cols[0].name == "celltype");
+  CHECK(cols[0].values == Strings{"T", "B", "", "T"});
+  CHECK(cols[1].values == Strings{"s1", "s2", "s3", "s4"});
+  CHECK(cols[2].values == Strings{"10", "0", "3", "2"});
+  CHECK(cols[3].values == Strings{"0.5", "", "-1.25", "1e-07"});
+
+  const auto p = temp_file("names.csv", ",x,,x,NA_col\nc1,NA,a,b,nan\nc2,n/a,,NULL,ok\n");
+  const auto odd = io::read_pheno_csv(p, {"c1", "c2"});
+  REQUIRE(odd.size() == 4);
+  CHECK(odd[0].name == "x");
+  CHECK(odd[1].name == "Unnamed: 2");
+  CHECK(odd[2].name == "x.1");
+  CHECK(odd[3].name == "NA_col");
+  CHECK(odd[0].values == Strings{"", ""});
+  CHECK(odd[3].values == Strings{"", "ok"});
+}
+
+TEST_CASE("Phenotype CSV: rows must be the cells in order, the first mismatch is named", "[io][csv]") {
+  REQUIRE_THROWS_WITH(io::read_pheno_csv(data("pheno_swapped.csv"), kCells),
+                      Contains("pheno_swapped.csv:4") && Contains("row 3 is cell 'cell\"4'") &&
+                          Contains("'cell,3'"));
+  REQUIRE_THROWS_WITH(io::read_pheno_csv(data("pheno.csv"), {"AAAC-1"}),
+                      Contains("pheno.csv") && Contains("4 phenotype rows but 1 cells"));
+}
+
+// ---------------------------------------------------------------- CsrMatrix and Dataset
+
+TEST_CASE("CsrMatrix: gather_dense, gather_columns, drop_columns", "[io][dataset]") {
+  const auto m = small_csr();
+  REQUIRE_NOTHROW(m.validate());
+  CHECK(m.nnz() == 4);
+
+  const std::vector<Index> rows{2, 0, 1, 2};
+  std::vector<float> out(12, -1.f);
+  m.gather_dense(rows, out.data());
+  CHECK(out == std::vector<float>{0, 3, 4, 1, 0, 2, 0, 0, 0, 0, 3, 4});
+
+  const std::vector<Index> cols{2, 1, 2};
+  std::vector<float> sig(12, -1.f);
+  m.gather_columns(rows, cols, sig.data());
+  CHECK(sig == std::vector<float>{4, 3, 4, 2, 0, 2, 0, 0, 0, 4, 3, 4});
+
+  const std::vector<Index> drop{1, 1};
+  const auto d = m.drop_columns(drop);
+  CHECK(d.kept == std::vector<Index>{0, 2});
+  CHECK(d.matrix.cols == 2);
+  REQUIRE_NOTHROW(d.matrix.validate());
+  CHECK(dense(d.matrix) == std::vector<float>{1, 2, 0, 0, 0, 4});
+
+  const std::vector<Index> bad_row{3}, bad_col{5};
+  REQUIRE_THROWS_WITH(m.gather_dense(bad_row, out.data()), Contains("row 3") && Contains("[3, 3]"));
+  REQUIRE_THROWS_WITH(m.gather_columns(rows, bad_col, out.data()), Contains("column 5"));
+  REQUIRE_THROWS_WITH(m.drop_columns(bad_col), Contains("column 5"));
+}
+
+TEST_CASE("CsrMatrix: sort_and_sum_duplicates and validate", "[io][dataset]") {
+  CsrMatrix<float> m;
+  m.rows = 2;
+  m.cols = 4;
+  m.indptr = {0, 4, 5};
+  m.indices = {3, 0, 3, 1, 2};
+  m.values = {1, 2, 10, 3, 5};
+  REQUIRE_THROWS_WITH(m.validate("demo"), Contains("demo") && Contains("row 0"));
+  m.sort_and_sum_duplicates();
+  REQUIRE_NOTHROW(m.validate());
+  CHECK(m.indptr == std::vector<std::int64_t>{0, 3, 4});
+  CHECK(m.indices == std::vector<std::int32_t>{0, 1, 3, 2});
+  CHECK(m.values == std::vector<float>{2, 3, 11, 5});
+}
+
+TEST_CASE("Dataset: gene lookup and phenotype columns name what is missing", "[io][dataset]") {
+  Dataset<float> ds;
+  ds.genes = {"A", "B", "C", "B"};
+  ds.cells = {"c1"};
+  ds.pheno = {{"celltype", {"T"}}, {"donor", {"d1"}}};
+  CHECK(ds.gene_index("B") == 1);
+  CHECK(ds.gene_index("Z") == -1);
+  CHECK(ds.gene_indices({"C", "B"}) == std::vector<Index>{2, 1});
+  REQUIRE_THROWS_WITH(ds.gene_indices({"A", "X", "Y"}), Contains("'X', 'Y'") && Contains("4 genes"));
+  CHECK(ds.column("donor").values == Strings{"d1"});
+  REQUIRE_THROWS_WITH(ds.column("cluster"), Contains("'cluster'") && Contains("'celltype', 'donor'"));
+}
+
+// ---------------------------------------------------------------- MatrixMarket
+
+TEST_CASE("MatrixMarket: both orientations, integer/real/pattern, dense array", "[io][mtx]") {
+  const auto genes = data("genes.csv"), cells = data("cells.csv");
+  SECTION("genes x cells integer (Seurat writeMM) is transposed") {
+    const auto ds = io::read_mtx_dataset(data("counts_gxc.mtx"), genes, cells, data("pheno.csv"));
+    CHECK(ds.genes == kGenes);
+    CHECK(ds.cells == kCells);
+    CHECK(ds.expr.rows == 4);
+    CHECK(ds.expr.cols == 5);
+    CHECK(ds.expr.nnz() == 7);
+    CHECK(dense(ds.expr) == cast<float>(expected_xi()));
+    CHECK(ds.column("celltype").values == Strings{"T", "B", "", "T"});
+  }
+  SECTION("cells x genes real is taken as is, exact in float and double") {
+    const auto f = io::read_mtx_dataset<float>(data("counts_cxg.mtx"), genes, cells);
+    CHECK(dense(f.expr) == cast<float>(expected_x()));
+    CHECK(f.pheno.empty());
+    const auto d = io::read_mtx_dataset<double>(data("counts_cxg.mtx"), genes, cells);
+    CHECK(dense(d.expr) == expected_x());
+  }
+  SECTION("pattern stores ones") {
+    const auto ds = io::read_mtx_dataset(data("pattern_gxc.mtx"), genes, cells);
+    std::vector<float> want;
+    for (double v : expected_x()) want.push_back(v != 0 ? 1.f : 0.f);
+    CHECK(dense(ds.expr) == want);
+  }
+  SECTION("dense array format, zeros not stored") {
+    const auto ds = io::read_mtx_dataset<double>(data("dense_gxc.mtx"), genes, cells);
+    CHECK(ds.expr.nnz() == 7);
+    CHECK(dense(ds.expr) == expected_x());
+    const auto raw = io::read_mtx<double>(data("dense_gxc.mtx"));  // file orientation
+    CHECK(raw.rows == 5);
+    CHECK(raw.cols == 4);
+  }
+}
+
+TEST_CASE("MatrixMarket: duplicates are summed, comments and blank lines skipped", "[io][mtx]") {
+  const auto p = temp_file("dup.mtx",
+                           "%%MatrixMarket matrix coordinate real general\r\n% a comment\r\n\r\n2 3 4\r\n"
+                           "1 3 1.5\r\n2 1 -1\r\n1 3 +2.5e0\r\n1 1 0\r\n");
+  const auto m = io::read_mtx<double>(p);
+  REQUIRE_NOTHROW(m.validate());
+  CHECK(m.nnz() == 3);  // the explicit zero at (1, 1) is kept, the two (1, 3) entries merged
+  CHECK(dense(m) == std::vector<double>{0, 0, 4, -1, 0, 0});
+  const auto t = io::read_mtx<double>(p, true);
+  CHECK(dense(t) == std::vector<double>{0, -1, 0, 0, 4, 0});
+}
+
+TEST_CASE("MatrixMarket: bad files are rejected naming file and line", "[io][mtx]") {
+  auto mtx = [](const std::string& name, const std::string& body) { return io::read_mtx(temp_file(name, body)); };
+  REQUIRE_THROWS_WITH(mtx("hdr.mtx", "hello\n1 1 0\n"), Contains("hdr.mtx:1") && Contains("not a MatrixMarket"));
+  REQUIRE_THROWS_WITH(mtx("cplx.mtx", "%%MatrixMarket matrix coordinate complex general\n1 1 0\n"),
+                      Contains("cplx.mtx:1") && Contains("'complex'"));
+  REQUIRE_THROWS_WITH(mtx("sym.mtx", "%%MatrixMarket matrix coordinate real symmetric\n1 1 0\n"),
+                      Contains("sym.mtx:1") && Contains("'symmetric'"));
+  REQUIRE_THROWS_WITH(mtx("size.mtx", "%%MatrixMarket matrix coordinate real general\n2 x 1\n"),
+                      Contains("size.mtx:2") && Contains("the column count"));
+  REQUIRE_THROWS_WITH(mtx("range.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1\n3 1 1\n"),
+                      Contains("range.mtx:4") && Contains("(3, 1)") && Contains("2 x 2"));
+  REQUIRE_THROWS_WITH(mtx("zero.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 1\n0 1 1\n"),
+                      Contains("zero.mtx:3") && Contains("1-based"));
+  REQUIRE_THROWS_WITH(mtx("few.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1\n2 2 1\n"),
+                      Contains("few.mtx") && Contains("declares 3 entries but the file has 2"));
+  REQUIRE_THROWS_WITH(mtx("many.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 1\n2 2 1\n"),
+                      Contains("many.mtx:4") && Contains("more entries than the 1"));
+  REQUIRE_THROWS_WITH(mtx("val.mtx", "%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 1 1.5\n"),
+                      Contains("val.mtx:3") && Contains("an integer value") && Contains("'1.5'"));
+  REQUIRE_THROWS_WITH(mtx("arr.mtx", "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n"),
+                      Contains("arr.mtx") && Contains("needs 4 values but the file has 3"));
+  REQUIRE_THROWS_WITH(io::read_mtx(data("missing.mtx")), Contains("missing.mtx") && Contains("cannot open"));
+}
+
+TEST_CASE("MatrixMarket dataset: orientation from the name lists", "[io][mtx]") {
+  const auto g2 = temp_file("g2.csv", "\"\",\"x\"\n\"1\",\"G1\"\n\"2\",\"G2\"\n");
+  const auto c2 = temp_file("c2.csv", "\"\",\"x\"\n\"1\",\"C1\"\n\"2\",\"C2\"\n");
+  const auto sq = temp_file("sq.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 5\n");
+  SECTION("as many genes as cells: taken as genes x cells, like upstream") {
+    const auto ds = io::read_mtx_dataset(sq, g2, c2);
+    CHECK(dense(ds.expr) == std::vector<float>{0, 0, 5, 0});  // file (gene 1, cell 2) -> (cell 2, gene 1)
+  }
+  SECTION("neither orientation fits: both shapes and both files are named") {
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(sq, data("genes.csv"), data("cells.csv")),
+                        Contains("sq.mtx") && Contains("matrix is [2, 2]") && Contains("genes.csv' lists 5 genes") &&
+                            Contains("cells.csv' lists 4 cells") && Contains("[5, 4] (genes x cells)") &&
+                            Contains("[4, 5] (cells x genes)"));
+  }
+  SECTION("phenotype rows in another order") {
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(data("counts_gxc.mtx"), data("genes.csv"), data("cells.csv"),
+                                             data("pheno_swapped.csv")),
+                        Contains("pheno_swapped.csv:4") && Contains("same order"));
+  }
+}
+
+// ---------------------------------------------------------------- AnnData
+
+#if defined(SAKURA_WITH_HDF5)
+
+namespace {
+void check_obs_columns(const Dataset<float>& ds) {
+  Strings names;
+  for (const auto& c : ds.pheno) names.push_back(c.name);
+  CHECK(names == Strings{"celltype", "barcode", "n_genes", "score", "pct", "doublet", "n_umi"});
+  CHECK(ds.column("celltype").values == Strings{"T", "B", "", "T"});  // categorical, NaN code -1
+  CHECK(ds.column("barcode").values == Strings{"s1", "s2", "s3", "s4"});
+  CHECK(ds.column("n_genes").values == Strings{"10", "0", "3", "2"});
+  CHECK(ds.column("score").values == Strings{"0.5", "", "-1.25", "1e-07"});
+  CHECK(ds.column("pct").values == Strings{"0.1", "0.2", "0.3", "0.4"});  // float32, shortest text
+  CHECK(ds.column("doublet").values == Strings{"False", "True", "False", "False"});
+  CHECK(ds.column("n_umi").values == Strings{"5", "", "7", "8"});  // nullable integer
+}
+}  // namespace
+
+TEST_CASE("h5ad: dense, CSR and CSC X with anndata 0.8 obs columns", "[io][h5ad]") {
+  for (const char* kind : {"dense", "csr", "csc"}) {
+    INFO(kind);
+    const auto ds = io::read_h5ad<float>(data(std::string("x_") + kind + ".h5ad"));
+    CHECK(ds.genes == kGenes);  // x_csc names its var index "gene_symbols" through the _index attribute
+    CHECK(ds.cells == kCells);
+    CHECK(ds.expr.rows == 4);
+    CHECK(ds.expr.cols == 5);
+    CHECK(ds.expr.nnz() == 7);
+    CHECK(dense(ds.expr) == cast<float>(expected_x()));
+    check_obs_columns(ds);
+  }
+  const auto d = io::read_h5ad<double>(data("x_csc.h5ad"));  // float32 on disk, widened exactly
+  CHECK(dense(d.expr) == cast<double>(cast<float>(expected_x())));
+}
+
+TEST_CASE("h5ad: legacy layout, fixed-length strings, unsorted and repeated CSR entries", "[io][h5ad]") {
+  const auto ds = io::read_h5ad(data("legacy_fixed.h5ad"));
+  CHECK(ds.genes == kGenes);
+  CHECK(ds.cells == kCells);
+  REQUIRE_NOTHROW(ds.expr.validate());
+  CHECK(dense(ds.expr) == cast<float>(expected_x()));
+  REQUIRE(ds.pheno.size() == 2);  // no column-order: members by name, index and __categories skipped
+  CHECK(ds.pheno[0].name == "batch");
+  CHECK(ds.pheno[0].values == Strings{"b1", "b22", "b1", "b333"});  // space padding removed
+  CHECK(ds.pheno[1].name == "celltype");
+  CHECK(ds.pheno[1].values == Strings{"T", "B", "", "T"});
+}
+
+TEST_CASE("h5ad: errors name the file and the HDF5 path", "[io][h5ad]") {
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("bad_shape.h5ad")),
+                      Contains("bad_shape.h5ad") && Contains("X is [3, 5]") && Contains("obs has 4 names"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("obs_compound.h5ad")),
+                      Contains("obs_compound.h5ad: HDF5 path '/obs'") && Contains("anndata < 0.7"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("genes.csv")), Contains("genes.csv: cannot open as an HDF5 file"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("missing.h5ad")), Contains("missing.h5ad"));
+  io::h5::QuietErrors quiet;
+  io::h5::Node root{io::h5::Handle(H5Fopen(data("x_csr.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose),
+                    data("x_csr.h5ad"), "/"};
+  REQUIRE_THROWS_WITH(io::h5::open(io::h5::open(root, "obs"), "cluster"),
+                      Contains("x_csr.h5ad: HDF5 path '/obs/cluster': not found"));
+}
+
+#endif  // SAKURA_WITH_HDF5
