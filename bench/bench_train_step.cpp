@@ -3,7 +3,9 @@
 // sakura_bench: one SAKURA training step at the pbmc5k tutorial's shapes (10,000 genes, 200 hidden,
 // latent 50, batch 100, MSE + L1 + SW2_uniform, cd8 signature head on the main latent) and at a
 // tiny shape, plus the "GEMM floor": the same step's GEMMs replayed back to back.
-// Names: step/<case>/<api>/threads:<n>; floor/<case>/threads:<n>. Counters: GFLOP/s (2mnk per GEMM).
+// Names: step/<case>/<api>/threads:<n> with api runtime (JSON config), policy (compile-time
+// train<Model, Selection>), and *_csr (sparse CSR input) for the sparse case; floor/<case>/threads:<n>
+// is the dense step's GEMMs alone. Counters: GFLOP/s (2mnk per GEMM issued) and MFLOP/step.
 #define SAKURA_GEMM_STATS 1
 #include <benchmark/benchmark.h>
 
@@ -90,7 +92,7 @@ void set_threads(int n) {
 #endif
 }
 
-/// FLOPs of one step, counted from the GEMMs it issues (and the calls, for the floor).
+/// The step's GEMM calls (shapes), recorded while it runs.
 std::vector<cpu::GemmCall> record_step(const std::function<void()>& step) {
   std::vector<cpu::GemmCall> calls;
   cpu::gemm_recorder() = &calls;
@@ -109,31 +111,75 @@ void report(benchmark::State& st, double flops) {
   st.counters["MFLOP/step"] = flops * 1e-6;
 }
 
-void step_runtime(benchmark::State& st, const Case& c, int threads) {
-  set_threads(threads);
-  auto [cfg, sig] = configs(c);
-  Controller<float> ctl(io::experiment_from_json(cfg, Json::object(), sig, c.genes));
-  const auto data = batches(c);
-  const TrainOptions o = options(c);
+/// The tutorial's structure as compile-time policies (latent width is part of the type).
+template <Index L>
+using TutorialModel =
+    Model<Terms<Mse, L1>, Terms<Sw2Uniform>,
+          Blocks<Block<"cd8", FCRegressorHead, L, OnMain, Terms<Mse, L1, Cosine>>>>;
+
+enum class Api { Runtime, Policy };
+
+/// A controller, four batches and one step function for a case and an API.
+struct Setup {
+  Case c;
+  std::unique_ptr<Controller<float>> ctl;
+  std::vector<Batch<float>> data;
   std::size_t i = 0;
-  for (int w = 0; w < 3; ++w) ctl.train(data[i++ % 4], o);
-  const double flops = flops_of(record_step([&] { ctl.train(data[i++ % 4], o); }));
-  for (auto _ : st) {
-    const auto& rec = ctl.train(data[i++ % 4], o);
-    benchmark::DoNotOptimize(rec.total);
+  std::function<double()> step;
+
+  Setup(const Case& cs, Api api, bool csr) : c(cs) {
+    auto [cfg, sig] = configs(c);
+    auto spec = io::experiment_from_json(cfg, Json::object(), sig, c.genes);
+    spec.model.first_layer_input_major = csr;
+    ctl = std::make_unique<Controller<float>>(std::move(spec));
+    data = batches(c);
+    if (csr)
+      for (auto& b : data) {  // CSR only: the reconstruction target is densified per step
+        b.set_sparse(to_csr(b.expr));
+        b.expr = Tensor<float>();
+      }
+    const TrainOptions o = options(c);
+    if (api == Api::Runtime) step = [this, o] { return ctl->train(data[i++ % 4], o).total; };
+    else step = policy_step();
+    for (int w = 0; w < 3; ++w) step();
   }
+  static CsrMatrix<float> to_csr(const Tensor<float>& d) {
+    CsrMatrix<float> m;
+    m.rows = d.rows();
+    m.cols = d.cols();
+    for (Index r = 0; r < d.rows(); ++r) {
+      for (Index g = 0; g < d.cols(); ++g)
+        if (d(r, g) != 0.0f) {
+          m.indices.push_back(static_cast<std::int32_t>(g));
+          m.values.push_back(d(r, g));
+        }
+      m.indptr.push_back(static_cast<std::int64_t>(m.values.size()));
+    }
+    return m;
+  }
+  template <Index L>
+  std::function<double()> policy_for() {
+    using M = TutorialModel<L>;
+    if (c.recon && c.signature) return [this] { return ctl->train<M, All>(data[i++ % 4]).total; };
+    if (c.recon) return [this] { return ctl->train<M, MainOnly>(data[i++ % 4]).total; };
+    return [this] { return ctl->train<M, SignatureOnly<"cd8">>(data[i++ % 4]).total; };
+  }
+  std::function<double()> policy_step() { return c.latent == 50 ? policy_for<50>() : policy_for<8>(); }
+};
+
+void step_bench(benchmark::State& st, const Case& c, Api api, bool csr, int threads) {
+  set_threads(threads);
+  Setup s(c, api, csr);
+  const double flops = flops_of(record_step([&] { s.step(); }));
+  for (auto _ : st) benchmark::DoNotOptimize(s.step());
   report(st, flops);
 }
 
-/// The step's GEMMs alone, same shapes, back to back, on distinct buffers.
+/// The dense step's GEMMs alone, same shapes, back to back, on distinct buffers.
 void gemm_floor(benchmark::State& st, const Case& c, int threads) {
   set_threads(threads);
-  auto [cfg, sig] = configs(c);
-  Controller<float> ctl(io::experiment_from_json(cfg, Json::object(), sig, c.genes));
-  const auto data = batches(c);
-  const TrainOptions o = options(c);
-  ctl.train(data[0], o);
-  const auto calls = record_step([&] { ctl.train(data[1], o); });
+  Setup s(c, Api::Runtime, false);
+  const auto calls = record_step([&] { s.step(); });
   struct Bufs {
     std::vector<float> a, b, c;
   };
@@ -160,16 +206,21 @@ void gemm_floor(benchmark::State& st, const Case& c, int threads) {
 }
 
 int register_all() {
+  auto add = [](const std::string& name, auto fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->UseRealTime();
+  };
   for (const Case& c : kCases)
     for (int t : {1, 2}) {
       const std::string th = "/threads:" + std::to_string(t);
-      benchmark::RegisterBenchmark(("step/" + c.name + "/runtime" + th).c_str(),
-                                   [c, t](benchmark::State& s) { step_runtime(s, c, t); })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
-      benchmark::RegisterBenchmark(("floor/" + c.name + th).c_str(), [c, t](benchmark::State& s) { gemm_floor(s, c, t); })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
+      add("step/" + c.name + "/runtime" + th, [c, t](benchmark::State& s) { step_bench(s, c, Api::Runtime, false, t); });
+      add("step/" + c.name + "/policy" + th, [c, t](benchmark::State& s) { step_bench(s, c, Api::Policy, false, t); });
+      if (c.zeros >= 0) {
+        add("step/" + c.name + "/runtime_csr" + th,
+            [c, t](benchmark::State& s) { step_bench(s, c, Api::Runtime, true, t); });
+        add("step/" + c.name + "/policy_csr" + th,
+            [c, t](benchmark::State& s) { step_bench(s, c, Api::Policy, true, t); });
+      }
+      add("floor/" + c.name + th, [c, t](benchmark::State& s) { gemm_floor(s, c, t); });
     }
   return 0;
 }

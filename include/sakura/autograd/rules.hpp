@@ -38,6 +38,18 @@ void Tape<T>::apply_rule(const Node& n) {
       }
       break;
     }
+    case Op::SparseLinear: {  // the input is constant: only dW and db
+      const auto& csc = *static_cast<const cpu::Csc<T>*>(n.aux);
+      if (needs(n.b)) {
+        auto [dw, acc] = grad_target(n.b);
+        cpu::csc_weight_grad(dw, csc, gy, out.cols, n.i0 == 1, acc);
+      }
+      if (needs(n.c)) {
+        auto [db, acc] = grad_target(n.c);
+        cpu::col_sum<T>(db, MatrixRef<const T>(gy, out.rows, out.cols), acc);
+      }
+      break;
+    }
     case Op::Celu: {
       if (!needs(n.a)) break;
       auto [dx, acc] = grad_target(n.a);

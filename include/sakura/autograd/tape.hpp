@@ -26,6 +26,7 @@ namespace sakura {
 /// The closed primitive set. Adding one means: a forward method below + one case in rules.hpp.
 enum class Op : std::uint8_t {
   Linear,      // y = x W^T + b  (or x W when the weight is stored input-major)
+  SparseLinear,// the same with a constant CSR input x (the first layer on sparse expression)
   Celu,        // alpha = 1
   Relu,
   Sigmoid,
@@ -134,13 +135,34 @@ class Tape {
   /// y = x W^T + b, with W stored [out, in] (PyTorch); or y = x W when `transposed` ([in, out]).
   Var linear(Var x, Var w, Var bias, bool transposed = false) {
     const Index n = rows(x), in = cols(x), out = transposed ? cols(w) : rows(w);
-    detail::require((transposed ? rows(w) : cols(w)) == in, "linear: input ", shape_str(n, in),
-                    " does not match weight ", shape_str(rows(w), cols(w)));
+    detail::require((transposed ? rows(w) : cols(w)) == in, "linear: input ", Shape{n, in},
+                    " does not match weight ", Shape{rows(w), cols(w)});
     Var y = alloc_like(n, out, x, w, bias);
     cpu::gemm<T>(false, transposed ? false : true, n, out, in, T(1), ptr(x), in, ptr(w), transposed ? out : in, T(0),
                  ptr(y), out);
     if (bias) cpu::add_bias<T>(data(y), ptr(bias));
     push_node(Op::Linear, y, x, w, bias).i0 = transposed ? 1 : 0;
+    return y;
+  }
+  /// linear() for a constant sparse input (cells x genes, CSR): the first pre-encoder layer on
+  /// single-cell data. The CSR must stay alive until backward(); W input-major is the fast layout.
+  Var linear_sparse(CsrRef<T> x, Var w, Var bias, bool transposed) {
+    const Index n = x.rows, in = x.cols, out = transposed ? cols(w) : rows(w);
+    detail::require((transposed ? rows(w) : cols(w)) == in, "linear: sparse input ", Shape{n, in},
+                    " does not match weight ", Shape{rows(w), cols(w)});
+    Var y = alloc_like(n, out, w, bias);
+    auto* csc = arena_.template alloc<cpu::Csc<T>>(1);
+    *csc = cpu::Csc<T>{n, in, arena_.template alloc<std::int64_t>(in + 1),
+                       arena_.template alloc<std::int32_t>(x.nnz()), arena_.template alloc<T>(x.nnz())};
+    cpu::csr_to_csc(*csc, x);
+    T* yp = ptr(y);
+    for (Index r = 0; r < n; ++r)
+      for (Index o = 0; o < out; ++o) yp[r * out + o] = bias ? ptr(bias)[o] : T(0);
+    if (transposed) cpu::csc_linear_fwd_inmajor(yp, *csc, ptr(w), out);
+    else cpu::csr_linear_fwd_outmajor(yp, x, ptr(w), out);
+    Node& nd = push_node(Op::SparseLinear, y, Var{}, w, bias);
+    nd.i0 = transposed ? 1 : 0;
+    nd.aux = csc;
     return y;
   }
   Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { cpu::celu_fwd(y, ptr(x), size(x)); }); }
@@ -211,7 +233,7 @@ class Tape {
   Var sort_cols(Var x) {
     Var y = alloc_like(rows(x), cols(x), x);
     auto* perm = arena_.template alloc<std::int32_t>(size(x));
-    auto* scratch = arena_.template alloc<cpu::SortKey<T>>(size(x));
+    auto* scratch = arena_.template alloc<std::uint64_t>(size(x));
     cpu::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
     push_node(Op::SortCols, y, x).aux = perm;
     return y;
@@ -302,7 +324,7 @@ class Tape {
   /// written into Parameter::grad (overwritten on first contribution, marked `written`).
   void backward(Var root) {
     Value& r = values_[root.id];
-    detail::require(r.rows == 1 && r.cols == 1, "backward() needs a scalar root, got ", shape_str(r.rows, r.cols));
+    detail::require(r.rows == 1 && r.cols == 1, "backward() needs a scalar root, got ", Shape{r.rows, r.cols});
     if (!r.requires_grad) return;
     T* g = grad_buffer(root);
     g[0] = T(1);
@@ -334,8 +356,8 @@ class Tape {
   T* ptr(Var v) const { return values_[v.id].data; }
   Index size(Var v) const { return values_[v.id].rows * values_[v.id].cols; }
   void require_same_shape(Var a, Var b, const char* what) const {
-    detail::require(rows(a) == rows(b) && cols(a) == cols(b), what, ": shapes ", shape_str(rows(a), cols(a)),
-                    " and ", shape_str(rows(b), cols(b)), " differ");
+    detail::require(rows(a) == rows(b) && cols(a) == cols(b), what, ": shapes ", Shape{rows(a), cols(a)},
+                    " and ", Shape{rows(b), cols(b)}, " differ");
   }
   Var push_value(T* d, Index r, Index c, bool rg) {
     Value v;

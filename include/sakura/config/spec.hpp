@@ -94,6 +94,9 @@ struct ModelSpec {
   Activation decoder_output = Activation::Relu;
   std::vector<BlockSpec> signatures;     ///< config order
   std::vector<BlockSpec> phenos;         ///< config order
+  /// Store the first pre-encoder weight [genes, hidden] instead of PyTorch's [hidden, genes]:
+  /// the sparse-input products then stream whole rows. Invisible to parameter I/O (torch_at).
+  bool first_layer_input_major = false;
 };
 
 struct OptimizerSpec {

@@ -411,11 +411,27 @@ class Controller {
   // ------------------------------------------------------------------ validation
   void validate(const Batch<T>& batch, const Selection& ps, const Selection& ss) {
     const ModelSpec& m = model_.spec();
-    const Index n = batch.expr.rows();
-    detail::require(n > 0, "batch has no cells (expression ", batch.expr.shape_str(), ")");
-    detail::require(batch.expr.cols() == m.input_dim, "batch expression is ", batch.expr.shape_str(),
-                    " but the model expects ", m.input_dim, " genes per cell");
-    require_finite(batch.expr, "batch expression");
+    const Index n = batch.cells();
+    const CsrMatrix<T>* sp = batch.sparse_input();
+    // messages are built only on failure: validation runs every step and must not allocate
+    auto shape = [&] { return sp ? sp->shape_str() : batch.expr.shape_str(); };
+    if (n <= 0) detail::fail("batch has no cells (expression ", shape(), ")");
+    if (batch.genes() != m.input_dim)
+      detail::fail("batch expression is ", shape(), " but the model expects ", m.input_dim, " genes per cell");
+    if (sp) {
+      sp->validate("batch sparse expression");
+      if (!batch.expr.empty() && (batch.expr.rows() != n || batch.expr.cols() != sp->cols))
+        detail::fail("batch dense expression ", batch.expr.shape_str(), " differs from its sparse input ", shape());
+      for (Index k = 0; k < sp->nnz(); ++k)
+        if (!std::isfinite(sp->values[static_cast<std::size_t>(k)])) {
+          const Index row = static_cast<Index>(
+              std::upper_bound(sp->indptr.begin(), sp->indptr.end(), static_cast<std::int64_t>(k)) -
+              sp->indptr.begin() - 1);
+          detail::fail("batch sparse expression contains ", std::isnan(sp->values[k]) ? "NaN" : "Inf", " at [", row,
+                       ", ", sp->indices[k], "]");
+        }
+    }
+    if (!batch.expr.empty() || !sp) require_finite(batch.expr, "batch expression", "");
     if (batch.layout_id() != layout_id_ || batch.layout_id() == 0) {
       sig_slot_.assign(m.signatures.size(), -1);
       ph_slot_.assign(m.phenos.size(), -1);
@@ -427,11 +443,11 @@ class Controller {
         const BlockSpec& b = m.signatures[e.block];
         if (e.losses.empty()) continue;
         detail::require(sig_slot_[e.block] >= 0, "batch has no target for signature '", b.name, "' (expected ",
-                        shape_str(n, b.out_dim), ")");
+                        Shape{n, b.out_dim}, ")");
         const Tensor<T>& y = batch.signatures()[sig_slot_[e.block]].values;
-        detail::require(y.rows() == n && y.cols() == b.out_dim, "signature '", b.name, "' target is ", y.shape_str(),
-                        ", expected ", shape_str(n, b.out_dim));
-        require_finite(y, "signature '" + b.name + "' target");
+        detail::require(y.rows() == n && y.cols() == b.out_dim, "signature '", b.name, "' target is ", y.shape(),
+                        ", expected ", Shape{n, b.out_dim});
+        require_finite(y, "signature '", b.name, "' target");
       }
     for (const auto& e : ps.entries) {
         const BlockSpec& b = m.phenos[e.block];
@@ -464,20 +480,21 @@ class Controller {
           const bool has_values = ph && !ph->values.empty();
           const bool from_labels = ph && !has_values && b.out_dim == 1 && static_cast<Index>(ph->labels.size()) == n;
           detail::require(has_values || from_labels, "batch has no values for phenotype '", b.name, "' (expected ",
-                          shape_str(n, b.out_dim), ")");
+                          Shape{n, b.out_dim}, ")");
           if (has_values) {
             detail::require(ph->values.rows() == n && ph->values.cols() == b.out_dim, "phenotype '", b.name,
-                            "' values are ", ph->values.shape_str(), ", expected ", shape_str(n, b.out_dim));
-            require_finite(ph->values, "phenotype '" + b.name + "' values");
+                            "' values are ", ph->values.shape(), ", expected ", Shape{n, b.out_dim});
+            require_finite(ph->values, "phenotype '", b.name, "' values");
           }
         }
       }
   }
-  static void require_finite(const Tensor<T>& t, const std::string& what) {
+  template <class... What>
+  static void require_finite(const Tensor<T>& t, const What&... what) {
     if (cpu::all_finite(t.data(), t.size())) return;
     for (Index i = 0; i < t.size(); ++i)
       if (!std::isfinite(t[i]))
-        detail::fail(what, " contains ", std::isnan(t[i]) ? "NaN" : "Inf", " at [", i / t.cols(), ", ", i % t.cols(),
+        detail::fail(what..., " contains ", std::isnan(t[i]) ? "NaN" : "Inf", " at [", i / t.cols(), ", ", i % t.cols(),
                      "]");
   }
 
@@ -496,8 +513,9 @@ class Controller {
 
     const auto& plan = c.plan();
     ForwardContext<T> ctx{c.training, &rng_};
-    Var x = tape_.constant(batch.expr);
-    model_.forward(tape_, x, plan, detach, ctx, fwd_);
+    Var x, first;
+    input(batch, c, x, first);
+    model_.forward(tape_, x, plan, detach, ctx, fwd_, first);
 
     DrawSource<T> draws{&rng_, &draws_};
     sum_main_loss_.clear();
@@ -536,6 +554,25 @@ class Controller {
       tape_.data(total_).data[0] = T(0);
     }
     record_.total = static_cast<double>(tape_.scalar(total_));
+  }
+
+  /// The input on the tape. A sparse batch runs the first pre-encoder layer as a sparse product
+  /// (`first`), and is densified only when the reconstruction needs it as a target.
+  template <class Call>
+  void input(const Batch<T>& batch, const Call& c, Var& x, Var& first) {
+    const CsrMatrix<T>* sp = batch.sparse_input();
+    const auto& layers = model_.pre_encoder().layers();
+    const bool sparse_first = sp && !layers.empty() && layers.front().kind == LayerKind::Linear;
+    if (!batch.expr.empty()) {
+      x = tape_.constant(batch.expr);
+    } else if (!sparse_first || bool(c.recon())) {
+      x = tape_.scratch(sp->rows, sp->cols);
+      cpu::csr_densify(tape_.data(x).data, sp->ref());
+    }
+    if (sparse_first) {
+      const Layer<T>& l = layers.front();
+      first = tape_.linear_sparse(sp->ref(), tape_.param(*l.weight), tape_.param(*l.bias), l.weight->transposed);
+    }
   }
 
   /// The selected blocks' losses and regularizations (SPEC §2-3), in the selection's order.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sakura/data/dataset.hpp"
 #include "sakura/tensor/tensor.hpp"
 
 namespace sakura {
@@ -30,12 +31,27 @@ class Batch {
     Tensor<T> values;                  ///< cells x k numbers (MSE / L1 / Cosine / BCE)
   };
 
-  Tensor<T> expr;  ///< cells x genes
+  Tensor<T> expr;  ///< cells x genes (dense); may be left empty when a sparse input is set
 
   Batch() = default;
   explicit Batch(Tensor<T> x) : expr(std::move(x)) {}
 
-  Index cells() const { return expr.rows(); }
+  /// Sparse input (cells x genes, CSR): the first layer then uses sparse products. The dense
+  /// `expr`, if also set, must hold the same values (it then serves as the reconstruction target).
+  Batch& set_sparse(CsrMatrix<T> x) {
+    sparse_ = std::move(x);
+    has_sparse_ = true;
+    return *this;
+  }
+  CsrMatrix<T>& sparse() {
+    has_sparse_ = true;
+    return sparse_;
+  }
+  const CsrMatrix<T>* sparse_input() const { return has_sparse_ ? &sparse_ : nullptr; }
+  void clear_sparse() { has_sparse_ = false; }
+
+  Index cells() const { return has_sparse_ ? sparse_.rows : expr.rows(); }
+  Index genes() const { return has_sparse_ ? sparse_.cols : expr.cols(); }
 
   /// Adds or replaces a signature target (the expression of its marker genes).
   Batch& set_signature(const std::string& name, Tensor<T> values) {
@@ -90,6 +106,8 @@ class Batch {
     static std::atomic<std::uint64_t> counter{1};
     layout_id_ = counter.fetch_add(1);
   }
+  CsrMatrix<T> sparse_;
+  bool has_sparse_ = false;
   std::vector<Target> sigs_;
   std::vector<Pheno> phs_;
   std::uint64_t layout_id_ = 0;

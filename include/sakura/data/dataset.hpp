@@ -10,6 +10,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -38,11 +39,12 @@ struct CsrMatrix {
   std::vector<T> values;
 
   Index nnz() const { return static_cast<Index>(values.size()); }
+  CsrRef<T> ref() const { return {rows, cols, indptr.data(), indices.data(), values.data()}; }
   Index row_nnz(Index r) const { return indptr[r + 1] - indptr[r]; }
   std::string shape_str() const { return sakura::shape_str(rows, cols); }
 
   /// Throws naming `what` and the first broken invariant; readers call it on what they built.
-  void validate(const std::string& what = "CSR matrix") const {
+  void validate(std::string_view what = "CSR matrix") const {
     detail::require(rows >= 0 && cols >= 0 && cols <= std::numeric_limits<std::int32_t>::max(), what,
                     ": bad shape ", shape_str());
     detail::require(static_cast<Index>(indptr.size()) == rows + 1, what, ": indptr has ", indptr.size(),
@@ -110,7 +112,7 @@ struct CsrMatrix {
   void check_row(Index r) const {
     if (r < 0 || r >= rows) detail::fail("row ", r, " outside a ", shape_str(), " matrix");
   }
-  void validate_row(Index r, const std::string& what) const {
+  void validate_row(Index r, std::string_view what) const {
     detail::require(indptr[r] <= indptr[r + 1], what, ": indptr decreases at row ", r);
     for (std::int64_t k = indptr[r]; k < indptr[r + 1]; ++k) {
       detail::require(indices[k] >= 0 && indices[k] < cols, what, ": row ", r, " has column ", indices[k],

@@ -83,13 +83,14 @@ class Extractor {
     if (!m.pre_encoder) {
       StackSpec legacy;
       legacy.hidden_neurons = {m.encoder_neurons};
-      chain(pre_, m.input_dim, m.encoder_neurons, 2, legacy, true, "pre_encoder");
+      chain(pre_, m.input_dim, m.encoder_neurons, 2, legacy, true, "pre_encoder", m.first_layer_input_major);
       pre_out_ = m.encoder_neurons;
     } else {
       pre_out_ = m.pre_encoder_out_dim > 0 ? m.pre_encoder_out_dim : m.encoder_neurons;
       StackSpec st = *m.pre_encoder;
       if (st.hidden_neurons.empty()) st.hidden_neurons = {m.encoder_neurons};
-      chain(pre_, m.input_dim, pre_out_, st.hidden_layers.value_or(2), st, true, "pre_encoder_config");
+      chain(pre_, m.input_dim, pre_out_, st.hidden_layers.value_or(2), st, true, "pre_encoder_config",
+            m.first_layer_input_major);
     }
     main_ = Sequential<T>("model.main_latent_compressor", "main_latent_compressor", "");
     compressor(main_, m.main_encoder, m.latent_dim, "main_latent.encoder_config");
@@ -170,6 +171,9 @@ class Extractor {
     out.ph_lat.assign(phs_.size(), Var{});
     out.ph_out.assign(phs_.size(), Var{});
     out.main = out.all = out.recon = Var{};
+    if (!first)
+      detail::require(t.cols(x) == spec_.input_dim, "batch expression has ", t.cols(x), " genes, the model expects ",
+                      spec_.input_dim);
     out.pre = first ? pre_.forward(t, first, ctx, 1) : pre_.forward(t, x, ctx);
     if (detach == DetachFrom::PreEncoder) out.pre = t.detach(out.pre);
     auto own = [&](const Block& b, Var& lat, Var& o, auto need_head) {
@@ -246,7 +250,7 @@ class Extractor {
  private:
   // ---- construction
   void chain(Sequential<T>& s, Index in, Index out, int layers, const StackSpec& st, bool celu_last,
-             const std::string& where) {
+             const std::string& where, bool first_input_major = false) {
     detail::require(layers >= 1, where, ".hidden_layers must be at least 1 (got ", layers, ")");
     detail::require(!st.neurons_is_list || static_cast<int>(st.hidden_neurons.size()) >= layers - 1, where,
                     ".hidden_neurons lists ", st.hidden_neurons.size(), " widths but hidden_layers ", layers,
@@ -256,12 +260,12 @@ class Extractor {
     for (int i = 0; i + 1 < layers; ++i) {
       const Index w = st.neurons(static_cast<std::size_t>(i));
       detail::require(w > 0, where, ".hidden_neurons must be positive (got ", w, ")");
-      s.linear(params_, prev, w);
+      s.linear(params_, prev, w, first_input_major && i == 0);
       s.add(LayerKind::Celu);
       if (st.dropout_hidden) s.dropout(st.dropout_hidden_p);
       prev = w;
     }
-    s.linear(params_, prev, out);
+    s.linear(params_, prev, out, first_input_major && layers == 1);
     if (celu_last) s.add(LayerKind::Celu);
   }
   void compressor(Sequential<T>& s, const std::optional<StackSpec>& enc, Index out, const std::string& where) {

@@ -67,11 +67,14 @@ class Sequential {
   Sequential(std::string prefix, std::string module, std::string block)
       : prefix_(std::move(prefix)), module_(std::move(module)), block_(std::move(block)) {}
 
-  Sequential& linear(ParameterStore<T>& store, Index in, Index out) {
+  /// Appends Linear(in, out); `input_major` stores its weight [in, out] (fast for sparse input).
+  Sequential& linear(ParameterStore<T>& store, Index in, Index out, bool input_major = false) {
     const std::string idx = prefix_ + ".model_list." + std::to_string(layers_.size());
     Layer<T> l;
     l.kind = LayerKind::Linear;
-    l.weight = &store.add(idx + ".weight", module_, block_, out, in);
+    l.weight = input_major ? &store.add(idx + ".weight", module_, block_, in, out)
+                           : &store.add(idx + ".weight", module_, block_, out, in);
+    l.weight->transposed = input_major;
     l.bias = &store.add(idx + ".bias", module_, block_, 1, out);
     layers_.push_back(l);
     out_dim_ = out;
@@ -101,7 +104,7 @@ class Sequential {
         case LayerKind::Linear: {
           detail::require(tape.cols(x) == (l.weight->transposed ? l.weight->value.rows() : l.weight->value.cols()),
                           l.weight->name, ": input width ", tape.cols(x), " does not match weight ",
-                          shape_str(l.weight->torch_rows(), l.weight->torch_cols()));
+                          Shape{l.weight->torch_rows(), l.weight->torch_cols()});
           x = tape.linear(x, tape.param(*l.weight), tape.param(*l.bias), l.weight->transposed);
           break;
         }

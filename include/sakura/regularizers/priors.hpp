@@ -57,19 +57,30 @@ void ring2d(MatrixRef<T> out, Rng& rng) {
 }
 
 /// P directions drawn standard normal, each normalised to unit length in double, then rounded.
-/// The counter-based generator replays each row twice (norm, then values): no buffer needed.
 template <class T>
 void unit_projections(MatrixRef<T> out, Rng& rng) {
+  constexpr Index kStack = 512;
+  double row[kStack];
   for (Index r = 0; r < out.rows; ++r) {
-    const Rng::State start = rng.state();
+    if (out.cols > kStack) {  // very wide latents: draw twice (the counter-based state replays)
+      const Rng::State start = rng.state();
+      double s = 0;
+      for (Index c = 0; c < out.cols; ++c) {
+        const double v = rng.normal();
+        s += v * v;
+      }
+      s = std::sqrt(s);
+      rng.set_state(start);
+      for (Index c = 0; c < out.cols; ++c) out(r, c) = static_cast<T>(rng.normal() / s);
+      continue;
+    }
     double s = 0;
     for (Index c = 0; c < out.cols; ++c) {
-      const double v = rng.normal();
-      s += v * v;
+      row[c] = rng.normal();
+      s += row[c] * row[c];
     }
     s = std::sqrt(s);
-    rng.set_state(start);
-    for (Index c = 0; c < out.cols; ++c) out(r, c) = static_cast<T>(rng.normal() / s);
+    for (Index c = 0; c < out.cols; ++c) out(r, c) = static_cast<T>(row[c] / s);
   }
 }
 

@@ -26,6 +26,8 @@ class Rng {
     std::uint64_t counter = 0;
     std::uint32_t lane = 4;
     std::array<std::uint32_t, 4> block{};
+    bool has_spare = false;  // Box-Muller makes normals in pairs; the second waits here
+    double spare = 0.0;
     bool operator==(const State&) const = default;
   };
 
@@ -44,11 +46,19 @@ class Rng {
     return (static_cast<double>(hi) * 67108864.0 + static_cast<double>(lo)) * (1.0 / 9007199254740992.0);
   }
   double uniform(double low, double high) { return low + (high - low) * uniform(); }
-  /// Standard normal by Box-Muller (one value per call; simple and state-exact on resume).
+  /// Standard normal by Box-Muller; each pair of uniforms gives two normals (the second is kept
+  /// in the state, so a checkpoint resumes exactly).
   double normal() {
+    if (state_.has_spare) {
+      state_.has_spare = false;
+      return state_.spare;
+    }
     double u1 = uniform(), u2 = uniform();
     if (u1 < 1e-300) u1 = 1e-300;
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+    const double r = std::sqrt(-2.0 * std::log(u1)), a = 2.0 * std::numbers::pi * u2;
+    state_.spare = r * std::sin(a);
+    state_.has_spare = true;
+    return r * std::cos(a);
   }
   double normal(double mean, double stddev) { return mean + stddev * normal(); }
   /// Uniform integer in [0, n).

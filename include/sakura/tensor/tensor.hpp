@@ -10,6 +10,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <new>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +40,25 @@ struct MatrixRef {
   Index size() const { return rows * cols; }
   bool contiguous() const { return ld == cols; }
   bool empty() const { return rows == 0 || cols == 0; }
+};
+
+/// A shape for error messages: prints as [rows, cols] and, unlike a string, costs nothing to
+/// pass to detail::require() on the hot path (messages are built only when a check fails).
+struct Shape {
+  Index rows = 0, cols = 0;
+  friend std::ostream& operator<<(std::ostream& os, const Shape& s) {
+    return os << '[' << s.rows << ", " << s.cols << ']';
+  }
+};
+
+/// Non-owning view of a compressed-sparse-row matrix (rows sorted by column, no duplicates).
+template <class T>
+struct CsrRef {
+  Index rows = 0, cols = 0;
+  const std::int64_t* indptr = nullptr;
+  const std::int32_t* indices = nullptr;
+  const T* values = nullptr;
+  Index nnz() const { return rows ? indptr[rows] : 0; }
 };
 
 namespace detail {
@@ -122,6 +142,7 @@ class Tensor {
     cols_ = cols;
   }
   std::string shape_str() const { return "[" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]"; }
+  Shape shape() const { return {rows_, cols_}; }
 
  private:
   Index rows_ = 0, cols_ = 0;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -23,10 +24,21 @@
 #else
 #define SAKURA_PRAGMA(x)
 #endif
+#define SAKURA_SIMD SAKURA_PRAGMA(omp simd)
+#define SAKURA_SIMD_SUM(v) SAKURA_PRAGMA(omp simd reduction(+ : v))
 // Elementwise loops run in parallel only when they are large enough to pay for the fork.
 #define SAKURA_PARALLEL_FOR(n) SAKURA_PRAGMA(omp parallel for simd schedule(static) if ((n) > (1 << 15)))
 
 namespace sakura::cpu {
+
+/// Threads an OpenMP region may use (1 without OpenMP).
+inline int max_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
 
 template <class T>
 using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
@@ -152,30 +164,129 @@ void col_sum(T* db, MatrixRef<const T> dy, bool acc) {
   }
 }
 
+// ---------------------------------------------------------------- sparse input (first layer)
+/// The CSR input re-sorted by column (gene), built once per step: it lets the sparse products
+/// read each weight row once and write each gradient row once.
+template <class T>
+struct Csc {
+  Index rows = 0, cols = 0;
+  std::int64_t* colptr = nullptr;  // cols + 1
+  std::int32_t* rowidx = nullptr;  // nnz
+  T* vals = nullptr;               // nnz
+};
+/// Counting sort of a CSR matrix into CSC (rows stay ascending within a column).
+template <class T>
+void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
+  std::fill(out.colptr, out.colptr + x.cols + 1, std::int64_t(0));
+  const Index nnz = x.nnz();
+  for (Index k = 0; k < nnz; ++k) ++out.colptr[x.indices[k] + 1];
+  for (Index c = 0; c < x.cols; ++c) out.colptr[c + 1] += out.colptr[c];
+  // fill using colptr as a moving cursor, then shift it back
+  for (Index r = 0; r < x.rows; ++r)
+    for (std::int64_t k = x.indptr[r]; k < x.indptr[r + 1]; ++k) {
+      const std::int64_t dst = out.colptr[x.indices[k]]++;
+      out.rowidx[dst] = static_cast<std::int32_t>(r);
+      out.vals[dst] = x.values[k];
+    }
+  for (Index c = x.cols; c > 0; --c) out.colptr[c] = out.colptr[c - 1];
+  out.colptr[0] = 0;
+}
+/// y (rows x out) += x W' for W' stored input-major [in, out]: per gene, one weight row is read
+/// and added into the rows of the cells that express it. Threads split the output columns.
+template <class T>
+void csc_linear_fwd_inmajor(T* y, const Csc<T>& x, const T* w, Index out) {
+  const int nt = x.rows * out > (1 << 12) ? static_cast<int>(std::min<Index>(max_threads(), out / 16 + 1)) : 1;
+  SAKURA_PRAGMA(omp parallel for schedule(static) num_threads(nt) if (nt > 1))
+  for (int t = 0; t < nt; ++t) {
+    const Index o0 = out * t / nt, o1 = out * (t + 1) / nt;
+    for (Index j = 0; j < x.cols; ++j) {
+      const T* __restrict wr = w + j * out;
+      for (std::int64_t k = x.colptr[j]; k < x.colptr[j + 1]; ++k) {
+        T* __restrict yr = y + Index(x.rowidx[k]) * out;
+        const T v = x.vals[k];
+        for (Index o = o0; o < o1; ++o) yr[o] += v * wr[o];
+      }
+    }
+  }
+}
+/// y += x W^T for W stored [out, in] (PyTorch layout): a strided gather per entry. Correct but
+/// slow; store the first layer input-major for sparse input.
+template <class T>
+void csr_linear_fwd_outmajor(T* y, CsrRef<T> x, const T* w, Index out) {
+  for (Index r = 0; r < x.rows; ++r)
+    for (Index o = 0; o < out; ++o) {
+      T s = 0;
+      for (std::int64_t k = x.indptr[r]; k < x.indptr[r + 1]; ++k) s += x.values[k] * w[o * x.cols + x.indices[k]];
+      y[r * out + o] += s;
+    }
+}
+/// Weight gradient of the sparse first layer: dW'[j, :] = sum over cells of x_ij dY[i, :]
+/// (input-major), or the same into column j of dW (PyTorch layout). Genes no cell expresses get
+/// a zero row (or keep theirs when accumulating).
+template <class T>
+void csc_weight_grad(T* dw, const Csc<T>& x, const T* dy, Index out, bool in_major, bool acc) {
+  SAKURA_PRAGMA(omp parallel for schedule(static) if (x.cols * out > (1 << 15)))
+  for (Index j = 0; j < x.cols; ++j) {
+    if (in_major) {
+      T* __restrict d = dw + j * out;
+      if (!acc) std::fill(d, d + out, T(0));
+      for (std::int64_t k = x.colptr[j]; k < x.colptr[j + 1]; ++k) {
+        const T* __restrict g = dy + Index(x.rowidx[k]) * out;
+        const T v = x.vals[k];
+        for (Index o = 0; o < out; ++o) d[o] += v * g[o];
+      }
+    } else {
+      for (Index o = 0; o < out; ++o) {
+        T s = acc ? dw[o * x.cols + j] : T(0);
+        for (std::int64_t k = x.colptr[j]; k < x.colptr[j + 1]; ++k) s += x.vals[k] * dy[Index(x.rowidx[k]) * out + o];
+        dw[o * x.cols + j] = s;
+      }
+    }
+  }
+}
+/// Dense copy of a CSR matrix (the reconstruction target of a sparse batch).
+template <class T>
+void csr_densify(T* out, CsrRef<T> x) {
+  std::fill(out, out + x.rows * x.cols, T(0));
+  for (Index r = 0; r < x.rows; ++r)
+    for (std::int64_t k = x.indptr[r]; k < x.indptr[r + 1]; ++k) out[r * x.cols + x.indices[k]] = x.values[k];
+}
+
 // ---------------------------------------------------------------- activations
+/// CELU as max(x, 0) + expm1(min(x, 0)): the same values as the branchy form (expm1(0) = 0
+/// exactly), but a select-free expression that Eigen 3.4 vectorises.
 template <class T>
 void celu_fwd(T* y, const T* x, Index n) {
   chunked(n, [&](Index o, Index m) {
     CArrMap<T> a(x + o, m);
-    ArrMap<T>(y + o, m) = (a > T(0)).select(a, a.expm1());
+    ArrMap<T>(y + o, m) = a.max(T(0)) + a.min(T(0)).expm1();
   });
 }
+/// d CELU / dx = 1 for x > 0, exp(x) otherwise = exp(min(x, 0)).
 template <class T>
 void celu_bwd(T* dx, const T* dy, const T* x, Index n, bool acc) {
-  write_or_add(dx, n, acc, [&](Index o, Index m) {
-    CArrMap<T> a(x + o, m), g(dy + o, m);
-    return (a > T(0)).select(g, g * a.exp());
-  });
+  write_or_add(dx, n, acc,
+               [&](Index o, Index m) { return CArrMap<T>(dy + o, m) * CArrMap<T>(x + o, m).min(T(0)).exp(); });
 }
 template <class T>
 void relu_fwd(T* y, const T* x, Index n) {
-  chunked(n, [&](Index o, Index m) { ArrMap<T>(y + o, m) = CArrMap<T>(x + o, m).max(T(0)); });
+  chunked(n, [=](Index o, Index m) {
+    T* __restrict yy = y + o;
+    const T* __restrict xx = x + o;
+    for (Index i = 0; i < m; ++i) yy[i] = xx[i] > T(0) ? xx[i] : T(0);
+  });
 }
 /// Uses the output: exact zeros stay exact (they decide RMSProp's first-step sign).
 template <class T>
 void relu_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) {
-  write_or_add(dx, n, acc, [&](Index o, Index m) {
-    return (CArrMap<T>(y + o, m) > T(0)).select(CArrMap<T>(dy + o, m), T(0));
+  chunked(n, [=](Index o, Index m) {
+    T* __restrict d = dx + o;
+    const T* __restrict g = dy + o;
+    const T* __restrict v = y + o;
+    if (acc)
+      for (Index i = 0; i < m; ++i) d[i] += v[i] > T(0) ? g[i] : T(0);
+    else
+      for (Index i = 0; i < m; ++i) d[i] = v[i] > T(0) ? g[i] : T(0);
   });
 }
 template <class T>
@@ -233,31 +344,64 @@ void mul(T* out, const T* x, const T* mask, Index n, bool acc) {
 }
 
 // ---------------------------------------------------------------- elementwise losses (means)
+/// Sum over [0, m) of f(i), accumulated in T over runs of 256 (vectorised) and in double
+/// across runs: the error stays at a few ulps of the result.
+template <class T, class F>
+double run_sum(Index m, F f) {
+  double acc = 0;
+  for (Index r = 0; r < m; r += 256) {
+    const Index hi = std::min(m, r + 256);
+    T s = 0;
+    SAKURA_SIMD_SUM(s)
+    for (Index i = r; i < hi; ++i) s += f(i);
+    acc += double(s);
+  }
+  return acc;
+}
 template <class T>
 double sq_diff_sum(const T* a, const T* b, Index n) {
-  return blocked_reduce(n, [&](Index o, Index m) {
-    return (CArrMap<T>(a + o, m).template cast<double>() - CArrMap<T>(b + o, m).template cast<double>())
-        .square()
-        .sum();
+  return blocked_reduce(n, [=](Index o, Index m) {
+    const T* __restrict aa = a + o;
+    const T* __restrict bb = b + o;
+    return run_sum<T>(m, [=](Index i) {
+      const T d = aa[i] - bb[i];
+      return d * d;
+    });
   });
 }
-/// da = acc + scale * g * (a - b): MSE's gradient with scale = 2/n (and -2/n for b).
+/// da = acc + scale * (a - b): MSE's gradient with scale = 2 g / n (and the roles swapped for b).
 template <class T>
 void sq_diff_bwd(T* da, T g_scale, const T* a, const T* b, Index n, bool acc) {
-  write_or_add(da, n, acc,
-               [&](Index o, Index m) { return g_scale * (CArrMap<T>(a + o, m) - CArrMap<T>(b + o, m)); });
+  chunked(n, [=](Index o, Index m) {
+    T* __restrict d = da + o;
+    const T* __restrict aa = a + o;
+    const T* __restrict bb = b + o;
+    if (acc)
+      for (Index i = 0; i < m; ++i) d[i] += g_scale * (aa[i] - bb[i]);
+    else
+      for (Index i = 0; i < m; ++i) d[i] = g_scale * (aa[i] - bb[i]);
+  });
 }
 template <class T>
 double abs_diff_sum(const T* a, const T* b, Index n) {
-  return blocked_reduce(n, [&](Index o, Index m) {
-    return (CArrMap<T>(a + o, m).template cast<double>() - CArrMap<T>(b + o, m).template cast<double>()).abs().sum();
+  return blocked_reduce(n, [=](Index o, Index m) {
+    const T* __restrict aa = a + o;
+    const T* __restrict bb = b + o;
+    return run_sum<T>(m, [=](Index i) { return std::abs(aa[i] - bb[i]); });
   });
 }
-/// L1's gradient: sign(a - b) with sign(0) = 0, exactly as PyTorch.
+/// L1's gradient: scale * sign(a - b) with sign(0) = 0, exactly as PyTorch.
 template <class T>
 void abs_diff_bwd(T* da, T g_scale, const T* a, const T* b, Index n, bool acc) {
-  write_or_add(da, n, acc,
-               [&](Index o, Index m) { return g_scale * (CArrMap<T>(a + o, m) - CArrMap<T>(b + o, m)).sign(); });
+  chunked(n, [=](Index o, Index m) {
+    T* __restrict d = da + o;
+    const T* __restrict aa = a + o;
+    const T* __restrict bb = b + o;
+    if (acc)
+      for (Index i = 0; i < m; ++i) d[i] += g_scale * (T(aa[i] > bb[i]) - T(aa[i] < bb[i]));
+    else
+      for (Index i = 0; i < m; ++i) d[i] = g_scale * (T(aa[i] > bb[i]) - T(aa[i] < bb[i]));
+  });
 }
 
 // ---------------------------------------------------------------- row-wise reductions
@@ -364,28 +508,67 @@ void bce_bwd(T* dp, T g_over_n, const T* p, const T* y, Index n, bool acc) {
 }
 
 // ---------------------------------------------------------------- sliced Wasserstein sort
+/// Bits needed for a row index; the value key takes the rest of the 64 bits.
+inline int row_bits(Index rows) {
+  int b = 1;
+  while ((Index(1) << b) < rows) ++b;
+  return b;
+}
+/// Monotone map float -> unsigned (NaN canonicalised above +inf), shifted above the row index
+/// (rb bits). Floats keep all their bits; doubles keep their top 64 - rb bits, so doubles closer
+/// than that are ordered by row.
+template <class T>
+std::uint64_t sort_key(T v, std::uint64_t row, int rb) {
+  if constexpr (sizeof(T) == 4) {
+    std::uint32_t u;
+    const float f = v == v ? v : std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(&u, &f, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return (std::uint64_t(u) << 32) | row;
+  } else {
+    std::uint64_t u;
+    const double d = v == v ? v : std::numeric_limits<double>::quiet_NaN();
+    std::memcpy(&u, &d, 8);
+    u = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+    return ((u >> rb) << rb) | row;
+  }
+}
+
+/// Sorts distinct keys ascending. Up to 256 keys: by rank (each key's position is the count of
+/// smaller keys, a loop the compiler vectorises); above, std::sort. No allocation either way.
+inline void sort_keys(std::uint64_t* keys, Index n) {
+  if (n > 256) {
+    std::sort(keys, keys + n);
+    return;
+  }
+  std::uint64_t tmp[256];
+  std::copy(keys, keys + n, tmp);
+  for (Index i = 0; i < n; ++i) {
+    const std::uint64_t k = tmp[i];
+    Index rank = 0;
+    for (Index j = 0; j < n; ++j) rank += tmp[j] < k;
+    keys[rank] = k;
+  }
+}
+
 /// Sorts every column ascending and records the source row: ties keep row order (a stable
-/// sort) and NaN sorts last, as PyTorch. `scratch` holds rows * cols (value, row) pairs, so
-/// nothing is allocated.
+/// sort) and NaN sorts last, as PyTorch. Each float becomes an order-preserving integer key
+/// packed above its row index, so one integer sort gives both order and tie-breaking.
+/// `scratch` holds rows * cols keys, so nothing is allocated.
 template <class T>
-struct SortKey {
-  T value;
-  std::int32_t row;
-};
-template <class T>
-void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, SortKey<T>* scratch) {
+void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, std::uint64_t* scratch) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8);
+  const int rb = row_bits(rows);
+  const std::uint64_t mask = (std::uint64_t(1) << rb) - 1;
   SAKURA_PRAGMA(omp parallel for schedule(static) if (rows * cols > (1 << 14)))
   for (Index c = 0; c < cols; ++c) {
-    SortKey<T>* keys = scratch + c * rows;
-    for (Index r = 0; r < rows; ++r) keys[r] = {x[r * cols + c], static_cast<std::int32_t>(r)};
-    std::sort(keys, keys + rows, [](const SortKey<T>& a, const SortKey<T>& b) {
-      const bool an = std::isnan(a.value), bn = std::isnan(b.value);
-      if (an || bn) return !an && bn ? true : (an && bn ? a.row < b.row : false);
-      return a.value < b.value || (a.value == b.value && a.row < b.row);
-    });
+    std::uint64_t* keys = scratch + c * rows;
+    for (Index r = 0; r < rows; ++r) keys[r] = sort_key(x[r * cols + c], static_cast<std::uint64_t>(r), rb);
+    sort_keys(keys, rows);
     for (Index r = 0; r < rows; ++r) {
-      sorted[r * cols + c] = keys[r].value;
-      perm[r * cols + c] = keys[r].row;
+      const Index row = static_cast<Index>(keys[r] & mask);
+      perm[r * cols + c] = static_cast<std::int32_t>(row);
+      sorted[r * cols + c] = x[row * cols + c];
     }
   }
 }
@@ -446,30 +629,36 @@ void rmsprop_step(T* p, const T* grad, T* square_avg, T* momentum_buf, Index n, 
   const T a = T(alpha), one_minus_a = T(1.0 - alpha), e = T(eps), neg_lr = T(-lr), wd = T(weight_decay),
           mom = T(momentum);
   const bool use_wd = weight_decay != 0.0, use_mom = momentum > 0.0;
-  chunked(n, [&](Index o, Index m) {
-    ArrMap<T> P(p + o, m), V(square_avg + o, m);
-    CArrMap<T> G0(grad + o, m);
-    auto update = [&](const auto& G) {
-      V = V * a + one_minus_a * G * G;
-      if (use_mom) {
-        ArrMap<T> B(momentum_buf + o, m);
-        B = B * mom + G / (V.sqrt() + e);
-        P = P + neg_lr * B;
-      } else {
-        P = P + neg_lr * (G / (V.sqrt() + e));
-      }
-    };
-    if (use_wd) update(G0 + wd * P);  // lazy: read before P is written, element by element
-    else update(G0);
+  chunked(n, [&](Index o0, Index m0) {
+    // sub-blocks of 1024 keep the second statement's reads in L1
+    for (Index o = o0; o < o0 + m0; o += 1024) {
+      const Index m = std::min<Index>(1024, o0 + m0 - o);
+      ArrMap<T> P(p + o, m), V(square_avg + o, m);
+      CArrMap<T> G0(grad + o, m);
+      auto update = [&](const auto& G) {
+        V = V * a + one_minus_a * G * G;
+        if (use_mom) {
+          ArrMap<T> B(momentum_buf + o, m);
+          B = B * mom + G / (V.sqrt() + e);
+          P = P + neg_lr * B;
+        } else {
+          P = P + neg_lr * (G / (V.sqrt() + e));
+        }
+      };
+      if (use_wd) update(G0 + wd * P);  // lazy: read before P is written, element by element
+      else update(G0);
+    }
   });
 }
 
-/// True when every value is finite (batch validation).
+/// True when every value is finite (batch validation): x - x is 0 for finite x and NaN for
+/// NaN or Inf, so one vectorised sum answers for the whole buffer.
 template <class T>
 bool all_finite(const T* x, Index n) {
-  for (Index i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) return false;
-  return true;
+  return blocked_reduce(n, [=](Index o, Index m) {
+           const T* __restrict xx = x + o;
+           return run_sum<T>(m, [=](Index i) { return xx[i] - xx[i]; });
+         }) == 0.0;
 }
 
 }  // namespace sakura::cpu

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// After the first step, train() allocates nothing: counted with a replaced global operator new,
+// on the runtime (JSON) path, the compile-time path, with sparse input, and with eval().
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "support/fixtures.hpp"
+
+namespace {
+std::atomic<long> g_allocations{0};
+}
+
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::aligned_alloc(static_cast<std::size_t>(a), (n + static_cast<std::size_t>(a) - 1) &
+                                                                     ~(static_cast<std::size_t>(a) - 1)))
+    return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+using namespace sakura;
+using namespace sakura::test;
+
+namespace {
+using Fixture = Model<Terms<Mse>, Terms<Sw2Uniform>,
+                      Blocks<Block<"s", LinRegressorHead, 2, OwnLatent, Terms<Mse>>,
+                             Block<"a", FCRegressorHead, 3, OnMain, Terms<Mse, Cosine>>>,
+                      Blocks<Block<"p", LinClassifierHead, 2, OwnLatent, Terms<Nll>, Terms<L2Regularization>>>>;
+
+/// Allocations made by `steps` calls of f after two warm-up calls.
+template <class F>
+long steady_allocations(F&& f, int steps = 5) {
+  f();
+  f();
+  const long before = g_allocations.load();
+  for (int i = 0; i < steps; ++i) f();
+  return g_allocations.load() - before;
+}
+}  // namespace
+
+TEST_CASE("the steady-state step allocates nothing", "[alloc]") {
+  Controller<float> ctl(spec_of(base_config(), base_pheno(), base_signature()));
+  const auto batch = base_batch();
+  const auto sel = io::selection_from_json(ctl.model_spec(), BlockKind::Signature,
+                                           Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
+  TrainOptions signature_only;
+  signature_only.reconstruction = signature_only.main_regularization = signature_only.pheno = false;
+  signature_only.selected_signature = &sel;
+  TrainOptions raw;
+  raw.save_raw_loss = true;
+
+  CHECK(steady_allocations([&] { ctl.train(batch); }) == 0);
+  CHECK(steady_allocations([&] { ctl.train(batch, raw); }) == 0);
+  CHECK(steady_allocations([&] { ctl.train(batch, signature_only); }) == 0);
+  // interleaved selections, as the tutorial's hybrid story runs them
+  CHECK(steady_allocations([&] {
+          ctl.train(batch);
+          ctl.train(batch, signature_only);
+        }) == 0);
+  CHECK(steady_allocations([&] { ctl.train<Fixture, All>(batch); }) == 0);
+  CHECK(steady_allocations([&] {
+          ctl.train<Fixture, MainOnly>(batch);
+          ctl.train<Fixture, SignatureOnly<"a">>(batch);
+        }) == 0);
+  CHECK(steady_allocations([&] { ctl.eval(batch); }) == 0);
+  CHECK(steady_allocations([&] { ctl.next_epoch(); }) == 0);
+}
+
+TEST_CASE("the steady-state step with sparse input allocates nothing", "[alloc][sparse]") {
+  auto spec = spec_of(base_config(), base_pheno(), base_signature());
+  spec.model.first_layer_input_major = true;
+  Controller<float> ctl(std::move(spec));
+  auto batch = base_batch();
+  CsrMatrix<float> csr;
+  csr.rows = batch.expr.rows();
+  csr.cols = batch.expr.cols();
+  for (Index r = 0; r < csr.rows; ++r) {
+    for (Index c = 0; c < csr.cols; ++c)
+      if (batch.expr(r, c) != 0.0f) {
+        csr.indices.push_back(static_cast<std::int32_t>(c));
+        csr.values.push_back(batch.expr(r, c));
+      }
+    csr.indptr.push_back(static_cast<std::int64_t>(csr.values.size()));
+  }
+  batch.set_sparse(std::move(csr));
+  batch.expr = Tensor<float>();
+  CHECK(steady_allocations([&] { ctl.train(batch); }) == 0);
+  CHECK(steady_allocations([&] { ctl.train<Fixture, All>(batch); }) == 0);
+}
