@@ -135,27 +135,13 @@ struct Setup {
     data = batches(c);
     if (csr)
       for (auto& b : data) {  // CSR only: the reconstruction target is densified per step
-        b.set_sparse(to_csr(b.expr));
+        b.set_sparse(CsrMatrix<float>::from_dense(b.expr));
         b.expr = Tensor<float>();
       }
     const TrainOptions o = options(c);
     if (api == Api::Runtime) step = [this, o] { return ctl->train(data[i++ % 4], o).total; };
     else step = policy_step();
     for (int w = 0; w < 3; ++w) step();
-  }
-  static CsrMatrix<float> to_csr(const Tensor<float>& d) {
-    CsrMatrix<float> m;
-    m.rows = d.rows();
-    m.cols = d.cols();
-    for (Index r = 0; r < d.rows(); ++r) {
-      for (Index g = 0; g < d.cols(); ++g)
-        if (d(r, g) != 0.0f) {
-          m.indices.push_back(static_cast<std::int32_t>(g));
-          m.values.push_back(d(r, g));
-        }
-      m.indptr.push_back(static_cast<std::int64_t>(m.values.size()));
-    }
-    return m;
   }
   template <Index L>
   std::function<double()> policy_for() {

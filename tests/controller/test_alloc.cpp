@@ -38,11 +38,6 @@ using namespace sakura;
 using namespace sakura::test;
 
 namespace {
-using Fixture = Model<Terms<Mse>, Terms<Sw2Uniform>,
-                      Blocks<Block<"s", LinRegressorHead, 2, OwnLatent, Terms<Mse>>,
-                             Block<"a", FCRegressorHead, 3, OnMain, Terms<Mse, Cosine>>>,
-                      Blocks<Block<"p", LinClassifierHead, 2, OwnLatent, Terms<Nll>, Terms<L2Regularization>>>>;
-
 /// Allocations made by `steps` calls of f after two warm-up calls.
 template <class F>
 long steady_allocations(F&& f, int steps = 5) {
@@ -87,18 +82,7 @@ TEST_CASE("the steady-state step with sparse input allocates nothing", "[alloc][
   spec.model.first_layer_input_major = true;
   Controller<float> ctl(std::move(spec));
   auto batch = base_batch();
-  CsrMatrix<float> csr;
-  csr.rows = batch.expr.rows();
-  csr.cols = batch.expr.cols();
-  for (Index r = 0; r < csr.rows; ++r) {
-    for (Index c = 0; c < csr.cols; ++c)
-      if (batch.expr(r, c) != 0.0f) {
-        csr.indices.push_back(static_cast<std::int32_t>(c));
-        csr.values.push_back(batch.expr(r, c));
-      }
-    csr.indptr.push_back(static_cast<std::int64_t>(csr.values.size()));
-  }
-  batch.set_sparse(std::move(csr));
+  batch.set_sparse(CsrMatrix<float>::from_dense(batch.expr));
   batch.expr = Tensor<float>();
   CHECK(steady_allocations([&] { ctl.train(batch); }) == 0);
   CHECK(steady_allocations([&] { ctl.train<Fixture, All>(batch); }) == 0);

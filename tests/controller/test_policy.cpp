@@ -14,12 +14,6 @@ using namespace sakura::test;
 
 namespace {
 
-/// base_config + base_pheno + base_signature as types.
-using Fixture = Model<Terms<Mse>, Terms<Sw2Uniform>,
-                      Blocks<Block<"s", LinRegressorHead, 2, OwnLatent, Terms<Mse>>,
-                             Block<"a", FCRegressorHead, 3, OnMain, Terms<Mse, Cosine>>>,
-                      Blocks<Block<"p", LinClassifierHead, 2, OwnLatent, Terms<Nll>, Terms<L2Regularization>>>>;
-
 bool same_bits(Controller<float>& a, Controller<float>& b) {
   auto& pa = a.model().parameters().all();
   auto& pb = b.model().parameters().all();

@@ -13,22 +13,6 @@ using namespace sakura::test;
 
 namespace {
 
-CsrMatrix<float> to_csr(const Tensor<float>& d) {
-  CsrMatrix<float> m;
-  m.rows = d.rows();
-  m.cols = d.cols();
-  m.indptr.assign(1, 0);
-  for (Index r = 0; r < d.rows(); ++r) {
-    for (Index c = 0; c < d.cols(); ++c)
-      if (d(r, c) != 0.0f) {
-        m.indices.push_back(static_cast<std::int32_t>(c));
-        m.values.push_back(d(r, c));
-      }
-    m.indptr.push_back(static_cast<std::int64_t>(m.values.size()));
-  }
-  return m;
-}
-
 /// A batch with ~90% zeros, as dense and as CSR (without the dense copy).
 std::pair<Batch<float>, Batch<float>> batches(std::uint64_t seed) {
   Batch<float> dense = base_batch(seed);
@@ -36,7 +20,7 @@ std::pair<Batch<float>, Batch<float>> batches(std::uint64_t seed) {
   for (auto& v : dense.expr)
     if (rng.uniform() < 0.8) v = 0.0f;
   Batch<float> sparse = dense;
-  sparse.set_sparse(to_csr(dense.expr));
+  sparse.set_sparse(CsrMatrix<float>::from_dense(dense.expr));
   sparse.expr = Tensor<float>();
   return {dense, sparse};
 }

@@ -53,6 +53,12 @@ inline Json base_signature() {
                    "cos": {"type": "Cosine", "init_weight": 0.5, "progressive_const": 1.0, "progressive_start_epoch": 1}}}})");
 }
 
+/// base_config + base_pheno + base_signature as compile-time policies.
+using Fixture = Model<Terms<Mse>, Terms<Sw2Uniform>,
+                      Blocks<Block<"s", LinRegressorHead, 2, OwnLatent, Terms<Mse>>,
+                             Block<"a", FCRegressorHead, 3, OnMain, Terms<Mse, Cosine>>>,
+                      Blocks<Block<"p", LinClassifierHead, 2, OwnLatent, Terms<Nll>, Terms<L2Regularization>>>>;
+
 template <class T = float>
 Tensor<T> random_tensor(Index r, Index c, std::uint64_t seed, double lo = 0.0, double hi = 2.0) {
   Rng rng(seed);

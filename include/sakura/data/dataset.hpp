@@ -40,6 +40,22 @@ struct CsrMatrix {
 
   Index nnz() const { return static_cast<Index>(values.size()); }
   CsrRef<T> ref() const { return {rows, cols, indptr.data(), indices.data(), values.data()}; }
+
+  /// The non-zeros of a dense row-major matrix.
+  static CsrMatrix from_dense(MatrixRef<const T> d) {
+    CsrMatrix m;
+    m.rows = d.rows;
+    m.cols = d.cols;
+    for (Index r = 0; r < d.rows; ++r) {
+      for (Index c = 0; c < d.cols; ++c)
+        if (d(r, c) != T(0)) {
+          m.indices.push_back(static_cast<std::int32_t>(c));
+          m.values.push_back(d(r, c));
+        }
+      m.indptr.push_back(static_cast<std::int64_t>(m.values.size()));
+    }
+    return m;
+  }
   Index row_nnz(Index r) const { return indptr[r + 1] - indptr[r]; }
   std::string shape_str() const { return sakura::shape_str(rows, cols); }
 
