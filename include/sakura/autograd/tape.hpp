@@ -107,8 +107,9 @@ class Tape {
     Var v = push_value(p.value.data(), p.value.rows(), p.value.cols(), true);
     values_[v.id].param = &p;
     values_[v.id].grad = p.grad.data();
-    // a frozen parameter is never zero-filled by the optimizer, so PyTorch keeps accumulating
-    values_[v.id].grad_ready = !p.trainable && p.has_grad;
+    // a frozen parameter is never zero-filled by the optimizer, so PyTorch keeps accumulating;
+    // so does every parameter while a summed step accumulates
+    values_[v.id].grad_ready = accumulate_params_ || (!p.trainable && p.has_grad);
     p.stamp = stamp_;
     p.leaf = v.id;
     return v;
@@ -343,6 +344,8 @@ class Tape {
     return {g, acc};
   }
   Value& value_at(int id) { return values_[id]; }
+  /// While set, parameter gradients add to what they hold instead of overwriting it.
+  void set_accumulate_parameters(bool on) { accumulate_params_ = on; }
   const std::vector<int>& extra() const { return extra_; }
 
  private:
@@ -411,6 +414,7 @@ class Tape {
 
   Node dummy_{Op::Add};
   std::uint64_t stamp_;
+  bool accumulate_params_ = false;
 };
 
 }  // namespace sakura

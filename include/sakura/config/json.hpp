@@ -25,11 +25,11 @@ using Json = nlohmann::ordered_json;
 /// Reads a JSON file, naming the file on any error.
 inline Json read_json_file(const std::string& path) {
   std::ifstream in(path);
-  detail::require(in.good(), "cannot open JSON file '", path, "'");
+  sakura::detail::require(in.good(), "cannot open JSON file '", path, "'");
   try {
     return Json::parse(in);
   } catch (const std::exception& e) {
-    detail::fail("malformed JSON in '", path, "': ", e.what());
+    sakura::detail::fail("malformed JSON in '", path, "': ", e.what());
   }
 }
 

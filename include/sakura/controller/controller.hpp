@@ -115,6 +115,39 @@ class Controller {
     return step(batch, c, o.detach, o.suppress_backward);
   }
 
+  /// One part of a summed step (upstream's hybrid "sum" mode): computes this batch's terms and
+  /// adds their gradients into the parameters' gradients, without an optimizer step. The first
+  /// call after a step zero-fills the gradients (PyTorch's zero_grad()); apply_accumulated()
+  /// then takes one step on the sum. Equal to back-propagating the summed totals at once.
+  const LossRecord& accumulate(const Batch<T>& batch, const TrainOptions& o = {}) {
+    const RuntimeCall c{*this, o.reconstruction, o.main_regularization, pick(o.pheno, o.selected_pheno, all_pheno_),
+                        pick(o.signature, o.selected_signature, all_sig_), o.save_raw_loss, true};
+    tape_.set_accumulate_parameters(true);  // parameter leaves (made in compute) add to their grads
+    try {
+      guarded([&] { compute(batch, c, o.detach); });
+    } catch (...) {
+      tape_.set_accumulate_parameters(false);
+      throw;
+    }
+    if (!accumulating_) {
+      for (auto& p : model_.parameters().all())
+        if (p.trainable) p.grad.fill(T(0));
+      accumulating_ = true;
+    }
+    for (auto& p : model_.parameters().all()) p.written = false;
+    tape_.backward(total_);
+    tape_.set_accumulate_parameters(false);
+    for (auto& p : model_.parameters().all()) p.has_grad = p.has_grad || p.written;
+    tape_.reset();
+    return record_;
+  }
+  /// The optimizer step on the gradients summed by accumulate() (a no-op without any).
+  void apply_accumulated() {
+    if (!accumulating_) return;
+    optimizer_.step();
+    accumulating_ = false;
+  }
+
   /// Evaluation (SPEC §5): the same record, dropout off, no gradients, nothing changes except
   /// the random stream. The forward tensors stay readable through forward() until the next call.
   const LossRecord& eval(const Batch<T>& batch, const EvalOptions& o = {}) {
@@ -737,6 +770,7 @@ class Controller {
   std::vector<int> sig_slot_, ph_slot_;
   std::uint64_t layout_id_ = ~std::uint64_t(0);
   std::vector<const void*> verified_;
+  bool accumulating_ = false;
 };
 
 }  // namespace sakura

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "sakura/data/dataset.hpp"
 #include "sakura/tensor/rng.hpp"
 #include "sakura/tensor/tensor.hpp"
 
@@ -77,6 +78,30 @@ inline SyntheticData make_synthetic(const SyntheticOptions& o = {}) {
       if (d.expr(c, g) > 0) d.expr(c, g) = static_cast<float>(std::log1p(d.expr(c, g) / std::max(total, 1.0) * 1e4));
   }
   return d;
+}
+
+/// The same data as a Dataset (sparse expression, phenotype column "cell_type" with the type
+/// names), the form the readers produce; e.g. to write it with io::write_mtx_dataset.
+inline Dataset<float> to_dataset(const SyntheticData& d) {
+  Dataset<float> ds;
+  ds.genes = d.genes;
+  ds.cells = d.cells;
+  CsrMatrix<float>& m = ds.expr;
+  m.rows = d.expr.rows();
+  m.cols = d.expr.cols();
+  for (Index r = 0; r < m.rows; ++r) {
+    for (Index c = 0; c < m.cols; ++c)
+      if (d.expr(r, c) != 0.0f) {
+        m.indices.push_back(static_cast<std::int32_t>(c));
+        m.values.push_back(d.expr(r, c));
+      }
+    m.indptr.push_back(m.nnz());
+  }
+  PhenoColumn type{"cell_type", {}};
+  for (auto t : d.cell_type) type.values.push_back(d.type_names[static_cast<std::size_t>(t)]);
+  ds.pheno.push_back(std::move(type));
+  ds.validate("synthetic data");
+  return ds;
 }
 
 }  // namespace sakura::data

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Runner: executes a story (upstream's train_story): `train`, `test` and `train_hybrid`
+/// (interleave and sum), with weight progression at epoch ends (or on tests), segmental tests that
+/// log losses and dump latents, checkpoints, and bit-identical resumption from a checkpoint.
+///
+/// Example:
+///   sakura::story::Session session("config.json");
+///   sakura::story::Runner runner(session);
+///   runner.run();                       // or runner.resume("log/checkpoint__tick_500.ckpt")
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sakura/data/loader.hpp"
+#include "sakura/data/sampler.hpp"
+#include "sakura/io/checkpoint.hpp"
+#include "sakura/story/logs.hpp"
+#include "sakura/story/progress.hpp"
+#include "sakura/story/session.hpp"
+
+namespace sakura::story {
+
+struct RunnerOptions {
+  /// Stop (as if interrupted) once this many training ticks ran in this process; -1: never.
+  std::int64_t max_ticks = -1;
+  Progress* progress = nullptr;
+  std::ostream* log = nullptr;  ///< notes (checkpoints written, warnings)
+  bool verbose = false;
+  /// Tests evaluate their split in chunks of this many cells (upstream evaluates the whole split at
+  /// once; losses are the cell-weighted mean over chunks, exact for a single chunk).
+  Index eval_chunk = 2048;
+};
+
+class Runner {
+ public:
+  Runner(Session& s, RunnerOptions o = {})
+      : s_(s), ctl_(s.controller()), loader_(s.data()), opt_(std::move(o)) {
+    detail::require(opt_.eval_chunk > 0, "eval chunk size must be positive");
+  }
+
+  /// Runs the whole story from its first item.
+  void run() {
+    prepare_outputs();
+    log_.open(loss_log_path());
+    for (std::size_t i = 0; i < story().size() && !stopped_; ++i) run_item(i, nullptr);
+    log_.flush();
+  }
+
+  /// Restores a checkpoint and continues the story exactly where it was written.
+  void resume(const std::string& path) {
+    const io::Checkpoint ck = io::read_checkpoint(path);
+    io::restore(ctl_, ck, path);
+    if (ck.config != s_.config_text()) note("warning: the config differs from the one checkpoint '" + path +
+                                            "' was written with; continuing with the current one");
+    detail::require(ck.story.item >= 0 && ck.story.item <= static_cast<std::int64_t>(story().size()), "checkpoint '",
+                    path, "': story item ", ck.story.item, " does not exist (the story has ", story().size(), ")");
+    prepare_outputs();
+    log_.open_resume(loss_log_path(), ck.story.log_bytes);
+    std::size_t i = static_cast<std::size_t>(ck.story.item);
+    if (!ck.story.item_done && i < story().size()) run_item(i++, &ck);
+    else if (ck.story.item_done) ++i;
+    for (; i < story().size() && !stopped_; ++i) run_item(i, nullptr);
+    log_.flush();
+  }
+
+  /// Upstream's -i/-y: loads a checkpoint's model and runs test items.
+  void inference(const std::string& path, const std::vector<TestConfig>& tests) {
+    const io::Checkpoint ck = io::read_checkpoint(path);
+    io::restore(ctl_, ck, path);
+    prepare_outputs();
+    log_.open_append(loss_log_path());
+    for (const auto& t : tests) run_test(t);
+    log_.flush();
+  }
+
+  /// Evaluates `rows` in chunks; f(chunk_rows) is called after each chunk's eval(), while
+  /// controller().forward() holds its tensors.
+  template <class F>
+  void evaluate(std::span<const Index> rows, const EvalOptions& eo, F&& f) {
+    const Index cap = std::min<Index>(opt_.eval_chunk, s_.data().n_cells());
+    if (eval_cap_ < cap) {
+      eval_batch_ = loader_.make_batch(cap);
+      eval_cap_ = cap;
+    }
+    for (std::size_t b = 0; b < rows.size(); b += static_cast<std::size_t>(cap)) {
+      const auto chunk = rows.subspan(b, std::min<std::size_t>(static_cast<std::size_t>(cap), rows.size() - b));
+      loader_.fill(chunk, eval_batch_);
+      ctl_.eval(eval_batch_, eo);
+      f(chunk);
+    }
+  }
+
+  bool stopped() const { return stopped_; }
+  std::int64_t ticks_run() const { return ticks_run_; }
+  std::string loss_log_path() const { return join(s_.setup().log_path, "losses.tsv"); }
+  /// Files written so far (latent CSVs and checkpoints), in order.
+  const std::vector<std::string>& written() const { return written_; }
+
+ private:
+  const std::vector<ActionConfig>& story() const { return s_.setup().story; }
+
+  static std::string join(const std::string& dir, const std::string& file) {
+    return (std::filesystem::path(dir) / file).string();
+  }
+  void note(const std::string& m) {
+    if (opt_.log) *opt_.log << "sakura-train: " << m << "\n";
+  }
+
+  /// Creates log_path; writes the configs and splits when the config asks (dump_configs,
+  /// dump_splits; splits as splits.csv, since upstream's pickle is Python-only).
+  void prepare_outputs() {
+    const Setup& st = s_.setup();
+    std::error_code ec;
+    std::filesystem::create_directories(st.log_path, ec);
+    detail::require(!ec, "cannot create log_path '", st.log_path, "': ", ec.message());
+    using io::detail_json::find;
+    auto on = [&](const char* k) {
+      const Json* v = find(st.config, k);
+      return v && ((v->is_string() && *v == "True") || (v->is_boolean() && v->get<bool>()));
+    };
+    if (on("dump_configs")) {
+      Json gene_meta = Json::object();
+      Json excluded = Json::array();
+      for (auto it = st.signature_config.begin(); it != st.signature_config.end(); ++it) {
+        gene_meta[it.key()] = Json{{"gene_list", it.value().value("signature_list", Json::array())},
+                                   {"pre_procedure", it.value().value("pre_procedure", Json::array())},
+                                   {"post_procedure", it.value().value("post_procedure", Json::array())}};
+        if (it.value().value("exclude_from_input", std::string("False")) == "True")
+          for (const auto& g : it.value()["signature_list"]) excluded.push_back(g);
+      }
+      gene_meta["all"] = excluded.empty()
+                             ? Json{{"gene_list", "*"}, {"pre_procedure", Json::array()},
+                                    {"post_procedure", Json::array({Json{{"type", "ToTensor"}}})}}
+                             : Json{{"gene_list", "-"}, {"exclude_list", excluded}, {"pre_procedure", Json::array()},
+                                    {"post_procedure", Json::array({Json{{"type", "ToTensor"}}})}};
+      write_json(st.log_path + "/pheno_config.json", st.pheno_meta);
+      write_json(st.log_path + "/gene_meta.json", gene_meta);
+      write_json(st.log_path + "/signature_config.json", st.signature_config);
+    }
+    if (on("dump_splits")) {
+      const std::string p = st.log_path + "/splits.csv";
+      std::vector<std::string> header{"cell"};
+      std::vector<std::vector<char>> masks;
+      for (const auto& [name, rows] : s_.splits().all()) {
+        header.push_back(name);
+        masks.push_back(s_.splits().mask(name, s_.data().n_cells()));
+      }
+      CsvWriter w(p, header);
+      for (Index c = 0; c < s_.data().n_cells(); ++c) {
+        w.begin_row(s_.data().cells[static_cast<std::size_t>(c)]);
+        for (const auto& m : masks) w.value(m[static_cast<std::size_t>(c)] ? 1.0f : 0.0f);
+        w.end_row();
+      }
+      w.close();
+    }
+  }
+  static void write_json(const std::string& path, const Json& j) {
+    std::ofstream out(path);
+    detail::require(out.good(), "cannot write '", path, "'");
+    out << j.dump(2) << "\n";
+  }
+
+  /// Per-action, per-split sampler seed (splitmix64 of rnd_seed, item and split).
+  std::uint64_t seed_for(std::size_t item, std::size_t split) const {
+    std::uint64_t z = s_.setup().seed + 0x9E3779B97F4A7C15ull * (item * 1024 + split + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
+  void run_item(std::size_t i, const io::Checkpoint* ck) {
+    const ActionConfig& a = story()[i];
+    if (opt_.verbose) note(a.where + (a.remark.empty() ? "" : " (" + a.remark + ")"));
+    switch (a.kind) {
+      case ActionConfig::Kind::Train: train_action(i, a, ck); break;
+      case ActionConfig::Kind::Test: run_test(a.test); break;
+      case ActionConfig::Kind::TrainHybrid: hybrid_action(i, a, ck); break;
+    }
+  }
+
+  // ---------------------------------------------------------------- shared step machinery
+  void setup_splits(std::size_t item, const std::vector<SplitConfig>& splits, bool drop_last, const io::Checkpoint* ck) {
+    samplers_.clear();
+    names_.clear();
+    batches_.resize(splits.size());
+    options_.clear();
+    for (std::size_t k = 0; k < splits.size(); ++k) {
+      const SplitConfig& sc = splits[k];
+      const std::string where = story()[item].where + (sc.key == "train" ? "" : ".split_configs." + sc.key);
+      const auto& rows = s_.splits().rows(sc.use_split);
+      detail::require(!rows.empty(), where, ": split '", sc.use_split, "' has no cells");
+      samplers_.emplace_back(rows, sc.batch_size, seed_for(item, k), drop_last);
+      names_.push_back(sc.key);
+      if (batches_[k].expr.rows() < sc.batch_size) batches_[k] = loader_.make_batch(sc.batch_size);
+      options_.push_back(sc.options(story()[item].save_raw));
+    }
+    if (ck) {
+      detail::require(ck->samplers.size() == samplers_.size(), "checkpoint: ", ck->samplers.size(),
+                      " samplers saved but ", story()[item].where, " has ", samplers_.size(), " splits");
+      for (std::size_t k = 0; k < samplers_.size(); ++k) {
+        detail::require(ck->samplers[k].name == names_[k], "checkpoint: sampler ", k, " is '", ck->samplers[k].name,
+                        "' but ", story()[item].where, " has split '", names_[k], "'");
+        samplers_[k].set_state(ck->samplers[k].state, "checkpoint sampler '" + names_[k] + "'");
+      }
+    }
+  }
+
+  /// One training tick on split k: batch, train, log. Returns the total loss.
+  double step(std::size_t k, const ActionConfig& a) {
+    auto rows = samplers_[k].take();
+    loader_.fill(rows, batches_[k]);
+    const LossRecord& rec = ctl_.train(batches_[k], options_[k]);
+    if (a.make_logs) log_.write(rec, ctl_.ticks(), a.log_prefix, a.log_groups);
+    return rec.total;
+  }
+
+  void progress_epoch(const SplitConfig& sc, const TrainOptions& o) {
+    ctl_.next_epoch(sc.main, sc.pheno, o.selected_pheno, sc.signature, o.selected_signature);
+  }
+
+  void save_checkpoint(std::size_t item, const ActionConfig& a, std::int64_t tick, std::int64_t cursor,
+                       std::int64_t epoch, bool done) {
+    io::Checkpoint ck = io::capture(ctl_);
+    ck.config = s_.config_text();
+    for (std::size_t k = 0; k < samplers_.size(); ++k) ck.samplers.push_back({names_[k], samplers_[k].state()});
+    ck.story = {static_cast<std::int64_t>(item), tick, cursor, epoch, done, log_.bytes()};
+    const std::string path = s_.setup().log_path + a.checkpoint_prefix + "_tick_" + std::to_string(tick) + ".ckpt";
+    io::write_checkpoint(path, ck);
+    written_.push_back(path);
+    if (opt_.verbose) note("checkpoint " + path);
+  }
+
+  /// Counts a tick toward max_ticks; true when the run must stop now.
+  bool count_tick() {
+    ++ticks_run_;
+    if (opt_.max_ticks >= 0 && ticks_run_ >= opt_.max_ticks) stopped_ = true;
+    return stopped_;
+  }
+
+  // ---------------------------------------------------------------- train
+  void train_action(std::size_t item, const ActionConfig& a, const io::Checkpoint* ck) {
+    setup_splits(item, {a.train}, false, ck);
+    std::int64_t tick = ck ? ck->story.tick : 0, epoch = ck ? ck->story.epoch : 0;
+    bool resumed_pass = ck != nullptr;
+    Progress* pr = opt_.progress;
+    if (pr) pr->begin(a.where + " train", a.epochs * samplers_[0].batches(), tick);
+    double loss = 0;
+    while (epoch < a.epochs) {
+      if (!resumed_pass) samplers_[0].begin_epoch();
+      resumed_pass = false;
+      while (!samplers_[0].exhausted()) {
+        loss = step(0, a);
+        if (a.test_on_segment && (tick + 1) % a.test_segment == 0) run_tests(a);
+        ctl_.tick();
+        ++tick;
+        if (pr) pr->update(tick, loss);
+        if (a.checkpoint_on_segment && tick % a.checkpoint_segment == 0) save_checkpoint(item, a, tick, 0, epoch, false);
+        if (count_tick()) return end_progress();
+      }
+      progress_epoch(a.train, options_[0]);
+      ++epoch;
+      if (a.test_every_epoch) run_tests(a);
+    }
+    if (a.test_on_segment && !a.test_every_epoch) run_tests(a);
+    if (a.checkpoint_on_segment) save_checkpoint(item, a, tick, 0, epoch, true);
+    end_progress();
+  }
+
+  void end_progress() {
+    if (opt_.progress) opt_.progress->end();
+  }
+
+  // ---------------------------------------------------------------- train_hybrid
+  void hybrid_action(std::size_t item, const ActionConfig& a, const io::Checkpoint* ck) {
+    setup_splits(item, a.splits, a.drop_last, ck);
+    const std::size_t n = a.splits.size();
+    std::int64_t tick = ck ? ck->story.tick : 0, cursor = ck ? ck->story.cursor : 0;
+    if (!ck)
+      for (auto& s : samplers_) s.begin_epoch();  // upstream draws every split's first pass up front
+    Progress* pr = opt_.progress;
+    if (pr) pr->begin(a.where + (a.mode == ActionConfig::Mode::Sum ? " train_hybrid(sum)" : " train_hybrid"), a.ticks, tick);
+    while (tick < a.ticks) {
+      double loss = 0;
+      if (a.mode == ActionConfig::Mode::Interleave) {
+        if (cursor >= static_cast<std::int64_t>(n)) cursor = 0;
+        const std::size_t k = static_cast<std::size_t>(cursor);
+        epoch_end(a, k);
+        loss = step(k, a);
+        ctl_.tick();
+        ++cursor;
+      } else {
+        loss = sum_tick(a);
+      }
+      ++tick;
+      if (pr) pr->update(tick, loss);
+      if (a.perform_test && tick % a.test_segment == 0) {
+        run_tests(a);
+        if (a.prog == ActionConfig::Prog::OnTest) {
+          const auto& p = a.prog_on_test;
+          ctl_.next_epoch(p.main, p.pheno, p.selected_pheno.ptr(), p.signature, p.selected_signature.ptr());
+        }
+      }
+      if (a.perform_checkpoint && tick % a.checkpoint_segment == 0) save_checkpoint(item, a, tick, cursor, 0, false);
+      if (count_tick()) return end_progress();
+    }
+    end_progress();
+  }
+
+  /// A split's pass ran out: start the next and, in epoch_end mode, advance its terms' weights.
+  void epoch_end(const ActionConfig& a, std::size_t k) {
+    if (!samplers_[k].exhausted()) return;
+    samplers_[k].begin_epoch();
+    if (a.prog == ActionConfig::Prog::EpochEnd) progress_epoch(a.splits[k], options_[k]);
+  }
+
+  /// hybrid_mode "sum": every split's loss on the same parameters, one optimizer step on the sum
+  /// (upstream back-propagates the summed totals once; Controller::accumulate adds each split's
+  /// gradients, which is the same sum, and apply_accumulated steps).
+  double sum_tick(const ActionConfig& a) {
+    double total = 0;
+    for (std::size_t k = 0; k < a.splits.size(); ++k) {
+      epoch_end(a, k);
+      auto rows = samplers_[k].take();
+      loader_.fill(rows, batches_[k]);
+      const LossRecord& rec = ctl_.accumulate(batches_[k], options_[k]);
+      if (a.make_logs) log_.write(rec, ctl_.ticks(), a.log_prefix, a.log_groups);
+      total += rec.total;
+      ctl_.tick();
+    }
+    ctl_.apply_accumulated();
+    return total;
+  }
+
+  // ---------------------------------------------------------------- tests
+  void run_tests(const ActionConfig& a) {
+    for (const auto& t : a.tests) run_test(t);
+  }
+
+  /// Upstream's test(): eval on a split, log the losses (then tick, as upstream), dump latents to
+  /// <log_path>/<epoch>_<latent_prefix>.csv.
+  void run_test(const TestConfig& t) {
+    const auto& rows = s_.splits().rows(t.on_split);
+    if (rows.empty()) {
+      note("warning: test on split '" + t.on_split + "' skipped: it has no cells");
+      return;
+    }
+    const EvalOptions eo{t.test_main, true, t.test_pheno, t.selected_pheno.ptr(), t.test_signature,
+                         t.selected_signature.ptr(), t.save_raw};
+    const bool dump = t.dump_latent || t.dump_pre_encoder || t.dump_reconstructed || t.dump_pheno_out ||
+                      t.dump_signature_out;
+    const std::string path = s_.setup().log_path + "/" + std::to_string(ctl_.epoch()) + "_" + t.latent_prefix + ".csv";
+    std::unique_ptr<CsvWriter> csv;
+    std::vector<Column> cols;
+    bool first = true;
+    const double total_rows = static_cast<double>(rows.size());
+    evaluate(rows, eo, [&](std::span<const Index> chunk) {
+      const LossRecord& rec = ctl_.record();
+      const double w = static_cast<double>(chunk.size()) / total_rows;
+      if (first) {
+        mean_ = rec;
+        scale(mean_, w, nullptr);
+      } else {
+        scale(mean_, w, &rec);
+      }
+      if (dump) {
+        if (first) {
+          cols = columns(t);
+          std::vector<std::string> header{"cell"};
+          for (const auto& c : cols)
+            for (Index j = 0; j < c.width; ++j)
+              header.push_back(c.gene_names ? s_.data().genes[static_cast<std::size_t>(j)]
+                                            : c.prefix + std::to_string(j + 1));
+          csv = std::make_unique<CsvWriter>(path, header);
+        }
+        for (std::size_t r = 0; r < chunk.size(); ++r) {
+          csv->begin_row(s_.data().cells[static_cast<std::size_t>(chunk[r])]);
+          for (const auto& c : cols) {
+            const auto m = ctl_.view(c.var);
+            for (Index j = 0; j < m.cols; ++j) csv->value(m(static_cast<Index>(r), j));
+          }
+          csv->end_row();
+        }
+      }
+      first = false;
+    });
+    if (t.make_logs) {
+      log_.write(mean_, ctl_.ticks(), t.log_prefix, t.log_groups);
+      ctl_.tick();
+    }
+    if (csv) {
+      csv->close();
+      written_.push_back(path);
+    }
+  }
+
+  /// r == nullptr: mean *= w; else mean += w * r (over every term r computed).
+  static void scale(LossRecord& mean, double w, const LossRecord* r) {
+    auto group = [&](TermValues& m, const TermValues* x) {
+      for (std::size_t i = 0; i < m.values.size(); ++i) {
+        if (!x) m.values[i] *= w;
+        else if (x->present[i]) {
+          m.values[i] = m.present[i] ? m.values[i] + w * x->values[i] : w * x->values[i];
+          m.present[i] = 1;
+        }
+      }
+    };
+    auto block = [&](BlockRecord& m, const BlockRecord* x) {
+      group(m.loss, x ? &x->loss : nullptr);
+      group(m.regularization, x ? &x->regularization : nullptr);
+      group(m.loss_raw, x ? &x->loss_raw : nullptr);
+      group(m.regularization_raw, x ? &x->regularization_raw : nullptr);
+      if (x) m.present = m.present || x->present;
+    };
+    block(mean.main, r ? &r->main : nullptr);
+    for (std::size_t b = 0; b < mean.pheno.size(); ++b) block(mean.pheno[b], r ? &r->pheno[b] : nullptr);
+    for (std::size_t b = 0; b < mean.signature.size(); ++b) block(mean.signature[b], r ? &r->signature[b] : nullptr);
+    mean.total = r ? mean.total + w * r->total : mean.total * w;
+  }
+
+  struct Column {
+    Var var;
+    std::string prefix;  ///< "main." -> main.1, main.2, ...
+    Index width = 0;
+    bool gene_names = false;
+  };
+  /// Upstream's dump order: main, re_x, lat_pre, phenotype latents, phenotype outputs,
+  /// signature latents, signature outputs (blocks in config order; those not computed are left out).
+  std::vector<Column> columns(const TestConfig& t) const {
+    const ForwardVars& f = ctl_.forward();
+    const ModelSpec& m = ctl_.model_spec();
+    std::vector<Column> c;
+    auto add = [&](Var v, std::string prefix, bool genes = false) {
+      if (v) c.push_back({v, std::move(prefix), ctl_.view(v).cols, genes});
+    };
+    if (t.test_main && t.dump_latent) add(f.main, "main.");
+    if (t.dump_reconstructed) add(f.recon, "re_x.", t.reconstructed_gene_names);
+    if (t.dump_pre_encoder) add(f.pre, "lat_pre.");
+    if (t.test_pheno && t.dump_latent)
+      for (std::size_t b = 0; b < m.phenos.size(); ++b) add(f.ph_lat[b], m.phenos[b].name + ".");
+    if (t.test_pheno && t.dump_pheno_out)
+      for (std::size_t b = 0; b < m.phenos.size(); ++b) add(f.ph_out[b], m.phenos[b].name + ".out.");
+    if (t.test_signature && t.dump_latent)
+      for (std::size_t b = 0; b < m.signatures.size(); ++b) add(f.sig_lat[b], m.signatures[b].name + ".");
+    if (t.test_signature && t.dump_signature_out)
+      for (std::size_t b = 0; b < m.signatures.size(); ++b) add(f.sig_out[b], m.signatures[b].name + ".out.");
+    return c;
+  }
+
+  Session& s_;
+  Controller<float>& ctl_;
+  data::Loader<float> loader_;
+  RunnerOptions opt_;
+  LossLog log_;
+  std::vector<data::BatchSampler> samplers_;
+  std::vector<std::string> names_;
+  std::vector<Batch<float>> batches_;
+  std::vector<TrainOptions> options_;
+  Batch<float> eval_batch_;
+  Index eval_cap_ = 0;
+  LossRecord mean_;
+  std::int64_t ticks_run_ = 0;
+  bool stopped_ = false;
+  std::vector<std::string> written_;
+};
+
+}  // namespace sakura::story

@@ -1,0 +1,732 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// sakura-train's layers: phenotype encoding, splits, samplers, loader, checkpoints, story config
+// validation, the story runner (resume bit-identity, hybrid sum), the real pbmc5k configs, the demo.
+#include <sakura/story/demo.hpp>  // first: brings config/json.hpp before the io readers
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <unistd.h>
+
+using namespace sakura;
+using sakura::io::Json;
+namespace fs = std::filesystem;
+
+// Counts heap allocations while enabled (the training-loop test below).
+namespace {
+std::atomic<bool> g_count{false};
+std::atomic<long> g_allocs{0};
+}  // namespace
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t n) {
+  if (g_count.load(std::memory_order_relaxed)) g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
+namespace {
+
+/// A fresh, empty scratch directory per test.
+fs::path scratch(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("sakura-story-" + name + "-" + std::to_string(getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << text;
+}
+
+Dataset<float> small_dataset(const std::vector<std::string>& cells, const std::vector<std::vector<std::string>>& cols,
+                             const std::vector<std::string>& names) {
+  Dataset<float> ds;
+  ds.cells = cells;
+  ds.genes = {"g0"};
+  ds.expr.rows = static_cast<Index>(cells.size());
+  ds.expr.cols = 1;
+  ds.expr.indptr.assign(cells.size() + 1, 0);
+  for (std::size_t j = 0; j < cols.size(); ++j) ds.pheno.push_back({names[j], cols[j]});
+  return ds;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const sakura::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+/// Synthetic data (4 types) written as upstream's files into dir; returns the dataset.
+Dataset<float> write_synthetic(const fs::path& dir, Index cells, Index genes, std::uint64_t seed = 7) {
+  fs::create_directories(dir);
+  auto ds = data::to_dataset(data::make_synthetic({.cells = cells, .genes = genes, .cell_types = 4, .seed = seed}));
+  io::write_mtx_dataset(ds, dir.string());
+  return ds;
+}
+
+}  // namespace
+
+// ====================================================================== phenotypes
+TEST_CASE("categorical phenotypes are coded once over the whole column, with the configured order", "[pheno]") {
+  const auto ds = small_dataset({"c1", "c2", "c3", "c4"}, {{"T", "B", "NK", "T"}}, {"celltype"});
+  const Json meta = Json::parse(R"({"type": "categorical", "pheno_df_key": "celltype", "order": ["B", "T", "NK"],
+                                    "post_procedure": [{"type": "ToOrdinal"}, {"type": "ToTensor"}]})");
+  const auto t = data::fit_pheno("ct", meta, ds);
+  CHECK(t.labels == std::vector<std::int64_t>{1, 0, 2, 1});
+  CHECK(t.classes == std::vector<std::string>{"B", "T", "NK"});
+  CHECK_FALSE(t.has_values());
+
+  // no order: upstream's 'auto' categories, sorted, fitted on the whole data set (SPEC §9)
+  Json automatic = meta;
+  automatic.erase("order");
+  CHECK(data::fit_pheno("ct", automatic, ds).labels == std::vector<std::int64_t>{2, 0, 1, 2});
+
+  Json onehot = meta;
+  onehot["post_procedure"] = Json::parse(R"([{"type": "ToOnehot"}])");
+  const auto o = data::fit_pheno("ct", onehot, ds);
+  CHECK(o.width == 3);
+  CHECK(o.values == std::vector<float>{0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0});
+}
+
+TEST_CASE("phenotype errors name the phenotype, column, value, cell and row", "[pheno]") {
+  const auto ds = small_dataset({"c1", "c2", "c3"}, {{"T", "X", ""}, {"1.5", "abc", "2"}}, {"celltype", "score"});
+  const Json meta = Json::parse(R"({"type": "categorical", "pheno_df_key": "celltype", "order": ["T", "B"],
+                                    "post_procedure": [{"type": "ToOrdinal"}]})");
+  auto e = error_of([&] { data::fit_pheno("ct", meta, ds); });
+  CHECK_THAT(e, Catch::Contains("pheno_meta.ct") && Catch::Contains("'X'") && Catch::Contains("cell 'c2'") &&
+                    Catch::Contains("row 2") && Catch::Contains("'T', 'B'"));
+  Json missing = meta;
+  missing["order"] = Json::array({"T", "X"});
+  e = error_of([&] { data::fit_pheno("ct", missing, ds); });
+  CHECK_THAT(e, Catch::Contains("missing value (NA)") && Catch::Contains("cell 'c3'"));
+  missing["order"] = Json::array({"T", "X", "NA"});  // NA listed in the order: it is a category
+  CHECK(data::fit_pheno("ct", missing, ds).labels == std::vector<std::int64_t>{0, 1, 2});
+
+  const Json num = Json::parse(R"({"type": "numerical", "pheno_df_keys": ["score"], "post_procedure": [{"type": "ToTensor"}]})");
+  CHECK_THAT(error_of([&] { data::fit_pheno("s", num, ds); }),
+             Catch::Contains("numerical column 'score'") && Catch::Contains("'abc'") && Catch::Contains("cell 'c2'"));
+  Json nocol = num;
+  nocol["pheno_df_keys"] = Json::array({"nope"});
+  CHECK_THAT(error_of([&] { data::fit_pheno("s", nocol, ds); }),
+             Catch::Contains("'nope' not found") && Catch::Contains("'celltype', 'score'"));
+  Json text = meta;
+  text["post_procedure"] = Json::array();
+  CHECK_THAT(error_of([&] { data::fit_pheno("ct", text, ds); }), Catch::Contains("ToOrdinal"));
+}
+
+TEST_CASE("numerical phenotypes, binning and binarising are fitted on the whole column", "[pheno]") {
+  const auto ds = small_dataset({"a", "b", "c", "d", "e", "f"}, {{"0", "1", "2", "3", "4", "10"}}, {"n"});
+  const Json num = Json::parse(R"({"type": "numerical", "pheno_df_keys": ["n"], "post_procedure": [{"type": "ToTensor"}]})");
+  const auto t = data::fit_pheno("n", num, ds);
+  CHECK(t.width == 1);
+  CHECK(t.values == std::vector<float>{0, 1, 2, 3, 4, 10});
+  CHECK(t.labels == std::vector<std::int64_t>{0, 1, 2, 3, 4, 10});  // whole numbers double as labels
+
+  Json bins = num;
+  bins["type"] = "categorical";
+  bins.erase("pheno_df_keys");
+  bins["pheno_df_key"] = "n";
+  bins["post_procedure"] = Json::parse(R"([{"type": "ToKBins", "n_bins": 2, "encode": "ordinal", "strategy": "uniform"}])");
+  CHECK(data::fit_pheno("n", bins, ds).labels == std::vector<std::int64_t>{0, 0, 0, 0, 0, 1});  // edges 0, 5, 10
+  bins["post_procedure"][0]["strategy"] = "quantile";
+  CHECK(data::fit_pheno("n", bins, ds).labels == std::vector<std::int64_t>{0, 0, 0, 1, 1, 1});  // median 2.5
+  bins["post_procedure"][0]["strategy"] = "kmeans";
+  CHECK_THAT(error_of([&] { data::fit_pheno("n", bins, ds); }), Catch::Contains("kmeans"));
+
+  Json bin = num;
+  bin["post_procedure"] = Json::parse(R"([{"type": "ToBinary", "threshold": 2.5, "scale_factor": 2}])");
+  CHECK(data::fit_pheno("n", bin, ds).values == std::vector<float>{0, 0, 0, 2, 2, 2});
+}
+
+// ====================================================================== splits and samplers
+TEST_CASE("k-bin labelling and incremental splits follow upstream's semantics, seeded", "[split]") {
+  std::vector<char> base(1003, 1);
+  base[5] = base[77] = base[500] = 0;  // excluded cells stay 0
+  const auto bins = data::random_k_bin_labels(base, 10, 3407);
+  std::map<int, int> count;
+  for (int b : bins) ++count[b];
+  CHECK(count[0] == 3);
+  for (int b = 1; b <= 10; ++b) CHECK(count[b] == 100);  // 1000 = 10 x 100, no remainder
+  CHECK(bins == data::random_k_bin_labels(base, 10, 3407));
+  CHECK(bins != data::random_k_bin_labels(base, 10, 3408));
+  const auto m = data::incremental_train_test_split(bins, 5);
+  std::size_t train = 0, test = 0;
+  for (std::size_t i = 0; i < bins.size(); ++i) {
+    CHECK_FALSE((m.train[i] && m.test[i]));
+    train += m.train[i];
+    test += m.test[i];
+    if (bins[i] == 0) CHECK((!m.train[i] && !m.test[i]));
+  }
+  CHECK(train == 500);
+  CHECK(test == 500);
+  // remainder: bins 1..(n % k) get one more
+  const auto r = data::random_k_bin_labels(std::vector<char>(13, 1), 10, 1);
+  CHECK(std::count(r.begin(), r.end(), 1) == 2);
+  CHECK(std::count(r.begin(), r.end(), 4) == 1);
+}
+
+TEST_CASE("the batch sampler visits every cell once per pass and continues exactly from its state", "[sampler]") {
+  std::vector<Index> rows;
+  for (Index i = 0; i < 23; ++i) rows.push_back(i * 3);
+  data::BatchSampler s(rows, 5, 42);
+  CHECK(s.batches() == 5);
+  CHECK(s.exhausted());
+  s.begin_epoch();
+  std::vector<Index> seen;
+  std::vector<std::size_t> sizes;
+  while (!s.exhausted()) {
+    auto b = s.take();
+    sizes.push_back(b.size());
+    seen.insert(seen.end(), b.begin(), b.end());
+  }
+  CHECK(sizes == std::vector<std::size_t>{5, 5, 5, 5, 3});  // drop_last false: a short last batch
+  std::sort(seen.begin(), seen.end());
+  CHECK(seen == rows);
+
+  s.begin_epoch();
+  s.take();
+  const auto st = s.state();
+  data::BatchSampler copy(rows, 5, 999);
+  copy.set_state(st);
+  for (int pass = 0; pass < 3; ++pass) {
+    while (!s.exhausted()) {
+      auto a = s.take();
+      auto b = copy.take();
+      CHECK(std::vector<Index>(a.begin(), a.end()) == std::vector<Index>(b.begin(), b.end()));
+    }
+    s.begin_epoch();
+    copy.begin_epoch();
+  }
+  auto bad = st;
+  bad.order[0] = 1;  // not a row of the split
+  CHECK_THROWS_WITH(copy.set_state(bad), Catch::Contains("not a permutation"));
+  data::BatchSampler dl(rows, 5, 1, true);
+  CHECK(dl.batches() == 4);
+}
+
+// ====================================================================== loader
+TEST_CASE("the loader fills batches in place: input genes, signature targets, phenotypes", "[loader]") {
+  auto ds = data::to_dataset(data::make_synthetic({.cells = 50, .genes = 40, .cell_types = 3, .seed = 5}));
+  const auto dense = data::make_synthetic({.cells = 50, .genes = 40, .cell_types = 3, .seed = 5}).expr;
+  const Json meta = Json::parse(R"({"type": "categorical", "pheno_df_key": "cell_type",
+                                    "post_procedure": [{"type": "ToOrdinal"}]})");
+  std::vector<data::PhenoTable> ph{data::fit_pheno("ct", meta, ds)};
+  std::vector<data::SignatureRequest> sigs{{"cd8", {"CD8B", "CD8A"}, true}, {"g", {"G5"}, false}};
+  const auto d = data::prepare_training_data(std::move(ds), sigs, ph);
+  REQUIRE(d.n_genes() == 38);  // CD8A and CD8B excluded from the input
+  CHECK(d.genes[0] == "G2");
+  data::Loader<float> loader(d);
+  auto b = loader.make_batch(8);
+  const std::vector<Index> rows{7, 3, 41};
+  loader.fill(rows, b);
+  REQUIRE(b.expr.rows() == 3);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    for (Index g = 0; g < 38; ++g) CHECK(b.expr(static_cast<Index>(i), g) == dense(rows[i], g + 2));
+    CHECK(b.signature_values("cd8")(static_cast<Index>(i), 0) == dense(rows[i], 1));  // CD8B first, as listed
+    CHECK(b.signature_values("cd8")(static_cast<Index>(i), 1) == dense(rows[i], 0));
+    CHECK(b.signature_values("g")(static_cast<Index>(i), 0) == dense(rows[i], 5));
+  }
+  CHECK(b.labels("ct").size() == 3);
+  const auto* data_before = b.expr.data();
+  loader.fill(std::vector<Index>{1, 2, 3, 4, 5, 6, 7, 8}, b);
+  CHECK(b.expr.data() == data_before);  // refilled in place
+
+  auto ds2 = data::to_dataset(data::make_synthetic({.cells = 10, .genes = 40, .cell_types = 3}));
+  CHECK_THROWS_WITH(data::prepare_training_data(std::move(ds2), {{"cd8", {"CD8A", "CD8Z"}, false}}, {}),
+                    Catch::Contains("'CD8Z' (signature 'cd8')"));
+}
+
+// ====================================================================== checkpoints
+TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged files", "[checkpoint]") {
+  const fs::path dir = scratch("ckpt");
+  const Json cfg = Json::parse(R"({"main_latent": {"encoder_neurons": 8, "decoder_neurons": 8, "latent_dim": 3,
+      "loss": {"mse": {"type": "MSE", "init_weight": 1.0, "progressive_const": 1.1, "progressive_start_epoch": 1}},
+      "regularization": {"sw2": {"type": "SW2_uniform", "init_weight": 0.1, "progressive_const": 1.0,
+        "progressive_start_epoch": 1, "uniform_low": -1, "uniform_high": 1}}},
+    "optimizer": {"type": "RMSProp", "RMSProp_lr": 0.01, "RMSProp_alpha": 0.9, "RMSProp_momentum": 0.5}})");
+  Controller<float> a(io::experiment_from_json(cfg, {}, {}, 6));
+  Batch<float> b(Tensor<float>(5, 6));
+  for (Index i = 0; i < b.expr.size(); ++i) b.expr[i] = static_cast<float>((i * 7) % 5) * 0.3f;
+  for (int i = 0; i < 3; ++i) a.train(b);
+  a.next_epoch();
+  a.tick();
+  a.rng().normal();  // leaves Box-Muller's second normal pending: it must survive the round trip
+  REQUIRE(a.rng().state().has_spare);
+  io::Checkpoint ck = io::capture(a);
+  ck.config = "{}";
+  ck.story = {2, 17, 1, 3, false, 12345};
+  ck.samplers.push_back({"main", {Rng(9).state(), {3, 1, 2}, 1, 4}});
+  const std::string path = (dir / "a.ckpt").string();
+  io::write_checkpoint(path, ck);
+  const io::Checkpoint back = io::read_checkpoint(path);
+  CHECK(back.story.tick == 17);
+  CHECK(back.story.log_bytes == 12345);
+  CHECK(back.samplers.at(0).state.order == std::vector<Index>{3, 1, 2});
+  CHECK(back.params.size() == a.model().parameters().all().size());
+
+  Controller<float> c(io::experiment_from_json(cfg, {}, {}, 6));
+  io::restore(c, back, path);
+  CHECK(c.rng().state() == a.rng().state());
+  for (int i = 0; i < 4; ++i) {
+    const double ta = a.train(b).total, tc = c.train(b).total;
+    CHECK(ta == tc);
+  }
+  auto pa = a.model().parameters().all().begin();
+  for (auto& p : c.model().parameters().all()) {
+    CHECK(std::equal(p.value.begin(), p.value.end(), pa->value.begin()));
+    ++pa;
+  }
+  CHECK(c.term(BlockKind::Main, "", "loss", "mse").weight == a.term(BlockKind::Main, "", "loss", "mse").weight);
+
+  // damage: a flipped byte, a truncated file, not a checkpoint, another model
+  std::string bytes = slurp(path);
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x40;
+  write(dir / "flipped.ckpt", flipped);
+  CHECK_THROWS_WITH(io::read_checkpoint((dir / "flipped.ckpt").string()),
+                    Catch::Contains("flipped.ckpt") && Catch::Contains("record"));
+  write(dir / "short.ckpt", bytes.substr(0, bytes.size() - 30));
+  CHECK_THROWS_WITH(io::read_checkpoint((dir / "short.ckpt").string()), Catch::Contains("short.ckpt"));
+  write(dir / "junk.ckpt", "PK\x03\x04 this is a torch zip");
+  CHECK_THROWS_WITH(io::read_checkpoint((dir / "junk.ckpt").string()), Catch::Contains("not a sakura checkpoint"));
+  Controller<float> other(io::experiment_from_json(cfg, {}, {}, 7));
+  CHECK_THROWS_WITH(io::restore(other, back, path),
+                    Catch::Contains("a.ckpt") && Catch::Contains("model.pre_encoder") && Catch::Contains("[8, 7]"));
+}
+
+// ====================================================================== the real configs
+namespace {
+const fs::path kConfigs = fs::path(SAKURA_SOURCE_DIR) / "examples" / "configs";
+
+/// A working directory laid out as the pbmc5k config expects (its paths are relative to it).
+fs::path pbmc5k_workdir(const std::string& name, bool with_data, Index cells = 600, Index genes = 300) {
+  const fs::path w = scratch(name);
+  fs::create_directories(w / "documentation/VT_PBMC_CD4CD8_0.01_1");
+  fs::copy_file(kConfigs / "pbmc5k_signature_config.json", w / "documentation/VT_PBMC_CD4CD8_0.01_1/signature_config.json");
+  if (with_data) {
+    const fs::path d = w / "data/docuPBMC";
+    write_synthetic(d, cells, genes);
+    fs::rename(d / "matrix.mtx", d / "lognorm_hv10k.mtx");
+    fs::rename(d / "genes.csv", d / "genenames_hv10k.csv");
+    fs::rename(d / "cells.csv", d / "cell_names.csv");
+    fs::rename(d / "pheno.csv", d / "pheno_df.csv");
+  }
+  return w;
+}
+}  // namespace
+
+TEST_CASE("the unmodified pbmc5k config fails at load, naming the split, cd4cd8 and what exists", "[config]") {
+  const fs::path w = pbmc5k_workdir("cd4cd8", false);  // no data files: the story is checked first
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  const std::string e = error_of([&] { story::Session s((kConfigs / "pbmc5k_config.json").string(), so); });
+  CHECK_THAT(e, Catch::Contains("story[0].split_configs.cd8_focused.selected_signature") &&
+                    Catch::Contains("'cd4cd8'") && Catch::Contains("configured: cd8"));
+}
+
+TEST_CASE("the pbmc5k config with cd4cd8 corrected trains on tutorial-shaped data from mtx + csv", "[config][run]") {
+  const fs::path w = pbmc5k_workdir("pbmc5k", true);
+  Json cfg = io::read_json_file((kConfigs / "pbmc5k_config.json").string());
+  auto& item = cfg["story"][0];
+  auto& sel = item["split_configs"]["cd8_focused"]["selected_signature"];
+  sel["cd8"] = sel["cd4cd8"];
+  sel.erase("cd4cd8");
+  item["ticks"] = 60;  // shorter than the tutorial's 5000, same story otherwise
+  item["test_segment"] = 30;
+  item["checkpoint_segment"] = 30;
+  write(w / "config.json", cfg.dump(2));
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  story::Session s((w / "config.json").string(), so);
+  CHECK(s.data().n_genes() == 300);
+  CHECK(s.splits().rows("overall_train").size() == 300);  // train_dec 5 of 10 bins
+  story::Runner r(s);
+  r.run();
+  const fs::path log = w / "documentation/VT_PBMC_CD4CD8_0.01_1/log";
+  const std::string losses = slurp(log / "losses.tsv");
+  CHECK_THAT(losses, Catch::Contains("\thybrid_main_latent_loss_L2\t") &&
+                         Catch::Contains("\thybrid_signature_cd8_loss_raw_regression_MSE\t") &&
+                         Catch::Contains("\toverall_test_main_latent_regularization_uniform_shape_unsupervised\t"));
+  CHECK(fs::exists(log / "checkpoint__tick_30.ckpt"));
+  CHECK(fs::exists(log / "checkpoint__tick_60.ckpt"));
+  // by the first test (tick 30) each split took 15 batches = 5 passes of 3; a pass ends (epoch_end)
+  // when the next batch is asked for, so 4 per split: the controller is at epoch 8
+  const fs::path csv = log / "8_overall_test_all_latent.csv";
+  REQUIRE(fs::exists(csv));
+  std::ifstream in(csv);
+  std::string header;
+  std::getline(in, header);
+  CHECK(header.rfind("cell,main.1,main.2,", 0) == 0);
+  CHECK_THAT(header, Catch::Contains(",main.50,cd8.1,") && Catch::EndsWith(",cd8.50"));
+  CHECK(fs::exists(log / "signature_config.json"));
+  CHECK(fs::exists(log / "splits.csv"));
+}
+
+// ====================================================================== story runner
+namespace {
+/// A compact config exercising every action: two interleaved splits (main; signatures + phenotype),
+/// a train action, a hybrid "sum" action and a test action, with tests, logs and checkpoints.
+fs::path resume_workdir() {
+  const fs::path w = scratch("resume");
+  write_synthetic(w / "data", 240, 48);
+  write(w / "signature.json", R"({
+    "cd8": {"signature_list": ["CD8A", "CD8B"], "exclude_from_input": "True", "signature_lat_dim": 3,
+            "signature_out_dim": 2, "model": {"type": "LinRegressor"},
+            "loss": {"mse": {"type": "MSE", "init_weight": 0.5, "progressive_const": 0.1, "progressive_start_epoch": 2,
+                             "progressive_mode": "increment", "max_weight": 1.0}},
+            "regularization": {"l2": {"type": "L2_regularization", "init_weight": 0.01, "progressive_const": 1.0,
+                                      "progressive_start_epoch": 1}}},
+    "g": {"signature_list": ["G3"], "signature_lat_dim": 4, "signature_out_dim": 1,
+          "model": {"type": "FCRegressor", "hidden_neurons": 5, "attach": "True", "attach_to": "main_lat"},
+          "loss": {"l1": {"type": "L1", "init_weight": 1.0, "progressive_const": 1.0, "progressive_start_epoch": 1}}}})");
+  write(w / "pheno.json", R"({
+    "ct": {"type": "categorical", "pheno_df_key": "cell_type", "order": ["CD8 T", "type1", "type2", "type3"],
+           "post_procedure": [{"type": "ToOrdinal"}, {"type": "ToTensor"}],
+           "split": {"type": "auto", "base": "overall_train", "seed": 11, "train_dec": 7},
+           "pheno_lat_dim": 2, "pheno_out_dim": 4, "model": {"type": "LinClassifier"},
+           "loss": {"nll": {"type": "NLL", "init_weight": 1.0, "progressive_const": 1.05, "progressive_start_epoch": 1}},
+           "regularization": {"sw": {"type": "SW2_uniform_supervised", "init_weight": 0.01, "progressive_const": 1.0,
+             "progressive_start_epoch": 1, "uniform_low": -1, "uniform_high": 1, "uniform_n_labels": 4,
+             "uniform_label_offsets": [[0, 0], [1, 1], [2, 2], [3, 3]], "SW2_num_projections": 10}}}})");
+  Json cfg = Json::parse(R"({
+    "log_path": "log/", "rnd_seed": 99, "reproducible": "True", "dump_configs": "True", "dump_splits": "True",
+    "dataset": {"type": "rna_count_sparse", "gene_expr_MM_path": "data/matrix.mtx", "gene_name_csv_path": "data/genes.csv",
+                "cell_name_csv_path": "data/cells.csv", "pheno_csv_path": "data/pheno.csv",
+                "signature_config_path": "signature.json", "pheno_meta_path": "pheno.json",
+                "selected_signature": ["cd8", "g"], "selected_pheno": ["ct"]},
+    "overall_train_test_split": {"type": "auto", "train_dec": 6, "seed": 5},
+    "main_latent": {"encoder_neurons": 16, "decoder_neurons": 16, "latent_dim": 4,
+      "encoder_config": {"hidden_layers": 1, "dropout": "True", "dropout_input": "True", "dropout_input_p": 0.1},
+      "loss": {"L2": {"type": "MSE", "init_weight": 1.0, "progressive_const": 1.0, "progressive_start_epoch": 100}},
+      "regularization": {"u": {"type": "SW2_uniform", "init_weight": 0.001, "progressive_const": 1.5,
+        "progressive_start_epoch": 1, "max_weight": 0.1, "SW2_num_projections": 8, "uniform_low": -2, "uniform_high": 2}}},
+    "optimizer": {"type": "RMSProp", "RMSProp_lr": 0.002, "RMSProp_alpha": 0.9, "RMSProp_momentum": 0.3,
+                  "RMSProp_weight_decay": 0.001},
+    "story": [
+      {"action": "train_hybrid", "ticks": 40, "hybrid_mode": "interleave", "prog_loss_weight_mode": "epoch_end",
+       "split_configs": {
+         "main": {"use_split": "overall_train", "batch_size": 32, "train_main_latent": "True", "train_pheno": "False",
+                  "train_signature": "False"},
+         "heads": {"use_split": "pheno_ct_train", "batch_size": 25, "train_main_latent": "False", "train_pheno": "True",
+                   "train_signature": "True", "selected_signature": ["cd8"],
+                   "selected_pheno": {"ct": {"loss": "*", "regularization": "*"}}}},
+       "make_logs": "True", "log_prefix": "hyb", "save_raw_loss": "True",
+       "log_loss_groups": ["loss", "regularization", "loss_raw"],
+       "perform_test": "True", "test_segment": 10, "perform_checkpoint": "True", "checkpoint_segment": 10,
+       "checkpoint_prefix": "hyb",
+       "tests": [{"on_split": "overall_test", "make_logs": "True", "log_prefix": "t", "dump_latent": "True",
+                  "latent_prefix": "test_latent"},
+                 {"on_split": "all", "dump_latent": "True", "latent_prefix": "all", "dump_predicted_phenos": "True",
+                  "dump_predicted_signatures": "True", "dump_pre_encoder_output": "True"}]},
+      {"action": "train", "use_split": "overall_train", "batch_size": 64, "epochs": 2, "train_main_latent": "True",
+       "train_pheno": "False", "train_signature": "True", "make_logs": "True", "log_prefix": "train",
+       "test_on_segment": "True", "test_segment": 2, "checkpoint_on_segment": "True", "checkpoint_segment": 2,
+       "checkpoint_prefix": "trn", "detach": "True", "detach_from": "pre_encoder",
+       "tests": [{"on_split": "overall_test", "make_logs": "True", "dump_latent": "True", "latent_prefix": "trn"}]},
+      {"action": "train_hybrid", "ticks": 12, "hybrid_mode": "sum", "prog_loss_weight_mode": "on_test",
+       "loss_prog_on_test": {"prog_main": "True", "train_pheno": "True", "train_signature": "False"},
+       "split_configs": {
+         "a": {"use_split": "overall_train", "batch_size": 40, "train_main_latent": "True", "train_pheno": "False",
+               "train_signature": "True"},
+         "b": {"use_split": "pheno_ct_train", "batch_size": 30, "train_main_latent": "False", "train_pheno": "True",
+               "train_signature": "False"}},
+       "make_logs": "True", "log_prefix": "sum", "perform_test": "True", "test_segment": 4,
+       "perform_checkpoint": "True", "checkpoint_segment": 4, "checkpoint_prefix": "sum",
+       "tests": [{"on_split": "pheno_ct_test", "make_logs": "True", "dump_latent": "True", "latent_prefix": "ct"}]},
+      {"action": "test", "on_split": "all", "make_logs": "True", "log_prefix": "final", "dump_latent": "True",
+       "latent_prefix": "final", "dump_reconstructed_output": "True", "reconstructed_output_naming": "genenames"}
+    ]})");
+  write(w / "config.json", cfg.dump(2));
+  return w;
+}
+
+struct Outcome {
+  io::Checkpoint state;
+  std::map<std::string, std::string> files;  // log dir contents
+};
+
+Outcome outcome(story::Session& s, const fs::path& w) {
+  Outcome o;
+  o.state = io::capture(s.controller());
+  for (const auto& e : fs::directory_iterator(w / "log")) o.files[e.path().filename().string()] = slurp(e.path());
+  return o;
+}
+
+void require_same(const Outcome& a, const Outcome& b) {
+  CHECK(a.state.epoch == b.state.epoch);
+  CHECK(a.state.tick == b.state.tick);
+  CHECK(a.state.rng == b.state.rng);
+  REQUIRE(a.state.params.size() == b.state.params.size());
+  for (std::size_t i = 0; i < a.state.params.size(); ++i) {
+    const auto& p = a.state.params[i];
+    const auto& q = b.state.params[i];
+    INFO(p.name);
+    CHECK(p.value == q.value);  // bitwise: doubles widened from the same floats
+    CHECK(p.grad == q.grad);
+    CHECK(p.has_grad == q.has_grad);
+    CHECK(p.square_avg == q.square_avg);
+    CHECK(p.momentum == q.momentum);
+  }
+  REQUIRE(a.state.terms.size() == b.state.terms.size());
+  for (std::size_t i = 0; i < a.state.terms.size(); ++i) {
+    CHECK(a.state.terms[i].weight == b.state.terms[i].weight);
+    CHECK(a.state.terms[i].epoch == b.state.terms[i].epoch);
+  }
+  std::vector<std::string> na, nb;
+  for (auto& [k, v] : a.files) na.push_back(k);
+  for (auto& [k, v] : b.files) nb.push_back(k);
+  CHECK(na == nb);
+  for (auto& [k, v] : a.files) {
+    INFO(k);
+    auto it = b.files.find(k);
+    if (it != b.files.end()) CHECK((v == it->second));
+  }
+}
+}  // namespace
+
+TEST_CASE("a run stopped at any checkpoint and resumed in a fresh session ends bit-identical", "[run][resume]") {
+  const fs::path w = resume_workdir();
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  const std::string config = (w / "config.json").string();
+  Outcome full;
+  {
+    story::Session s(config, so);
+    story::Runner r(s);
+    r.run();
+    full = outcome(s, w);
+  }
+  REQUIRE(full.files.count("losses.tsv"));
+  CHECK(full.files.count("hyb_tick_40.ckpt"));
+  CHECK(full.files.count("trn_tick_4.ckpt"));
+  CHECK(full.files.count("sum_tick_12.ckpt"));
+  const std::string& losses = full.files["losses.tsv"];
+  CHECK_THAT(losses, Catch::Contains("\thyb_pheno_ct_loss_nll\t") && Catch::Contains("\thyb_signature_cd8_loss_raw_mse\t") &&
+                         Catch::Contains("\tt_main_latent_regularization_u\t") && Catch::Contains("\tsum_pheno_ct_loss_nll\t") &&
+                         Catch::Contains("\tfinal_signature_g_loss_l1\t"));
+  CHECK_THAT(losses, !Catch::Contains("hyb_signature_g_"));  // the heads split selects cd8 only
+  // "all" test: main, pre-encoder, phenotype latent + output, signature latents + outputs
+  bool saw_all = false;
+  for (auto& [name, text] : full.files)
+    if (name.find("_all.csv") != std::string::npos) {
+      saw_all = true;
+      const std::string header = text.substr(0, text.find('\n'));
+      CHECK(header ==
+            "cell,main.1,main.2,main.3,main.4,lat_pre.1,lat_pre.2,lat_pre.3,lat_pre.4,lat_pre.5,lat_pre.6,lat_pre.7,"
+            "lat_pre.8,lat_pre.9,lat_pre.10,lat_pre.11,lat_pre.12,lat_pre.13,lat_pre.14,lat_pre.15,lat_pre.16,ct.1,ct.2,"
+            "ct.out.1,ct.out.2,ct.out.3,ct.out.4,cd8.1,cd8.2,cd8.3,g.1,g.2,g.3,g.4,cd8.out.1,cd8.out.2,g.out.1");
+    }
+  CHECK(saw_all);
+
+  // stop after the checkpoint at a given total tick, resume from it in a fresh session
+  for (std::int64_t stop : {10, 35, 40, 42, 44, 46, 50, 53, 58}) {
+    DYNAMIC_SECTION("stopped after tick " << stop) {
+      fs::remove_all(w / "log");
+      std::string ckpt;
+      {
+        story::Session s(config, so);
+        story::RunnerOptions ro;
+        ro.max_ticks = stop;
+        story::Runner r(s, ro);
+        r.run();
+        REQUIRE(r.stopped());
+        for (const auto& f : r.written())
+          if (f.ends_with(".ckpt")) ckpt = f;
+      }
+      REQUIRE_FALSE(ckpt.empty());
+      // the interrupted process may have logged past its last checkpoint; resume must drop that
+      std::ofstream(w / "log" / "losses.tsv", std::ios::app) << "999\tjunk\t1\n";
+      story::Session s(config, so);
+      story::Runner r(s);
+      r.resume(ckpt);
+      CHECK_FALSE(r.stopped());
+      require_same(full, outcome(s, w));
+    }
+  }
+}
+
+TEST_CASE("hybrid sum with one split steps exactly like interleave", "[run]") {
+  const fs::path w = resume_workdir();
+  Json cfg = io::read_json_file((w / "config.json").string());
+  Json item = cfg["story"][2];
+  item["split_configs"].erase("b");
+  item["perform_test"] = "False";
+  item["perform_checkpoint"] = "False";
+  item["prog_loss_weight_mode"] = "epoch_end";
+  item.erase("loss_prog_on_test");
+  std::vector<io::Checkpoint> out;
+  for (const char* mode : {"sum", "interleave"}) {
+    item["hybrid_mode"] = mode;
+    cfg["story"] = Json::array({item});
+    write(w / "one.json", cfg.dump());
+    story::SessionOptions so;
+    so.base_dir = w.string();
+    story::Session s((w / "one.json").string(), so);
+    story::Runner r(s);
+    r.run();
+    out.push_back(io::capture(s.controller()));
+  }
+  REQUIRE(out[0].params.size() == out[1].params.size());
+  for (std::size_t i = 0; i < out[0].params.size(); ++i) {
+    INFO(out[0].params[i].name);
+    CHECK(out[0].params[i].value == out[1].params[i].value);
+    CHECK(out[0].params[i].square_avg == out[1].params[i].square_avg);
+  }
+  CHECK(out[0].epoch == out[1].epoch);
+}
+
+TEST_CASE("story errors are reported at load with their path", "[config]") {
+  const fs::path w = resume_workdir();
+  const Json base = io::read_json_file((w / "config.json").string());
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  auto load = [&](const Json& cfg) {
+    write(w / "bad.json", cfg.dump());
+    return error_of([&] { story::load_setup((w / "bad.json").string(), so); });
+  };
+  Json c = base;
+  c["story"][0]["split_configs"]["heads"]["use_split"] = "pheno_x_train";
+  CHECK_THAT(load(c), Catch::Contains("story[0].split_configs.heads.use_split: no split named 'pheno_x_train'") &&
+                          Catch::Contains("pheno_ct_train"));
+  c = base;
+  c["story"][0]["split_configs"]["main"]["selected_signature"] = Json::array({"cd8"});
+  CHECK_THAT(load(c), Catch::Contains("story[0].split_configs.main: selected_signature is given but train_signature"));
+  c = base;
+  c["story"][0]["hybrid_mode"] = "pattern";
+  CHECK_THAT(load(c), Catch::Contains("story[0].hybrid_mode \"pattern\""));
+  c = base;
+  c["story"][1]["tests"][0]["compression"] = "gzip";
+  CHECK_THAT(load(c), Catch::Contains("story[1].tests[0].compression 'gzip'"));
+  c = base;
+  c["story"][3]["action"] = "dance";
+  CHECK_THAT(load(c), Catch::Contains("story[3].action: unknown action \"dance\""));
+  c = base;
+  c["story"][1].erase("epochs");
+  CHECK_THAT(load(c), Catch::Contains("missing required key story[1].epochs"));
+  c = base;
+  c["dataset"]["selected_signature"] = Json::array({"cd8", "cd4"});
+  CHECK_THAT(load(c), Catch::Contains("dataset.selected_signature names 'cd4'") && Catch::Contains("defines cd8, g"));
+  c = base;
+  c["story"][0]["split_configs"]["heads"]["selected_pheno"]["ct"]["loss"] = Json::array({"nl"});
+  CHECK_THAT(load(c), Catch::Contains("story[0].split_configs.heads.selected_pheno.ct.loss: no term named 'nl'"));
+  // data errors come from the Session: a pheno order that misses a category
+  c = base;
+  write(w / "pheno2.json", R"({"ct": {"type": "categorical", "pheno_df_key": "cell_type", "order": ["CD8 T", "type1"],
+    "post_procedure": [{"type": "ToOrdinal"}], "pheno_lat_dim": 2, "pheno_out_dim": 2, "model": {"type": "LinClassifier"},
+    "loss": {"nll": {"type": "NLL", "init_weight": 1.0}}}})");
+  c["dataset"]["pheno_meta_path"] = "pheno2.json";
+  for (auto& item : c["story"]) {
+    if (item.contains("split_configs"))
+      for (auto& [k, v] : item["split_configs"].items()) v["use_split"] = "overall_train";
+    if (item.contains("tests"))
+      for (auto& t : item["tests"]) t["on_split"] = "all";
+  }
+  write(w / "bad.json", c.dump());
+  CHECK_THAT(error_of([&] { story::Session s((w / "bad.json").string(), so); }),
+             Catch::Contains("pheno2.json: ct") && Catch::Contains("not in its order"));
+}
+
+TEST_CASE("the training loop allocates nothing per tick once warm (interleave and sum)", "[run][alloc]") {
+  const fs::path w = resume_workdir();
+  Json cfg = io::read_json_file((w / "config.json").string());
+  for (const char* mode : {"interleave", "sum"}) {
+    Json item = cfg["story"][0];  // logs every tick (make_logs), no tests or checkpoints
+    item["hybrid_mode"] = mode;
+    item["ticks"] = 1000;
+    item["perform_test"] = "False";
+    item["perform_checkpoint"] = "False";
+    Json c = cfg;
+    c["story"] = Json::array({item});
+    write(w / "alloc.json", c.dump());
+    story::SessionOptions so;
+    so.base_dir = w.string();
+    // the same story stopped after 5 (warm-up), 60 and 180 ticks: ticks 61..180 must add nothing
+    std::vector<long> allocs;
+    for (std::int64_t ticks : {5, 60, 180}) {
+      story::Session s((w / "alloc.json").string(), so);
+      story::RunnerOptions ro;
+      ro.max_ticks = ticks;
+      story::Runner r(s, ro);
+      g_allocs = 0;
+      g_count = true;
+      r.run();
+      g_count = false;
+      allocs.push_back(g_allocs.load());
+    }
+    INFO(mode << ": " << allocs[1] << " allocations in a run of 60 ticks, " << allocs[2] << " in 180");
+    CHECK(allocs[2] == allocs[1]);
+  }
+}
+
+#if defined(SAKURA_WITH_HDF5)
+TEST_CASE("an AnnData .h5ad data set: X, var names, obs columns as phenotypes", "[run][h5ad]") {
+  const fs::path w = scratch("h5ad");
+  write(w / "sig.json", R"({"cd8": {"signature_list": ["CD8A", "CD8B"], "signature_lat_dim": 2, "signature_out_dim": 2,
+    "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}}})");
+  write(w / "pheno.json", R"({"ng": {"type": "numerical", "pheno_df_keys": ["n_genes"], "post_procedure": [{"type": "ToTensor"}],
+    "pheno_lat_dim": 2, "pheno_out_dim": 1, "model": {"type": "LinRegressor"}, "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}}})");
+  Json cfg = Json::parse(R"({"log_path": "log", "dataset": {"type": "h5ad", "signature_config_path": "sig.json",
+      "pheno_meta_path": "pheno.json", "selected_signature": ["cd8"], "selected_pheno": ["ng"]},
+    "overall_train_test_split": {"type": "none"},
+    "main_latent": {"encoder_neurons": 4, "decoder_neurons": 4, "latent_dim": 2,
+      "loss": {"L2": {"type": "MSE", "init_weight": 1.0}}},
+    "optimizer": {"type": "RMSProp", "RMSProp_lr": 0.01, "RMSProp_alpha": 0.9},
+    "story": [{"action": "train", "use_split": "all", "batch_size": 2, "epochs": 3, "train_main_latent": "True",
+               "train_pheno": "True", "train_signature": "True", "make_logs": "True"},
+              {"action": "test", "on_split": "all", "dump_latent": "True", "latent_prefix": "lat"}]})");
+  cfg["dataset"]["h5ad_path"] = std::string(SAKURA_IO_DATA_DIR) + "/x_csr.h5ad";
+  write(w / "config.json", cfg.dump());
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  story::Session s((w / "config.json").string(), so);
+  CHECK(s.data().n_cells() == 4);
+  CHECK(s.data().n_genes() == 5);
+  story::Runner r(s);
+  r.run();
+  CHECK(s.controller().ticks() == 6);
+  const std::string csv = slurp(w / "log" / "3_lat.csv");
+  CHECK(csv.rfind("cell,main.1,main.2,ng.1,ng.2,cd8.1,cd8.2\nAAAC-1,", 0) == 0);
+  CHECK_THAT(csv, Catch::Contains("\n\"cell,3\",") && Catch::Contains("\n\"cell\"\"4\","));
+  CHECK_THAT(slurp(w / "log" / "losses.tsv"), Catch::Contains("\ttrain_pheno_ng_loss_mse\t"));
+}
+#endif
+
+// ====================================================================== the demo
+TEST_CASE("the demo's trained model beats the untrained one on held-out cells", "[demo]") {
+  story::DemoOptions o;
+  o.cells = 1000;
+  o.genes = 500;
+  o.ticks = 1000;  // 500 cells train, 5 batches per pass: 100 passes per split, as the tutorial
+  o.segment = 500;
+  o.out_dir = scratch("demo").string();
+  const auto rep = story::run_demo(o);
+  INFO("untrained r " << rep.untrained.signature_r << " knn " << rep.untrained.knn_accuracy << "; trained r "
+                      << rep.trained.signature_r << " knn " << rep.trained.knn_accuracy);
+  CHECK(rep.trained.signature_r > 0.5);
+  CHECK(rep.trained.signature_r > rep.untrained.signature_r + 0.3);
+  CHECK(rep.trained.knn_accuracy > 0.75);
+  CHECK(rep.trained.knn_accuracy > rep.untrained.knn_accuracy + 0.15);
+  CHECK(fs::exists(fs::path(rep.log_path) / "losses.tsv"));
+}
