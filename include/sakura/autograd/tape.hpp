@@ -159,7 +159,7 @@ class Tape {
     T* yp = ptr(y);
     for (Index r = 0; r < n; ++r)
       for (Index o = 0; o < out; ++o) yp[r * out + o] = bias ? ptr(bias)[o] : T(0);
-    if (transposed) cpu::csc_linear_fwd_inmajor(yp, *csc, ptr(w), out);
+    if (transposed) cpu::csr_linear_fwd_inmajor(yp, x, ptr(w), out);
     else cpu::csr_linear_fwd_outmajor(yp, x, ptr(w), out);
     Node& nd = push_node(Op::SparseLinear, y, Var{}, w, bias);
     nd.i0 = transposed ? 1 : 0;
