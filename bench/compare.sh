@@ -91,6 +91,9 @@ elif [[ -z "$cases" ]]; then
 else
   torch_json="$OUT/reference_torch.json"
   echo "# running PyTorch reference for $cases (threads $TORCH_THREADS) -> $torch_json"
+  # The documented machine environment sets OPENBLAS_CORETYPE=Haswell (PERF_NOTES); without it
+  # Debian's OpenBLAS runs generic kernels here and PyTorch looks slower than it is. Be fair to it.
+  OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}" \
   "$PY" "$HERE/reference_torch.py" --threads "$TORCH_THREADS" --cases "$cases" \
         --json "$torch_json" ${torch_args[@]+"${torch_args[@]}"}
 fi

@@ -25,6 +25,9 @@ using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStrid
 template <class T>
 using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
+/// Below this much work (m n k) a product is computed on one thread.
+inline constexpr Index kParallelMinWork = Index(1) << 20;
+
 /// Eigen reference path (always available, used for double and as the fallback).
 template <class T>
 void gemm_eigen(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
@@ -45,10 +48,14 @@ void gemm_eigen(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a
       C.noalias() += alpha * (opA * opB);
     }
   };
+  // Small products run on one thread: forking a team costs more than their arithmetic.
+  const bool serial = m * n * k < kParallelMinWork;
+  if (serial) Eigen::setNbThreads(1);
   if (!ta && !tb) run(A, B);
   else if (!ta && tb) run(A, B.transpose());
   else if (ta && !tb) run(A.transpose(), B);
   else run(A.transpose(), B.transpose());
+  if (serial) Eigen::setNbThreads(0);  // back to the default (OpenMP's thread count)
 }
 
 /// Products smaller than this (m n k) stay with Eigen: a library call costs microseconds, more
