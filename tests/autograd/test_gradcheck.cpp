@@ -705,7 +705,7 @@ void check_regularizer_term(bool with_labels) {
   // every evaluation draws the same prior samples and projections: a fresh generator, same seed
   const Fn f = [&](Tape<double>& t, std::span<const Var> v) {
     sakura::Rng rng(403);
-    sakura::DrawSource<double> draws{&rng, nullptr};
+    sakura::DrawSource draws{&rng, nullptr};
     sakura::RegArgs<double> a{t, v[0], with_labels ? labels : nullptr, draws, site};
     return R::apply(a, opt);
   };

@@ -12,13 +12,16 @@
 
 namespace sakura {
 
-class Arena {
+/// Alloc provides static allocate(bytes) / deallocate(p): host memory here, device memory for a
+/// GPU tape (Ops<T, Cuda>::Alloc). The arena only does pointer arithmetic on its chunks.
+template <class Alloc>
+class BasicArena {
  public:
-  Arena() = default;
-  Arena(const Arena&) = delete;
-  Arena& operator=(const Arena&) = delete;
-  ~Arena() {
-    for (auto& c : chunks_) std::free(c.base);
+  BasicArena() = default;
+  BasicArena(const BasicArena&) = delete;
+  BasicArena& operator=(const BasicArena&) = delete;
+  ~BasicArena() {
+    for (auto& c : chunks_) Alloc::deallocate(c.base);
   }
 
   template <class U>
@@ -41,7 +44,7 @@ class Arena {
   void reset() {
     if (chunks_.size() > 1) {
       std::size_t want = peak_ + peak_ / 4;
-      for (auto& c : chunks_) std::free(c.base);
+      for (auto& c : chunks_) Alloc::deallocate(c.base);
       chunks_.clear();
       chunks_.push_back(make_chunk(want));
     }
@@ -64,9 +67,7 @@ class Arena {
   };
   static Chunk make_chunk(std::size_t cap) {
     cap = (cap + 63) & ~std::size_t(63);
-    char* p = static_cast<char*>(std::aligned_alloc(64, cap));
-    if (!p) throw std::bad_alloc();
-    return Chunk{p, cap, 0};
+    return Chunk{static_cast<char*>(Alloc::allocate(cap)), cap, 0};
   }
   void next_chunk(std::size_t bytes) {
     // a later chunk with room (after a reset with several chunks this cannot happen)
@@ -82,5 +83,16 @@ class Arena {
   std::vector<Chunk> chunks_;
   std::size_t cur_ = 0, in_use_ = 0, peak_ = 0;
 };
+
+/// 64-byte aligned host memory.
+struct HostAlloc {
+  static void* allocate(std::size_t bytes) {
+    void* p = std::aligned_alloc(64, (bytes + 63) & ~std::size_t(63));
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  static void deallocate(void* p) { std::free(p); }
+};
+using Arena = BasicArena<HostAlloc>;
 
 }  // namespace sakura

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "sakura/autograd/arena.hpp"
-#include "sakura/backend/cpu/kernels.hpp"
+#include "sakura/backend/cpu/ops.hpp"
 #include "sakura/nn/parameter.hpp"
 
 namespace sakura {
@@ -54,9 +54,12 @@ struct Var {
   explicit operator bool() const { return id >= 0; }
 };
 
-template <class T>
+/// Dev selects where values live and which kernels run (backend/device.hpp): Cpu, or Cuda with
+/// the sakura::cuda library. Everything below goes through Ops<T, Dev>.
+template <class T, class Dev = Cpu>
 class Tape {
  public:
+  using K = Ops<T, Dev>;
   struct Value {
     T* data = nullptr;
     T* grad = nullptr;
@@ -70,7 +73,7 @@ class Tape {
     int out = -1, a = -1, b = -1, c = -1;
     int extra_off = 0, extra_cnt = 0;  // Concat's inputs
     int i0 = 0;                        // op-specific integer (norm order, slice start, layout)
-    T s0 = T(0);                       // op-specific scalar (weight, dropout scale)
+    T s0 = T(0);                       // op-specific scalar
     T* saved0 = nullptr;               // op-specific saved buffers
     T* saved1 = nullptr;
     T* saved2 = nullptr;
@@ -90,23 +93,55 @@ class Tape {
     nodes_.clear();
     extra_.clear();
     arena_.reset();
+    if constexpr (!K::host_memory) staging_.reset();
     stamp_ = next_stamp();
   }
 
   // ------------------------------------------------------------------ leaves
-  /// A constant (no gradient) aliasing caller memory; must be contiguous.
+  /// A constant (no gradient) from host memory: aliased on the CPU, copied to the device
+  /// otherwise. Must be contiguous.
   Var constant(MatrixRef<const T> m) {
     detail::require(m.contiguous(), "tape constants must be contiguous");
-    return push_value(const_cast<T*>(m.data), m.rows, m.cols, false);
+    if constexpr (K::host_memory) {
+      return push_value(const_cast<T*>(m.data), m.rows, m.cols, false);
+    } else {
+      Var v = scratch(m.rows, m.cols);
+      K::upload(ptr(v), m.data, static_cast<std::size_t>(m.size()) * sizeof(T));
+      return v;
+    }
   }
-  /// A fresh constant buffer from the arena, for the caller to fill (random draws, targets).
+  /// A fresh constant buffer from the arena (device memory on a GPU).
   Var scratch(Index rows, Index cols) { return push_value(arena_.template alloc<T>(rows * cols), rows, cols, false); }
+  /// A constant filled on the host by f(MatrixRef<T>) (random draws, labels as values): written in
+  /// place on the CPU, staged and copied to the device otherwise.
+  template <class F>
+  Var host_filled(Index rows, Index cols, F&& f) {
+    Var v = scratch(rows, cols);
+    if constexpr (K::host_memory) {
+      f(data(v));
+    } else {
+      T* host = staging_.template alloc<T>(rows * cols);
+      f(MatrixRef<T>(host, rows, cols));
+      K::upload(ptr(v), host, static_cast<std::size_t>(rows * cols) * sizeof(T));
+    }
+    return v;
+  }
+  /// Host integers (class labels) where kernels can read them; valid until reset().
+  const std::int64_t* labels(const std::int64_t* host, Index n) {
+    if constexpr (K::host_memory) {
+      return host;
+    } else {
+      auto* d = arena_.template alloc<std::int64_t>(n);
+      K::upload(d, host, static_cast<std::size_t>(n) * sizeof(std::int64_t));
+      return d;
+    }
+  }
   /// A parameter leaf; every use within one step shares one value, so gradients accumulate.
   Var param(Parameter<T>& p) {
     if (p.stamp == stamp_ && p.leaf >= 0) return Var{p.leaf};
-    Var v = push_value(p.value.data(), p.value.rows(), p.value.cols(), true);
+    Var v = push_value(K::host_memory ? p.value.data() : p.device_value, p.value.rows(), p.value.cols(), true);
     values_[v.id].param = &p;
-    values_[v.id].grad = p.grad.data();
+    values_[v.id].grad = K::host_memory ? p.grad.data() : p.device_grad;
     // a frozen parameter is never zero-filled by the optimizer, so PyTorch keeps accumulating;
     // so does every parameter while a summed step accumulates
     values_[v.id].grad_ready = accumulate_params_ || (!p.trainable && p.has_grad);
@@ -125,11 +160,20 @@ class Tape {
     if (!x.grad_ready) return {};
     return {x.grad, x.rows, x.cols};
   }
-  T scalar(Var v) const { return values_[v.id].data[0]; }
+  /// A 1x1 value read on the host (a device round trip on a GPU: read scalars together, late).
+  T scalar(Var v) const {
+    if constexpr (K::host_memory) {
+      return values_[v.id].data[0];
+    } else {
+      T x;
+      K::download(&x, values_[v.id].data, sizeof(T));
+      return x;
+    }
+  }
   Index rows(Var v) const { return values_[v.id].rows; }
   Index cols(Var v) const { return values_[v.id].cols; }
   bool requires_grad(Var v) const { return values_[v.id].requires_grad; }
-  Arena& arena() { return arena_; }
+  BasicArena<typename K::Alloc>& arena() { return arena_; }
   std::size_t node_count() const { return nodes_.size(); }
 
   // ------------------------------------------------------------------ layers
@@ -139,15 +183,16 @@ class Tape {
     detail::require((transposed ? rows(w) : cols(w)) == in, "linear: input ", Shape{n, in},
                     " does not match weight ", Shape{rows(w), cols(w)});
     Var y = alloc_like(n, out, x, w, bias);
-    cpu::gemm<T>(false, transposed ? false : true, n, out, in, T(1), ptr(x), in, ptr(w), transposed ? out : in, T(0),
-                 ptr(y), out);
-    if (bias) cpu::add_bias<T>(data(y), ptr(bias));
+    K::gemm(false, transposed ? false : true, n, out, in, T(1), ptr(x), in, ptr(w), transposed ? out : in, T(0), ptr(y),
+            out);
+    if (bias) K::add_bias(data(y), ptr(bias));
     push_node(Op::Linear, y, x, w, bias).i0 = transposed ? 1 : 0;
     return y;
   }
   /// linear() for a constant sparse input (cells x genes, CSR): the first pre-encoder layer on
   /// single-cell data. The CSR must stay alive until backward(); W input-major is the fast layout.
   Var linear_sparse(CsrRef<T> x, Var w, Var bias, bool transposed) {
+    static_assert(K::host_memory, "sparse input is a CPU feature: densify the batch for a GPU");
     const Index n = x.rows, in = x.cols, out = transposed ? cols(w) : rows(w);
     detail::require((transposed ? rows(w) : cols(w)) == in, "linear: sparse input ", Shape{n, in},
                     " does not match weight ", Shape{rows(w), cols(w)});
@@ -166,20 +211,20 @@ class Tape {
     nd.aux = csc;
     return y;
   }
-  Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { cpu::celu_fwd(y, ptr(x), size(x)); }); }
-  Var relu(Var x) { return unary(Op::Relu, x, [&](T* y) { cpu::relu_fwd(y, ptr(x), size(x)); }); }
-  Var sigmoid(Var x) { return unary(Op::Sigmoid, x, [&](T* y) { cpu::sigmoid_fwd(y, ptr(x), size(x)); }); }
+  Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { K::celu_fwd(y, ptr(x), size(x)); }); }
+  Var relu(Var x) { return unary(Op::Relu, x, [&](T* y) { K::relu_fwd(y, ptr(x), size(x)); }); }
+  Var sigmoid(Var x) { return unary(Op::Sigmoid, x, [&](T* y) { K::sigmoid_fwd(y, ptr(x), size(x)); }); }
   Var softmax(Var x) {
-    return unary(Op::Softmax, x, [&](T* y) { cpu::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), false); });
+    return unary(Op::Softmax, x, [&](T* y) { K::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), false); });
   }
   Var log_softmax(Var x) {
-    return unary(Op::LogSoftmax, x, [&](T* y) { cpu::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), true); });
+    return unary(Op::LogSoftmax, x, [&](T* y) { K::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), true); });
   }
   /// y = x * mask; `mask` holds 0 or 1/(1-p) per element (drawn by the caller).
   Var dropout(Var x, Var mask) {
     require_same_shape(x, mask, "dropout mask");
     Var y = alloc_like(rows(x), cols(x), x);
-    cpu::mul(ptr(y), ptr(x), ptr(mask), size(x), false);
+    K::mul(ptr(y), ptr(x), ptr(mask), size(x), false);
     push_node(Op::Dropout, y, x, mask);
     return y;
   }
@@ -199,7 +244,7 @@ class Tape {
     Var y = push_value(arena_.template alloc<T>(n * width), n, width, rg);
     Index off = 0;
     for (Var p : parts) {
-      cpu::add_block<T>(MatrixRef<T>(ptr(y) + off, n, cols(p), width), data(p), false);
+      K::add_block(MatrixRef<T>(ptr(y) + off, n, cols(p), width), data(p), false);
       off += cols(p);
     }
     if (rg) {
@@ -214,7 +259,7 @@ class Tape {
     detail::require(start >= 0 && start + count <= cols(x), "slice_cols: columns [", start, ", ", start + count,
                     ") of a tensor with ", cols(x));
     Var y = alloc_like(rows(x), count, x);
-    cpu::add_block<T>(data(y), MatrixRef<const T>(ptr(x) + start, rows(x), count, cols(x)), false);
+    K::add_block(data(y), MatrixRef<const T>(ptr(x) + start, rows(x), count, cols(x)), false);
     push_node(Op::SliceCols, y, x).i0 = static_cast<int>(start);
     return y;
   }
@@ -234,8 +279,8 @@ class Tape {
   Var sort_cols(Var x) {
     Var y = alloc_like(rows(x), cols(x), x);
     auto* perm = arena_.template alloc<std::int32_t>(size(x));
-    auto* scratch = arena_.template alloc<std::uint64_t>(size(x));
-    cpu::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
+    void* scratch = arena_.alloc_bytes(K::sort_scratch_bytes(rows(x), cols(x)));
+    K::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
     push_node(Op::SortCols, y, x).aux = perm;
     return y;
   }
@@ -243,11 +288,11 @@ class Tape {
   // ------------------------------------------------------------------ losses (scalars)
   Var mse(Var a, Var b) {
     require_same_shape(a, b, "MSE");
-    return reduce(Op::Mse, a, b, cpu::sq_diff_sum(ptr(a), ptr(b), size(a)) / double(size(a)));
+    return reduce(Op::Mse, a, b, [&](T* out) { K::mse_fwd(out, ptr(a), ptr(b), size(a)); });
   }
   Var l1(Var a, Var b) {
     require_same_shape(a, b, "L1");
-    return reduce(Op::L1, a, b, cpu::abs_diff_sum(ptr(a), ptr(b), size(a)) / double(size(a)));
+    return reduce(Op::L1, a, b, [&](T* out) { K::l1_fwd(out, ptr(a), ptr(b), size(a)); });
   }
   Var cosine(Var a, Var b) {
     require_same_shape(a, b, "Cosine");
@@ -255,8 +300,7 @@ class Tape {
     T* na = arena_.template alloc<T>(n);
     T* nb = arena_.template alloc<T>(n);
     T* dot = arena_.template alloc<T>(n);
-    double s = cpu::cosine_rows(na, nb, dot, ptr(a), ptr(b), n, cols(a));
-    Var y = reduce(Op::Cosine, a, b, s / double(n));
+    Var y = reduce(Op::Cosine, a, b, [&](T* out) { K::cosine_fwd(out, na, nb, dot, ptr(a), ptr(b), n, cols(a)); });
     if (Node* nd = last_node_for(y)) {
       nd->saved0 = na;
       nd->saved1 = nb;
@@ -267,55 +311,56 @@ class Tape {
   /// Mean over rows of the row's L1 (ord 1) or L2 (ord 2) norm.
   Var row_norm_mean(Var x, int ord) {
     T* norms = arena_.template alloc<T>(rows(x));
-    double s = cpu::row_norms(norms, ptr(x), rows(x), cols(x), ord);
-    Var y = reduce(Op::RowNormMean, x, Var{}, s / double(rows(x)));
+    Var y = reduce(Op::RowNormMean, x, Var{},
+                   [&](T* out) { K::row_norm_fwd(out, norms, ptr(x), rows(x), cols(x), ord); });
     if (Node* nd = last_node_for(y)) {
       nd->saved0 = norms;
       nd->i0 = ord;
     }
     return y;
   }
-  /// Mean over rows of -logp[r, labels[r]]; labels must stay alive until backward().
+  /// Mean over rows of -logp[r, labels[r]]; labels (from labels() on a GPU) stay alive until
+  /// backward(). On the CPU they are checked here; a GPU controller checks them on upload.
   Var nll(Var logp, const std::int64_t* labels) {
-    for (Index r = 0; r < rows(logp); ++r)
-      detail::require(labels[r] >= 0 && labels[r] < cols(logp), "NLL: label ", labels[r], " of cell ", r,
-                      " is outside [0, ", cols(logp), ")");
-    Var y = reduce(Op::Nll, logp, Var{}, cpu::nll_sum(ptr(logp), labels, rows(logp), cols(logp)) / double(rows(logp)));
+    if constexpr (K::host_memory)
+      for (Index r = 0; r < rows(logp); ++r)
+        detail::require(labels[r] >= 0 && labels[r] < cols(logp), "NLL: label ", labels[r], " of cell ", r,
+                        " is outside [0, ", cols(logp), ")");
+    Var y = reduce(Op::Nll, logp, Var{}, [&](T* out) { K::nll_fwd(out, ptr(logp), labels, rows(logp), cols(logp)); });
     if (Node* nd = last_node_for(y)) nd->aux = labels;
     return y;
   }
   /// Binary cross-entropy of probabilities p against targets y (y gets no gradient).
   Var bce(Var p, Var y) {
     require_same_shape(p, y, "BCE");
-    return reduce(Op::Bce, p, detach(y), cpu::bce_sum(ptr(p), ptr(y), size(p)) / double(size(p)));
+    return reduce(Op::Bce, p, detach(y), [&](T* out) { K::bce_fwd(out, ptr(p), ptr(y), size(p)); });
   }
   /// KL between diagonal Gaussians fitted to x (mean, biased variance + eps) and to `prior`.
   Var kl_gauss(Var x, Var prior, double eps = 1e-8) {
     detail::require(cols(x) == cols(prior), "KL: latent width ", cols(x), " vs prior width ", cols(prior));
     const Index L = cols(x);
     T* m = arena_.template alloc<T>(4 * L);
-    cpu::col_moments(m, m + L, ptr(x), rows(x), L, eps);
-    cpu::col_moments(m + 2 * L, m + 3 * L, ptr(prior), rows(prior), L, eps);
-    Var y = reduce(Op::KlGauss, x, Var{}, cpu::kl_gauss(m, m + L, m + 2 * L, m + 3 * L, L));
-    if (Node* nd = last_node_for(y)) {
-      nd->saved0 = m;
-      nd->saved1 = m + L;
-      nd->saved2 = m + 2 * L;
-      nd->saved3 = m + 3 * L;
-    }
+    Var y = reduce(Op::KlGauss, x, Var{},
+                   [&](T* out) { K::kl_fwd(out, m, ptr(x), rows(x), ptr(prior), rows(prior), L, eps); });
+    if (Node* nd = last_node_for(y)) nd->saved0 = m;
     return y;
   }
-  /// s * w for a scalar s; w is rounded to T first, as PyTorch multiplies a float tensor by a double.
-  Var scale(Var s, double w) {
+  /// s * w for a scalar s and a weight w[0] read at run time (device memory on a GPU, so a
+  /// captured step follows weight schedules without being recaptured).
+  Var scale(Var s, const T* w) {
     Var y = alloc_like(1, 1, s);
-    const T wt = static_cast<T>(w);
-    ptr(y)[0] = scalar(s) * wt;
-    push_node(Op::Scale, y, s).s0 = wt;
+    K::scale_fwd(ptr(y), ptr(s), w);
+    push_node(Op::Scale, y, s).aux = w;
     return y;
+  }
+  /// s * w with w rounded to T first, as PyTorch multiplies a float tensor by a double.
+  Var scale(Var s, double w) {
+    Var wv = host_filled(1, 1, [&](MatrixRef<T> m) { m.data[0] = static_cast<T>(w); });
+    return scale(s, ptr(wv));
   }
   Var add(Var a, Var b) {
     Var y = alloc_like(1, 1, a, b);
-    ptr(y)[0] = scalar(a) + scalar(b);
+    K::add_fwd(ptr(y), ptr(a), ptr(b));
     push_node(Op::Add, y, a, b);
     return y;
   }
@@ -328,7 +373,7 @@ class Tape {
     detail::require(r.rows == 1 && r.cols == 1, "backward() needs a scalar root, got ", Shape{r.rows, r.cols});
     if (!r.requires_grad) return;
     T* g = grad_buffer(root);
-    g[0] = T(1);
+    K::fill(g, 1, T(1));
     r.grad_ready = true;
     for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it)
       if (values_[it->out].grad_ready) apply_rule(*it);
@@ -395,14 +440,17 @@ class Tape {
     push_node(op, y, x);
     return y;
   }
-  Var reduce(Op op, Var a, Var b, double v) {
+  /// A scalar-valued primitive: f writes the value into the output buffer.
+  template <class F>
+  Var reduce(Op op, Var a, Var b, F&& f) {
     Var y = alloc_like(1, 1, a, b);
-    ptr(y)[0] = static_cast<T>(v);
+    f(ptr(y));
     push_node(op, y, a, b);
     return y;
   }
 
-  Arena arena_;
+  BasicArena<typename K::Alloc> arena_;
+  Arena staging_;  // host staging for uploads (GPU only)
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   std::vector<int> extra_;

@@ -550,7 +550,7 @@ class Controller {
     input(batch, c, x, first);
     model_.forward(tape_, x, plan, detach, ctx, fwd_, first);
 
-    DrawSource<T> draws{&rng_, &draws_};
+    DrawSource draws{&rng_, &draws_};
     sum_main_loss_.clear();
     sum_main_reg_.clear();
     detail::when(c.recon(), [&](auto) {
@@ -611,7 +611,7 @@ class Controller {
   /// The selected blocks' losses and regularizations (SPEC §2-3), in the selection's order.
   template <class Call>
   void run_blocks(const Batch<T>& batch, const Call& c, BlockKind kind, ForwardContext<T>& ctx,
-                  DrawSource<T>& draws) {
+                  DrawSource& draws) {
     const bool pheno = kind == BlockKind::Pheno;
     const Selection& sel = pheno ? c.pheno() : c.signature();
     const auto& specs = pheno ? model_.spec().phenos : model_.spec().signatures;

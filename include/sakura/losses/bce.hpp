@@ -21,8 +21,8 @@ struct Bce {
   static const char* invalid(const Options& o) {
     return o.weighted ? "weighted BCE is not implemented (an upstream TODO); remove \"weighted\"" : nullptr;
   }
-  template <class T>
-  static Var apply(LossArgs<T>& a, const Options&) {
+  template <class T, class Dev>
+  static Var apply(LossArgs<T, Dev>& a, const Options&) {
     return a.tape.bce(a.pred, a.target);
   }
 };

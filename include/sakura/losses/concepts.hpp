@@ -18,9 +18,9 @@ namespace sakura {
 enum Slot : unsigned { Reconstruction = 1u, Head = 2u };
 
 /// The tensors a loss sees. For reconstruction, pred = x_hat and target = x.
-template <class T>
+template <class T, class Dev = Cpu>
 struct LossArgs {
-  Tape<T>& tape;
+  Tape<T, Dev>& tape;
   Var pred;
   Var target;                            // empty for L1_norm / L2_norm
   const std::int64_t* labels = nullptr;  // class indices (NLL)

@@ -16,8 +16,8 @@ struct Cosine {
   static constexpr bool needs_target = true, needs_labels = false;
   struct Options {};
   static constexpr std::tuple<> fields{};
-  template <class T>
-  static Var apply(LossArgs<T>& a, const Options&) {
+  template <class T, class Dev>
+  static Var apply(LossArgs<T, Dev>& a, const Options&) {
     return a.tape.cosine(a.target, a.pred);
   }
 };

@@ -15,8 +15,8 @@ struct L1 {
   static constexpr bool needs_target = true, needs_labels = false;
   struct Options {};
   static constexpr std::tuple<> fields{};
-  template <class T>
-  static Var apply(LossArgs<T>& a, const Options&) {
+  template <class T, class Dev>
+  static Var apply(LossArgs<T, Dev>& a, const Options&) {
     return a.tape.l1(a.pred, a.target);
   }
 };

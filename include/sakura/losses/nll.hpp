@@ -21,8 +21,8 @@ struct Nll {
   static const char* invalid(const Options& o) {
     return o.weighted ? "weighted NLL is not implemented (an upstream TODO); remove \"weighted\"" : nullptr;
   }
-  template <class T>
-  static Var apply(LossArgs<T>& a, const Options&) {
+  template <class T, class Dev>
+  static Var apply(LossArgs<T, Dev>& a, const Options&) {
     return a.tape.nll(a.pred, a.labels);
   }
 };

@@ -162,8 +162,8 @@ class Extractor {
 
   /// Runs the planned forward pass. `x` is the (N x genes) input already on the tape, or `first`
   /// the first pre-encoder layer already applied (sparse input). Plan: ForwardPlan or a static plan.
-  template <class Plan>
-  void forward(Tape<T>& t, Var x, const Plan& p, DetachFrom detach, ForwardContext<T>& ctx, ForwardVars& out,
+  template <class Plan, class Dev>
+  void forward(Tape<T, Dev>& t, Var x, const Plan& p, DetachFrom detach, ForwardContext<T>& ctx, ForwardVars& out,
                Var first = Var{}) const {
     out.x = x;
     out.sig_lat.assign(sigs_.size(), Var{});
@@ -219,7 +219,8 @@ class Extractor {
   }
 
   /// The head of a block applied to a latent (used again for gradient-reversed terms).
-  Var head(Tape<T>& t, const Block& b, Var lat, ForwardContext<T>& ctx) const {
+  template <class Dev>
+  Var head(Tape<T, Dev>& t, const Block& b, Var lat, ForwardContext<T>& ctx) const {
     return b.head.empty() ? lat : b.head.forward(t, lat, ctx);
   }
 
@@ -386,7 +387,8 @@ class Extractor {
         }
     }
   }
-  Var latent(Tape<T>& t, ForwardVars& out, BlockKind kind, std::size_t i) const {
+  template <class Dev>
+  Var latent(Tape<T, Dev>& t, ForwardVars& out, BlockKind kind, std::size_t i) const {
     if (kind == BlockKind::Main) return out.main;
     Var& lat = (kind == BlockKind::Signature ? out.sig_lat : out.ph_lat)[i];
     if (lat) return lat;

@@ -24,6 +24,9 @@ struct Parameter {
   bool has_grad = false;
   /// Not excluded by `optimizer.excludes`.
   bool trainable = true;
+  /// Device copies of value and grad while a GPU controller trains (null on the CPU).
+  T* device_value = nullptr;
+  T* device_grad = nullptr;
 
   // -- per-step bookkeeping used by the tape
   std::uint64_t stamp = 0;

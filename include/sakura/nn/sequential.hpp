@@ -97,7 +97,8 @@ class Sequential {
   Sequential& dropout(double p) { return add(LayerKind::Dropout, p); }
 
   /// Applies layers [from, end); from = 1 continues after a first layer applied elsewhere.
-  Var forward(Tape<T>& tape, Var x, ForwardContext<T>& ctx, std::size_t from = 0) const {
+  template <class Dev>
+  Var forward(Tape<T, Dev>& tape, Var x, ForwardContext<T>& ctx, std::size_t from = 0) const {
     for (std::size_t li = from; li < layers_.size(); ++li) {
       const Layer<T>& l = layers_[li];
       switch (l.kind) {
@@ -115,10 +116,10 @@ class Sequential {
         case LayerKind::LogSoftmax: x = tape.log_softmax(x); break;
         case LayerKind::Dropout: {
           if (!ctx.training || l.p <= 0.0) break;
-          Var mask = tape.scratch(tape.rows(x), tape.cols(x));
-          auto m = tape.data(mask);
           const T keep_scale = l.p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - l.p));
-          for (Index i = 0; i < m.size(); ++i) m.data[i] = ctx.rng->uniform() < l.p ? T(0) : keep_scale;
+          Var mask = tape.host_filled(tape.rows(x), tape.cols(x), [&](MatrixRef<T> m) {
+            for (Index i = 0; i < m.size(); ++i) m.data[i] = ctx.rng->uniform() < l.p ? T(0) : keep_scale;
+          });
           x = tape.dropout(x, mask);
           break;
         }

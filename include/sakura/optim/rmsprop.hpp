@@ -8,7 +8,7 @@
 #include <deque>
 #include <vector>
 
-#include "sakura/backend/cpu/kernels.hpp"
+#include "sakura/backend/cpu/ops.hpp"
 #include "sakura/config/spec.hpp"
 #include "sakura/nn/parameter.hpp"
 
@@ -29,6 +29,7 @@ class RmsProp {
                     ")");
     detail::require(opt.momentum >= 0, "optimizer.RMSProp_momentum must be non-negative (got ", opt.momentum, ")");
     state_.resize(params.size());
+    set_hyper();
   }
 
   /// One update of every trainable parameter that has a gradient.
@@ -42,21 +43,34 @@ class RmsProp {
         if (opt_.momentum > 0) s.momentum_buffer = Tensor<T>(p.value.rows(), p.value.cols());
         s.initialised = true;
       }
-      cpu::rmsprop_step(p.value.data(), p.grad.data(), s.square_avg.data(),
-                        opt_.momentum > 0 ? s.momentum_buffer.data() : nullptr, p.value.size(), opt_.lr, opt_.alpha,
-                        opt_.eps, opt_.weight_decay, opt_.momentum);
+      Ops<T, Cpu>::rmsprop_step(p.value.data(), p.grad.data(), s.square_avg.data(),
+                                opt_.momentum > 0 ? s.momentum_buffer.data() : nullptr, p.value.size(), hyper_);
     }
   }
 
   const OptimizerSpec& options() const { return opt_; }
-  void set_lr(double lr) { opt_.lr = lr; }
+  void set_lr(double lr) {
+    opt_.lr = lr;
+    set_hyper();
+  }
   std::vector<State>& state() { return state_; }
   const std::vector<State>& state() const { return state_; }
 
  private:
+  /// The hyper-parameters as the kernels read them, rounded from double like PyTorch's scalars.
+  void set_hyper() {
+    hyper_[0] = static_cast<T>(-opt_.lr);
+    hyper_[1] = static_cast<T>(opt_.alpha);
+    hyper_[2] = static_cast<T>(1.0 - opt_.alpha);
+    hyper_[3] = static_cast<T>(opt_.eps);
+    hyper_[4] = static_cast<T>(opt_.weight_decay);
+    hyper_[5] = static_cast<T>(opt_.momentum);
+  }
+
   std::deque<Parameter<T>>* params_;
   OptimizerSpec opt_;
   std::vector<State> state_;
+  T hyper_[kRmsHyper]{};
 };
 
 }  // namespace sakura

@@ -15,21 +15,21 @@
 
 namespace sakura {
 
-/// Serves random arrays from the injected queue when it has any, else from the generator.
-template <class T>
+/// Serves random arrays from the injected queue when it has any, else from the generator. Draws
+/// are made on the host (the same counter-based stream for every device) and staged to the tape.
 struct DrawSource {
   Rng* rng = nullptr;
   DrawQueue* queue = nullptr;
 
   /// A rows x cols constant on the tape, filled by gen(MatrixRef<T>, Rng&) unless injected.
-  template <class Gen>
-  Var draw(Tape<T>& tape, const std::string& site, DrawKind kind, Index rows, Index cols, Gen&& gen) {
-    Var v = tape.scratch(rows, cols);
-    if (queue && !queue->empty())
-      queue->pop_into(site, kind, tape.data(v));
-    else
-      gen(tape.data(v), *rng);
-    return v;
+  template <class T, class Dev, class Gen>
+  Var draw(Tape<T, Dev>& tape, const std::string& site, DrawKind kind, Index rows, Index cols, Gen&& gen) {
+    return tape.host_filled(rows, cols, [&](MatrixRef<T> m) {
+      if (queue && !queue->empty())
+        queue->pop_into(site, kind, m);
+      else
+        gen(m, *rng);
+    });
   }
 };
 
@@ -40,12 +40,12 @@ struct RegContext {
   bool has_labels = false;
 };
 
-template <class T>
+template <class T, class Dev = Cpu>
 struct RegArgs {
-  Tape<T>& tape;
+  Tape<T, Dev>& tape;
   Var z;
-  const std::int64_t* labels = nullptr;  // the phenotype's class indices, if any
-  DrawSource<T>& draws;
+  const std::int64_t* labels = nullptr;  // the phenotype's class indices (host memory), if any
+  DrawSource& draws;
   const std::string& site;  // "main_latent.regularization.<key>", recorded with each draw
 };
 

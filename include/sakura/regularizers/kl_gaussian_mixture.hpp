@@ -25,9 +25,9 @@ struct KlGaussianMixture {
   static const char* invalid(const Options& o, const RegContext&) {
     return o.n_labels < 1 ? "gaussian_mixture_n_labels must be at least 1" : nullptr;
   }
-  template <class T>
-  static Var apply(RegArgs<T>& a, const Options& o) {
-    Tape<T>& t = a.tape;
+  template <class T, class Dev>
+  static Var apply(RegArgs<T, Dev>& a, const Options& o) {
+    Tape<T, Dev>& t = a.tape;
     if (a.labels)
       for (Index r = 0; r < t.rows(a.z); ++r)
         sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],

@@ -14,8 +14,8 @@ struct LatentNorm {
   static constexpr std::array<std::string_view, 1> names{Ord == 1 ? "L1_regularization" : "L2_regularization"};
   struct Options {};
   static constexpr std::tuple<> fields{};
-  template <class T>
-  static Var apply(RegArgs<T>& a, const Options&) {
+  template <class T, class Dev>
+  static Var apply(RegArgs<T, Dev>& a, const Options&) {
     return a.tape.row_norm_mean(a.z, Ord);
   }
 };

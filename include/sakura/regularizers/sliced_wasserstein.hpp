@@ -19,17 +19,17 @@
 namespace sakura {
 
 /// The SW2 core shared by every prior: mean((sort(Z P^T) - sort(S P^T))^2).
-template <class T>
-Var sliced_wasserstein(Tape<T>& t, Var z, Var prior, Var projections) {
+template <class T, class Dev>
+Var sliced_wasserstein(Tape<T, Dev>& t, Var z, Var prior, Var projections) {
   Var zp = t.sort_cols(t.linear(z, projections, Var{}));
   Var sp = t.sort_cols(t.linear(prior, projections, Var{}));
   return t.mse(zp, sp);
 }
 
 namespace detail {
-template <class T, class Gen>
-Var sw2_with_prior(RegArgs<T>& a, int projections, Gen&& prior_gen) {
-  Tape<T>& t = a.tape;
+template <class T, class Dev, class Gen>
+Var sw2_with_prior(RegArgs<T, Dev>& a, int projections, Gen&& prior_gen) {
+  Tape<T, Dev>& t = a.tape;
   const Index n = t.rows(a.z), L = t.cols(a.z);
   Var prior = a.draws.draw(t, a.site, DrawKind::prior_samples, n, L, prior_gen);
   Var proj = a.draws.draw(t, a.site, DrawKind::projections, projections, L,
@@ -51,8 +51,8 @@ struct Sw2Uniform {
   static const char* invalid(const Options& o, const RegContext&) {
     return o.projections < 1 ? "SW2_num_projections must be at least 1" : nullptr;
   }
-  template <class T>
-  static Var apply(RegArgs<T>& a, const Options& o) {
+  template <class T, class Dev>
+  static Var apply(RegArgs<T, Dev>& a, const Options& o) {
     return detail::sw2_with_prior(a, o.projections,
                                   [&](MatrixRef<T> m, Rng& r) { priors::uniform(m, r, o.low, o.high); });
   }
@@ -83,8 +83,8 @@ struct Sw2UniformSupervised {
         return "every uniform_label_offsets row must have the latent width";
     return nullptr;
   }
-  template <class T>
-  static Var apply(RegArgs<T>& a, const Options& o) {
+  template <class T, class Dev>
+  static Var apply(RegArgs<T, Dev>& a, const Options& o) {
     for (Index r = 0; r < a.tape.rows(a.z); ++r)
       sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
                               " of cell ", r, " is outside [0, ", o.n_labels, ")");
@@ -115,8 +115,8 @@ struct Sw2GaussianMixtureT {
     if (o.n_labels < 1) return "gaussian_mixture_n_labels must be at least 1";
     return o.projections < 1 ? "SW2_num_projections must be at least 1" : nullptr;
   }
-  template <class T>
-  static Var apply(RegArgs<T>& a, const Options& o) {
+  template <class T, class Dev>
+  static Var apply(RegArgs<T, Dev>& a, const Options& o) {
     if (a.labels)
       for (Index r = 0; r < a.tape.rows(a.z); ++r)
         sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
@@ -140,8 +140,8 @@ struct Sw2Ring2d {
     if (c.latent_dim != 2) return "SW2_ring2d needs a 2-dimensional latent";
     return o.projections < 1 ? "SW2_num_projections must be at least 1" : nullptr;
   }
-  template <class T>
-  static Var apply(RegArgs<T>& a, const Options& o) {
+  template <class T, class Dev>
+  static Var apply(RegArgs<T, Dev>& a, const Options& o) {
     return detail::sw2_with_prior(a, o.projections, [](MatrixRef<T> m, Rng& r) { priors::ring2d(m, r); });
   }
 };

@@ -673,12 +673,11 @@ void kl_gauss_bwd(T* dx, T g, const T* x, const T* mp, const T* vp, const T* mq,
 /// One fused RMSProp pass in PyTorch's operation order (eps outside the sqrt, not centred):
 /// g += wd p; v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps), or with momentum
 /// b = m b + g / (sqrt(v) + eps), p -= lr b. Vectorised and chunked: it is memory-bound.
+/// hyper: {-lr, alpha, 1 - alpha, eps, weight_decay, momentum}, each rounded from double.
 template <class T>
-void rmsprop_step(T* p, const T* grad, T* square_avg, T* momentum_buf, Index n, double lr, double alpha, double eps,
-                  double weight_decay, double momentum) {
-  const T a = T(alpha), one_minus_a = T(1.0 - alpha), e = T(eps), neg_lr = T(-lr), wd = T(weight_decay),
-          mom = T(momentum);
-  const bool use_wd = weight_decay != 0.0, use_mom = momentum > 0.0;
+void rmsprop_step(T* p, const T* grad, T* square_avg, T* momentum_buf, Index n, const T* hyper) {
+  const T neg_lr = hyper[0], a = hyper[1], one_minus_a = hyper[2], e = hyper[3], wd = hyper[4], mom = hyper[5];
+  const bool use_wd = wd != T(0), use_mom = mom > T(0);
   chunked(n, [&](Index o0, Index m0) {
     // sub-blocks of 1024 keep the second statement's reads in L1
     for (Index o = o0; o < o0 + m0; o += 1024) {

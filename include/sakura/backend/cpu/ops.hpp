@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Ops<T, Cpu>: the device interface (backend/device.hpp) on host memory, over the CPU kernels.
+#pragma once
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "sakura/autograd/arena.hpp"
+#include "sakura/backend/cpu/kernels.hpp"
+#include "sakura/backend/device.hpp"
+
+namespace sakura {
+
+template <class T>
+struct Ops<T, Cpu> {
+  using Alloc = HostAlloc;
+  static constexpr bool host_memory = true;
+  static void upload(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
+  static void download(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
+
+  // ---- dense algebra and blocks
+  static void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
+                   T beta, T* c, Index ldc) {
+    cpu::gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  static void fill(T* x, Index n, T v) { cpu::fill(x, n, v); }
+  static void axpy(T* y, const T* x, Index n, T alpha, bool acc) { cpu::axpy(y, x, n, alpha, acc); }
+  static void add_block(MatrixRef<T> dst, MatrixRef<const T> src, bool acc) { cpu::add_block(dst, src, acc); }
+  static void add_bias(MatrixRef<T> y, const T* b) { cpu::add_bias(y, b); }
+  static void col_sum(T* db, MatrixRef<const T> dy, bool acc) { cpu::col_sum(db, dy, acc); }
+
+  // ---- activations and dropout
+  static void celu_fwd(T* y, const T* x, Index n) { cpu::celu_fwd(y, x, n); }
+  static void celu_bwd(T* dx, const T* dy, const T* x, Index n, bool acc) { cpu::celu_bwd(dx, dy, x, n, acc); }
+  static void relu_fwd(T* y, const T* x, Index n) { cpu::relu_fwd(y, x, n); }
+  static void relu_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) { cpu::relu_bwd(dx, dy, y, n, acc); }
+  static void sigmoid_fwd(T* y, const T* x, Index n) { cpu::sigmoid_fwd(y, x, n); }
+  static void sigmoid_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) { cpu::sigmoid_bwd(dx, dy, y, n, acc); }
+  static void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log) {
+    cpu::softmax_rows_fwd(y, x, rows, cols, log);
+  }
+  static void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc) {
+    cpu::softmax_rows_bwd(dx, dy, y, rows, cols, log, acc);
+  }
+  static void mul(T* out, const T* x, const T* mask, Index n, bool acc) { cpu::mul(out, x, mask, n, acc); }
+
+  // ---- losses: forward writes the mean into out[0]; backward reads the upstream gradient g[0]
+  static void mse_fwd(T* out, const T* a, const T* b, Index n) {
+    out[0] = static_cast<T>(cpu::sq_diff_sum(a, b, n) / double(n));
+  }
+  static void mse_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
+    cpu::sq_diff_bwd(da, T(2) * g[0] / T(n), a, b, n, acc);
+  }
+  static void l1_fwd(T* out, const T* a, const T* b, Index n) {
+    out[0] = static_cast<T>(cpu::abs_diff_sum(a, b, n) / double(n));
+  }
+  static void l1_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
+    cpu::abs_diff_bwd(da, T(1) * g[0] / T(n), a, b, n, acc);
+  }
+  static void row_norm_fwd(T* out, T* norms, const T* x, Index rows, Index cols, int ord) {
+    out[0] = static_cast<T>(cpu::row_norms(norms, x, rows, cols, ord) / double(rows));
+  }
+  static void row_norm_bwd(T* dx, const T* g, const T* x, const T* norms, Index rows, Index cols, int ord, bool acc) {
+    cpu::row_norms_bwd(dx, g[0] / T(rows), x, norms, rows, cols, ord, acc);
+  }
+  static void cosine_fwd(T* out, T* na, T* nb, T* dot, const T* a, const T* b, Index rows, Index cols) {
+    out[0] = static_cast<T>(cpu::cosine_rows(na, nb, dot, a, b, rows, cols) / double(rows));
+  }
+  static void cosine_bwd(T* da, const T* g, const T* a, const T* b, const T* na, const T* nb, const T* dot,
+                         Index rows, Index cols, bool acc) {
+    cpu::cosine_rows_bwd(da, g[0], a, b, na, nb, dot, rows, cols, acc);
+  }
+  static void nll_fwd(T* out, const T* logp, const std::int64_t* labels, Index rows, Index cols) {
+    out[0] = static_cast<T>(cpu::nll_sum(logp, labels, rows, cols) / double(rows));
+  }
+  static void nll_bwd(T* dlogp, const T* g, const std::int64_t* labels, Index rows, Index cols, bool acc) {
+    cpu::nll_bwd(dlogp, g[0] / T(rows), labels, rows, cols, acc);
+  }
+  static void bce_fwd(T* out, const T* p, const T* y, Index n) {
+    out[0] = static_cast<T>(cpu::bce_sum(p, y, n) / double(n));
+  }
+  static void bce_bwd(T* dp, const T* g, const T* p, const T* y, Index n, bool acc) {
+    cpu::bce_bwd(dp, g[0] / T(n), p, y, n, acc);
+  }
+  /// moments: 4 * cols values (mean_x, var_x, mean_prior, var_prior).
+  static void kl_fwd(T* out, T* m, const T* x, Index rows, const T* prior, Index prior_rows, Index cols, double eps) {
+    cpu::col_moments(m, m + cols, x, rows, cols, eps);
+    cpu::col_moments(m + 2 * cols, m + 3 * cols, prior, prior_rows, cols, eps);
+    out[0] = static_cast<T>(cpu::kl_gauss(m, m + cols, m + 2 * cols, m + 3 * cols, cols));
+  }
+  static void kl_bwd(T* dx, const T* g, const T* x, const T* m, Index rows, Index cols, bool acc) {
+    cpu::kl_gauss_bwd(dx, g[0], x, m, m + cols, m + 2 * cols, m + 3 * cols, rows, cols, acc);
+  }
+
+  // ---- sliced Wasserstein sort
+  static std::size_t sort_scratch_bytes(Index rows, Index cols) {
+    return static_cast<std::size_t>(rows * cols) * sizeof(std::uint64_t);
+  }
+  static void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, void* scratch) {
+    cpu::sort_columns(sorted, perm, x, rows, cols, static_cast<std::uint64_t*>(scratch));
+  }
+  static void unsort_columns(T* dx, const T* dsorted, const std::int32_t* perm, Index rows, Index cols, bool acc) {
+    cpu::unsort_columns(dx, dsorted, perm, rows, cols, acc);
+  }
+
+  // ---- scalars (the weighted total)
+  static void scale_fwd(T* out, const T* s, const T* w) { out[0] = s[0] * w[0]; }
+  static void scale_bwd(T* ds, const T* g, const T* w, bool acc) { ds[0] = acc ? ds[0] + g[0] * w[0] : g[0] * w[0]; }
+  static void add_fwd(T* out, const T* a, const T* b) { out[0] = a[0] + b[0]; }
+  static void add_bwd(T* d, const T* g, bool acc) { d[0] = acc ? d[0] + g[0] : g[0]; }
+
+  // ---- optimizer
+  /// hyper: kRmsHyper values {-lr, alpha, 1 - alpha, eps, weight_decay, momentum}.
+  static void rmsprop_step(T* p, const T* grad, T* v, T* buf, Index n, const T* hyper) {
+    cpu::rmsprop_step(p, grad, v, buf, n, hyper);
+  }
+};
+
+}  // namespace sakura
