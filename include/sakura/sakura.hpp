@@ -16,4 +16,5 @@
 #include "sakura/optim/rmsprop.hpp"
 #include "sakura/data/batch.hpp"
 #include "sakura/controller/controller.hpp"
+#include "sakura/controller/any_controller.hpp"
 #include "sakura/config/json.hpp"

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -104,10 +105,9 @@ class Tape {
     detail::require(m.contiguous(), "tape constants must be contiguous");
     if constexpr (K::host_memory) {
       return push_value(const_cast<T*>(m.data), m.rows, m.cols, false);
-    } else {
-      Var v = scratch(m.rows, m.cols);
-      K::upload(ptr(v), m.data, static_cast<std::size_t>(m.size()) * sizeof(T));
-      return v;
+    } else {  // through pinned staging: the copy can be captured in a graph and replayed
+      return host_filled(m.rows, m.cols,
+                         [&](MatrixRef<T> s) { std::memcpy(s.data, m.data, sizeof(T) * static_cast<std::size_t>(m.size())); });
     }
   }
   /// A fresh constant buffer from the arena (device memory on a GPU).
@@ -131,8 +131,10 @@ class Tape {
     if constexpr (K::host_memory) {
       return host;
     } else {
+      auto* h = staging_.template alloc<std::int64_t>(n);
+      std::memcpy(h, host, sizeof(std::int64_t) * static_cast<std::size_t>(n));
       auto* d = arena_.template alloc<std::int64_t>(n);
-      K::upload(d, host, static_cast<std::size_t>(n) * sizeof(std::int64_t));
+      K::upload(d, h, static_cast<std::size_t>(n) * sizeof(std::int64_t));
       return d;
     }
   }
@@ -450,7 +452,7 @@ class Tape {
   }
 
   BasicArena<typename K::Alloc> arena_;
-  Arena staging_;  // host staging for uploads (GPU only)
+  BasicArena<typename K::HostAlloc> staging_;  // pinned host staging for uploads (GPU only)
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   std::vector<int> extra_;

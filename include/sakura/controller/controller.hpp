@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "sakura/backend/cuda/ops.hpp"
 #include "sakura/controller/policy.hpp"
 #include "sakura/controller/record.hpp"
 #include "sakura/controller/selection.hpp"
@@ -61,14 +62,26 @@ struct TermState {
   int epoch = 0;
 };
 
-template <class T = float>
+/// Dev = Cuda trains on a GPU (library sakura::cuda): parameters, gradients, optimizer state and
+/// every activation live in device memory; batches and random draws are staged from the host.
+/// The parameters' host tensors are then copies, refreshed by sync_to_host().
+template <class T = float, class Dev = Cpu>
 class Controller {
  public:
+  using K = Ops<T, Dev>;
+
   explicit Controller(ExperimentSpec spec)
       : spec_(std::move(spec)), rng_(spec_.seed), model_(spec_.model, rng_),
         optimizer_(model_.parameters().all(), spec_.optimizer) {
     const ModelSpec& m = model_.spec();
     apply_excludes();
+    if constexpr (!K::host_memory) {  // device mirrors of every parameter and its gradient
+      for (auto& p : model_.parameters().all()) {
+        p.device_value = static_cast<T*>(K::Alloc::allocate(sizeof(T) * static_cast<std::size_t>(p.value.size())));
+        p.device_grad = static_cast<T*>(K::Alloc::allocate(sizeof(T) * static_cast<std::size_t>(p.value.size())));
+      }
+      sync_to_device();
+    }
     all_pheno_ = Selection::all(m.phenos);
     all_sig_ = Selection::all(m.signatures);
     reset();
@@ -92,9 +105,57 @@ class Controller {
     blocks(record_.signature, m.signatures);
     sum_main_loss_.reserve(16);
     sum_main_reg_.reserve(16);
+    pending_values_.reserve(64);
   }
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
+  ~Controller() {
+    if constexpr (!K::host_memory) {
+      for (auto& g : graphs_) cuda::destroy_graph(g.exec);
+      for (auto& p : model_.parameters().all()) {
+        K::Alloc::deallocate(p.device_value);
+        K::Alloc::deallocate(p.device_grad);
+      }
+    }
+  }
+
+  /// GPU: copies parameters, gradients and optimizer state to their host tensors (for reading
+  /// them, checkpoints, golden comparisons). A no-op on the CPU.
+  void sync_to_host() {
+    if constexpr (!K::host_memory) {
+      for (auto& p : model_.parameters().all()) {
+        K::download(p.value.data(), p.device_value, sizeof(T) * static_cast<std::size_t>(p.value.size()));
+        K::download(p.grad.data(), p.device_grad, sizeof(T) * static_cast<std::size_t>(p.grad.size()));
+      }
+      optimizer_.download_state();
+    }
+  }
+  /// GPU: after host tensors were changed (loaded parameters, restored state), copies them to the
+  /// device. A no-op on the CPU.
+  void sync_to_device() {
+    if constexpr (!K::host_memory) {
+      for (auto& p : model_.parameters().all()) {
+        K::upload(p.device_value, p.value.data(), sizeof(T) * static_cast<std::size_t>(p.value.size()));
+        K::upload(p.device_grad, p.grad.data(), sizeof(T) * static_cast<std::size_t>(p.grad.size()));
+      }
+      optimizer_.upload_state();
+      cuda::synchronize();
+    }
+  }
+  /// GPU: capture each distinct step (selection, batch shape, set of stepped parameters) as a
+  /// CUDA graph on its second occurrence and replay it afterwards (SPEC: issue "GPU backend").
+  void enable_graphs(bool on) {
+    static_assert(!K::host_memory, "CUDA graphs need Controller<T, Cuda>");
+    graphs_enabled_ = on;
+  }
+  /// A forward tensor of the last eval() as a host tensor (a copy on the GPU).
+  Tensor<T> fetch(Var v) const {
+    if (!v) return {};
+    auto m = tape_.data(v);
+    Tensor<T> t(m.rows, m.cols);
+    K::download(t.data(), m.data, sizeof(T) * static_cast<std::size_t>(t.size()));
+    return t;
+  }
 
   // ------------------------------------------------------------------ the step
   /// One training step (SPEC §5). Throws sakura::Error on bad input, leaving parameters,
@@ -131,13 +192,14 @@ class Controller {
     }
     if (!accumulating_) {
       for (auto& p : model_.parameters().all())
-        if (p.trainable) p.grad.fill(T(0));
+        if (p.trainable) zero_grad(p);
       accumulating_ = true;
     }
     for (auto& p : model_.parameters().all()) p.written = false;
     tape_.backward(total_);
     tape_.set_accumulate_parameters(false);
     for (auto& p : model_.parameters().all()) p.has_grad = p.has_grad || p.written;
+    finish_record();
     tape_.reset();
     return record_;
   }
@@ -154,6 +216,7 @@ class Controller {
     const RuntimeCall c{*this, o.reconstruction, o.main_regularization, pick(o.pheno, o.selected_pheno, all_pheno_),
                         pick(o.signature, o.selected_signature, all_sig_), o.save_raw_loss, false};
     guarded([&] { compute(batch, c, DetachFrom::None); });
+    finish_record();
     return record_;
   }
 
@@ -224,14 +287,14 @@ class Controller {
   const ModelSpec& model_spec() const { return model_.spec(); }
   Extractor<T>& model() { return model_; }
   const Extractor<T>& model() const { return model_; }
-  RmsProp<T>& optimizer() { return optimizer_; }
+  RmsProp<T, Dev>& optimizer() { return optimizer_; }
   Rng& rng() { return rng_; }
   /// Queue of recorded draws to replay (golden tests); empty means draw from rng().
   DrawQueue& injected_draws() { return draws_; }
   const LossRecord& record() const { return record_; }
   const Selection& all_phenos() const { return all_pheno_; }
   const Selection& all_signatures() const { return all_sig_; }
-  Tape<T>& tape() { return tape_; }
+  Tape<T, Dev>& tape() { return tape_; }
 
  private:
   struct BlockState {
@@ -555,14 +618,14 @@ class Controller {
     sum_main_reg_.clear();
     detail::when(c.recon(), [&](auto) {
       c.each_main_loss([&](auto i, const auto& bound) {
-        LossArgs<T> a{tape_, fwd_.recon, x, nullptr};
+        LossArgs<T, Dev> a{tape_, fwd_.recon, x, nullptr};
         Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
         sum_main_loss_.push_back(weigh(raw, main_loss_[i].weight, record_.main.loss, record_.main.loss_raw, i, c));
       });
     });
     detail::when(c.main_reg(), [&](auto) {
       c.each_main_reg([&](auto i, const auto& bound) {
-        RegArgs<T> a{tape_, fwd_.main, nullptr, draws, spec_.main_regularizations[i].site};
+        RegArgs<T, Dev> a{tape_, fwd_.main, nullptr, draws, spec_.main_regularizations[i].site};
         Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
         sum_main_reg_.push_back(
             weigh(raw, main_reg_[i].weight, record_.main.regularization, record_.main.regularization_raw, i, c));
@@ -582,11 +645,7 @@ class Controller {
       for (std::size_t k = 0; k < sel->entries.size(); ++k)
         for (Var v : (*pend)[k].reg) add(v);
     }
-    if (!total_) {
-      total_ = tape_.scratch(1, 1);
-      tape_.data(total_).data[0] = T(0);
-    }
-    record_.total = static_cast<double>(tape_.scalar(total_));
+    if (!total_) total_ = tape_.host_filled(1, 1, [](MatrixRef<T> m) { m.data[0] = T(0); });
   }
 
   /// The input on the tape. A sparse batch runs the first pre-encoder layer as a sparse product
@@ -595,17 +654,18 @@ class Controller {
   void input(const Batch<T>& batch, const Call& c, Var& x, Var& first) {
     const CsrMatrix<T>* sp = batch.sparse_input();
     const auto& layers = model_.pre_encoder().layers();
-    const bool sparse_first = sp && !layers.empty() && layers.front().kind == LayerKind::Linear;
+    // sparse products are a CPU feature: a GPU gets the densified batch
+    const bool sparse_first = K::host_memory && sp && !layers.empty() && layers.front().kind == LayerKind::Linear;
     if (!batch.expr.empty()) {
       x = tape_.constant(batch.expr);
     } else if (!sparse_first || bool(c.recon())) {
-      x = tape_.scratch(sp->rows, sp->cols);
-      cpu::csr_densify(tape_.data(x).data, sp->ref());
+      x = tape_.host_filled(sp->rows, sp->cols, [&](MatrixRef<T> m) { cpu::csr_densify(m.data, sp->ref()); });
     }
-    if (sparse_first) {
-      const Layer<T>& l = layers.front();
-      first = tape_.linear_sparse(sp->ref(), tape_.param(*l.weight), tape_.param(*l.bias), l.weight->transposed);
-    }
+    if constexpr (K::host_memory)
+      if (sparse_first) {
+        const Layer<T>& l = layers.front();
+        first = tape_.linear_sparse(sp->ref(), tape_.param(*l.weight), tape_.param(*l.bias), l.weight->transposed);
+      }
   }
 
   /// The selected blocks' losses and regularizations (SPEC §2-3), in the selection's order.
@@ -638,8 +698,9 @@ class Controller {
           if (static_cast<Index>(ph.labels.size()) == batch.cells()) labels = ph.labels.data();
           if (!ph.values.empty()) target = tape_.constant(ph.values);
           else if (labels && spec.out_dim == 1) {
-            target = tape_.scratch(batch.cells(), 1);
-            for (Index i = 0; i < batch.cells(); ++i) tape_.data(target).data[i] = static_cast<T>(labels[i]);
+            target = tape_.host_filled(batch.cells(), 1, [&](MatrixRef<T> m) {
+              for (Index i = 0; i < batch.cells(); ++i) m.data[i] = static_cast<T>(labels[i]);
+            });
           }
         } else {
           target = tape_.constant(batch.signatures()[slot[b]].values);
@@ -652,7 +713,7 @@ class Controller {
           Var l = term.flow == GradFlow::Reverse ? tape_.reverse_grad(lat[b]) : tape_.detach(lat[b]);
           pred = model_.head(tape_, blocks[b], l, ctx);
         }
-        LossArgs<T> a{tape_, pred, target, labels};
+        LossArgs<T, Dev> a{tape_, pred, target, labels ? tape_.labels(labels, batch.cells()) : nullptr};
         Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
         pend[k].loss.push_back(weigh(raw, st[b].loss[i].weight, r.loss, r.loss_raw, i, c));
       });
@@ -661,36 +722,107 @@ class Controller {
         Var z = lat[b];
         if (term.flow == GradFlow::Reverse) z = tape_.reverse_grad(z);
         else if (term.flow == GradFlow::Neutralize) z = tape_.detach(z);
-        RegArgs<T> a{tape_, z, pheno ? labels : nullptr, draws, term.site};
+        RegArgs<T, Dev> a{tape_, z, pheno ? labels : nullptr, draws, term.site};
         Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
         pend[k].reg.push_back(weigh(raw, st[b].reg[i].weight, r.regularization, r.regularization_raw, i, c));
       });
     });
   }
 
+  /// raw * weight (the weight rounded to T, staged from the host so a replayed graph reads the
+  /// current schedule); its values reach the record in finish_record().
   template <class Call>
   Var weigh(Var raw, double weight, TermValues& weighted, TermValues& raws, std::size_t i, const Call& c) {
     Var w = tape_.scale(raw, weight);
-    weighted.set(i, static_cast<double>(tape_.scalar(w)));
-    if (c.save_raw) raws.set(i, static_cast<double>(tape_.scalar(raw)));
+    pending_values_.push_back(PendingValue{raw, w, &weighted, c.save_raw ? &raws : nullptr, i});
     return w;
   }
 
   /// compute(), then (unless suppressed) backward and one optimizer step with PyTorch 1.13's
-  /// zero_grad semantics (SPEC §6).
+  /// zero_grad semantics (SPEC §6). On a GPU with graphs enabled, a step seen before is replayed.
   template <class Call>
   const LossRecord& step(const Batch<T>& batch, const Call& c, DetachFrom detach, bool suppress_backward) {
-    guarded([&] { compute(batch, c, detach); });
-    if (!suppress_backward) {
-      for (auto& p : model_.parameters().all()) p.written = false;
-      tape_.backward(total_);
-      for (auto& p : model_.parameters().all()) {
-        if (p.written) p.has_grad = true;
-        else if (p.has_grad && p.trainable) p.grad.fill(T(0));  // torch 1.13 zero_grad(): zero-fill
-      }
-      optimizer_.step();
+    if constexpr (!K::host_memory) {
+      if (graphs_enabled_ && !suppress_backward) return graph_step(batch, c, detach);
     }
+    guarded([&] { compute(batch, c, detach); });
+    if (!suppress_backward) backward_and_step();
+    finish_record();
     tape_.reset();  // frees this step's activations; merges arena chunks once, then never allocates
+    return record_;
+  }
+  void backward_and_step() {
+    for (auto& p : model_.parameters().all()) p.written = false;
+    tape_.backward(total_);
+    for (auto& p : model_.parameters().all()) {
+      if (p.written) {
+        if (!p.has_grad) ++has_grad_generation_;
+        p.has_grad = true;
+      } else if (p.has_grad && p.trainable) {
+        zero_grad(p);  // torch 1.13 zero_grad(): zero-fill
+      }
+    }
+    optimizer_.step();
+  }
+  void zero_grad(Parameter<T>& p) {
+    if constexpr (K::host_memory) p.grad.fill(T(0));
+    else K::fill(p.device_grad, p.grad.size(), T(0));
+  }
+
+  /// Reads the step's scalars into the record (on a GPU: once, after the device work).
+  void finish_record() {
+    for (const PendingValue& v : pending_values_) {
+      v.weighted->set(v.index, static_cast<double>(tape_.scalar(v.w)));
+      if (v.raws) v.raws->set(v.index, static_cast<double>(tape_.scalar(v.raw)));
+    }
+    pending_values_.clear();
+    record_.total = static_cast<double>(tape_.scalar(total_));
+  }
+
+  /// GPU graph steps: the first occurrence of a step runs eagerly (it sizes the arenas and creates
+  /// optimizer state), the second is captured, later ones re-run only the host logic (staging
+  /// fills, bookkeeping; Ops launch nothing) and replay the graph. Weights, the learning rate and
+  /// random draws reach the graph through device or pinned buffers, so they may change freely.
+  template <class Call>
+  const LossRecord& graph_step(const Batch<T>& batch, const Call& c, DetachFrom detach) {
+    if constexpr (!K::host_memory) {
+      const GraphKey key{&c.pheno(), &c.signature(), c.recon(), c.main_reg(), c.save_raw, detach, batch.cells(),
+                         batch.layout_id(), has_grad_generation_};
+      GraphEntry* entry = nullptr;
+      for (auto& g : graphs_)
+        if (g.key == key) entry = &g;
+      if (!entry) {  // first occurrence: eager
+        graphs_.push_back(GraphEntry{key, nullptr});
+        guarded([&] { compute(batch, c, detach); });
+        backward_and_step();
+      } else if (!entry->exec) {  // second: capture, then launch
+        guarded([&] {
+          cuda::begin_capture();
+          try {
+            compute(batch, c, detach);
+            backward_and_step();
+          } catch (...) {
+            cuda::destroy_graph(cuda::end_capture());
+            throw;
+          }
+          entry->exec = cuda::end_capture();
+        });
+        cuda::launch_graph(entry->exec);
+      } else {  // replay
+        cuda::dry_run() = true;
+        try {
+          guarded([&] { compute(batch, c, detach); });
+          backward_and_step();
+        } catch (...) {
+          cuda::dry_run() = false;
+          throw;
+        }
+        cuda::dry_run() = false;
+        cuda::launch_graph(entry->exec);
+      }
+      finish_record();
+      tape_.reset();
+    }
     return record_;
   }
 
@@ -750,9 +882,9 @@ class Controller {
   ExperimentSpec spec_;
   Rng rng_;
   Extractor<T> model_;
-  RmsProp<T> optimizer_;
+  RmsProp<T, Dev> optimizer_;
   DrawQueue draws_;
-  Tape<T> tape_;
+  Tape<T, Dev> tape_;
 
   int tick_ = 0, epoch_ = 0;
   std::vector<TermState> main_loss_, main_reg_;
@@ -771,6 +903,31 @@ class Controller {
   std::uint64_t layout_id_ = ~std::uint64_t(0);
   std::vector<const void*> verified_;
   bool accumulating_ = false;
+  /// A weighted term whose values are read into the record after the step.
+  struct PendingValue {
+    Var raw, w;
+    TermValues* weighted;
+    TermValues* raws;
+    std::size_t index;
+  };
+  std::vector<PendingValue> pending_values_;
+  std::uint64_t has_grad_generation_ = 0;  // bumps when a parameter first gets a gradient
+  // GPU graphs, one per distinct step
+  struct GraphKey {
+    const Selection* ps;
+    const Selection* ss;
+    bool recon, main_reg, save_raw;
+    DetachFrom detach;
+    Index cells;
+    std::uint64_t layout, has_grad_generation;
+    bool operator==(const GraphKey&) const = default;
+  };
+  struct GraphEntry {
+    GraphKey key;
+    void* exec;
+  };
+  std::vector<GraphEntry> graphs_;
+  bool graphs_enabled_ = false;
 };
 
 }  // namespace sakura

@@ -15,7 +15,8 @@ namespace sakura {
 
 template <class T>
 struct Ops<T, Cpu> {
-  using Alloc = HostAlloc;
+  using HostAlloc = sakura::HostAlloc;
+  using Alloc = sakura::HostAlloc;
   static constexpr bool host_memory = true;
   static void upload(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
   static void download(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }

@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// Ops<T, Cuda>: the device interface (backend/device.hpp) on a GPU. This header declares host
+/// functions on device pointers only — no CUDA header — so every .cpp builds with a plain C++
+/// compiler; the definitions are in cuda/ (library sakura::cuda, built when a CUDA compiler is
+/// found). Each kernel has the semantics of its Ops<T, Cpu> twin (backend/cpu/ops.hpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "sakura/backend/device.hpp"
+#include "sakura/tensor/tensor.hpp"
+
+#if !defined(SAKURA_WITH_CUDA)
+#define SAKURA_WITH_CUDA 0
+#endif
+
+namespace sakura::cuda {
+
+// ---- devices, memory, streams: all work runs on one library stream, in order
+/// Number of usable CUDA devices; 0 (never an exception) when there is no driver or device.
+int device_count();
+/// "name, compute capability, memory" of the current device, for logs and benchmarks.
+const char* device_name();
+void synchronize();
+void* malloc_device(std::size_t bytes);   ///< throws sakura::Error naming the size
+void free_device(void* p) noexcept;
+void* malloc_host(std::size_t bytes);     ///< pinned host memory (staging, graph-capturable copies)
+void free_host(void* p) noexcept;
+void copy_h2d(void* dst, const void* src, std::size_t bytes);  ///< stream-ordered (src pinned for capture)
+void copy_d2h(void* dst, const void* src, std::size_t bytes);  ///< synchronous
+void copy_d2d(void* dst, const void* src, std::size_t bytes);  ///< stream-ordered
+/// TF32 tensor-core math in cuBLAS float GEMMs (off by default: float32 results like the CPU).
+void set_tf32(bool on);
+
+// ---- CUDA graphs over the library stream
+void begin_capture();
+void* end_capture();  ///< an instantiated graph (cudaGraphExec_t)
+void launch_graph(void* exec);
+void destroy_graph(void* exec) noexcept;
+
+/// While set, Ops<T, Cuda> launches and copies nothing: the controller re-runs a step's host
+/// logic (staging fills, bookkeeping) before replaying the graph that holds its device work.
+inline bool& dry_run() {
+  static bool on = false;
+  return on;
+}
+
+// ---- kernels (T = float or double), semantics as Ops<T, Cpu>
+template <class T>
+void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb, T beta,
+          T* c, Index ldc);
+template <class T>
+void fill(T* x, Index n, T v);
+template <class T>
+void axpy(T* y, const T* x, Index n, T alpha, bool acc);
+template <class T>
+void add_block(MatrixRef<T> dst, MatrixRef<const T> src, bool acc);
+template <class T>
+void add_bias(MatrixRef<T> y, const T* b);
+template <class T>
+void col_sum(T* db, MatrixRef<const T> dy, bool acc);
+template <class T>
+void celu_fwd(T* y, const T* x, Index n);
+template <class T>
+void celu_bwd(T* dx, const T* dy, const T* x, Index n, bool acc);
+template <class T>
+void relu_fwd(T* y, const T* x, Index n);
+template <class T>
+void relu_bwd(T* dx, const T* dy, const T* y, Index n, bool acc);
+template <class T>
+void sigmoid_fwd(T* y, const T* x, Index n);
+template <class T>
+void sigmoid_bwd(T* dx, const T* dy, const T* y, Index n, bool acc);
+template <class T>
+void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log);
+template <class T>
+void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc);
+template <class T>
+void mul(T* out, const T* x, const T* mask, Index n, bool acc);
+template <class T>
+void mse_fwd(T* out, const T* a, const T* b, Index n);
+template <class T>
+void mse_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc);
+template <class T>
+void l1_fwd(T* out, const T* a, const T* b, Index n);
+template <class T>
+void l1_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc);
+template <class T>
+void row_norm_fwd(T* out, T* norms, const T* x, Index rows, Index cols, int ord);
+template <class T>
+void row_norm_bwd(T* dx, const T* g, const T* x, const T* norms, Index rows, Index cols, int ord, bool acc);
+template <class T>
+void cosine_fwd(T* out, T* na, T* nb, T* dot, const T* a, const T* b, Index rows, Index cols);
+template <class T>
+void cosine_bwd(T* da, const T* g, const T* a, const T* b, const T* na, const T* nb, const T* dot, Index rows,
+                Index cols, bool acc);
+template <class T>
+void nll_fwd(T* out, const T* logp, const std::int64_t* labels, Index rows, Index cols);
+template <class T>
+void nll_bwd(T* dlogp, const T* g, const std::int64_t* labels, Index rows, Index cols, bool acc);
+template <class T>
+void bce_fwd(T* out, const T* p, const T* y, Index n);
+template <class T>
+void bce_bwd(T* dp, const T* g, const T* p, const T* y, Index n, bool acc);
+template <class T>
+void kl_fwd(T* out, T* moments, const T* x, Index rows, const T* prior, Index prior_rows, Index cols, double eps);
+template <class T>
+void kl_bwd(T* dx, const T* g, const T* x, const T* moments, Index rows, Index cols, bool acc);
+std::size_t sort_scratch_bytes(Index rows, Index cols);
+template <class T>
+void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, void* scratch);
+template <class T>
+void unsort_columns(T* dx, const T* dsorted, const std::int32_t* perm, Index rows, Index cols, bool acc);
+template <class T>
+void scale_fwd(T* out, const T* s, const T* w);
+template <class T>
+void scale_bwd(T* ds, const T* g, const T* w, bool acc);
+template <class T>
+void add_fwd(T* out, const T* a, const T* b);
+template <class T>
+void add_bwd(T* d, const T* g, bool acc);
+template <class T>
+void rmsprop_step(T* p, const T* grad, T* v, T* buf, Index n, const T* hyper);
+
+}  // namespace sakura::cuda
+
+namespace sakura {
+
+template <class T>
+struct Ops<T, Cuda> {
+  static_assert(SAKURA_WITH_CUDA || sizeof(T) == 0,  // dependent: fires only when used
+                "sakura::Cuda needs the GPU backend: configure with -DSAKURA_CUDA=ON (a CUDA compiler must be "
+                "found) and link sakura::cuda");
+  struct Alloc {
+    static void* allocate(std::size_t bytes) { return cuda::malloc_device(bytes); }
+    static void deallocate(void* p) { cuda::free_device(p); }
+  };
+  /// Pinned host memory for staging uploads (copies from it can be captured in a graph).
+  struct HostAlloc {
+    static void* allocate(std::size_t bytes) { return cuda::malloc_host(bytes); }
+    static void deallocate(void* p) { cuda::free_host(p); }
+  };
+  static constexpr bool host_memory = false;
+  static void upload(void* dst, const void* src, std::size_t bytes) { if (cuda::dry_run()) return; cuda::copy_h2d(dst, src, bytes); }
+  static void download(void* dst, const void* src, std::size_t bytes) { cuda::copy_d2h(dst, src, bytes); }
+
+  static void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
+                   T beta, T* c, Index ldc) {
+    if (cuda::dry_run()) return;
+    cuda::gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  static void fill(T* x, Index n, T v) { if (cuda::dry_run()) return; cuda::fill<T>(x, n, v); }
+  static void axpy(T* y, const T* x, Index n, T alpha, bool acc) { if (cuda::dry_run()) return; cuda::axpy<T>(y, x, n, alpha, acc); }
+  static void add_block(MatrixRef<T> dst, MatrixRef<const T> src, bool acc) { if (cuda::dry_run()) return; cuda::add_block<T>(dst, src, acc); }
+  static void add_bias(MatrixRef<T> y, const T* b) { if (cuda::dry_run()) return; cuda::add_bias<T>(y, b); }
+  static void col_sum(T* db, MatrixRef<const T> dy, bool acc) { if (cuda::dry_run()) return; cuda::col_sum<T>(db, dy, acc); }
+  static void celu_fwd(T* y, const T* x, Index n) { if (cuda::dry_run()) return; cuda::celu_fwd<T>(y, x, n); }
+  static void celu_bwd(T* dx, const T* dy, const T* x, Index n, bool acc) { if (cuda::dry_run()) return; cuda::celu_bwd<T>(dx, dy, x, n, acc); }
+  static void relu_fwd(T* y, const T* x, Index n) { if (cuda::dry_run()) return; cuda::relu_fwd<T>(y, x, n); }
+  static void relu_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) { if (cuda::dry_run()) return; cuda::relu_bwd<T>(dx, dy, y, n, acc); }
+  static void sigmoid_fwd(T* y, const T* x, Index n) { if (cuda::dry_run()) return; cuda::sigmoid_fwd<T>(y, x, n); }
+  static void sigmoid_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::sigmoid_bwd<T>(dx, dy, y, n, acc);
+  }
+  static void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log) {
+    if (cuda::dry_run()) return;
+    cuda::softmax_rows_fwd<T>(y, x, rows, cols, log);
+  }
+  static void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::softmax_rows_bwd<T>(dx, dy, y, rows, cols, log, acc);
+  }
+  static void mul(T* out, const T* x, const T* mask, Index n, bool acc) { if (cuda::dry_run()) return; cuda::mul<T>(out, x, mask, n, acc); }
+  static void mse_fwd(T* out, const T* a, const T* b, Index n) { if (cuda::dry_run()) return; cuda::mse_fwd<T>(out, a, b, n); }
+  static void mse_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::mse_bwd<T>(da, g, a, b, n, acc);
+  }
+  static void l1_fwd(T* out, const T* a, const T* b, Index n) { if (cuda::dry_run()) return; cuda::l1_fwd<T>(out, a, b, n); }
+  static void l1_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::l1_bwd<T>(da, g, a, b, n, acc);
+  }
+  static void row_norm_fwd(T* out, T* norms, const T* x, Index rows, Index cols, int ord) {
+    if (cuda::dry_run()) return;
+    cuda::row_norm_fwd<T>(out, norms, x, rows, cols, ord);
+  }
+  static void row_norm_bwd(T* dx, const T* g, const T* x, const T* norms, Index rows, Index cols, int ord, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::row_norm_bwd<T>(dx, g, x, norms, rows, cols, ord, acc);
+  }
+  static void cosine_fwd(T* out, T* na, T* nb, T* dot, const T* a, const T* b, Index rows, Index cols) {
+    if (cuda::dry_run()) return;
+    cuda::cosine_fwd<T>(out, na, nb, dot, a, b, rows, cols);
+  }
+  static void cosine_bwd(T* da, const T* g, const T* a, const T* b, const T* na, const T* nb, const T* dot,
+                         Index rows, Index cols, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::cosine_bwd<T>(da, g, a, b, na, nb, dot, rows, cols, acc);
+  }
+  static void nll_fwd(T* out, const T* logp, const std::int64_t* labels, Index rows, Index cols) {
+    if (cuda::dry_run()) return;
+    cuda::nll_fwd<T>(out, logp, labels, rows, cols);
+  }
+  static void nll_bwd(T* dlogp, const T* g, const std::int64_t* labels, Index rows, Index cols, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::nll_bwd<T>(dlogp, g, labels, rows, cols, acc);
+  }
+  static void bce_fwd(T* out, const T* p, const T* y, Index n) { if (cuda::dry_run()) return; cuda::bce_fwd<T>(out, p, y, n); }
+  static void bce_bwd(T* dp, const T* g, const T* p, const T* y, Index n, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::bce_bwd<T>(dp, g, p, y, n, acc);
+  }
+  static void kl_fwd(T* out, T* m, const T* x, Index rows, const T* prior, Index prior_rows, Index cols, double eps) {
+    if (cuda::dry_run()) return;
+    cuda::kl_fwd<T>(out, m, x, rows, prior, prior_rows, cols, eps);
+  }
+  static void kl_bwd(T* dx, const T* g, const T* x, const T* m, Index rows, Index cols, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::kl_bwd<T>(dx, g, x, m, rows, cols, acc);
+  }
+  static std::size_t sort_scratch_bytes(Index rows, Index cols) { return cuda::sort_scratch_bytes(rows, cols); }
+  static void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, void* scratch) {
+    if (cuda::dry_run()) return;
+    cuda::sort_columns<T>(sorted, perm, x, rows, cols, scratch);
+  }
+  static void unsort_columns(T* dx, const T* dsorted, const std::int32_t* perm, Index rows, Index cols, bool acc) {
+    if (cuda::dry_run()) return;
+    cuda::unsort_columns<T>(dx, dsorted, perm, rows, cols, acc);
+  }
+  static void scale_fwd(T* out, const T* s, const T* w) { if (cuda::dry_run()) return; cuda::scale_fwd<T>(out, s, w); }
+  static void scale_bwd(T* ds, const T* g, const T* w, bool acc) { if (cuda::dry_run()) return; cuda::scale_bwd<T>(ds, g, w, acc); }
+  static void add_fwd(T* out, const T* a, const T* b) { if (cuda::dry_run()) return; cuda::add_fwd<T>(out, a, b); }
+  static void add_bwd(T* d, const T* g, bool acc) { if (cuda::dry_run()) return; cuda::add_bwd<T>(d, g, acc); }
+  static void rmsprop_step(T* p, const T* grad, T* v, T* buf, Index n, const T* hyper) {
+    if (cuda::dry_run()) return;
+    cuda::rmsprop_step<T>(p, grad, v, buf, n, hyper);
+  }
+};
+
+}  // namespace sakura
