@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// sakura_bench_gpu: the tutorial-shape and tiny training steps on the GPU, eager and replayed as
+// a CUDA graph. A plain timing loop (median of many steps, each ending in the record's device-to-
+// host read, i.e. synchronised), so it needs no Google Benchmark on the GPU machine.
+// Usage: sakura_bench_gpu [--json out.json] [--steps N]
+#include <sakura/sakura.hpp>
+#include <sakura/data/synthetic.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace sakura;
+using io::Json;
+
+namespace {
+
+struct Case {
+  const char* name;
+  Index genes, hidden, latent, batch;
+};
+
+template <Index L>
+using TutorialModel =
+    Model<Terms<Mse, L1>, Terms<Sw2Uniform>, Blocks<Block<"cd8", FCRegressorHead, L, OnMain, Terms<Mse, L1, Cosine>>>>;
+
+ExperimentSpec spec_for(const Case& c) {
+  Json cfg = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_config.json");
+  Json sig = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_signature_config.json");
+  cfg["main_latent"]["encoder_neurons"] = c.hidden;
+  cfg["main_latent"]["decoder_neurons"] = c.hidden;
+  cfg["main_latent"]["latent_dim"] = c.latent;
+  sig["cd8"]["signature_lat_dim"] = c.latent;
+  return io::experiment_from_json(cfg, Json::object(), sig, c.genes);
+}
+
+std::vector<Batch<float>> batches(const Case& c) {
+  auto d = data::make_synthetic({.cells = 4 * c.batch, .genes = c.genes, .cell_types = 4, .seed = 11});
+  std::vector<Batch<float>> out;
+  for (int b = 0; b < 4; ++b) {
+    Batch<float> batch(Tensor<float>(c.batch, c.genes));
+    Tensor<float> cd8(c.batch, 2);
+    for (Index r = 0; r < c.batch; ++r) {
+      std::memcpy(&batch.expr(r, 0), &d.expr(b * c.batch + r, 0), sizeof(float) * static_cast<std::size_t>(c.genes));
+      cd8(r, 0) = batch.expr(r, 0);
+      cd8(r, 1) = batch.expr(r, 1);
+    }
+    batch.set_signature("cd8", std::move(cd8));
+    out.push_back(std::move(batch));
+  }
+  return out;
+}
+
+template <class Step>
+double median_ms(Step&& step, int steps) {
+  for (int i = 0; i < 5; ++i) step();  // warm-up: arenas, optimizer state, graph capture
+  std::vector<double> t;
+  for (int i = 0; i < steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_out;
+  int steps = 200;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_out = argv[++i];
+    else if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
+  }
+  if (cuda::device_count() == 0) {
+    std::printf("skipped: no CUDA device\n");
+    return 0;
+  }
+  std::printf("device: %s\n", cuda::device_name());
+  Json results = Json::array();
+  const Case cases[] = {{"tutorial_both", 10000, 200, 50, 100}, {"tiny_both", 200, 32, 8, 32}};
+  for (const Case& c : cases) {
+    const auto data = batches(c);
+    for (const char* mode : {"cuda_eager", "cuda_graph", "cuda_graph_policy"}) {
+      Controller<float, Cuda> ctl(spec_for(c));
+      const bool graph = std::strcmp(mode, "cuda_eager") != 0;
+      if (graph) ctl.enable_graphs(true);
+      std::size_t i = 0;
+      double ms;
+      if (!std::strcmp(mode, "cuda_graph_policy")) {
+        if (c.latent == 50) ms = median_ms([&] { ctl.train<TutorialModel<50>, All>(data[i++ % 4]); }, steps);
+        else ms = median_ms([&] { ctl.train<TutorialModel<8>, All>(data[i++ % 4]); }, steps);
+      } else {
+        ms = median_ms([&] { ctl.train(data[i++ % 4]); }, steps);
+      }
+      const std::string name = std::string("step/") + c.name + "/" + mode;
+      std::printf("%-40s %9.3f ms (median of %d)\n", name.c_str(), ms, steps);
+      results.push_back(Json{{"name", name}, {"median_ms", ms}});
+    }
+  }
+  if (!json_out.empty()) std::ofstream(json_out) << Json{{"device", cuda::device_name()}, {"results", results}}.dump(2);
+  return 0;
+}
