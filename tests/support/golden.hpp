@@ -24,8 +24,8 @@ inline std::vector<double> flatten(const Json& j) {
 }
 
 /// {name: {shape, data}} in PyTorch layout -> the controller's parameters (every name must exist).
-template <class T>
-void load_parameters(Controller<T>& ctl, const Json& params) {
+template <class T, class Dev>
+void load_parameters(Controller<T, Dev>& ctl, const Json& params) {
   std::size_t seen = 0;
   for (auto it = params.begin(); it != params.end(); ++it) {
     auto* p = ctl.model().parameters().find(it.key());
@@ -77,8 +77,8 @@ Batch<T> make_batch(const Json& b) {
 }
 
 /// Queues a call's recorded draws for replay.
-template <class T>
-void inject(Controller<T>& ctl, const Json& draws) {
+template <class T, class Dev>
+void inject(Controller<T, Dev>& ctl, const Json& draws) {
   ctl.injected_draws().clear();
   for (const Json& d : draws) {
     RecordedDraw r;
