@@ -66,16 +66,6 @@ using Inputs = std::vector<P*>;
 using Fn = std::function<Var(Tape<double>&, std::span<const Var>)>;
 using Grads = std::vector<Tensor<double>>;
 
-/// Forgets which tape a parameter was last bound to. Tape stamps are per tape (every Tape
-/// starts at 1), so a Parameter last bound on another tape whose stamp happens to match would
-/// be handed a stale leaf id; each check below starts from a clean binding.
-void unbind(const Inputs& in) {
-  for (P* p : in) {
-    p->stamp = 0;
-    p->leaf = -1;
-  }
-}
-
 /// "p17" (appended, not `"p" + std::to_string(17)`: GCC 12 warns falsely on the latter).
 std::string tagged(const char* prefix, std::uint64_t seed) {
   std::string s(prefix);
@@ -112,7 +102,6 @@ double max_abs(const Tensor<double>& g) {
 /// sakura::gradcheck, with the worst error printed and required <= 1e-6. Also requires every
 /// input's analytic gradient to be non-zero, so that no check passes vacuously.
 double check(const std::string& what, const Fn& f, const Inputs& in, bool require_nonzero = true) {
-  unbind(in);
   const double err = sakura::gradcheck(f, in, kStep, kFloor);
   std::printf("gradcheck %-72s worst rel err %.3e\n", what.c_str(), err);
   INFO(what << ": worst relative error " << err);
@@ -128,7 +117,6 @@ double check(const std::string& what, const Fn& f, const Inputs& in, bool requir
 /// Analytic gradients of f at the current values (zeros where no gradient arrived); `written`
 /// reports which inputs the backward wrote.
 Grads analytic(const Fn& f, const Inputs& in, std::vector<bool>* written = nullptr, double* value = nullptr) {
-  unbind(in);
   Tape<double> t;
   t.reset();
   std::vector<Var> vars;
@@ -145,14 +133,12 @@ Grads analytic(const Fn& f, const Inputs& in, std::vector<bool>* written = nullp
     g.push_back(std::move(gi));
   }
   if (value) *value = t.scalar(y);
-  unbind(in);
   return g;
 }
 /// Central finite differences of f, one Tensor per input.
 Grads numeric(const Fn& f, const Inputs& in, double h = kStep) {
   Tape<double> t;
   auto eval = [&] {
-    unbind(in);
     t.reset();
     std::vector<Var> vars;
     for (P* p : in) vars.push_back(t.param(*p));
@@ -172,7 +158,6 @@ Grads numeric(const Fn& f, const Inputs& in, double h = kStep) {
     }
     g.push_back(std::move(gi));
   }
-  unbind(in);
   return g;
 }
 /// gradcheck()'s error definition over every element of every input.
@@ -347,13 +332,11 @@ TEST_CASE("gradcheck: detach", "[autograd]") {
   {
     Tape<double> t;
     t.reset();
-    unbind({&x});
     x.written = false;
     Var root = probe(t, t.detach(t.param(x)), c);
     CHECK_FALSE(t.requires_grad(root));
     t.backward(root);  // a root that needs no gradient: nothing happens
     CHECK_FALSE(x.written);
-    unbind({&x});
   }
   // a detached use next to a live one: the gradient is exactly that of the live use
   const Fn mixed = [&](Tape<double>& t, std::span<const Var> v) {
@@ -445,7 +428,6 @@ TEST_CASE("gradcheck: nll", "[autograd]") {
   P x = param(5, 4, 171, 0.05, 2.0);
   static const std::int64_t labels[5] = {0, 3, 1, 1, 2};
   // directly on a matrix: only the labelled entries get a gradient
-  unbind({&x});
   const double err = sakura::gradcheck([&](Tape<double>& t, std::span<const Var> v) { return t.nll(v[0], labels); },
                                        {&x}, kStep, kFloor);
   report("nll on raw scores (fixed labels)", err);
@@ -542,7 +524,6 @@ TEST_CASE("gradcheck: composition (accumulation, shared parameters, weighted sum
         },
         {&in, &w, &b, &w2});
   const Tensor<double> c8 = uniform(5, 8, 228);
-  unbind({&w});
   check("linear(x, W) and linear(x, param(W) again)  (re-binding shares the leaf)",
         [&](Tape<double>& t, std::span<const Var> v) {
           Var again = t.param(w);  // same Parameter bound a second time in the step

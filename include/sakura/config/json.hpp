@@ -194,6 +194,26 @@ inline bool reg_term(RegularizerSpec& t, const std::string& name, const Json& j,
   return true;
 }
 
+/// A group of loss terms {name: term} at `where` (an object, or absent when optional).
+inline void loss_group(std::vector<LossSpec>& out, const Json* group, const std::string& where, unsigned slot,
+                       bool block_term) {
+  require(group != nullptr, "missing required key ", where);
+  require(group->is_object(), where, " must be an object of terms");
+  for (auto it = group->begin(); it != group->end(); ++it)
+    out.push_back(loss_term(it.key(), it.value(), where + "." + it.key(), slot, block_term));
+}
+/// A group of regularization terms; `site` prefixes each term's draw site.
+inline void reg_group(std::vector<RegularizerSpec>& out, const Json* group, const std::string& where,
+                      const std::string& site, const RegContext& ctx, const UpstreamCompat& compat, bool block_term) {
+  if (!group) return;
+  require(group->is_object(), where, " must be an object of terms");
+  for (auto it = group->begin(); it != group->end(); ++it) {
+    RegularizerSpec t;
+    if (reg_term(t, it.key(), it.value(), where + "." + it.key(), site + "." + it.key(), ctx, compat, block_term))
+      out.push_back(std::move(t));
+  }
+}
+
 inline StackSpec stack(const Json& j, const std::string& where, Activation default_act) {
   StackSpec s;
   s.output_activation = default_act;
@@ -286,20 +306,10 @@ inline BlockSpec block(const std::string& name, const Json& j, BlockKind kind, c
   }
   if (const Json* e = find(j, "encoder_config")) b.encoder = stack(*e, where + ".encoder_config", Activation::Identity);
 
-  const Json& losses = need(j, "loss", where);
-  require(losses.is_object(), where, ".loss must be an object of terms");
-  for (auto it = losses.begin(); it != losses.end(); ++it)
-    b.losses.push_back(loss_term(it.key(), it.value(), where + ".loss." + it.key(), Head, true));
-  if (const Json* regs = find(j, "regularization")) {
-    require(regs->is_object(), where, ".regularization must be an object of terms");
-    const RegContext ctx{b.lat_dim, !sig};
-    for (auto it = regs->begin(); it != regs->end(); ++it) {
-      RegularizerSpec t;
-      const std::string site = std::string(sig ? "signature." : "pheno.") + name + ".regularization." + it.key();
-      if (reg_term(t, it.key(), it.value(), where + ".regularization." + it.key(), site, ctx, compat, true))
-        b.regularizations.push_back(std::move(t));
-    }
-  }
+  loss_group(b.losses, find(j, "loss"), where + ".loss", Head, true);
+  reg_group(b.regularizations, find(j, "regularization"), where + ".regularization",
+            std::string(sig ? "signature." : "pheno.") + name + ".regularization", RegContext{b.lat_dim, !sig}, compat,
+            true);
   return b;
 }
 }  // namespace detail_json
@@ -331,20 +341,9 @@ inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno
   // upstream crashes on a decoder_config without output_activation_function; relu is its default
   if (const Json* p = find(ml, "decoder_config")) m.decoder = stack(*p, mw + ".decoder_config", Activation::Relu);
 
-  const Json& losses = need(ml, "loss", mw);
-  require(losses.is_object(), mw, ".loss must be an object of terms");
-  for (auto it = losses.begin(); it != losses.end(); ++it)
-    e.main_losses.push_back(loss_term(it.key(), it.value(), mw + ".loss." + it.key(), Reconstruction, false));
-  if (const Json* regs = find(ml, "regularization")) {
-    require(regs->is_object(), mw, ".regularization must be an object of terms");
-    const RegContext ctx{m.latent_dim, false};
-    for (auto it = regs->begin(); it != regs->end(); ++it) {
-      RegularizerSpec t;
-      if (reg_term(t, it.key(), it.value(), mw + ".regularization." + it.key(), "main_latent.regularization." + it.key(),
-                   ctx, compat, false))
-        e.main_regularizations.push_back(std::move(t));
-    }
-  }
+  loss_group(e.main_losses, find(ml, "loss"), mw + ".loss", Reconstruction, false);
+  reg_group(e.main_regularizations, find(ml, "regularization"), mw + ".regularization", "main_latent.regularization",
+            RegContext{m.latent_dim, false}, compat, false);
   auto blocks = [&](const Json& cfg, BlockKind k, std::vector<BlockSpec>& out) {
     if (cfg.is_null()) return;
     require(cfg.is_object(), k == BlockKind::Signature ? "signature_config" : "pheno_config", " must be an object");

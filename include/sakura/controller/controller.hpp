@@ -845,7 +845,7 @@ class Controller {
   static void check_terms(sakura::detail::TypeList<Fns...>, const std::vector<Spec>& specs, const std::string& where) {
     detail::require(specs.size() == sizeof...(Fns), "model policy does not match the config: ", where, " has ",
                     specs.size(), " terms, the policy ", sizeof...(Fns));
-    std::size_t i = 0;
+    [[maybe_unused]] std::size_t i = 0;
     (
         [&] {
           constexpr std::size_t want = sakura::detail::variant_index<Variant, Bound<Fns>>();
@@ -860,7 +860,7 @@ class Controller {
                            const std::string& where) {
     detail::require(specs.size() == sizeof...(Bs), "model policy does not match the config: ", where, " has ",
                     specs.size(), " blocks, the policy ", sizeof...(Bs));
-    std::size_t i = 0;
+    [[maybe_unused]] std::size_t i = 0;
     (
         [&] {
           const BlockSpec& b = specs[i++];
