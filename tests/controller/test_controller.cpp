@@ -223,3 +223,83 @@ TEST_CASE("make_controller picks the device from the config", "[controller][devi
                       Catch::Contains("no GPU backend"));
 #endif
 }
+
+TEST_CASE("all five attachment modes read the right latent and train it", "[controller][attach]") {
+  // a: signature_lat (reads s), b: pheno_lat (reads p), c: all_lat, d: multiple [main, s], e: main_lat
+  auto sig = Json::parse(R"({
+    "s": {"signature_lat_dim": 2, "signature_out_dim": 2, "model": {"type": "LinRegressor"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "a": {"signature_lat_dim": 2, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "signature_lat", "attach_key": "s"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "c": {"signature_lat_dim": 7, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "all_lat"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "d": {"signature_lat_dim": 5, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "multiple",
+                    "attach_key": [{"type": "main"}, {"type": "signature", "key": "s"}]},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "e": {"signature_lat_dim": 3, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "main_lat"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}}})");
+  auto pheno = base_pheno();
+  pheno["b"] = Json::parse(R"({"pheno_lat_dim": 2, "pheno_out_dim": 3,
+      "model": {"type": "LinClassifier", "attach": "True", "attach_to": "pheno_lat", "attach_key": "p"},
+      "loss": {"nll": {"type": "NLL", "init_weight": 1.0}}})");
+  Controller<float> ctl(spec_of(base_config(), pheno, sig));
+  CHECK(ctl.model().latent_width() == 3 + 2 + 2);  // main + s + p: attached blocks add nothing
+  auto batch = base_batch();
+  for (const char* n : {"a", "c", "d", "e"}) batch.set_signature(n, random_tensor(kCells, 2, 7));
+  batch.set_labels("b", batch.phenos()[0].labels);
+  EvalOptions e;
+  ctl.eval(batch, e);
+  const auto& f = ctl.forward();
+  auto same = [&](Var x, Var y) {
+    auto a = ctl.view(x), b = ctl.view(y);
+    return a.rows == b.rows && a.cols == b.cols && std::equal(a.data, a.data + a.size(), b.data);
+  };
+  const int s = ctl.model().find(BlockKind::Signature, "s"), a = ctl.model().find(BlockKind::Signature, "a"),
+            c = ctl.model().find(BlockKind::Signature, "c"), d = ctl.model().find(BlockKind::Signature, "d"),
+            ee = ctl.model().find(BlockKind::Signature, "e");
+  const int p = ctl.model().find(BlockKind::Pheno, "p"), b = ctl.model().find(BlockKind::Pheno, "b");
+  CHECK(same(f.sig_lat[a], f.sig_lat[s]));   // signature_lat
+  CHECK(same(f.ph_lat[b], f.ph_lat[p]));     // pheno_lat
+  CHECK(same(f.sig_lat[c], f.all));          // all_lat
+  CHECK(same(f.sig_lat[ee], f.main));        // main_lat
+  auto md = ctl.view(f.sig_lat[d]), mm = ctl.view(f.main), ms = ctl.view(f.sig_lat[s]);
+  REQUIRE(md.cols == 5);                     // multiple: [main, s] side by side
+  for (Index r = 0; r < kCells; ++r) {
+    CHECK(md(r, 0) == mm(r, 0));
+    CHECK(md(r, 4) == ms(r, 1));
+  }
+  // a step on d alone trains the main compressor and s's compressor through the attachment
+  const auto only_d = io::selection_from_json(ctl.model_spec(), BlockKind::Signature,
+                                              Json::parse(R"({"d": {"loss": "*"}})"), "sel");
+  TrainOptions o;
+  o.reconstruction = o.main_regularization = o.pheno = false;
+  o.selected_signature = &only_d;
+  ctl.train(batch, o);
+  CHECK(reached(ctl, "main_latent_compressor"));
+  CHECK(reached(ctl, "signature_latent_compressors"));
+  CHECK_FALSE(reached(ctl, "pheno_latent_compressors"));
+  CHECK_FALSE(reached(ctl, "decoder"));
+}
+
+TEST_CASE("loss() is train()'s computation without backward or step", "[controller][loss]") {
+  Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
+  const auto b = base_batch();
+  const auto before = flat_params(c);
+  const auto state = c.rng().state();
+  TrainOptions o;
+  o.save_raw_loss = true;
+  o.detach = DetachFrom::Encoder;
+  const LossRecord l = c.loss(b, o);
+  CHECK(flat_params(c) == before);
+  CHECK(c.view(c.forward().main).cols == 3);  // forward tensors readable
+  c.rng().set_state(state);
+  o.suppress_backward = true;
+  const LossRecord& t = c.train(b, o);
+  CHECK(l.total == t.total);
+  CHECK(l.main.loss_raw.values == t.main.loss_raw.values);
+  CHECK(l.pheno_block("p").loss.at("nll") == t.pheno_block("p").loss.at("nll"));
+}

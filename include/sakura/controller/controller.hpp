@@ -210,6 +210,17 @@ class Controller {
     accumulating_ = false;
   }
 
+  /// The shared computation (SPEC §5, upstream's loss()): the record of a training-mode forward
+  /// (dropout on, detach honoured) without backward or optimizer step. The forward tensors stay
+  /// readable through forward() until the next call.
+  const LossRecord& loss(const Batch<T>& batch, const TrainOptions& o = {}) {
+    const RuntimeCall c{*this, o.reconstruction, o.main_regularization, pick(o.pheno, o.selected_pheno, all_pheno_),
+                        pick(o.signature, o.selected_signature, all_sig_), o.save_raw_loss, true};
+    guarded([&] { compute(batch, c, o.detach); });
+    finish_record();
+    return record_;
+  }
+
   /// Evaluation (SPEC §5): the same record, dropout off, no gradients, nothing changes except
   /// the random stream. The forward tensors stay readable through forward() until the next call.
   const LossRecord& eval(const Batch<T>& batch, const EvalOptions& o = {}) {
