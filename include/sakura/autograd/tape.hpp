@@ -74,11 +74,9 @@ class Tape {
     int out = -1, a = -1, b = -1, c = -1;
     int extra_off = 0, extra_cnt = 0;  // Concat's inputs
     int i0 = 0;                        // op-specific integer (norm order, slice start, layout)
-    T s0 = T(0);                       // op-specific scalar
     T* saved0 = nullptr;               // op-specific saved buffers
     T* saved1 = nullptr;
     T* saved2 = nullptr;
-    T* saved3 = nullptr;
     const void* aux = nullptr;         // labels, permutation
   };
 
