@@ -17,8 +17,8 @@ RecordedDraw draw(const std::string& site, DrawKind kind, Index rows, Index cols
   RecordedDraw d{site, kind, rows, cols, {}};
   Rng rng(seed);
   Tensor<float> t(rows, cols);
-  if (kind == DrawKind::projections) priors::unit_projections(t.ref(), rng);
-  else priors::uniform(t.ref(), rng, -1.0, 1.0);
+  if (kind == DrawKind::projections) priors::sample(t.ref(), priors::unit_projections(rows, cols), rng);
+  else priors::sample(t.ref(), priors::uniform(rows, cols, -1.0, 1.0), rng);
   d.data.assign(t.begin(), t.end());
   return d;
 }
@@ -200,8 +200,8 @@ TEST_CASE("fix: the supervised uniform prior uses (N) labels and shifts rows by 
   Tensor<float> plain(6, 2), shifted(6, 2);
   const std::vector<std::vector<double>> offsets{{0, 0}, {10, 0}, {0, 10}};
   const std::vector<std::int64_t> labels{0, 1, 2, 2, 1, 0};
-  priors::uniform(plain.ref(), a, -1, 1);
-  priors::uniform(shifted.ref(), b, -1, 1, labels.data(), &offsets);
+  priors::sample(plain.ref(), priors::uniform(6, 2, -1, 1), a);
+  priors::sample(shifted.ref(), priors::uniform(6, 2, -1, 1), b, labels.data(), &offsets);
   for (Index i = 0; i < 6; ++i)
     for (Index j = 0; j < 2; ++j)
       CHECK(shifted(i, j) == Approx(plain(i, j) + offsets[labels[i]][j]));

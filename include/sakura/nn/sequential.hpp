@@ -117,9 +117,11 @@ class Sequential {
         case LayerKind::Dropout: {
           if (!ctx.training || l.p <= 0.0) break;
           const T keep_scale = l.p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - l.p));
-          Var mask = tape.host_filled(tape.rows(x), tape.cols(x), [&](MatrixRef<T> m) {
-            for (Index i = 0; i < m.size(); ++i) m.data[i] = ctx.rng->uniform() < l.p ? T(0) : keep_scale;
-          });
+          DrawSpec spec;
+          spec.form = DrawSpec::Bernoulli;
+          spec.rows = tape.rows(x), spec.cols = tape.cols(x), spec.a = l.p, spec.b = static_cast<double>(keep_scale);
+          ctx.rng->reserve(spec);
+          Var mask = tape.drawn(spec, nullptr, static_cast<const T*>(nullptr));
           x = tape.dropout(x, mask);
           break;
         }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sakura/autograd/tape.hpp"
 #include "sakura/detail/fields.hpp"
@@ -15,21 +16,31 @@
 
 namespace sakura {
 
-/// Serves random arrays from the injected queue when it has any, else from the generator. Draws
-/// are made on the host (the same counter-based stream for every device) and staged to the tape.
+/// Serves random arrays from the injected queue when it has any (staged from the host), else
+/// draws them where the tape lives from the generator's reserved counters (tensor/draw.hpp).
 struct DrawSource {
   Rng* rng = nullptr;
   DrawQueue* queue = nullptr;
 
-  /// A rows x cols constant on the tape, filled by gen(MatrixRef<T>, Rng&) unless injected.
-  template <class T, class Dev, class Gen>
-  Var draw(Tape<T, Dev>& tape, const std::string& site, DrawKind kind, Index rows, Index cols, Gen&& gen) {
-    return tape.host_filled(rows, cols, [&](MatrixRef<T> m) {
-      if (queue && !queue->empty())
-        queue->pop_into(site, kind, m);
-      else
-        gen(m, *rng);
-    });
+  /// The array `spec` as a constant on the tape. `labels` (host, one per row) supervise a
+  /// mixture or pick a uniform prior's `offsets` row (n_labels rows of spec.cols).
+  template <class T, class Dev>
+  Var draw(Tape<T, Dev>& tape, const std::string& site, DrawKind kind, DrawSpec spec,
+           const std::int64_t* labels = nullptr, const std::vector<std::vector<double>>* offsets = nullptr) {
+    if (queue && !queue->empty())
+      return tape.host_filled(spec.rows, spec.cols, [&](MatrixRef<T> m) { queue->pop_into(site, kind, m); });
+    const bool uses_labels = spec.form == DrawSpec::GaussianMixture || offsets;
+    const std::int64_t* lab = uses_labels && labels ? tape.labels(labels, spec.rows) : nullptr;
+    const T* off = nullptr;
+    if (offsets) {
+      Var o = tape.host_filled(static_cast<Index>(offsets->size()), spec.cols, [&](MatrixRef<T> m) {
+        for (Index r = 0; r < m.rows; ++r)
+          for (Index c = 0; c < m.cols; ++c) m(r, c) = static_cast<T>((*offsets)[r][c]);
+      });
+      off = tape.data(o).data;
+    }
+    rng->reserve(spec, spec.form == DrawSpec::GaussianMixture && !lab);
+    return tape.drawn(spec, lab, off);
   }
 };
 

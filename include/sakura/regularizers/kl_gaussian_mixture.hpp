@@ -32,9 +32,8 @@ struct KlGaussianMixture {
       for (Index r = 0; r < t.rows(a.z); ++r)
         sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
                                 " of cell ", r, " is outside [0, ", o.n_labels, ")");
-    Var prior = a.draws.draw(t, a.site, DrawKind::prior_samples, t.rows(a.z), t.cols(a.z), [&](MatrixRef<T> m, Rng& r) {
-      priors::gaussian_mixture(m, r, o.n_labels, o.x_std, o.y_std, a.labels);
-    });
+    Var prior = a.draws.draw(t, a.site, DrawKind::prior_samples,
+                             priors::gaussian_mixture(t.rows(a.z), t.cols(a.z), o.n_labels, o.x_std, o.y_std), a.labels);
     return t.kl_gauss(a.z, prior);
   }
 };

@@ -1,87 +1,65 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 /// Prior samplers for the sliced-Wasserstein and KL regularizers (SPEC §3), in the shapes
-/// upstream's sakura.utils.distributions produces.
+/// upstream's sakura.utils.distributions produces. Each is a DrawSpec (tensor/draw.hpp): the
+/// formulas live there, so the CPU and the GPU draw the same arrays from the same state.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
-#include <numbers>
 #include <vector>
 
 #include "sakura/tensor/rng.hpp"
 
 namespace sakura::priors {
 
-/// Uniform(low, high)^L, each row shifted by offsets[label] when labels and offsets are given.
-template <class T>
-void uniform(MatrixRef<T> out, Rng& rng, double low, double high, const std::int64_t* labels = nullptr,
-             const std::vector<std::vector<double>>* offsets = nullptr) {
-  for (Index r = 0; r < out.rows; ++r)
-    for (Index c = 0; c < out.cols; ++c) {
-      double v = rng.uniform(low, high);
-      if (labels && offsets) v += (*offsets)[static_cast<std::size_t>(labels[r])][static_cast<std::size_t>(c)];
-      out(r, c) = static_cast<T>(v);
-    }
+/// Uniform(low, high)^L; a supervised prior adds offsets[label] to each row (see draw.hpp).
+inline DrawSpec uniform(Index rows, Index cols, double low, double high) {
+  DrawSpec s;
+  s.form = DrawSpec::Uniform;
+  s.rows = rows, s.cols = cols, s.a = low, s.b = high;
+  return s;
 }
 
 /// Per pair of dimensions: n_labels Gaussian components (std x_std, y_std) on a circle of
 /// radius 1.4, component k rotated to angle 2 pi k / n_labels; an odd last dimension is N(0, x_std).
 /// Labels come from supervision, else are drawn uniformly.
-template <class T>
-void gaussian_mixture(MatrixRef<T> out, Rng& rng, int n_labels, double x_std, double y_std,
-                      const std::int64_t* labels = nullptr) {
-  const Index n = out.rows, pairs = out.cols / 2;
-  for (Index r = 0; r < n; ++r) {
-    const double label = labels ? double(labels[r]) : double(rng.below(static_cast<std::uint64_t>(n_labels)));
-    const double theta = 2.0 * std::numbers::pi / n_labels * label;
-    const double ct = std::cos(theta), st = std::sin(theta);
-    for (Index p = 0; p < pairs; ++p) {
-      const double x = rng.normal(0.0, x_std), y = rng.normal(0.0, y_std);
-      out(r, 2 * p) = static_cast<T>(x * ct - y * st + 1.4 * ct);
-      out(r, 2 * p + 1) = static_cast<T>(x * st + y * ct + 1.4 * st);
-    }
-    if (out.cols % 2) out(r, out.cols - 1) = static_cast<T>(rng.normal(0.0, x_std));
-  }
+inline DrawSpec gaussian_mixture(Index rows, Index cols, int n_labels, double x_std, double y_std) {
+  DrawSpec s;
+  s.form = DrawSpec::GaussianMixture;
+  s.rows = rows, s.cols = cols, s.n_labels = n_labels, s.a = x_std, s.b = y_std;
+  return s;
 }
 
 /// Points on the unit circle (evenly spaced angles) with N(0, 0.01) noise: sklearn's
 /// make_circles outer ring, which upstream uses. Order is irrelevant to the sorted SW2.
-template <class T>
-void ring2d(MatrixRef<T> out, Rng& rng) {
-  for (Index r = 0; r < out.rows; ++r) {
-    const double a = 2.0 * std::numbers::pi * double(r) / double(out.rows);
-    out(r, 0) = static_cast<T>(std::cos(a) + rng.normal(0.0, 0.01));
-    out(r, 1) = static_cast<T>(std::sin(a) + rng.normal(0.0, 0.01));
-  }
+inline DrawSpec ring2d(Index rows) {
+  DrawSpec s;
+  s.form = DrawSpec::Ring2d;
+  s.rows = rows, s.cols = 2;
+  return s;
 }
 
 /// P directions drawn standard normal, each normalised to unit length in double, then rounded.
+inline DrawSpec unit_projections(Index rows, Index cols) {
+  DrawSpec s;
+  s.form = DrawSpec::UnitProjections;
+  s.rows = rows, s.cols = cols;
+  return s;
+}
+
+/// Draws spec into out on the host from rng (what the controller's step does on the CPU).
+/// `offsets` (n_labels rows of out.cols) shift a uniform prior's rows by their label.
 template <class T>
-void unit_projections(MatrixRef<T> out, Rng& rng) {
-  constexpr Index kStack = 512;
-  double row[kStack];
-  for (Index r = 0; r < out.rows; ++r) {
-    if (out.cols > kStack) {  // very wide latents: draw twice (the counter-based state replays)
-      const Rng::State start = rng.state();
-      double s = 0;
-      for (Index c = 0; c < out.cols; ++c) {
-        const double v = rng.normal();
-        s += v * v;
-      }
-      s = std::sqrt(s);
-      rng.set_state(start);
-      for (Index c = 0; c < out.cols; ++c) out(r, c) = static_cast<T>(rng.normal() / s);
-      continue;
-    }
-    double s = 0;
-    for (Index c = 0; c < out.cols; ++c) {
-      row[c] = rng.normal();
-      s += row[c] * row[c];
-    }
-    s = std::sqrt(s);
-    for (Index c = 0; c < out.cols; ++c) out(r, c) = static_cast<T>(row[c] / s);
-  }
+void sample(MatrixRef<T> out, DrawSpec s, Rng& rng, const std::int64_t* labels = nullptr,
+            const std::vector<std::vector<double>>* offsets = nullptr) {
+  detail::require(out.contiguous() && out.rows == s.rows && out.cols == s.cols, "priors::sample: output ",
+                  shape_str(out.rows, out.cols), " does not match the draw ", shape_str(s.rows, s.cols));
+  rng.reserve(s, s.form == DrawSpec::GaussianMixture && !labels);
+  std::vector<T> off;
+  if (offsets)
+    for (auto& row : *offsets)
+      for (double v : row) off.push_back(static_cast<T>(v));
+  draw_fill_host(out.data, s, labels, offsets ? off.data() : nullptr);
 }
 
 }  // namespace sakura::priors

@@ -27,14 +27,17 @@ Var sliced_wasserstein(Tape<T, Dev>& t, Var z, Var prior, Var projections) {
 }
 
 namespace detail {
-template <class T, class Dev, class Gen>
-Var sw2_with_prior(RegArgs<T, Dev>& a, int projections, Gen&& prior_gen) {
+/// SW2 against `prior` (its rows and cols are set here): prior samples first, then projections.
+template <class T, class Dev>
+Var sw2_with_prior(RegArgs<T, Dev>& a, int projections, DrawSpec prior, const std::int64_t* labels = nullptr,
+                   const std::vector<std::vector<double>>* offsets = nullptr) {
   Tape<T, Dev>& t = a.tape;
   const Index n = t.rows(a.z), L = t.cols(a.z);
-  Var prior = a.draws.draw(t, a.site, DrawKind::prior_samples, n, L, prior_gen);
-  Var proj = a.draws.draw(t, a.site, DrawKind::projections, projections, L,
-                          [](MatrixRef<T> m, Rng& r) { priors::unit_projections(m, r); });
-  return sliced_wasserstein(t, a.z, prior, proj);
+  prior.rows = n;
+  prior.cols = L;
+  Var s = a.draws.draw(t, a.site, DrawKind::prior_samples, prior, labels, offsets);
+  Var proj = a.draws.draw(t, a.site, DrawKind::projections, priors::unit_projections(projections, L));
+  return sliced_wasserstein(t, a.z, s, proj);
 }
 }  // namespace detail
 
@@ -53,8 +56,7 @@ struct Sw2Uniform {
   }
   template <class T, class Dev>
   static Var apply(RegArgs<T, Dev>& a, const Options& o) {
-    return detail::sw2_with_prior(a, o.projections,
-                                  [&](MatrixRef<T> m, Rng& r) { priors::uniform(m, r, o.low, o.high); });
+    return detail::sw2_with_prior(a, o.projections, priors::uniform(0, 0, o.low, o.high));
   }
 };
 
@@ -88,9 +90,7 @@ struct Sw2UniformSupervised {
     for (Index r = 0; r < a.tape.rows(a.z); ++r)
       sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
                               " of cell ", r, " is outside [0, ", o.n_labels, ")");
-    return detail::sw2_with_prior(a, o.projections, [&](MatrixRef<T> m, Rng& r) {
-      priors::uniform(m, r, o.low, o.high, a.labels, &o.offsets);
-    });
+    return detail::sw2_with_prior(a, o.projections, priors::uniform(0, 0, o.low, o.high), a.labels, &o.offsets);
   }
 };
 
@@ -121,9 +121,8 @@ struct Sw2GaussianMixtureT {
       for (Index r = 0; r < a.tape.rows(a.z); ++r)
         sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
                                 " of cell ", r, " is outside [0, ", o.n_labels, ")");
-    return detail::sw2_with_prior(a, o.projections, [&](MatrixRef<T> m, Rng& r) {
-      priors::gaussian_mixture(m, r, o.n_labels, o.x_std, o.y_std, a.labels);
-    });
+    return detail::sw2_with_prior(a, o.projections,
+                                  priors::gaussian_mixture(0, 0, o.n_labels, o.x_std, o.y_std), a.labels);
   }
 };
 using Sw2GaussianMixture = Sw2GaussianMixtureT<false>;
@@ -142,7 +141,7 @@ struct Sw2Ring2d {
   }
   template <class T, class Dev>
   static Var apply(RegArgs<T, Dev>& a, const Options& o) {
-    return detail::sw2_with_prior(a, o.projections, [](MatrixRef<T> m, Rng& r) { priors::ring2d(m, r); });
+    return detail::sw2_with_prior(a, o.projections, priors::ring2d(0));
   }
 };
 

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "sakura/error.hpp"
+#include "sakura/tensor/draw.hpp"
+#include "sakura/tensor/philox.hpp"
 #include "sakura/tensor/tensor.hpp"
 
 namespace sakura {
@@ -42,8 +44,8 @@ class Rng {
   }
   /// Uniform in [0, 1) with 53 random bits.
   double uniform() {
-    std::uint64_t hi = next_u32() >> 5, lo = next_u32() >> 6;
-    return (static_cast<double>(hi) * 67108864.0 + static_cast<double>(lo)) * (1.0 / 9007199254740992.0);
+    const std::uint32_t a = next_u32(), b = next_u32();  // in this order
+    return philox::unit(a, b);
   }
   double uniform(double low, double high) { return low + (high - low) * uniform(); }
   /// Standard normal by Box-Muller; each pair of uniforms gives two normals (the second is kept
@@ -64,26 +66,26 @@ class Rng {
   /// Uniform integer in [0, n).
   std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : static_cast<std::uint64_t>(uniform() * double(n)) % n; }
 
+  /// Reserves the Philox blocks of one random array (tensor/draw.hpp) and stamps them into s.
+  /// A partly used block and a pending normal are dropped, so every array starts on a fresh
+  /// block and the same state gives the same array on the CPU and on the GPU.
+  void reserve(DrawSpec& s, bool drawn_labels = false) {
+    state_.lane = 4;
+    state_.has_spare = false;
+    s.key = state_.key;
+    s.base = state_.counter;
+    s.label_base = s.base + static_cast<std::uint64_t>(s.rows * s.pairs_per_row());
+    state_.counter += s.blocks(drawn_labels);
+  }
+
   const State& state() const { return state_; }
   void set_state(const State& s) { state_ = s; }
   void seed(std::uint64_t s) { state_ = State{}; state_.key = s; }
 
  private:
   static std::array<std::uint32_t, 4> philox(std::uint64_t ctr, std::uint64_t key) {
-    std::uint32_t c0 = static_cast<std::uint32_t>(ctr), c1 = static_cast<std::uint32_t>(ctr >> 32), c2 = 0, c3 = 0;
-    std::uint32_t k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
-    for (int r = 0; r < 10; ++r) {
-      std::uint64_t p0 = std::uint64_t(0xD2511F53u) * c0, p1 = std::uint64_t(0xCD9E8D57u) * c2;
-      std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0;
-      std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
-      c1 = static_cast<std::uint32_t>(p1);
-      c3 = static_cast<std::uint32_t>(p0);
-      c0 = n0;
-      c2 = n2;
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    return {c0, c1, c2, c3};
+    const philox::Block b = philox::block(ctr, key);
+    return {b.v[0], b.v[1], b.v[2], b.v[3]};
   }
   State state_;
 };

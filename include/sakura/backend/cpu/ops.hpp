@@ -10,6 +10,7 @@
 #include "sakura/autograd/arena.hpp"
 #include "sakura/backend/cpu/kernels.hpp"
 #include "sakura/backend/device.hpp"
+#include "sakura/tensor/draw.hpp"
 
 namespace sakura {
 
@@ -31,6 +32,11 @@ struct Ops<T, Cpu> {
   static void add_block(MatrixRef<T> dst, MatrixRef<const T> src, bool acc) { cpu::add_block(dst, src, acc); }
   static void add_bias(MatrixRef<T> y, const T* b) { cpu::add_bias(y, b); }
   static void col_sum(T* db, MatrixRef<const T> dy, bool acc) { cpu::col_sum(db, dy, acc); }
+
+  /// A random array (tensor/draw.hpp); `dev` is the spec where kernels read it (here: &s).
+  static void draw(T* out, const DrawSpec& s, const DrawSpec* /*dev*/, const std::int64_t* labels, const T* offsets) {
+    draw_fill_host(out, s, labels, offsets);
+  }
 
   // ---- activations and dropout
   static void celu_fwd(T* y, const T* x, Index n) { cpu::celu_fwd(y, x, n); }

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+/// DrawSpec: one random array of a training step (a prior sample, SW2 projections, a dropout
+/// mask) as a pure function of (key, counter, row, column pair). Because no element depends on
+/// the one drawn before it, the CPU fills the array in a loop and the GPU with one thread per
+/// pair, from the same formulas below, and a captured CUDA graph replays with new draws by
+/// reading a new DrawSpec from device memory.
+///
+/// Layout: columns (2p, 2p+1) of row r come from Philox block base + r * ceil(cols / 2) + p;
+/// a row's drawn class label (unsupervised gaussian mixture) from block label_base + r.
+#pragma once
+
+#include <cstdint>
+
+#include "sakura/tensor/philox.hpp"
+
+namespace sakura {
+
+struct DrawSpec {
+  enum Form : int {
+    Uniform,          ///< low + (high - low) U, plus offsets[label][c] when offsets are given
+    GaussianMixture,  ///< per column pair, component `label` of a mixture on a circle (SPEC §3)
+    Ring2d,           ///< the unit circle at evenly spaced angles, N(0, 0.01) noise
+    UnitProjections,  ///< standard normal rows scaled to unit length (in double)
+    Bernoulli,        ///< dropout mask: 0 with probability p, else keep_scale
+  };
+  int form = Uniform;
+  int n_labels = 0;  ///< GaussianMixture: components
+  std::int64_t rows = 0, cols = 0;
+  std::uint64_t key = 0, base = 0, label_base = 0;  ///< set by reserve()
+  double a = 0, b = 0;  ///< Uniform: low, high; GaussianMixture: x_std, y_std; Bernoulli: p, keep_scale
+
+  SAKURA_HD std::int64_t pairs_per_row() const { return (cols + 1) / 2; }
+  /// Philox blocks the array consumes.
+  std::uint64_t blocks(bool drawn_labels) const {
+    return static_cast<std::uint64_t>(rows * pairs_per_row()) + (drawn_labels ? static_cast<std::uint64_t>(rows) : 0);
+  }
+};
+
+/// Class index of row r: the supervision if given, else drawn uniformly from n_labels.
+SAKURA_HD inline std::int64_t draw_label(const DrawSpec& s, std::int64_t r, const std::int64_t* labels) {
+  if (labels) return labels[r];
+  if (s.form != DrawSpec::GaussianMixture) return 0;
+  double u, unused;
+  philox::uniform_pair(s.key, s.label_base + static_cast<std::uint64_t>(r), u, unused);
+  const auto k = static_cast<std::int64_t>(u * s.n_labels);
+  return k < s.n_labels ? k : s.n_labels - 1;
+}
+
+/// The two raw values (uniforms or standard normals, by form) of row r, pair p.
+SAKURA_HD inline void draw_raw_pair(const DrawSpec& s, std::int64_t r, std::int64_t p, double& v0, double& v1) {
+  const std::uint64_t ctr = s.base + static_cast<std::uint64_t>(r * s.pairs_per_row() + p);
+  if (s.form == DrawSpec::Uniform || s.form == DrawSpec::Bernoulli) philox::uniform_pair(s.key, ctr, v0, v1);
+  else philox::normal_pair(s.key, ctr, v0, v1);
+}
+
+/// Final values of columns 2p and 2p+1 of row r (v1 unused when 2p+1 == cols); for
+/// UnitProjections the raw normals, which the caller divides by the row's norm.
+/// `offsets` (n_labels x cols, row-major) only for a supervised Uniform.
+template <class T>
+SAKURA_HD inline void draw_pair_values(const DrawSpec& s, std::int64_t r, std::int64_t p, std::int64_t label,
+                                  const T* offsets, double& v0, double& v1) {
+  draw_raw_pair(s, r, p, v0, v1);
+  const std::int64_t c0 = 2 * p, c1 = c0 + 1;
+  switch (s.form) {
+    case DrawSpec::Uniform:
+      v0 = s.a + (s.b - s.a) * v0;
+      v1 = s.a + (s.b - s.a) * v1;
+      if (offsets) {
+        v0 += static_cast<double>(offsets[label * s.cols + c0]);
+        if (c1 < s.cols) v1 += static_cast<double>(offsets[label * s.cols + c1]);
+      }
+      break;
+    case DrawSpec::GaussianMixture: {
+      const double x = s.a * v0, y = s.b * v1;
+      if (c1 >= s.cols) {  // an odd last dimension is N(0, x_std)
+        v0 = x;
+        break;
+      }
+      const double theta = 6.283185307179586476925 / s.n_labels * static_cast<double>(label);
+      const double ct = cos(theta), st = sin(theta);
+      v0 = x * ct - y * st + 1.4 * ct;
+      v1 = x * st + y * ct + 1.4 * st;
+      break;
+    }
+    case DrawSpec::Ring2d: {
+      const double ang = 6.283185307179586476925 * static_cast<double>(r) / static_cast<double>(s.rows);
+      v0 = cos(ang) + 0.01 * v0;
+      v1 = sin(ang) + 0.01 * v1;
+      break;
+    }
+    case DrawSpec::UnitProjections: break;
+    case DrawSpec::Bernoulli:
+      v0 = v0 < s.a ? 0.0 : s.b;
+      v1 = v1 < s.a ? 0.0 : s.b;
+      break;
+  }
+}
+
+/// Fills row-major out (rows x cols) on the host; the CUDA kernel evaluates the same functions.
+template <class T>
+void draw_fill_host(T* out, const DrawSpec& s, const std::int64_t* labels, const T* offsets) {
+  const std::int64_t P = s.pairs_per_row();
+  constexpr std::int64_t kCache = 256;  // UnitProjections rows up to this width are drawn once
+  double cache[kCache];
+  for (std::int64_t r = 0; r < s.rows; ++r) {
+    T* row = out + r * s.cols;
+    const std::int64_t lab = draw_label(s, r, labels);
+    double ss = 0;
+    for (std::int64_t p = 0; p < P; ++p) {
+      double v0, v1;
+      draw_pair_values(s, r, p, lab, offsets, v0, v1);
+      const bool two = 2 * p + 1 < s.cols;
+      if (s.form == DrawSpec::UnitProjections) {
+        ss += v0 * v0;
+        if (two) ss += v1 * v1;
+        if (s.cols <= kCache) {
+          cache[2 * p] = v0;
+          if (two) cache[2 * p + 1] = v1;
+        }
+        continue;
+      }
+      row[2 * p] = static_cast<T>(v0);
+      if (two) row[2 * p + 1] = static_cast<T>(v1);
+    }
+    if (s.form != DrawSpec::UnitProjections) continue;
+    const double norm = sqrt(ss);
+    for (std::int64_t p = 0; p < P; ++p) {
+      double v0, v1;
+      if (s.cols <= kCache) {
+        v0 = cache[2 * p];
+        v1 = 2 * p + 1 < s.cols ? cache[2 * p + 1] : 0.0;
+      } else {
+        draw_raw_pair(s, r, p, v0, v1);
+      }
+      row[2 * p] = static_cast<T>(v0 / norm);
+      if (2 * p + 1 < s.cols) row[2 * p + 1] = static_cast<T>(v1 / norm);
+    }
+  }
+}
+
+}  // namespace sakura

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// The random arrays of a step (tensor/draw.hpp): each form has its distribution, an array is a
+// pure function of (key, counter, row, pair) — the property that lets the GPU draw it with one
+// thread per pair — and a step consumes exactly the counters it reserves.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "support/fixtures.hpp"
+
+using namespace sakura;
+using namespace sakura::test;
+
+namespace {
+
+Tensor<double> sample(DrawSpec s, Rng& rng, const std::int64_t* labels = nullptr) {
+  Tensor<double> t(s.rows, s.cols);
+  priors::sample(t.ref(), s, rng, labels);
+  return t;
+}
+
+bool same(const Tensor<double>& a, const Tensor<double>& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() && std::equal(a.begin(), a.end(), b.begin());
+}
+
+double mean_col(const Tensor<double>& t, Index c) {
+  double m = 0;
+  for (Index r = 0; r < t.rows(); ++r) m += t(r, c);
+  return m / double(t.rows());
+}
+
+}  // namespace
+
+TEST_CASE("draws: each form has the distribution its prior promises", "[draws]") {
+  Rng rng(7);
+  const auto u = sample(priors::uniform(4000, 5, -3.0, 5.0), rng);
+  for (double v : u) REQUIRE((v >= -3.0 && v < 5.0));
+  for (Index c = 0; c < 5; ++c) CHECK(mean_col(u, c) == Approx(1.0).margin(0.15));
+
+  const auto p = sample(priors::unit_projections(300, 7), rng);  // odd width: the last pair is half used
+  double m = 0;
+  for (Index r = 0; r < p.rows(); ++r) {
+    double ss = 0;
+    for (Index c = 0; c < 7; ++c) ss += p(r, c) * p(r, c), m += p(r, c);
+    REQUIRE(std::sqrt(ss) == Approx(1.0).epsilon(1e-12));
+  }
+  CHECK(m / (300 * 7) == Approx(0.0).margin(0.03));
+
+  const auto ring = sample(priors::ring2d(2000), rng);
+  double rad = 0, rad2 = 0;
+  for (Index r = 0; r < ring.rows(); ++r) {
+    const double d = std::hypot(ring(r, 0), ring(r, 1));
+    rad += d, rad2 += d * d;
+  }
+  rad /= 2000, rad2 /= 2000;
+  CHECK(rad == Approx(1.0).margin(1e-3));
+  CHECK(std::sqrt(rad2 - rad * rad) == Approx(0.01).epsilon(0.15));
+
+  // supervised mixture: label k sits at radius 1.4, angle 2 pi k / 4; the odd last column is N(0, x_std)
+  std::vector<std::int64_t> labels(4000);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 4);
+  const auto gm = sample(priors::gaussian_mixture(4000, 3, 4, 0.5, 0.1), rng, labels.data());
+  for (int k = 0; k < 4; ++k) {
+    double x = 0, y = 0;
+    for (Index r = k; r < 4000; r += 4) x += gm(r, 0), y += gm(r, 1);
+    const double th = 2 * std::numbers::pi * k / 4;
+    CHECK(x / 1000 == Approx(1.4 * std::cos(th)).margin(0.05));
+    CHECK(y / 1000 == Approx(1.4 * std::sin(th)).margin(0.05));
+  }
+  double s2 = 0;
+  for (Index r = 0; r < 4000; ++r) s2 += gm(r, 2) * gm(r, 2);
+  CHECK(std::sqrt(s2 / 4000) == Approx(0.5).epsilon(0.05));
+  // unsupervised: drawn labels use every component about equally (angles of the first pair)
+  const auto gu = sample(priors::gaussian_mixture(4000, 2, 4, 0.05, 0.05), rng);
+  int count[4] = {};
+  for (Index r = 0; r < 4000; ++r) {
+    const double a = std::atan2(gu(r, 1), gu(r, 0));
+    const int k = static_cast<int>(std::lround((a < -0.5 ? a + 2 * std::numbers::pi : a) / (std::numbers::pi / 2))) % 4;
+    ++count[k];
+  }
+  for (int k = 0; k < 4; ++k) CHECK(count[k] == Approx(1000).margin(120));
+
+  DrawSpec drop;
+  drop.form = DrawSpec::Bernoulli;
+  drop.rows = 100, drop.cols = 101, drop.a = 0.3, drop.b = 1.0 / 0.7;
+  const auto mask = sample(drop, rng);
+  int zeros = 0;
+  for (double v : mask) {
+    REQUIRE((v == 0.0 || v == 1.0 / 0.7));
+    zeros += v == 0.0;
+  }
+  CHECK(zeros / 10100.0 == Approx(0.3).margin(0.02));
+}
+
+TEST_CASE("draws: an array is a pure function of (key, counter, row, pair)", "[draws]") {
+  for (int form : {DrawSpec::Uniform, DrawSpec::GaussianMixture, DrawSpec::Ring2d, DrawSpec::UnitProjections,
+                   DrawSpec::Bernoulli}) {
+    for (Index cols : {Index(2), Index(5), Index(300)}) {  // 300: UnitProjections rows beyond the host cache
+      if (form == DrawSpec::Ring2d && cols != 2) continue;
+      DrawSpec s;
+      s.form = form, s.rows = 9, s.cols = cols, s.n_labels = 3, s.a = 0.25, s.b = 0.75;
+      INFO("form " << form << " cols " << cols);
+      Rng rng(11);
+      rng.normal();  // a pending normal and a half-used block are dropped by reserve()
+      const Rng::State before = rng.state();
+      const bool drawn_labels = form == DrawSpec::GaussianMixture;
+      const auto a = sample(s, rng);
+      // exactly the blocks of the layout are consumed
+      REQUIRE(rng.state().counter == before.counter + s.blocks(drawn_labels));
+      REQUIRE(!rng.state().has_spare);
+      // the same state gives the same array; the next array is new
+      Rng again(11);
+      again.set_state(before);
+      REQUIRE(same(sample(s, again), a));
+      REQUIRE(!same(sample(s, rng), a));
+      // every pair computed on its own, as a GPU thread does, gives the host's values
+      DrawSpec t = s;
+      Rng r2(11);
+      r2.set_state(before);
+      r2.reserve(t, drawn_labels);
+      for (Index r = 0; r < s.rows; ++r) {
+        double ss = 0;
+        for (Index p = 0; p < t.pairs_per_row(); ++p) {
+          double v0, v1;
+          draw_pair_values<double>(t, r, p, draw_label(t, r, nullptr), nullptr, v0, v1);
+          if (form == DrawSpec::UnitProjections) {
+            ss += v0 * v0;  // column order, as the host and the GPU sum
+            if (2 * p + 1 < cols) ss += v1 * v1;
+            continue;
+          }
+          REQUIRE(a(r, 2 * p) == v0);
+          if (2 * p + 1 < cols) REQUIRE(a(r, 2 * p + 1) == v1);
+        }
+        if (form != DrawSpec::UnitProjections) continue;
+        for (Index p = 0; p < t.pairs_per_row(); ++p) {
+          double v0, v1;
+          draw_raw_pair(t, r, p, v0, v1);
+          REQUIRE(a(r, 2 * p) == v0 / std::sqrt(ss));
+          if (2 * p + 1 < cols) REQUIRE(a(r, 2 * p + 1) == v1 / std::sqrt(ss));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("draws: a step reserves exactly its arrays' counters, and injection replays them", "[draws]") {
+  // base_config: main SW2 with 50 projections over a 3-d latent, 8 cells
+  Controller<float> gen(spec_of(base_config(), base_pheno(), base_signature()));
+  Controller<float> inj(spec_of(base_config(), base_pheno(), base_signature()));
+  const auto batch = base_batch(3);
+  const Rng::State s0 = gen.rng().state();
+  const double total = gen.train(batch).total;
+  REQUIRE(gen.rng().state().counter == s0.counter + 8 * 2 + 50 * 2);
+  // the arrays priors::sample makes from the same state, injected, give the same step bit for bit
+  Rng rng;
+  rng.set_state(s0);
+  Tensor<float> prior(8, 3), proj(50, 3);
+  priors::sample(prior.ref(), priors::uniform(8, 3, -1.0, 1.0), rng);
+  priors::sample(proj.ref(), priors::unit_projections(50, 3), rng);
+  const std::string site = "main_latent.regularization.sw2";
+  inj.injected_draws().push(RecordedDraw{site, DrawKind::prior_samples, 8, 3, {prior.begin(), prior.end()}});
+  inj.injected_draws().push(RecordedDraw{site, DrawKind::projections, 50, 3, {proj.begin(), proj.end()}});
+  REQUIRE(inj.train(batch).total == total);
+  REQUIRE(inj.injected_draws().empty());
+  // one seed, one run; another seed, another run
+  Controller<float> same(spec_of(base_config(), base_pheno(), base_signature()));
+  REQUIRE(same.train(batch).total == total);
+  Controller<float> other(spec_of(base_config(), base_pheno(), base_signature()));
+  other.rng().seed(99);
+  REQUIRE(other.train(batch).total != total);
+}
