@@ -661,3 +661,83 @@ TEMPLATE_TEST_CASE("cuda graph replay is bit-identical to eager launches", "[cud
   cu::destroy_graph(exec);
   cu::free_host(pinned_w);
 }
+
+// ====================================================================== a step's inputs
+/// Every form of tensor/draw.hpp, with supervision or offsets where the form takes them.
+template <class T>
+void check_draws(sakura::DrawSpec s, const std::vector<std::int64_t>* labels, const std::vector<T>* offsets) {
+  using sakura::DrawSpec;
+  const std::size_t n = static_cast<std::size_t>(s.rows * s.cols);
+  std::vector<T> ref(n);
+  CpuOps<T>::draw(ref.data(), s, &s, labels ? labels->data() : nullptr, offsets ? offsets->data() : nullptr);
+  DBuf<DrawSpec> ds(std::vector<DrawSpec>{s});
+  DBuf<std::int64_t> dl(labels ? *labels : std::vector<std::int64_t>{0});
+  DBuf<T> doff(offsets ? *offsets : std::vector<T>{T(0)}), out(n);
+  GpuOps<T>::draw(out.p(), s, ds.p(), labels ? dl.p() : nullptr, offsets ? doff.p() : nullptr);
+  expect_close(ref, out.get(), "draw form " + std::to_string(s.form) + " cols " + std::to_string(s.cols));
+
+  // captured once, the kernel reads new counters from device memory at every replay
+  cu::begin_capture();
+  GpuOps<T>::draw(out.p(), s, ds.p(), labels ? dl.p() : nullptr, offsets ? doff.p() : nullptr);
+  void* exec = cu::end_capture();
+  s.base += 1000;
+  s.label_base += 1000;
+  ds.set(std::vector<DrawSpec>{s});
+  CpuOps<T>::draw(ref.data(), s, &s, labels ? labels->data() : nullptr, offsets ? offsets->data() : nullptr);
+  cu::launch_graph(exec);
+  expect_close(ref, out.get(), "replayed draw form " + std::to_string(s.form));
+  cu::destroy_graph(exec);
+}
+
+TEMPLATE_TEST_CASE("random draws on the GPU equal the host's for every form", "[cuda][draws]", float, double) {
+  using T = TestType;
+  using sakura::DrawSpec;
+  SAKURA_REQUIRE_DEVICE();
+  for (int form : {DrawSpec::Uniform, DrawSpec::GaussianMixture, DrawSpec::Ring2d, DrawSpec::UnitProjections,
+                   DrawSpec::Bernoulli})
+    for (Index cols : {Index(2), Index(5), Index(50)}) {
+      if (form == DrawSpec::Ring2d && cols != 2) continue;
+      DrawSpec s;
+      s.form = form, s.rows = 100, s.cols = cols, s.n_labels = 4, s.a = 0.3, s.b = 0.9;
+      s.key = 0x1234abcdULL, s.base = 77, s.label_base = s.base + static_cast<std::uint64_t>(s.rows * s.pairs_per_row());
+      check_draws<T>(s, nullptr, nullptr);
+      std::vector<std::int64_t> labels(static_cast<std::size_t>(s.rows));
+      for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 4);
+      if (form == DrawSpec::GaussianMixture) check_draws<T>(s, &labels, nullptr);
+      if (form == DrawSpec::Uniform) {
+        const auto offsets = uniform<T>(static_cast<std::size_t>(4 * cols), -5, 5, 40);
+        check_draws<T>(s, &labels, &offsets);
+      }
+    }
+}
+
+TEMPLATE_TEST_CASE("gather_rows copies the indexed rows of a device matrix, read at every replay", "[cuda][batch]",
+                   float, double) {
+  using T = TestType;
+  SAKURA_REQUIRE_DEVICE();
+  const Index rows = 50, cols = 37;
+  const auto a = uniform<T>(static_cast<std::size_t>(rows * cols), -1, 1, 41), b = uniform<T>(a.size(), -1, 1, 42);
+  DBuf<T> da(a), db(b), out(static_cast<std::size_t>(5 * cols));
+  auto args = [&](const T* src, std::vector<std::int32_t> idx) {
+    std::vector<char> h(cu::kGatherHeader + idx.size() * sizeof(std::int32_t));
+    std::memcpy(h.data(), &src, sizeof(src));
+    std::memcpy(h.data() + cu::kGatherHeader, idx.data(), idx.size() * sizeof(std::int32_t));
+    return h;
+  };
+  auto expected = [&](const std::vector<T>& m, const std::vector<std::int32_t>& idx) {
+    std::vector<T> e;
+    for (auto r : idx) e.insert(e.end(), m.begin() + r * cols, m.begin() + (r + 1) * cols);
+    return e;
+  };
+  const std::vector<std::int32_t> i1{3, 0, 49, 3, 17}, i2{1, 2, 3, 4, 48};
+  DBuf<char> dargs(args(da.p(), i1));
+  GpuOps<T>::gather_rows(out.p(), dargs.p(), 5, cols);
+  expect_same(expected(a, i1), out.get(), "gathered rows");
+  cu::begin_capture();
+  GpuOps<T>::gather_rows(out.p(), dargs.p(), 5, cols);
+  void* exec = cu::end_capture();
+  dargs.set(args(db.p(), i2));  // another matrix and other rows, same graph
+  cu::launch_graph(exec);
+  expect_same(expected(b, i2), out.get(), "replayed gather");
+  cu::destroy_graph(exec);
+}

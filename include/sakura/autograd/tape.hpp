@@ -21,6 +21,7 @@
 #include "sakura/autograd/arena.hpp"
 #include "sakura/backend/cpu/ops.hpp"
 #include "sakura/nn/parameter.hpp"
+#include "sakura/tensor/draw.hpp"
 
 namespace sakura {
 
@@ -122,6 +123,38 @@ class Tape {
       f(MatrixRef<T>(host, rows, cols));
       K::upload(ptr(v), host, static_cast<std::size_t>(rows * cols) * sizeof(T));
     }
+    return v;
+  }
+  /// A random array (tensor/draw.hpp) drawn where the tape's memory lives. On a GPU a kernel
+  /// draws it, reading the spec (key, counters) from device memory, so a replayed graph draws new
+  /// numbers without a recapture. `labels` and `offsets` must be tape memory (see labels()).
+  Var drawn(const DrawSpec& s, const std::int64_t* labels, const T* offsets) {
+    Var v = scratch(s.rows, s.cols);
+    if constexpr (K::host_memory) {
+      K::draw(ptr(v), s, &s, labels, offsets);
+    } else {
+      auto* h = staging_.template alloc<DrawSpec>(1);
+      *h = s;
+      auto* d = arena_.template alloc<DrawSpec>(1);
+      K::upload(d, h, sizeof(DrawSpec));
+      K::draw(ptr(v), s, d, labels, offsets);
+    }
+    return v;
+  }
+  /// GPU only: rows `index` of the device matrix `src` (cols wide), gathered by a kernel that
+  /// reads the pointer and the indices from device memory (staged here), so a replayed graph
+  /// gathers the current batch.
+  Var gather_rows(const T* src, std::span<const std::int32_t> index, Index cols) {
+    static_assert(!K::host_memory, "gather_rows reads device memory");
+    const Index n = static_cast<Index>(index.size());
+    Var v = scratch(n, cols);
+    const std::size_t bytes = K::gather_header + index.size() * sizeof(std::int32_t);
+    char* h = staging_.template alloc<char>(bytes);
+    std::memcpy(h, &src, sizeof(src));
+    std::memcpy(h + K::gather_header, index.data(), index.size() * sizeof(std::int32_t));
+    char* d = arena_.template alloc<char>(bytes);
+    K::upload(d, h, bytes);
+    K::gather_rows(ptr(v), d, n, cols);
     return v;
   }
   /// Host integers (class labels) where kernels can read them; valid until reset().

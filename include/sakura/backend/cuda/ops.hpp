@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "sakura/backend/device.hpp"
+#include "sakura/tensor/draw.hpp"
 #include "sakura/tensor/tensor.hpp"
 
 #if !defined(SAKURA_WITH_CUDA)
@@ -123,6 +124,16 @@ template <class T>
 void add_bwd(T* d, const T* g, bool acc);
 template <class T>
 void rmsprop_step(T* p, const T* grad, T* v, T* buf, Index n, const T* hyper);
+/// A random array (tensor/draw.hpp): launch shape from `s`, key and counters read from `dev`
+/// (device memory, so a replayed graph draws new numbers). Rows of UnitProjections up to 6144 wide.
+template <class T>
+void draw(T* out, const DrawSpec& s, const DrawSpec* dev, const std::int64_t* labels, const T* offsets);
+/// out[i, :] = src[index[i], :] for i < n. `args` (device memory, so a replayed graph gathers
+/// whatever batch the host staged): the source pointer, padded to kGatherHeader bytes, then n
+/// int32 row indices.
+inline constexpr std::size_t kGatherHeader = 16;
+template <class T>
+void gather_rows(T* out, const void* args, Index n, Index cols);
 
 }  // namespace sakura::cuda
 
@@ -235,6 +246,15 @@ struct Ops<T, Cuda> {
   static void scale_bwd(T* ds, const T* g, const T* w, bool acc) { if (cuda::dry_run()) return; cuda::scale_bwd<T>(ds, g, w, acc); }
   static void add_fwd(T* out, const T* a, const T* b) { if (cuda::dry_run()) return; cuda::add_fwd<T>(out, a, b); }
   static void add_bwd(T* d, const T* g, bool acc) { if (cuda::dry_run()) return; cuda::add_bwd<T>(d, g, acc); }
+  static constexpr std::size_t gather_header = cuda::kGatherHeader;
+  static void gather_rows(T* out, const void* args, Index n, Index cols) {
+    if (cuda::dry_run()) return;
+    cuda::gather_rows<T>(out, args, n, cols);
+  }
+  static void draw(T* out, const DrawSpec& s, const DrawSpec* dev, const std::int64_t* labels, const T* offsets) {
+    if (cuda::dry_run()) return;
+    cuda::draw<T>(out, s, dev, labels, offsets);
+  }
   static void rmsprop_step(T* p, const T* grad, T* v, T* buf, Index n, const T* hyper) {
     if (cuda::dry_run()) return;
     cuda::rmsprop_step<T>(p, grad, v, buf, n, hyper);
