@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 // sakura_bench_gpu: the tutorial-shape and tiny training steps on the GPU, eager and replayed as
-// a CUDA graph. A plain timing loop (median of many steps, each ending in the record's device-to-
+// a CUDA graph, with batches staged from the host or resident on the GPU (cuda::DeviceMatrix). A plain timing loop (median of many steps, each ending in the record's device-to-
 // host read, i.e. synchronised), so it needs no Google Benchmark on the GPU machine.
 // Usage: sakura_bench_gpu [--json out.json] [--steps N]
 #include <sakura/sakura.hpp>
@@ -86,18 +86,32 @@ int main(int argc, char** argv) {
   Json results = Json::array();
   const Case cases[] = {{"tutorial_both", 10000, 200, 50, 100}, {"tiny_both", 200, 32, 8, 32}};
   for (const Case& c : cases) {
-    const auto data = batches(c);
-    for (const char* mode : {"cuda_eager", "cuda_graph", "cuda_graph_policy"}) {
+    auto data = batches(c);
+    // the same four batches resident on the GPU: the expression is gathered there each step
+    Tensor<float> all(4 * c.batch, c.genes);
+    for (int b = 0; b < 4; ++b)
+      std::copy(data[b].expr.begin(), data[b].expr.end(), all.data() + b * c.batch * c.genes);
+    const cuda::DeviceMatrix<float> resident(all);
+    std::vector<Batch<float>> device_data = data;
+    for (int b = 0; b < 4; ++b) {
+      std::vector<std::int32_t> rows(static_cast<std::size_t>(c.batch));
+      for (Index r = 0; r < c.batch; ++r) rows[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(b * c.batch + r);
+      device_data[b].expr = Tensor<float>();
+      resident.select(device_data[b], rows);
+    }
+    for (const char* mode : {"cuda_eager", "cuda_graph", "cuda_graph_policy", "cuda_graph_resident",
+                             "cuda_graph_resident_policy"}) {
       Controller<float, Cuda> ctl(spec_for(c));
       const bool graph = std::strcmp(mode, "cuda_eager") != 0;
       if (graph) ctl.enable_graphs(true);
+      const auto& in = std::strstr(mode, "resident") ? device_data : data;
       std::size_t i = 0;
       double ms;
-      if (!std::strcmp(mode, "cuda_graph_policy")) {
-        if (c.latent == 50) ms = median_ms([&] { ctl.train<TutorialModel<50>, All>(data[i++ % 4]); }, steps);
-        else ms = median_ms([&] { ctl.train<TutorialModel<8>, All>(data[i++ % 4]); }, steps);
+      if (std::strstr(mode, "policy")) {
+        if (c.latent == 50) ms = median_ms([&] { ctl.train<TutorialModel<50>, All>(in[i++ % 4]); }, steps);
+        else ms = median_ms([&] { ctl.train<TutorialModel<8>, All>(in[i++ % 4]); }, steps);
       } else {
-        ms = median_ms([&] { ctl.train(data[i++ % 4]); }, steps);
+        ms = median_ms([&] { ctl.train(in[i++ % 4]); }, steps);
       }
       const std::string name = std::string("step/") + c.name + "/" + mode;
       std::printf("%-40s %9.3f ms (median of %d)\n", name.c_str(), ms, steps);

@@ -18,3 +18,5 @@
 #include "sakura/controller/controller.hpp"
 #include "sakura/controller/any_controller.hpp"
 #include "sakura/config/json.hpp"
+// GPU: device-resident expression for Controller<T, Cuda> (link sakura::cuda to use it)
+#include "sakura/backend/cuda/device_matrix.hpp"

@@ -242,6 +242,20 @@ TEST_CASE("NaN or Inf anywhere in a batch is rejected with its position", "[erro
   REQUIRE(Snapshot(t.ctl) == before);
 }
 
+TEST_CASE("a batch whose input is in GPU memory is rejected by a CPU controller", "[errors][batch]") {
+  Trained t;
+  const float fake_device_matrix[kGenes] = {};
+  const std::int32_t rows[kCells] = {};
+  Batch<float> dev = t.good;
+  dev.expr = Tensor<float>();
+  dev.set_device_rows(fake_device_matrix, 1, kGenes, rows);
+  REQUIRE(dev.cells() == kCells);
+  rejects(t, [&](auto& c) { c.train(dev); }, "batch input is in GPU memory (set_device_rows) but this controller runs on the CPU");
+  // wrong width is reported first, as for a host batch
+  dev.set_device_rows(fake_device_matrix, 1, kGenes - 1, rows);
+  rejects(t, [&](auto& c) { c.train(dev); }, "batch expression is [8, 11] but the model expects 12 genes");
+}
+
 TEST_CASE("an error midway through the step (after random draws) restores the random stream", "[errors][batch]") {
   Trained t;
   // the main SW2 draws first, then the phenotype's supervised prior fails on a label

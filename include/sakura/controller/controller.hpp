@@ -63,7 +63,9 @@ struct TermState {
 };
 
 /// Dev = Cuda trains on a GPU (library sakura::cuda): parameters, gradients, optimizer state and
-/// every activation live in device memory; batches and random draws are staged from the host.
+/// every activation live in device memory; random arrays are drawn by kernels from Philox
+/// counters the host reserves; a batch is staged from the host, or gathered on the GPU from a
+/// cuda::DeviceMatrix (Batch::set_device_rows).
 /// The parameters' host tensors are then copies, refreshed by sync_to_host().
 template <class T = float, class Dev = Cpu>
 class Controller {
@@ -521,10 +523,24 @@ class Controller {
     const Index n = batch.cells();
     const CsrMatrix<T>* sp = batch.sparse_input();
     // messages are built only on failure: validation runs every step and must not allocate
-    auto shape = [&] { return sp ? sp->shape_str() : batch.expr.shape_str(); };
+    const auto* dv = batch.device_input();
+    auto shape = [&] { return dv ? shape_str(n, dv->genes) : sp ? sp->shape_str() : batch.expr.shape_str(); };
     if (n <= 0) detail::fail("batch has no cells (expression ", shape(), ")");
     if (batch.genes() != m.input_dim)
       detail::fail("batch expression is ", shape(), " but the model expects ", m.input_dim, " genes per cell");
+    if (dv) {
+      if constexpr (K::host_memory)
+        detail::fail("batch input is in GPU memory (set_device_rows) but this controller runs on the CPU: use a "
+                     "Controller<T, Cuda> or a host batch");
+      if (sp || !batch.expr.empty())
+        detail::fail("batch has device rows and a host expression ", sp ? sp->shape_str() : batch.expr.shape_str(),
+                     ": set one input (clear_device_rows() or clear the host one)");
+      if (!dv->data) detail::fail("batch device rows point to no matrix (null data)");
+      for (Index i = 0; i < n; ++i)
+        if (dv->index[i] < 0 || dv->index[i] >= dv->data_rows)
+          detail::fail("batch device row index ", dv->index[i], " of cell ", i, " is outside the device matrix's ",
+                       dv->data_rows, " rows");
+    }
     if (sp) {
       sp->validate("batch sparse expression");
       if (!batch.expr.empty() && (batch.expr.rows() != n || batch.expr.cols() != sp->cols))
@@ -538,7 +554,7 @@ class Controller {
                        ", ", sp->indices[k], "]");
         }
     }
-    if (!batch.expr.empty() || !sp) require_finite(batch.expr, "batch expression", "");
+    if (!dv && (!batch.expr.empty() || !sp)) require_finite(batch.expr, "batch expression", "");
     if (batch.layout_id() != layout_id_ || batch.layout_id() == 0) {
       sig_slot_.assign(m.signatures.size(), -1);
       ph_slot_.assign(m.phenos.size(), -1);
@@ -663,6 +679,12 @@ class Controller {
   /// (`first`), and is densified only when the reconstruction needs it as a target.
   template <class Call>
   void input(const Batch<T>& batch, const Call& c, Var& x, Var& first) {
+    if constexpr (!K::host_memory) {
+      if (const auto* dv = batch.device_input()) {  // gathered on the GPU
+        x = tape_.gather_rows(dv->data, dv->index, dv->genes);
+        return;
+      }
+    }
     const CsrMatrix<T>* sp = batch.sparse_input();
     const auto& layers = model_.pre_encoder().layers();
     // sparse products are a CPU feature: a GPU gets the densified batch
@@ -798,7 +820,7 @@ class Controller {
   const LossRecord& graph_step(const Batch<T>& batch, const Call& c, DetachFrom detach) {
     if constexpr (!K::host_memory) {
       const GraphKey key{&c.pheno(), &c.signature(), c.recon(), c.main_reg(), c.save_raw, detach, batch.cells(),
-                         batch.layout_id(), has_grad_generation_};
+                         batch.layout_id(), has_grad_generation_, input_kind(batch)};
       GraphEntry* entry = nullptr;
       for (auto& g : graphs_)
         if (g.key == key) entry = &g;
@@ -836,6 +858,9 @@ class Controller {
     }
     return record_;
   }
+
+  /// 0 dense host, 1 sparse host (densified), 2 device rows.
+  static int input_kind(const Batch<T>& b) { return b.device_input() ? 2 : b.expr.empty() ? 1 : 0; }
 
   // ------------------------------------------------------------------ policy check
   /// Checks once per controller that model policy M describes the loaded config.
@@ -931,6 +956,7 @@ class Controller {
     DetachFrom detach;
     Index cells;
     std::uint64_t layout, has_grad_generation;
+    int input;  // input_kind(): the step's first kernels differ
     bool operator==(const GraphKey&) const = default;
   };
   struct GraphEntry {

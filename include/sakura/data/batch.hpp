@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,8 +51,30 @@ class Batch {
   const CsrMatrix<T>* sparse_input() const { return has_sparse_ ? &sparse_ : nullptr; }
   void clear_sparse() { has_sparse_ = false; }
 
-  Index cells() const { return has_sparse_ ? sparse_.rows : expr.rows(); }
-  Index genes() const { return has_sparse_ ? sparse_.cols : expr.cols(); }
+  /// Input rows of a matrix already in GPU memory (cuda::DeviceMatrix): cell i of the batch is
+  /// row index[i] of `data` (data_rows x genes, row-major); the GPU gathers them, so a step
+  /// moves no expression through the host. Only a Controller<T, Cuda> reads it; the matrix was
+  /// checked for NaN/Inf when uploaded. Refilling reuses the index storage (no allocation).
+  struct DeviceRows {
+    const T* data = nullptr;
+    Index data_rows = 0, genes = 0;
+    std::vector<std::int32_t> index;
+  };
+  Batch& set_device_rows(const T* data, Index data_rows, Index genes, std::span<const std::int32_t> index) {
+    device_.data = data;
+    device_.data_rows = data_rows;
+    device_.genes = genes;
+    device_.index.assign(index.begin(), index.end());
+    has_device_ = true;
+    return *this;
+  }
+  const DeviceRows* device_input() const { return has_device_ ? &device_ : nullptr; }
+  void clear_device_rows() { has_device_ = false; }
+
+  Index cells() const {
+    return has_device_ ? static_cast<Index>(device_.index.size()) : has_sparse_ ? sparse_.rows : expr.rows();
+  }
+  Index genes() const { return has_device_ ? device_.genes : has_sparse_ ? sparse_.cols : expr.cols(); }
 
   /// Adds or replaces a signature target (the expression of its marker genes).
   Batch& set_signature(const std::string& name, Tensor<T> values) {
@@ -108,6 +131,8 @@ class Batch {
   }
   CsrMatrix<T> sparse_;
   bool has_sparse_ = false;
+  DeviceRows device_;
+  bool has_device_ = false;
   std::vector<Target> sigs_;
   std::vector<Pheno> phs_;
   std::uint64_t layout_id_ = 0;
