@@ -60,6 +60,8 @@ __device__ inline double d_exp(double x) { return exp(x); }
 __device__ inline float d_expm1(float x) { return expm1f(x); }
 __device__ inline double d_expm1(double x) { return expm1(x); }
 __device__ inline float d_sqrt(float x) { return sqrtf(x); }
+template <class T>
+__device__ inline T smallest_normal() { return sizeof(T) == 4 ? T(1.17549435e-38f) : T(2.2250738585072014e-308); }
 __device__ inline double d_sqrt(double x) { return sqrt(x); }
 __device__ inline float d_abs(float x) { return fabsf(x); }
 __device__ inline double d_abs(double x) { return fabs(x); }

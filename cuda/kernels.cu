@@ -153,7 +153,8 @@ __global__ void rmsprop_k(T* p, const T* grad, T* sq, T* buf, Index n, const T* 
   SAKURA_GRID_STRIDE(i, n) {
     const T pv = p[i];
     const T g = use_wd ? grad[i] + wd * pv : grad[i];
-    const T v = sq[i] * a + one_minus_a * g * g;
+    T v = sq[i] * a + one_minus_a * g * g;
+    if (v < impl::smallest_normal<T>()) v = T(0);  // as cpu::rmsprop_step: no subnormal state (NaN kept)
     sq[i] = v;
     if (use_mom) {
       const T b = buf[i] * mom + g / (impl::d_sqrt(v) + e);

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 
 #include "support/fixtures.hpp"
 
@@ -113,6 +114,40 @@ TEST_CASE("optimizer excludes freeze a module", "[controller][optim]") {
   CHECK(snapshot("pre_encoder") != pre);
   cfg["optimizer"]["excludes"] = Json::parse(R"([{"type": "pheno_models", "name": "nope"}])");
   REQUIRE_THROWS_WITH(Controller<float>(spec_of(cfg, base_pheno(), base_signature())), Catch::Contains("nope"));
+}
+
+TEST_CASE("RMSProp stores subnormal square averages as 0 and steps parameters exactly as without", "[controller][optim]") {
+  // A unit whose gradient stays 0 decays v = alpha^t v0 into the subnormal range, where every
+  // x86 operation on it costs a microcode assist. The kernel keeps such v at 0; the reference
+  // below (PyTorch's formula, no flush) shows the parameters do not change by a single bit.
+  // lr, alpha and the gradients are powers of two, so every product is exact and the reference
+  // rounds like the kernel whether or not the compiler contracts a*b+c into an FMA.
+  const float alpha = 0.5f;
+  const std::vector<float> hyper{-0x1p-10f, alpha, 1 - alpha, 1e-8f, 0.0f, 0.0f};
+  REQUIRE(hyper.size() == kRmsHyper);
+  const Index n = 40;
+  std::vector<float> p(n), v(n), grad(n), ref_p(n), ref_v(n);
+  for (Index i = 0; i < n; ++i) {
+    p[i] = ref_p[i] = 0.01f * float(i + 1);
+    v[i] = ref_v[i] = std::ldexp(1.0f, -100 - int(i));  // normal at first, subnormal on the way
+  }
+  for (int step = 0; step < 60; ++step) {
+    for (Index i = 0; i < n; ++i) grad[i] = (step % 20 == 19 && i % 3 == 0) ? 0x1p-10f : 0.0f;  // revives some
+    cpu::rmsprop_step<float>(p.data(), grad.data(), v.data(), nullptr, n, hyper.data());
+    for (Index i = 0; i < n; ++i) {
+      ref_v[i] = ref_v[i] * alpha + (1 - alpha) * grad[i] * grad[i];
+      ref_p[i] = ref_p[i] + hyper[0] * (grad[i] / (std::sqrt(ref_v[i]) + hyper[3]));
+    }
+    for (Index i = 0; i < n; ++i) {
+      CAPTURE(step, i, v[i], ref_v[i]);
+      REQUIRE(std::fpclassify(v[i]) != FP_SUBNORMAL);
+      REQUIRE(p[i] == ref_p[i]);                                   // bitwise
+      REQUIRE((v[i] == ref_v[i] || (v[i] == 0.0f && ref_v[i] < std::numeric_limits<float>::min())));
+    }
+  }
+  std::vector<float> nan_grad(n, std::numeric_limits<float>::quiet_NaN());
+  cpu::rmsprop_step<float>(p.data(), nan_grad.data(), v.data(), nullptr, n, hyper.data());
+  CHECK(std::isnan(v[0]));  // a NaN is not flushed away
 }
 
 TEST_CASE("dropout is active in train and off in eval", "[controller][dropout]") {
