@@ -6,6 +6,10 @@
 
 #include <cmath>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "support/fixtures.hpp"
 
 using namespace sakura;
@@ -84,4 +88,42 @@ TEST_CASE("sparse input is validated like dense input", "[sparse][errors]") {
   auto unsorted = sb;
   std::swap(unsorted.sparse().indices[0], unsorted.sparse().indices[1]);
   REQUIRE_THROWS_WITH(c.train(unsorted), Catch::Contains("unsorted"));
+}
+
+TEST_CASE("csr_to_csc gives the same CSC on any thread count, empty rows and columns included", "[sparse]") {
+  // Large enough (> 2^15 non-zeros) for the threaded path; every 7th row and 5th gene empty.
+  Tensor<float> d(300, 2000);
+  Rng rng(17);
+  for (Index r = 0; r < d.rows(); ++r)
+    for (Index c = 0; c < d.cols(); ++c)
+      d(r, c) = (r % 7 != 3 && c % 5 != 1 && rng.uniform() < 0.1) ? float(rng.uniform(0.5, 3.0)) : 0.0f;
+  const auto csr = CsrMatrix<float>::from_dense(d);
+  REQUIRE(csr.nnz() > (Index(1) << 15));
+  // reference: column by column, rows ascending
+  std::vector<std::int64_t> ptr{0};
+  std::vector<std::int32_t> rows;
+  std::vector<float> vals;
+  for (Index c = 0; c < d.cols(); ++c) {
+    for (Index r = 0; r < d.rows(); ++r)
+      if (d(r, c) != 0.0f) rows.push_back(std::int32_t(r)), vals.push_back(d(r, c));
+    ptr.push_back(std::int64_t(rows.size()));
+  }
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    std::vector<std::int64_t> colptr(d.cols() + 1, -1);
+    std::vector<std::int32_t> rowidx(csr.nnz(), -1);
+    std::vector<float> v(csr.nnz(), -1.0f);
+    cpu::Csc<float> csc{d.rows(), d.cols(), colptr.data(), rowidx.data(), v.data()};
+#if defined(_OPENMP)
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+#endif
+    cpu::csr_to_csc(csc, csr.ref());
+#if defined(_OPENMP)
+    omp_set_num_threads(before);
+#endif
+    CHECK(colptr == ptr);
+    CHECK(rowidx == rows);
+    CHECK(v == vals);
+  }
 }

@@ -13,6 +13,7 @@
 #include <limits>
 #include <numeric>
 #include <type_traits>
+#include <utility>
 
 #include <Eigen/Core>
 
@@ -32,6 +33,14 @@
 
 namespace sakura::cpu {
 
+/// This thread's index in the current OpenMP team and the team's size ({0, 1} outside one).
+inline std::pair<int, int> team() {
+#if defined(_OPENMP)
+  return {omp_get_thread_num(), omp_get_num_threads()};
+#else
+  return {0, 1};
+#endif
+}
 /// Threads an OpenMP region may use (1 without OpenMP).
 inline int max_threads() {
 #if defined(_OPENMP)
@@ -175,20 +184,45 @@ struct Csc {
   std::int32_t* rowidx = nullptr;  // nnz
   T* vals = nullptr;               // nnz
 };
-/// Counting sort of a CSR matrix into CSC (rows stay ascending within a column).
+/// Counting sort of a CSR matrix into CSC (rows stay ascending within a column). Threads own
+/// contiguous gene ranges and find them in each row by binary search (CSR rows are sorted), so
+/// each writes only its own columns and the result does not depend on the thread count.
 template <class T>
 void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
-  std::fill(out.colptr, out.colptr + x.cols + 1, std::int64_t(0));
   const Index nnz = x.nnz();
-  for (Index k = 0; k < nnz; ++k) ++out.colptr[x.indices[k] + 1];
-  for (Index c = 0; c < x.cols; ++c) out.colptr[c + 1] += out.colptr[c];
-  // fill using colptr as a moving cursor, then shift it back
-  for (Index r = 0; r < x.rows; ++r)
-    for (std::int64_t k = x.indptr[r]; k < x.indptr[r + 1]; ++k) {
-      const std::int64_t dst = out.colptr[x.indices[k]]++;
-      out.rowidx[dst] = static_cast<std::int32_t>(r);
-      out.vals[dst] = x.values[k];
+  const bool parallel = nnz >= (Index(1) << 15) && max_threads() > 1;
+  out.colptr[0] = 0;
+  // row r's entries in the gene range of thread t of nt
+  auto range = [&](int t, int nt, Index r, std::int64_t& k0, std::int64_t& k1) {
+    const std::int32_t* first = x.indices + x.indptr[r];
+    const std::int32_t* last = x.indices + x.indptr[r + 1];
+    const auto lo = static_cast<std::int32_t>(x.cols * t / nt), hi = static_cast<std::int32_t>(x.cols * (t + 1) / nt);
+    k0 = (t == 0 ? first : std::lower_bound(first, last, lo)) - x.indices;
+    k1 = (t == nt - 1 ? last : std::lower_bound(first, last, hi)) - x.indices;
+  };
+  SAKURA_PRAGMA(omp parallel if (parallel))
+  {
+    const auto [t, nt] = team();
+    std::fill(out.colptr + x.cols * t / nt + 1, out.colptr + x.cols * (t + 1) / nt + 1, std::int64_t(0));
+    for (Index r = 0; r < x.rows; ++r) {
+      std::int64_t k0, k1;
+      range(t, nt, r, k0, k1);
+      for (std::int64_t k = k0; k < k1; ++k) ++out.colptr[x.indices[k] + 1];
     }
+    SAKURA_PRAGMA(omp barrier)
+    SAKURA_PRAGMA(omp single)
+    for (Index c = 0; c < x.cols; ++c) out.colptr[c + 1] += out.colptr[c];
+    // fill with colptr[c] as column c's moving cursor; afterwards it points at column c + 1
+    for (Index r = 0; r < x.rows; ++r) {
+      std::int64_t k0, k1;
+      range(t, nt, r, k0, k1);
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t dst = out.colptr[x.indices[k]]++;
+        out.rowidx[dst] = static_cast<std::int32_t>(r);
+        out.vals[dst] = x.values[k];
+      }
+    }
+  }
   for (Index c = x.cols; c > 0; --c) out.colptr[c] = out.colptr[c - 1];
   out.colptr[0] = 0;
 }
@@ -297,9 +331,12 @@ void csc_weight_grad(T* dw, const Csc<T>& x, const T* dy, Index out, bool in_maj
 /// Dense copy of a CSR matrix (the reconstruction target of a sparse batch).
 template <class T>
 void csr_densify(T* out, CsrRef<T> x) {
-  std::fill(out, out + x.rows * x.cols, T(0));
-  for (Index r = 0; r < x.rows; ++r)
-    for (std::int64_t k = x.indptr[r]; k < x.indptr[r + 1]; ++k) out[r * x.cols + x.indices[k]] = x.values[k];
+  SAKURA_PRAGMA(omp parallel for schedule(static) if (x.rows * x.cols > (1 << 18)))
+  for (Index r = 0; r < x.rows; ++r) {
+    T* row = out + r * x.cols;
+    std::fill(row, row + x.cols, T(0));
+    for (std::int64_t k = x.indptr[r]; k < x.indptr[r + 1]; ++k) row[x.indices[k]] = x.values[k];
+  }
 }
 
 // ---------------------------------------------------------------- activations
