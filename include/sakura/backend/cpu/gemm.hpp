@@ -10,6 +10,9 @@
 
 #include "sakura/tensor/tensor.hpp"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 #if defined(SAKURA_WITH_DNNL)
 #include <dnnl.h>
 #elif defined(SAKURA_WITH_CBLAS)
@@ -87,7 +90,17 @@ void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Inde
 #if defined(SAKURA_WITH_DNNL)
   if constexpr (std::is_same_v<T, float>) {
     if (m > 0 && n > 0 && k > 0 && m * n * k >= kProviderMinWork) {
+#if defined(_OPENMP)
+      // oneDNN forks omp_get_max_threads() threads; below kParallelMinWork the fork costs more
+      // than it saves (as for Eigen above), so such products run on the calling thread
+      const int threads = omp_get_max_threads();
+      const bool serial = threads > 1 && m * n * k < kParallelMinWork;
+      if (serial) omp_set_num_threads(1);
       dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      if (serial) omp_set_num_threads(threads);
+#else
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
       return;
     }
   }
