@@ -16,9 +16,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <numeric>
 #include <span>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -224,6 +229,59 @@ TEST_CASE("gradcheck: linear (x, W, b; PyTorch and transposed storage)", "[autog
           return probe(t, t.linear(t.constant(xc.ref()), v[0], v[1]), c);
         },
         {&w, &b});
+}
+
+TEST_CASE("gradcheck: linear with the ReLU fused (both layouts, with and without bias)", "[autograd]") {
+  P x = param(5, 4, 41), w = param(3, 4, 42), b = param(1, 3, 43), wt = param(4, 3, 44);
+  const Tensor<double> c = uniform(5, 3, 45);
+  for (bool tr : {false, true}) {
+    P& wl = tr ? wt : w;
+    check(std::string("linear+relu ") + (tr ? "transposed " : "") + "[x, W, b]",
+          [&](Tape<double>& t, std::span<const Var> v) { return probe(t, t.linear(v[0], v[1], v[2], tr, true), c); },
+          {&x, &wl, &b});
+    check(std::string("linear+relu ") + (tr ? "transposed " : "") + "(no bias) [x, W]",
+          [&](Tape<double>& t, std::span<const Var> v) { return probe(t, t.linear(v[0], v[1], Var{}, tr, true), c); },
+          {&x, &wl});
+  }
+}
+
+TEST_CASE("linear with the ReLU fused equals linear then relu, bitwise, on any thread count", "[autograd]") {
+  // big enough (> 2^15 outputs) for the threaded passes; a second consumer accumulates into x
+  auto make = [](Index r, Index c, std::uint64_t seed) {
+    Parameter<float> p(tagged("q", seed), "test", "", r, c);
+    sakura::Rng rng(seed);
+    for (auto& v : p.value) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+    return p;
+  };
+  Parameter<float> x = make(70, 30, 601), w = make(600, 30, 602), b = make(1, 600, 603);
+  Tensor<float> target(70, 600);
+  sakura::Rng rng(604);
+  for (auto& v : target) v = static_cast<float>(rng.uniform(0.0, 1.0));
+  auto run = [&](bool fused) {
+    Tape<float> t;
+    Var xv = t.param(x), wv = t.param(w), bv = t.param(b);
+    Var y = fused ? t.linear(xv, wv, bv, false, true) : t.relu(t.linear(xv, wv, bv));
+    Var loss = t.add(t.mse(y, t.constant(target.ref())), t.mse(t.celu(xv), t.constant(x.value.ref())));
+    t.backward(loss);
+    std::vector<float> out(t.data(y).data, t.data(y).data + t.data(y).rows * t.data(y).cols);
+    for (auto* p : {&x, &w, &b}) out.insert(out.end(), p->grad.begin(), p->grad.end());
+    out.push_back(t.scalar(loss));
+    return out;
+  };
+#if defined(_OPENMP)
+  const int before = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+#else
+  {
+#endif
+    const auto a = run(false), f = run(true);
+    REQUIRE(a.size() == f.size());
+    CHECK(std::memcmp(a.data(), f.data(), a.size() * sizeof(float)) == 0);
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(before);
+#endif
 }
 
 TEST_CASE("gradcheck: celu", "[autograd]") {

@@ -5,6 +5,8 @@
 /// grad_target(), which says whether to overwrite (first contribution) or accumulate.
 #pragma once
 
+#include <tuple>
+
 #include "sakura/autograd/tape.hpp"
 
 namespace sakura {
@@ -19,8 +21,19 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
   switch (n.op) {
     case Op::Linear: {
       const Value &x = in(n.a), &w = in(n.b);
-      const bool tr = n.i0 == 1;
+      const bool tr = (n.i0 & kLinearTransposed) != 0;
       const Index rows = x.rows, fin = x.cols, fout = out.cols;
+      bool bias_done = false;
+      if ((n.i0 & kLinearRelu) && (needs(n.a) || needs(n.b) || needs(n.c))) {
+        // fused ReLU: gy masked by the output, and the bias gradient, in one pass
+        T* masked = arena_.template alloc<T>(rows * fout);
+        T* db = nullptr;
+        bool acc = false;
+        if (needs(n.c)) std::tie(db, acc) = grad_target(n.c);
+        K::relu_bwd_col_sum(masked, db, acc, gy, out.data, rows, fout);
+        gy = masked;
+        bias_done = true;
+      }
       if (needs(n.a)) {  // dx = dy W  (or dy W^T when stored input-major)
         auto [dx, acc] = grad_target(n.a);
         K::gemm(false, tr, rows, fin, fout, T(1), gy, fout, w.data, tr ? fout : fin, acc ? T(1) : T(0), dx, fin);
@@ -32,7 +45,7 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
         else
           K::gemm(true, false, fout, fin, rows, T(1), gy, fout, x.data, fin, acc ? T(1) : T(0), dw, fin);
       }
-      if (needs(n.c)) {
+      if (needs(n.c) && !bias_done) {
         auto [db, acc] = grad_target(n.c);
         K::col_sum(db, MatrixRef<const T>(gy, rows, fout), acc);
       }

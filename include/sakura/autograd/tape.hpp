@@ -70,6 +70,7 @@ class Tape {
     bool requires_grad = false;
     bool grad_ready = false;  // holds a gradient this backward (first write overwrites)
   };
+  static constexpr int kLinearTransposed = 1, kLinearRelu = 2;  // Op::Linear's i0 flags
   struct Node {
     Op op;
     int out = -1, a = -1, b = -1, c = -1;
@@ -211,15 +212,18 @@ class Tape {
 
   // ------------------------------------------------------------------ layers
   /// y = x W^T + b, with W stored [out, in] (PyTorch); or y = x W when `transposed` ([in, out]).
-  Var linear(Var x, Var w, Var bias, bool transposed = false) {
+  /// relu = true fuses the ReLU that follows the layer (Sequential does when one does): the same
+  /// values and gradients as linear() then relu(), with two fewer passes over the output.
+  Var linear(Var x, Var w, Var bias, bool transposed = false, bool relu = false) {
     const Index n = rows(x), in = cols(x), out = transposed ? cols(w) : rows(w);
     detail::require((transposed ? rows(w) : cols(w)) == in, "linear: input ", Shape{n, in},
                     " does not match weight ", Shape{rows(w), cols(w)});
     Var y = alloc_like(n, out, x, w, bias);
     K::gemm(false, transposed ? false : true, n, out, in, T(1), ptr(x), in, ptr(w), transposed ? out : in, T(0), ptr(y),
             out);
-    if (bias) K::add_bias(data(y), ptr(bias));
-    push_node(Op::Linear, y, x, w, bias).i0 = transposed ? 1 : 0;
+    if (relu) K::bias_relu(data(y), bias ? ptr(bias) : nullptr);
+    else if (bias) K::add_bias(data(y), ptr(bias));
+    push_node(Op::Linear, y, x, w, bias).i0 = (transposed ? kLinearTransposed : 0) | (relu ? kLinearRelu : 0);
     return y;
   }
   /// linear() for a constant sparse input (cells x genes, CSR): the first pre-encoder layer on

@@ -106,7 +106,10 @@ class Sequential {
           detail::require(tape.cols(x) == (l.weight->transposed ? l.weight->value.rows() : l.weight->value.cols()),
                           l.weight->name, ": input width ", tape.cols(x), " does not match weight ",
                           Shape{l.weight->torch_rows(), l.weight->torch_cols()});
-          x = tape.linear(x, tape.param(*l.weight), tape.param(*l.bias), l.weight->transposed);
+          // a ReLU right after the layer is fused into it (one pass instead of three)
+          const bool relu = li + 1 < layers_.size() && layers_[li + 1].kind == LayerKind::Relu;
+          x = tape.linear(x, tape.param(*l.weight), tape.param(*l.bias), l.weight->transposed, relu);
+          if (relu) ++li;
           break;
         }
         case LayerKind::Celu: x = tape.celu(x); break;

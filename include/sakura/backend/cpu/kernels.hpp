@@ -164,6 +164,43 @@ void add_bias(MatrixRef<T> y, const T* b) {
     for (Index c = 0; c < y.cols; ++c) row[c] += b[c];
   }
 }
+/// y = max(y + b, 0) in one pass (b may be null): a Linear layer's bias with the ReLU after it,
+/// bitwise add_bias then relu_fwd.
+template <class T>
+void bias_relu(MatrixRef<T> y, const T* b) {
+  SAKURA_PRAGMA(omp parallel for schedule(static) if (y.size() > (1 << 15)))
+  for (Index r = 0; r < y.rows; ++r) {
+    T* __restrict row = y.data + r * y.ld;
+    if (b) {
+      for (Index c = 0; c < y.cols; ++c) {
+        const T v = row[c] + b[c];
+        row[c] = v > T(0) ? v : T(0);
+      }
+    } else {
+      for (Index c = 0; c < y.cols; ++c) row[c] = row[c] > T(0) ? row[c] : T(0);
+    }
+  }
+}
+/// The backward of bias_relu's layer in one pass: dx = dy where the output y > 0, else 0, and
+/// db = (acc_db ? db : 0) + column sums of dx (db may be null). Threads split the columns, so
+/// each column is still summed in row order: bitwise relu_bwd then col_sum.
+template <class T>
+void relu_bwd_col_sum(T* dx, T* db, bool acc_db, const T* dy, const T* y, Index rows, Index cols) {
+  SAKURA_PRAGMA(omp parallel if (rows * cols > (1 << 15)))
+  {
+    const auto [t, nt] = team();
+    const Index c0 = cols * t / nt, c1 = cols * (t + 1) / nt;
+    if (db && !acc_db) std::fill(db + c0, db + c1, T(0));
+    for (Index r = 0; r < rows; ++r) {
+      const T* __restrict g = dy + r * cols;
+      const T* __restrict v = y + r * cols;
+      T* __restrict d = dx + r * cols;
+      for (Index c = c0; c < c1; ++c) d[c] = v[c] > T(0) ? g[c] : T(0);
+      if (db)
+        for (Index c = c0; c < c1; ++c) db[c] += d[c];
+    }
+  }
+}
 /// db = (acc ? db : 0) + column sums of dy. Columns are independent, rows summed in order.
 template <class T>
 void col_sum(T* db, MatrixRef<const T> dy, bool acc) {

@@ -32,6 +32,10 @@ struct Ops<T, Cpu> {
   static void add_block(MatrixRef<T> dst, MatrixRef<const T> src, bool acc) { cpu::add_block(dst, src, acc); }
   static void add_bias(MatrixRef<T> y, const T* b) { cpu::add_bias(y, b); }
   static void col_sum(T* db, MatrixRef<const T> dy, bool acc) { cpu::col_sum(db, dy, acc); }
+  static void bias_relu(MatrixRef<T> y, const T* b) { cpu::bias_relu(y, b); }
+  static void relu_bwd_col_sum(T* dx, T* db, bool acc_db, const T* dy, const T* y, Index rows, Index cols) {
+    cpu::relu_bwd_col_sum(dx, db, acc_db, dy, y, rows, cols);
+  }
 
   /// A random array (tensor/draw.hpp); `dev` is the spec where kernels read it (here: &s).
   static void draw(T* out, const DrawSpec& s, const DrawSpec* /*dev*/, const std::int64_t* labels, const T* offsets) {

@@ -167,6 +167,15 @@ struct Ops<T, Cuda> {
   static void add_block(MatrixRef<T> dst, MatrixRef<const T> src, bool acc) { if (cuda::dry_run()) return; cuda::add_block<T>(dst, src, acc); }
   static void add_bias(MatrixRef<T> y, const T* b) { if (cuda::dry_run()) return; cuda::add_bias<T>(y, b); }
   static void col_sum(T* db, MatrixRef<const T> dy, bool acc) { if (cuda::dry_run()) return; cuda::col_sum<T>(db, dy, acc); }
+  // Linear + ReLU: two kernels each here (the CPU fuses them to save passes over memory)
+  static void bias_relu(MatrixRef<T> y, const T* b) {
+    if (b) add_bias(y, b);
+    relu_fwd(y.data, y.data, y.rows * y.cols);
+  }
+  static void relu_bwd_col_sum(T* dx, T* db, bool acc_db, const T* dy, const T* y, Index rows, Index cols) {
+    relu_bwd(dx, dy, y, rows * cols, false);
+    if (db) col_sum(db, MatrixRef<const T>(dx, rows, cols), acc_db);
+  }
   static void celu_fwd(T* y, const T* x, Index n) { if (cuda::dry_run()) return; cuda::celu_fwd<T>(y, x, n); }
   static void celu_bwd(T* dx, const T* dy, const T* x, Index n, bool acc) { if (cuda::dry_run()) return; cuda::celu_bwd<T>(dx, dy, x, n, acc); }
   static void relu_fwd(T* y, const T* x, Index n) { if (cuda::dry_run()) return; cuda::relu_fwd<T>(y, x, n); }
