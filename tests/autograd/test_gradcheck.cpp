@@ -284,6 +284,55 @@ TEST_CASE("linear with the ReLU fused equals linear then relu, bitwise, on any t
 #endif
 }
 
+TEST_CASE("MSE and L1 of one pair back-propagate in one pass, bitwise the two rules", "[autograd]") {
+  // The fused pass is taken when both terms share prediction and target; a copy of the target
+  // (same values, another tape value) turns it off and gives the reference.
+  Parameter<float> x(tagged("r", 701), "test", "", 90, 500);
+  sakura::Rng rng(702);
+  for (auto& v : x.value) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  Tensor<float> target(90, 500);
+  for (auto& v : target) v = rng.uniform() < 0.3 ? 0.0f : static_cast<float>(rng.uniform(-1.0, 1.0));
+  target(0, 0) = x.value(0, 0);  // a zero difference: sign 0
+  enum Order { MseL1, L1Mse, MseL1Weighted, L1MseWeighted, WithEarlierConsumer };
+  auto run = [&](Order order, bool fused) {
+    Tape<float> t;
+    Var p = t.param(x);
+    Var tgt = t.constant(target.ref());
+    Var tgt2 = fused ? tgt : t.constant(target.ref());
+    const bool weighted = order == MseL1Weighted || order == L1MseWeighted || order == WithEarlierConsumer;
+    auto w = [&](Var v, double k) { return weighted ? t.scale(v, k) : v; };
+    Var loss;
+    if (order == L1Mse || order == L1MseWeighted) {
+      Var l = w(t.l1(p, tgt), 0.7);
+      loss = t.add(l, w(t.mse(p, tgt2), 1.3));
+    } else {
+      Var m = w(t.mse(p, tgt), 1.3);
+      loss = t.add(m, w(t.l1(p, tgt2), 0.7));
+    }
+    if (order == WithEarlierConsumer) loss = t.add(loss, t.mse(t.celu(p), tgt));  // its gradient arrives first
+    t.backward(loss);
+    std::vector<float> g(x.grad.begin(), x.grad.end());
+    g.push_back(t.scalar(loss));
+    return g;
+  };
+#if defined(_OPENMP)
+  const int before = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+#else
+  {
+#endif
+    for (Order o : {MseL1, L1Mse, MseL1Weighted, L1MseWeighted, WithEarlierConsumer}) {
+      CAPTURE(int(o));
+      const auto ref = run(o, false), fused = run(o, true);
+      CHECK(std::memcmp(ref.data(), fused.data(), ref.size() * sizeof(float)) == 0);
+    }
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(before);
+#endif
+}
+
 TEST_CASE("gradcheck: celu", "[autograd]") {
   P x = param(5, 4, 21, 0.05, 2.0);
   const Tensor<double> c = uniform(5, 4, 22);

@@ -201,4 +201,43 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
   }
 }
 
+/// Nodes whose backward is cheaper done together, found from node i (the reverse walk's next
+/// one); returns how many nodes ending at i it applied (0: none, nothing done).
+/// MSE and L1 of the same prediction against a constant target (the reconstruction terms):
+/// one pass over prediction and target instead of two, the same values as the two rules (in
+/// the order the walk would apply them). The partner is node i - 1, or node i - 2 when node
+/// i - 1 is its weight (a Scale of its output), whose scalar rule is then applied first.
+template <class T, class Dev>
+std::size_t Tape<T, Dev>::apply_pair_rule(std::size_t i) {
+  const Node& first = nodes_[i];
+  if (first.op != Op::Mse && first.op != Op::L1) return 0;
+  const Op other = first.op == Op::Mse ? Op::L1 : Op::Mse;
+  auto partner = [&](std::size_t j) {
+    const Node& p = nodes_[j];
+    return p.op == other && p.a == first.a && p.b == first.b;
+  };
+  const Value &a = values_[first.a], &b = values_[first.b];
+  if (!a.requires_grad || b.requires_grad) return 0;
+  std::size_t j = 0;
+  if (i >= 1 && partner(i - 1)) {
+    j = i - 1;
+  } else if (i >= 2 && partner(i - 2) && nodes_[i - 1].op == Op::Scale && nodes_[i - 1].a == nodes_[i - 2].out &&
+             values_[nodes_[i - 1].out].grad_ready) {
+    apply_rule(nodes_[i - 1]);  // the partner's weight: scalars only, independent of node i
+    j = i - 2;
+  } else {
+    return 0;
+  }
+  const Node& second = nodes_[j];
+  if (!values_[second.out].grad_ready) {  // (only when node i - 1 was adjacent and not reached)
+    return 0;
+  }
+  const Node& mse = first.op == Op::Mse ? first : second;
+  const Node& l1 = first.op == Op::Mse ? second : first;
+  auto [da, acc] = grad_target(first.a);
+  K::mse_l1_bwd(da, values_[mse.out].grad, values_[l1.out].grad, first.op == Op::Mse, a.data, b.data,
+                a.rows * a.cols, acc);
+  return i - j + 1;
+}
+
 }  // namespace sakura

@@ -412,8 +412,14 @@ class Tape {
     T* g = grad_buffer(root);
     K::fill(g, 1, T(1));
     r.grad_ready = true;
-    for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it)
-      if (values_[it->out].grad_ready) apply_rule(*it);
+    for (std::size_t i = nodes_.size(); i-- > 0;) {
+      if (!values_[nodes_[i].out].grad_ready) continue;
+      if (const std::size_t done = apply_pair_rule(i)) {
+        i -= done - 1;  // nodes i - done + 1 .. i are done
+        continue;
+      }
+      apply_rule(nodes_[i]);
+    }
   }
 
   /// Where a rule writes the gradient of input `v`: the buffer and whether to accumulate.
@@ -432,6 +438,7 @@ class Tape {
 
  private:
   void apply_rule(const Node& n);  // autograd/rules.hpp
+  std::size_t apply_pair_rule(std::size_t i);  // autograd/rules.hpp
 
   T* grad_buffer(Var v) {
     Value& x = values_[v.id];

@@ -70,6 +70,12 @@ struct Ops<T, Cpu> {
   static void l1_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
     cpu::abs_diff_bwd(da, T(1) * g[0] / T(n), a, b, n, acc);
   }
+  /// mse_bwd and l1_bwd on the same pair (g_mse, g_l1: their output gradients), in that order
+  /// when mse_first, in one pass.
+  static void mse_l1_bwd(T* da, const T* g_mse, const T* g_l1, bool mse_first, const T* a, const T* b, Index n,
+                         bool acc) {
+    cpu::sq_abs_diff_bwd(da, T(2) * g_mse[0] / T(n), T(1) * g_l1[0] / T(n), mse_first, a, b, n, acc);
+  }
   static void row_norm_fwd(T* out, T* norms, const T* x, Index rows, Index cols, int ord) {
     out[0] = static_cast<T>(cpu::row_norms(norms, x, rows, cols, ord) / double(rows));
   }

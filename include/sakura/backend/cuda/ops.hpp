@@ -204,6 +204,12 @@ struct Ops<T, Cuda> {
     if (cuda::dry_run()) return;
     cuda::l1_bwd<T>(da, g, a, b, n, acc);
   }
+  /// The two kernels in the rules' order (the CPU fuses them into one pass).
+  static void mse_l1_bwd(T* da, const T* g_mse, const T* g_l1, bool mse_first, const T* a, const T* b, Index n,
+                         bool acc) {
+    if (mse_first) mse_bwd(da, g_mse, a, b, n, acc), l1_bwd(da, g_l1, a, b, n, true);
+    else l1_bwd(da, g_l1, a, b, n, acc), mse_bwd(da, g_mse, a, b, n, true);
+  }
   static void row_norm_fwd(T* out, T* norms, const T* x, Index rows, Index cols, int ord) {
     if (cuda::dry_run()) return;
     cuda::row_norm_fwd<T>(out, norms, x, rows, cols, ord);
