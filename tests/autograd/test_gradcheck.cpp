@@ -20,10 +20,6 @@
 #include <functional>
 #include <numeric>
 #include <span>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -35,6 +31,7 @@
 #include "sakura/nn/parameter.hpp"
 #include "sakura/regularizers/registry.hpp"
 #include "sakura/tensor/rng.hpp"
+#include "support/threads.hpp"
 
 using sakura::Index;
 using sakura::Parameter;
@@ -268,20 +265,12 @@ TEST_CASE("linear with the ReLU fused equals linear then relu, bitwise, on any t
     out.push_back(t.scalar(loss));
     return out;
   };
-#if defined(_OPENMP)
-  const int before = omp_get_max_threads();
-  for (int threads : {1, 2, 3}) {
-    omp_set_num_threads(threads);
-#else
-  {
-#endif
+  sakura::test::on_thread_counts([&](int threads) {
+    CAPTURE(threads);
     const auto a = run(false), f = run(true);
     REQUIRE(a.size() == f.size());
     CHECK(std::memcmp(a.data(), f.data(), a.size() * sizeof(float)) == 0);
-  }
-#if defined(_OPENMP)
-  omp_set_num_threads(before);
-#endif
+  });
 }
 
 TEST_CASE("MSE and L1 of one pair back-propagate in one pass, bitwise the two rules", "[autograd]") {
@@ -315,22 +304,13 @@ TEST_CASE("MSE and L1 of one pair back-propagate in one pass, bitwise the two ru
     g.push_back(t.scalar(loss));
     return g;
   };
-#if defined(_OPENMP)
-  const int before = omp_get_max_threads();
-  for (int threads : {1, 2, 3}) {
-    omp_set_num_threads(threads);
-#else
-  {
-#endif
+  sakura::test::on_thread_counts([&](int threads) {
     for (Order o : {MseL1, L1Mse, MseL1Weighted, L1MseWeighted, WithEarlierConsumer}) {
-      CAPTURE(int(o));
+      CAPTURE(threads, int(o));
       const auto ref = run(o, false), fused = run(o, true);
       CHECK(std::memcmp(ref.data(), fused.data(), ref.size() * sizeof(float)) == 0);
     }
-  }
-#if defined(_OPENMP)
-  omp_set_num_threads(before);
-#endif
+  });
 }
 
 TEST_CASE("gradcheck: celu", "[autograd]") {

@@ -6,11 +6,8 @@
 
 #include <cmath>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 #include "support/fixtures.hpp"
+#include "support/threads.hpp"
 
 using namespace sakura;
 using namespace sakura::test;
@@ -108,22 +105,15 @@ TEST_CASE("csr_to_csc gives the same CSC on any thread count, empty rows and col
       if (d(r, c) != 0.0f) rows.push_back(std::int32_t(r)), vals.push_back(d(r, c));
     ptr.push_back(std::int64_t(rows.size()));
   }
-  for (int threads : {1, 2, 3}) {
+  on_thread_counts([&](int threads) {
     CAPTURE(threads);
     std::vector<std::int64_t> colptr(d.cols() + 1, -1);
     std::vector<std::int32_t> rowidx(csr.nnz(), -1);
     std::vector<float> v(csr.nnz(), -1.0f);
     cpu::Csc<float> csc{d.rows(), d.cols(), colptr.data(), rowidx.data(), v.data()};
-#if defined(_OPENMP)
-    const int before = omp_get_max_threads();
-    omp_set_num_threads(threads);
-#endif
     cpu::csr_to_csc(csc, csr.ref());
-#if defined(_OPENMP)
-    omp_set_num_threads(before);
-#endif
     CHECK(colptr == ptr);
     CHECK(rowidx == rows);
     CHECK(v == vals);
-  }
+  });
 }
