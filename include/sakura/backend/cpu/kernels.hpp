@@ -263,48 +263,56 @@ void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
   for (Index c = x.cols; c > 0; --c) out.colptr[c] = out.colptr[c - 1];
   out.colptr[0] = 0;
 }
-/// out[0, w) (+)= sum over q of val[q] * rows[q][0, w), w <= 64: the 64-wide tile sum the sparse
-/// products are built from. For float the four 16-lane accumulators are explicit vector
-/// variables (GCC/Clang vector extensions), so they stay in registers across the sum.
-template <class T, class RowAt>
-inline void tile_sum64(T* out, bool acc, Index w, std::int64_t q0, std::int64_t q1, const T* vals, RowAt row_at) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (w == 64) {
-      typedef float v16 __attribute__((vector_size(64)));
-      v16 a0{}, a1{}, a2{}, a3{};
-      for (std::int64_t q = q0; q < q1; ++q) {
-        const float* r = row_at(q);
-        v16 r0, r1, r2, r3;
-        __builtin_memcpy(&r0, r, 64);
-        __builtin_memcpy(&r1, r + 16, 64);
-        __builtin_memcpy(&r2, r + 32, 64);
-        __builtin_memcpy(&r3, r + 48, 64);
-        const float v = vals[q];
-        a0 += v * r0;
-        a1 += v * r1;
-        a2 += v * r2;
-        a3 += v * r3;
-      }
-      alignas(64) float t[64];
-      __builtin_memcpy(t, &a0, 64);
-      __builtin_memcpy(t + 16, &a1, 64);
-      __builtin_memcpy(t + 32, &a2, 64);
-      __builtin_memcpy(t + 48, &a3, 64);
-      for (Index i = 0; i < 64; ++i) out[i] = acc ? out[i] + t[i] : t[i];
-      return;
+/// out[0, w) (+)= sum over q of val[q] * rows[q][0, w): the tile sum the sparse products are
+/// built from. For float, tiles of 64, 72 and 80 keep 16- (and one 8-) lane accumulators as
+/// explicit vector variables (GCC/Clang vector extensions) in registers across the sum; other
+/// widths take the scalar loop. tile_width() cuts a row into such tiles (200 = 64 + 64 + 72).
+inline Index tile_width(Index remaining) {
+  return remaining > 64 && remaining <= 80 && remaining % 8 == 0 ? remaining : std::min<Index>(64, remaining);
+}
+template <int N16, int N8, class RowAt>
+inline void tile_sum_f32(float* out, bool acc, std::int64_t q0, std::int64_t q1, const float* vals, RowAt row_at) {
+  typedef float v16 __attribute__((vector_size(64)));
+  typedef float v8 __attribute__((vector_size(32)));
+  constexpr int W = 16 * N16 + 8 * N8;
+  v16 a[N16] = {};
+  v8 t8{};
+  for (std::int64_t q = q0; q < q1; ++q) {
+    const float* r = row_at(q);
+    const float v = vals[q];
+    for (int k = 0; k < N16; ++k) {
+      v16 x;
+      __builtin_memcpy(&x, r + 16 * k, 64);
+      a[k] += v * x;
+    }
+    if constexpr (N8 > 0) {
+      v8 x;
+      __builtin_memcpy(&x, r + 16 * N16, 32);
+      t8 += v * x;
     }
   }
-  T t[64] = {};
+  alignas(64) float t[W];
+  for (int k = 0; k < N16; ++k) __builtin_memcpy(t + 16 * k, &a[k], 64);
+  if constexpr (N8 > 0) __builtin_memcpy(t + 16 * N16, &t8, 32);
+  for (int i = 0; i < W; ++i) out[i] = acc ? out[i] + t[i] : t[i];
+}
+template <class T, class RowAt>
+inline void tile_sum(T* out, bool acc, Index w, std::int64_t q0, std::int64_t q1, const T* vals, RowAt row_at) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (w == 64) return tile_sum_f32<4, 0>(out, acc, q0, q1, vals, row_at);
+    if (w == 72) return tile_sum_f32<4, 1>(out, acc, q0, q1, vals, row_at);
+    if (w == 80) return tile_sum_f32<5, 0>(out, acc, q0, q1, vals, row_at);
+  }
+  T t[80] = {};
   for (std::int64_t q = q0; q < q1; ++q) {
     const T* r = row_at(q);
     for (Index i = 0; i < w; ++i) t[i] += vals[q] * r[i];
   }
   for (Index i = 0; i < w; ++i) out[i] = acc ? out[i] + t[i] : t[i];
 }
-
 /// y (rows x out) += x W' for W' stored input-major [in, out], from the CSR rows. Genes are taken
 /// in L2-sized chunks; within a chunk every cell sums the weight rows of its expressed genes in
-/// registers, per 64-wide output tile, and adds the tile to y once. So W' is read from memory
+/// registers, per output tile (tile_width), and adds the tile to y once. So W' is read from memory
 /// once per step and y is written once per chunk. Threads split the cells.
 template <class T>
 void csr_linear_fwd_inmajor(T* y, CsrRef<T> x, const T* w, Index out) {
@@ -319,22 +327,25 @@ void csr_linear_fwd_inmajor(T* y, CsrRef<T> x, const T* w, Index out) {
       const std::int64_t k1 = std::lower_bound(first, last, hi) - x.indices;
       if (k0 == k1) continue;
       T* yr = y + r * out;
-      for (Index o = 0; o < out; o += 64)
-        tile_sum64(yr + o, true, std::min<Index>(64, out - o), k0, k1, x.values,
-                   [&](std::int64_t q) { return w + Index(x.indices[q]) * out + o; });
+      for (Index o = 0, tw; o < out; o += tw) {
+        tw = tile_width(out - o);
+        tile_sum(yr + o, true, tw, k0, k1, x.values, [&](std::int64_t q) { return w + Index(x.indices[q]) * out + o; });
+      }
     }
   }
 }
 /// dW'[j, :] (+)= sum over the cells expressing gene j of x_ij dY[i, :], per gene from the CSC
-/// copy, accumulated in registers per 64-wide tile and written once. Threads split the genes.
+/// copy, accumulated in registers per tile (tile_width) and written once. Threads split the genes.
 template <class T>
 void csc_weight_grad_inmajor(T* dw, const Csc<T>& x, const T* dy, Index out, bool acc) {
   SAKURA_PRAGMA(omp parallel for schedule(static) if (x.cols * out > (1 << 15)))
   for (Index j = 0; j < x.cols; ++j) {
     T* d = dw + j * out;
-    for (Index o = 0; o < out; o += 64)
-      tile_sum64(d + o, acc, std::min<Index>(64, out - o), x.colptr[j], x.colptr[j + 1], x.vals,
-                 [&](std::int64_t k) { return dy + Index(x.rowidx[k]) * out + o; });
+    for (Index o = 0, tw; o < out; o += tw) {
+      tw = tile_width(out - o);
+      tile_sum(d + o, acc, tw, x.colptr[j], x.colptr[j + 1], x.vals,
+               [&](std::int64_t k) { return dy + Index(x.rowidx[k]) * out + o; });
+    }
   }
 }
 /// y += x W^T for W stored [out, in] (PyTorch layout): a strided gather per entry. Correct but
