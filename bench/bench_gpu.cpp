@@ -4,8 +4,7 @@
 // a CUDA graph, with batches staged from the host or resident on the GPU (cuda::DeviceMatrix). A plain timing loop (median of many steps, each ending in the record's device-to-
 // host read, i.e. synchronised), so it needs no Google Benchmark on the GPU machine.
 // Usage: sakura_bench_gpu [--json out.json] [--steps N]
-#include <sakura/sakura.hpp>
-#include <sakura/data/synthetic.hpp>
+#include "tutorial_case.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -17,44 +16,14 @@
 
 using namespace sakura;
 using io::Json;
+using bench::TutorialModel;
 
 namespace {
 
 struct Case {
   const char* name;
-  Index genes, hidden, latent, batch;
+  bench::Shape shape;
 };
-
-template <Index L>
-using TutorialModel =
-    Model<Terms<Mse, L1>, Terms<Sw2Uniform>, Blocks<Block<"cd8", FCRegressorHead, L, OnMain, Terms<Mse, L1, Cosine>>>>;
-
-ExperimentSpec spec_for(const Case& c) {
-  Json cfg = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_config.json");
-  Json sig = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_signature_config.json");
-  cfg["main_latent"]["encoder_neurons"] = c.hidden;
-  cfg["main_latent"]["decoder_neurons"] = c.hidden;
-  cfg["main_latent"]["latent_dim"] = c.latent;
-  sig["cd8"]["signature_lat_dim"] = c.latent;
-  return io::experiment_from_json(cfg, Json::object(), sig, c.genes);
-}
-
-std::vector<Batch<float>> batches(const Case& c) {
-  auto d = data::make_synthetic({.cells = 4 * c.batch, .genes = c.genes, .cell_types = 4, .seed = 11});
-  std::vector<Batch<float>> out;
-  for (int b = 0; b < 4; ++b) {
-    Batch<float> batch(Tensor<float>(c.batch, c.genes));
-    Tensor<float> cd8(c.batch, 2);
-    for (Index r = 0; r < c.batch; ++r) {
-      std::memcpy(&batch.expr(r, 0), &d.expr(b * c.batch + r, 0), sizeof(float) * static_cast<std::size_t>(c.genes));
-      cd8(r, 0) = batch.expr(r, 0);
-      cd8(r, 1) = batch.expr(r, 1);
-    }
-    batch.set_signature("cd8", std::move(cd8));
-    out.push_back(std::move(batch));
-  }
-  return out;
-}
 
 template <class Step>
 double median_ms(Step&& step, int steps) {
@@ -84,9 +53,9 @@ int main(int argc, char** argv) {
   }
   std::printf("device: %s\n", cuda::device_name());
   Json results = Json::array();
-  const Case cases[] = {{"tutorial_both", 10000, 200, 50, 100}, {"tiny_both", 200, 32, 8, 32}};
-  for (const Case& c : cases) {
-    auto data = batches(c);
+  const Case cases[] = {{"tutorial_both", {10000, 200, 50, 100}}, {"tiny_both", {200, 32, 8, 32}}};
+  for (const auto& [case_name, c] : cases) {
+    auto data = bench::tutorial_batches(c);
     // the same four batches resident on the GPU: the expression is gathered there each step
     Tensor<float> all(4 * c.batch, c.genes);
     for (int b = 0; b < 4; ++b)
@@ -101,7 +70,7 @@ int main(int argc, char** argv) {
     }
     for (const char* mode : {"cuda_eager", "cuda_graph", "cuda_graph_policy", "cuda_graph_resident",
                              "cuda_graph_resident_policy"}) {
-      Controller<float, Cuda> ctl(spec_for(c));
+      Controller<float, Cuda> ctl(bench::tutorial_spec(c));
       const bool graph = std::strcmp(mode, "cuda_eager") != 0;
       if (graph) ctl.enable_graphs(true);
       const auto& in = std::strstr(mode, "resident") ? device_data : data;
@@ -113,7 +82,7 @@ int main(int argc, char** argv) {
       } else {
         ms = median_ms([&] { ctl.train(in[i++ % 4]); }, steps);
       }
-      const std::string name = std::string("step/") + c.name + "/" + mode;
+      const std::string name = std::string("step/") + case_name + "/" + mode;
       std::printf("%-40s %9.3f ms (median of %d)\n", name.c_str(), ms, steps);
       results.push_back(Json{{"name", name}, {"median_ms", ms}});
     }

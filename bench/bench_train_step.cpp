@@ -9,8 +9,7 @@
 #define SAKURA_GEMM_STATS 1
 #include <benchmark/benchmark.h>
 
-#include <sakura/sakura.hpp>
-#include <sakura/data/synthetic.hpp>
+#include "tutorial_case.hpp"
 
 #include <functional>
 #include <memory>
@@ -23,7 +22,7 @@
 namespace {
 
 using namespace sakura;
-using io::Json;
+using bench::TutorialModel;
 
 struct Case {
   std::string name;
@@ -31,6 +30,7 @@ struct Case {
   bool recon, main_reg, signature;
   double zeros;  // < 0: synthetic data as generated (~60-90% zeros)
 };
+bench::Shape shape(const Case& c) { return {c.genes, c.hidden, c.latent, c.batch}; }
 
 const Case kCases[] = {
     {"tutorial_main", 10000, 200, 50, 100, true, true, false, -1},
@@ -39,43 +39,6 @@ const Case kCases[] = {
     {"tutorial_both_sparse90", 10000, 200, 50, 100, true, true, true, 0.9},
     {"tiny_both", 200, 32, 8, 32, true, true, true, -1},
 };
-
-/// The tutorial configs (examples/configs, unmodified) with the sizes of the case, L1 added as
-/// in the benchmark definition (the tutorial config already has MSE + L1 + SW2_uniform).
-std::pair<Json, Json> configs(const Case& c) {
-  Json cfg = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_config.json");
-  Json sig = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_signature_config.json");
-  cfg["main_latent"]["encoder_neurons"] = c.hidden;
-  cfg["main_latent"]["decoder_neurons"] = c.hidden;
-  cfg["main_latent"]["latent_dim"] = c.latent;
-  sig["cd8"]["signature_lat_dim"] = c.latent;
-  for (auto& [k, t] : sig["cd8"]["loss"].items()) t["init_weight"] = 1.0;
-  return {cfg, sig};
-}
-
-/// Four batches of realistic log-normalised data (dense), and their CD8A/CD8B targets.
-std::vector<Batch<float>> batches(const Case& c) {
-  auto data = data::make_synthetic({.cells = 4 * c.batch, .genes = c.genes, .cell_types = 4, .seed = 11});
-  if (c.zeros >= 0) {  // exactly (1 - zeros) * genes non-zeros per cell
-    Rng rng(5);
-    for (Index r = 0; r < data.expr.rows(); ++r)
-      for (Index g = 0; g < c.genes; ++g)
-        data.expr(r, g) = rng.uniform() < 1.0 - c.zeros ? static_cast<float>(rng.uniform(0.5, 3.0)) : 0.0f;
-  }
-  std::vector<Batch<float>> out;
-  for (int b = 0; b < 4; ++b) {
-    Batch<float> batch(Tensor<float>(c.batch, c.genes));
-    Tensor<float> cd8(c.batch, 2);
-    for (Index r = 0; r < c.batch; ++r) {
-      for (Index g = 0; g < c.genes; ++g) batch.expr(r, g) = data.expr(b * c.batch + r, g);
-      cd8(r, 0) = batch.expr(r, 0);
-      cd8(r, 1) = batch.expr(r, 1);
-    }
-    batch.set_signature("cd8", std::move(cd8));
-    out.push_back(std::move(batch));
-  }
-  return out;
-}
 
 TrainOptions options(const Case& c) {
   TrainOptions o;
@@ -111,12 +74,6 @@ void report(benchmark::State& st, double flops) {
   st.counters["MFLOP/step"] = flops * 1e-6;
 }
 
-/// The tutorial's structure as compile-time policies (latent width is part of the type).
-template <Index L>
-using TutorialModel =
-    Model<Terms<Mse, L1>, Terms<Sw2Uniform>,
-          Blocks<Block<"cd8", FCRegressorHead, L, OnMain, Terms<Mse, L1, Cosine>>>>;
-
 enum class Api { Runtime, Policy };
 
 /// A controller, four batches and one step function for a case and an API.
@@ -128,11 +85,10 @@ struct Setup {
   std::function<double()> step;
 
   Setup(const Case& cs, Api api, bool csr) : c(cs) {
-    auto [cfg, sig] = configs(c);
-    auto spec = io::experiment_from_json(cfg, Json::object(), sig, c.genes);
+    auto spec = bench::tutorial_spec(shape(c));
     spec.model.first_layer_input_major = csr;
     ctl = std::make_unique<Controller<float>>(std::move(spec));
-    data = batches(c);
+    data = bench::tutorial_batches(shape(c), c.zeros);
     if (csr)
       for (auto& b : data) {  // CSR only: the reconstruction target is densified per step
         b.set_sparse(CsrMatrix<float>::from_dense(b.expr));
