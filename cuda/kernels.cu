@@ -168,7 +168,7 @@ __global__ void rmsprop_k(T* p, const T* grad, T* sq, T* buf, Index n, const T* 
 
 // ------------------------------------------------------------------ column sort (sliced Wasserstein)
 // Every value becomes cpu::sort_key's 64-bit key: the order-preserving unsigned image of the
-// value (NaN canonicalised above +inf) above the row index. Keys are distinct, so any correct
+// value (NaN canonicalised above +inf, -0 as +0) above the row index. Keys are distinct, so any correct
 // sort yields the CPU's stable order; we use a bitonic network over the keys padded to a power
 // of two with ~0 (larger than every key). Up to kSharedRows rows a column is sorted by one block
 // in shared memory; above, in a global scratch buffer, one launch per network stage.
@@ -187,12 +187,12 @@ inline Index pow2_at_least(Index n) {
 }
 
 __device__ inline std::uint64_t sort_key(float v, std::uint64_t row, int) {
-  std::uint32_t u = v == v ? __float_as_uint(v) : 0x7fc00000u;  // quiet NaN, as std::numeric_limits
+  std::uint32_t u = v == v ? (v == 0 ? 0u : __float_as_uint(v)) : 0x7fc00000u;  // quiet NaN, as std::numeric_limits
   u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
   return (std::uint64_t(u) << 32) | row;
 }
 __device__ inline std::uint64_t sort_key(double v, std::uint64_t row, int rb) {
-  std::uint64_t u = v == v ? static_cast<std::uint64_t>(__double_as_longlong(v)) : 0x7ff8000000000000ull;
+  std::uint64_t u = v == v ? (v == 0 ? 0ull : static_cast<std::uint64_t>(__double_as_longlong(v))) : 0x7ff8000000000000ull;
   u = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
   return ((u >> rb) << rb) | row;
 }

@@ -18,7 +18,9 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <numeric>
+#include <random>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -479,6 +481,44 @@ TEST_CASE("gradcheck: sort_cols", "[autograd]") {
           return probe(t, t.sort_cols(t.linear(v[0], v[1], Var{})), c6);
         },
         {&z, &proj});
+}
+
+// The sort itself (its values and permutation, not a gradient): against std::stable_sort on
+// float keys ordered as PyTorch orders them (NaN last, -0 == +0 kept in row order), at heights
+// on both sides of the network/std::sort switch and of the network's power-of-two padding.
+TEMPLATE_TEST_CASE("sort_columns: stable, NaN last, at every height", "[autograd][sort]", float, double) {
+  using T = TestType;
+  const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+  // the float neighbour of 1; for double one well above the row-index bits (sort_key keeps a
+  // double's top 64 - rb bits)
+  const T next = T(1) + (sizeof(T) == 4 ? std::numeric_limits<T>::epsilon() : T(1) / T(1 << 20));
+  const T specials[] = {T(-1), T(0), T(-0.0), T(1), nan, -nan, inf, -inf, next};
+  std::mt19937 gen(7);
+  for (Index rows : {1, 2, 3, 7, 31, 32, 33, 100, 128, 255, 256, 257, 300})
+    for (Index cols : {1, 8, 13, 50, 130}) {
+      CAPTURE(rows, cols);
+      std::vector<T> x(static_cast<std::size_t>(rows * cols));
+      for (auto& v : x)
+        v = gen() % 3 == 0 ? specials[gen() % std::size(specials)] : T(int(gen() % 200) - 100) / T(8);  // ties
+      std::vector<T> sorted(x.size());
+      std::vector<std::int32_t> perm(x.size());
+      std::vector<std::uint64_t> scratch(sakura::cpu::sort_scratch_keys(rows, cols));
+      sakura::cpu::sort_columns(sorted.data(), perm.data(), x.data(), rows, cols, scratch.data());
+      std::vector<std::int32_t> idx(static_cast<std::size_t>(rows));
+      for (Index c = 0; c < cols; ++c) {
+        std::iota(idx.begin(), idx.end(), 0);
+        auto at = [&](std::int32_t r) { return x[static_cast<std::size_t>(r * cols + c)]; };
+        std::stable_sort(idx.begin(), idx.end(), [&](std::int32_t a, std::int32_t b) {
+          const T u = at(a), v = at(b);
+          return std::isnan(v) ? !std::isnan(u) : (!std::isnan(u) && u < v);
+        });
+        for (Index r = 0; r < rows; ++r) {
+          const auto k = static_cast<std::size_t>(r * cols + c);
+          REQUIRE(perm[k] == idx[static_cast<std::size_t>(r)]);
+          REQUIRE(std::memcmp(&sorted[k], &x[static_cast<std::size_t>(perm[k] * cols + c)], sizeof(T)) == 0);
+        }
+      }
+    }
 }
 
 TEST_CASE("gradcheck: mse", "[autograd]") {

@@ -669,57 +669,96 @@ inline int row_bits(Index rows) {
   while ((Index(1) << b) < rows) ++b;
   return b;
 }
-/// Monotone map float -> unsigned (NaN canonicalised above +inf), shifted above the row index
-/// (rb bits). Floats keep all their bits; doubles keep their top 64 - rb bits, so doubles closer
+/// Monotone map float -> unsigned (NaN canonicalised above +inf, -0 as +0: PyTorch compares
+/// them equal, so they keep row order), shifted above the row index (rb bits). Floats keep all their bits; doubles keep their top 64 - rb bits, so doubles closer
 /// than that are ordered by row.
 template <class T>
-std::uint64_t sort_key(T v, std::uint64_t row, int rb) {
-  if constexpr (sizeof(T) == 4) {
-    std::uint32_t u;
-    const float f = v == v ? v : std::numeric_limits<float>::quiet_NaN();
-    std::memcpy(&u, &f, 4);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    return (std::uint64_t(u) << 32) | row;
-  } else {
-    std::uint64_t u;
-    const double d = v == v ? v : std::numeric_limits<double>::quiet_NaN();
-    std::memcpy(&u, &d, 8);
-    u = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
-    return ((u >> rb) << rb) | row;
-  }
+inline std::uint64_t sort_key(T v, std::uint64_t row, int rb) {
+  // branch-free, so the loops that build keys vectorise
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  using S = std::make_signed_t<U>;
+  constexpr U sign = U(1) << (8 * sizeof(T) - 1);
+  U u;
+  std::memcpy(&u, &v, sizeof(T));
+  u = v == T(0) ? U(0) : u;
+  u = v != v ? U(sizeof(T) == 4 ? 0x7fc00000u : 0x7ff8000000000000ull) : u;  // quiet NaN, as numeric_limits
+  u ^= U(S(u) >> (8 * sizeof(T) - 1)) | sign;  // negatives: ~u; the rest: u | sign
+  if constexpr (sizeof(T) == 4) return (std::uint64_t(u) << 32) | row;
+  else return ((u >> rb) << rb) | row;
 }
 
-/// Sorts distinct keys ascending. Up to 256 keys: by rank (each key's position is the count of
-/// smaller keys, a loop the compiler vectorises); above, std::sort. No allocation either way.
-inline void sort_keys(std::uint64_t* keys, Index n) {
-  if (n > 256) {
-    std::sort(keys, keys + n);
-    return;
-  }
-  std::uint64_t tmp[256];
-  std::copy(keys, keys + n, tmp);
-  for (Index i = 0; i < n; ++i) {
-    const std::uint64_t k = tmp[i];
-    Index rank = 0;
-    for (Index j = 0; j < n; ++j) rank += tmp[j] < k;
-    keys[rank] = k;
-  }
+/// Columns of up to this many rows are sorted together by a sorting network (below); taller
+/// ones one by one with std::sort.
+inline constexpr Index kNetworkSortRows = 256;
+inline Index pow2_at_least(Index n) {
+  Index p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+/// Key scratch sort_columns needs: a power-of-two number of rows (network) times the columns
+/// rounded up to 8, or one key per element.
+inline std::size_t sort_scratch_keys(Index rows, Index cols) {
+  if (rows <= kNetworkSortRows) return static_cast<std::size_t>(pow2_at_least(rows) * ((cols + 7) / 8 * 8));
+  return static_cast<std::size_t>(rows * cols);
+}
+/// Batcher's odd-even merge sort of n (a power of two) rows of keys, every column at once: each
+/// compare-exchange of rows i < j leaves the elementwise min in row i and the max in row j, a
+/// loop over columns [c0, c1) of one vector instruction per 8 keys. The network makes the same
+/// comparisons whatever the data, so all columns share its control flow (191 exchanges for 32
+/// rows, against 32 x 32 comparisons per column for a rank sort).
+inline void network_sort_rows(std::uint64_t* keys, Index n, Index ld, Index c0, Index c1) {
+  for (Index p = 1, lp = 1; p < n; p += p, ++lp)  // lp = log2(2p): the merge blocks' size
+    for (Index k = p; k > 0; k /= 2)
+      for (Index j = k % p; j + k < n; j += k + k)
+        for (Index i = 0; i < std::min(k, n - j - k); ++i) {
+          if (((i + j) >> lp) != ((i + j + k) >> lp)) continue;  // not in the same merge block
+          std::uint64_t* __restrict a = keys + (i + j) * ld;
+          std::uint64_t* __restrict b = keys + (i + j + k) * ld;
+          for (Index c = c0; c < c1; c += 8)  // c1 - c0 is a multiple of 8: one vector each
+            for (Index l = c; l < c + 8; ++l) {
+              const std::uint64_t x = a[l], y = b[l];
+              a[l] = x < y ? x : y;
+              b[l] = x < y ? y : x;
+            }
+        }
 }
 
 /// Sorts every column ascending and records the source row: ties keep row order (a stable
 /// sort) and NaN sorts last, as PyTorch. Each float becomes an order-preserving integer key
-/// packed above its row index, so one integer sort gives both order and tie-breaking.
-/// `scratch` holds rows * cols keys, so nothing is allocated.
+/// packed above its row index, so one integer sort gives both order and tie-breaking (keys are
+/// distinct, so any correct sort gives the same result). `scratch` holds sort_scratch_keys(),
+/// so nothing is allocated.
 template <class T>
 void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, std::uint64_t* scratch) {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8);
   const int rb = row_bits(rows);
   const std::uint64_t mask = (std::uint64_t(1) << rb) - 1;
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (rows * cols > (1 << 14)))
+  if (rows <= kNetworkSortRows) {
+    const Index n = pow2_at_least(rows), ld = (cols + 7) / 8 * 8;
+    // real keys are below ~0 (a NaN's key is 0xFFC00000... or 0xFFF8...), so padding sorts last
+    for (Index r = 0; r < n; ++r) {
+      std::uint64_t* k = scratch + r * ld;
+      const T* xr = x + r * cols;
+      const Index real = r < rows ? cols : 0;
+      for (Index c = 0; c < real; ++c) k[c] = sort_key(xr[c], static_cast<std::uint64_t>(r), rb);
+      std::fill(k + real, k + ld, ~std::uint64_t(0));
+    }
+    const Index blocks = (ld + 63) / 64;  // 64 columns per task when the work is worth threads
+    SAKURA_PRAGMA(omp parallel for schedule(static) if (blocks > 1 && rows * cols > (1 << 14)))
+    for (Index b = 0; b < blocks; ++b) network_sort_rows(scratch, n, ld, b * 64, std::min(ld, b * 64 + 64));
+    for (Index r = 0; r < rows; ++r)
+      for (Index c = 0; c < cols; ++c) {
+        const Index row = static_cast<Index>(scratch[r * ld + c] & mask);
+        perm[r * cols + c] = static_cast<std::int32_t>(row);
+        sorted[r * cols + c] = x[row * cols + c];
+      }
+    return;
+  }
+  SAKURA_PRAGMA(omp parallel for schedule(static))
   for (Index c = 0; c < cols; ++c) {
     std::uint64_t* keys = scratch + c * rows;
     for (Index r = 0; r < rows; ++r) keys[r] = sort_key(x[r * cols + c], static_cast<std::uint64_t>(r), rb);
-    sort_keys(keys, rows);
+    std::sort(keys, keys + rows);
     for (Index r = 0; r < rows; ++r) {
       const Index row = static_cast<Index>(keys[r] & mask);
       perm[r * cols + c] = static_cast<std::int32_t>(row);

@@ -113,7 +113,7 @@ struct Ops<T, Cpu> {
 
   // ---- sliced Wasserstein sort
   static std::size_t sort_scratch_bytes(Index rows, Index cols) {
-    return static_cast<std::size_t>(rows * cols) * sizeof(std::uint64_t);
+    return cpu::sort_scratch_keys(rows, cols) * sizeof(std::uint64_t);
   }
   static void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, void* scratch) {
     cpu::sort_columns(sorted, perm, x, rows, cols, static_cast<std::uint64_t*>(scratch));
