@@ -54,13 +54,34 @@ SAKURA_HD inline void draw_raw_pair(const DrawSpec& s, std::int64_t r, std::int6
   else philox::normal_pair(s.key, ctr, v0, v1);
 }
 
-/// Final values of columns 2p and 2p+1 of row r (v1 unused when 2p+1 == cols); for
-/// UnitProjections the raw normals, which the caller divides by the row's norm.
-/// `offsets` (n_labels x cols, row-major) only for a supervised Uniform.
+/// The raw values of row r's pairs [p0, p0 + n) on the host, in two loops the compiler
+/// vectorises (Philox, then Box-Muller): the values of draw_raw_pair, pair by pair.
+inline void draw_raw_pairs_host(const DrawSpec& s, std::int64_t r, std::int64_t p0, std::int64_t n, double* v0,
+                                double* v1) {
+  const std::uint64_t ctr = s.base + static_cast<std::uint64_t>(r * s.pairs_per_row() + p0);
+  const std::uint64_t key = s.key;
+  _Pragma("omp simd")
+  for (std::int64_t i = 0; i < n; ++i) philox::uniform_pair(key, ctr + static_cast<std::uint64_t>(i), v0[i], v1[i]);
+  if (s.form == DrawSpec::Uniform || s.form == DrawSpec::Bernoulli) return;
+  double t[128];
+  for (std::int64_t c0 = 0; c0 < n; c0 += 128) {  // philox::box_muller, in two loops
+    const std::int64_t m = n - c0 < 128 ? n - c0 : 128;
+    _Pragma("omp simd")
+    for (std::int64_t i = 0; i < m; ++i) philox::host::box_muller_parts(v0[c0 + i], v1[c0 + i], t[i], v0[c0 + i], v1[c0 + i]);
+    for (std::int64_t i = 0; i < m; ++i) {
+      const double r = std::sqrt(t[i]);
+      v0[c0 + i] *= r;
+      v1[c0 + i] *= r;
+    }
+  }
+}
+
+/// Final values of columns 2p and 2p+1 of row r from their raw values (v1 unused when
+/// 2p+1 == cols); for UnitProjections the raw normals, which the caller divides by the row's
+/// norm. `offsets` (n_labels x cols, row-major) only for a supervised Uniform.
 template <class T>
-SAKURA_HD inline void draw_pair_values(const DrawSpec& s, std::int64_t r, std::int64_t p, std::int64_t label,
-                                  const T* offsets, double& v0, double& v1) {
-  draw_raw_pair(s, r, p, v0, v1);
+SAKURA_HD inline void shape_pair_values(const DrawSpec& s, std::int64_t r, std::int64_t p, std::int64_t label,
+                                        const T* offsets, double& v0, double& v1) {
   const std::int64_t c0 = 2 * p, c1 = c0 + 1;
   switch (s.form) {
     case DrawSpec::Uniform:
@@ -97,44 +118,53 @@ SAKURA_HD inline void draw_pair_values(const DrawSpec& s, std::int64_t r, std::i
   }
 }
 
+/// draw_raw_pair followed by shape_pair_values: one pair, as a GPU thread computes it.
+template <class T>
+SAKURA_HD inline void draw_pair_values(const DrawSpec& s, std::int64_t r, std::int64_t p, std::int64_t label,
+                                       const T* offsets, double& v0, double& v1) {
+  draw_raw_pair(s, r, p, v0, v1);
+  shape_pair_values(s, r, p, label, offsets, v0, v1);
+}
+
 /// Fills row-major out (rows x cols) on the host; the CUDA kernel evaluates the same functions.
+/// Raw values come kChunk pairs at a time from draw_raw_pairs_host; UnitProjections rows wider
+/// than one chunk are drawn twice (once for the norm), so nothing is allocated.
 template <class T>
 void draw_fill_host(T* out, const DrawSpec& s, const std::int64_t* labels, const T* offsets) {
   const std::int64_t P = s.pairs_per_row();
-  constexpr std::int64_t kCache = 256;  // UnitProjections rows up to this width are drawn once
-  double cache[kCache];
+  constexpr std::int64_t kChunk = 128;
+  double v0[kChunk], v1[kChunk];
+  const bool unit = s.form == DrawSpec::UnitProjections;
   for (std::int64_t r = 0; r < s.rows; ++r) {
     T* row = out + r * s.cols;
     const std::int64_t lab = draw_label(s, r, labels);
     double ss = 0;
-    for (std::int64_t p = 0; p < P; ++p) {
-      double v0, v1;
-      draw_pair_values(s, r, p, lab, offsets, v0, v1);
-      const bool two = 2 * p + 1 < s.cols;
-      if (s.form == DrawSpec::UnitProjections) {
-        ss += v0 * v0;
-        if (two) ss += v1 * v1;
-        if (s.cols <= kCache) {
-          cache[2 * p] = v0;
-          if (two) cache[2 * p + 1] = v1;
+    for (std::int64_t p0 = 0; p0 < P; p0 += kChunk) {
+      const std::int64_t n = P - p0 < kChunk ? P - p0 : kChunk;
+      draw_raw_pairs_host(s, r, p0, n, v0, v1);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t p = p0 + i;
+        const bool two = 2 * p + 1 < s.cols;
+        if (unit) {  // the sum of squares in column order, as the GPU sums it
+          ss += v0[i] * v0[i];
+          if (two) ss += v1[i] * v1[i];
+          continue;
         }
-        continue;
+        shape_pair_values(s, r, p, lab, offsets, v0[i], v1[i]);
+        row[2 * p] = static_cast<T>(v0[i]);
+        if (two) row[2 * p + 1] = static_cast<T>(v1[i]);
       }
-      row[2 * p] = static_cast<T>(v0);
-      if (two) row[2 * p + 1] = static_cast<T>(v1);
     }
-    if (s.form != DrawSpec::UnitProjections) continue;
+    if (!unit) continue;
     const double norm = sqrt(ss);
-    for (std::int64_t p = 0; p < P; ++p) {
-      double v0, v1;
-      if (s.cols <= kCache) {
-        v0 = cache[2 * p];
-        v1 = 2 * p + 1 < s.cols ? cache[2 * p + 1] : 0.0;
-      } else {
-        draw_raw_pair(s, r, p, v0, v1);
+    for (std::int64_t p0 = 0; p0 < P; p0 += kChunk) {
+      const std::int64_t n = P - p0 < kChunk ? P - p0 : kChunk;
+      if (P > kChunk) draw_raw_pairs_host(s, r, p0, n, v0, v1);  // else still there
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t p = p0 + i;
+        row[2 * p] = static_cast<T>(v0[i] / norm);
+        if (2 * p + 1 < s.cols) row[2 * p + 1] = static_cast<T>(v1[i] / norm);
       }
-      row[2 * p] = static_cast<T>(v0 / norm);
-      if (2 * p + 1 < s.cols) row[2 * p + 1] = static_cast<T>(v1 / norm);
     }
   }
 }

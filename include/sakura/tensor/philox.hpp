@@ -4,6 +4,7 @@
 /// and, under nvcc, for the device: the one definition of every random number the library makes.
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 
@@ -50,14 +51,95 @@ SAKURA_HD inline void uniform_pair(std::uint64_t key, std::uint64_t ctr, double&
   u1 = unit(b.v[2], b.v[3]);
 }
 
-/// Two independent standard normals from block ctr by Box-Muller (r cos a, r sin a).
-SAKURA_HD inline void normal_pair(std::uint64_t key, std::uint64_t ctr, double& n0, double& n1) {
-  double u1, u2;
-  uniform_pair(key, ctr, u1, u2);
-  if (u1 < 1e-300) u1 = 1e-300;
+/// Host math for Box-Muller, branch-free so that loops over many pairs vectorise (libm's log
+/// and sincos are scalar calls and were most of the cost of drawing SW2 projections). fdlibm's
+/// polynomials (Sun Microsystems, freely redistributable): errors below 1 ulp, as libm's; the
+/// GPU uses its own log/sincos, so the two agree up to that rounding, as before.
+namespace host {
+/// log(u) for a positive normal u (Box-Muller clamps u >= 1e-300).
+inline double log_normal(double u) {
+  constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  constexpr double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01, Lg3 = 2.857142874366239149e-01,
+                   Lg4 = 2.222219843214978396e-01, Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                   Lg7 = 1.479819860511658591e-01;
+  // std::bit_cast, not memcpy: it keeps u in a register, so loops over log_normal vectorise
+  const std::uint64_t bits = std::bit_cast<std::uint64_t>(u);
+  std::int64_t k = static_cast<std::int64_t>(bits >> 52) - 1023;  // u > 0: no sign bit
+  double m = std::bit_cast<double>((bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull);  // [1, 2)
+  const bool big = m > 1.41421356237309504880;  // m in [sqrt(1/2), sqrt(2)): f small
+  m = big ? 0.5 * m : m;
+  k += big ? 1 : 0;
+  const double f = m - 1.0, dk = static_cast<double>(k);
+  const double s = f / (2.0 + f), z = s * s, w = z * z;
+  const double R = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7))) + w * (Lg2 + w * (Lg4 + w * Lg6));
+  const double hfsq = 0.5 * f * f;
+  return dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
+}
+struct SinCos {
+  double s, c;
+};
+/// sin and cos of x, |x| <= pi/4.
+inline SinCos sincos_small(double x) {
+  constexpr double S1 = -1.66666666666666324348e-01, S2 = 8.33333333332248946124e-03,
+                   S3 = -1.98412698298579493134e-04, S4 = 2.75573137070700676789e-06,
+                   S5 = -2.50507602534068634195e-08, S6 = 1.58969099521155010221e-10;
+  constexpr double C1 = 4.16666666666666019037e-02, C2 = -1.38888888888741095749e-03,
+                   C3 = 2.48015872894767294178e-05, C4 = -2.75573143513906633035e-07,
+                   C5 = 2.08757232129817482790e-09, C6 = -1.13596475577881948265e-11;
+  const double z = x * x;
+  const double sn = x + z * x * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
+  const double r = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
+  const double hz = 0.5 * z, w = 1.0 - hz;
+  return {sn, w + (((1.0 - w) - hz) + z * r)};
+}
+/// sin and cos of 2 pi u for u in [0, 1): the quadrant comes exactly from 4u (no pi-sized
+/// rounding in the argument), the rest from sincos_small.
+inline SinCos sincos_turn(double u) {
+  const double t4 = 4.0 * u;
+  // the nearest quadrant 0..4 (4 is 0); truncation, not floor(), so the loop vectorises
+  const std::int64_t quadrant = static_cast<std::int64_t>(t4 + 0.5);
+  const double q = static_cast<double>(quadrant);
+  const SinCos k = sincos_small((t4 - q) * 1.57079632679489661923);
+  const double s = (quadrant & 1) ? k.c : k.s;  // quadrants 1, 3: sin(x + pi/2) = cos x
+  const double c = (quadrant & 1) ? k.s : k.c;
+  return {(quadrant & 2) ? -s : s, ((quadrant + 1) & 2) ? -c : c};  // 2, 3: -sin; 1, 2: -cos
+}
+/// Box-Muller without its square root: t = -2 log(max(u1, 1e-300)) and the unit vector of
+/// angle 2 pi u2. (The square root stays out so this vectorises: a scalar sqrt is cheap, and a
+/// vectorised one needs -fno-math-errno.)
+inline void box_muller_parts(double u1, double u2, double& t, double& cs, double& sn) {
+  // max(u1, 1e-300) on the bits (non-negative doubles order as integers): GCC if-converts an
+  // integer select but not a floating-point compare, and the loop would not vectorise
+  constexpr std::uint64_t tiny = std::bit_cast<std::uint64_t>(1e-300);
+  const std::uint64_t b = std::bit_cast<std::uint64_t>(u1);
+  t = -2.0 * log_normal(std::bit_cast<double>(b < tiny ? tiny : b));
+  const SinCos a = sincos_turn(u2);
+  cs = a.c;
+  sn = a.s;
+}
+}  // namespace host
+
+/// Box-Muller: two independent standard normals (r cos a, r sin a) from two uniforms.
+SAKURA_HD inline void box_muller(double u1, double u2, double& n0, double& n1) {
+#if defined(__CUDA_ARCH__)
+  u1 = u1 < 1e-300 ? 1e-300 : u1;
   const double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586476925 * u2;
   n0 = r * cos(a);
   n1 = r * sin(a);
+#else
+  double t, cs, sn;
+  host::box_muller_parts(u1, u2, t, cs, sn);
+  const double r = std::sqrt(t);
+  n0 = r * cs;
+  n1 = r * sn;
+#endif
+}
+
+/// Two independent standard normals from block ctr.
+SAKURA_HD inline void normal_pair(std::uint64_t key, std::uint64_t ctr, double& n0, double& n1) {
+  double u1, u2;
+  uniform_pair(key, ctr, u1, u2);
+  box_muller(u1, u2, n0, n1);
 }
 
 }  // namespace sakura::philox
