@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -519,6 +520,28 @@ TEMPLATE_TEST_CASE("sort_columns: stable, NaN last, at every height", "[autograd
         }
       }
     }
+}
+
+// The float CELU kernel (gradchecks run in double): correctly rounded against double expm1 on
+// every 997th negative float down to -128, and exact on the special values.
+TEST_CASE("celu forward in float: correctly rounded, specials exact", "[autograd][celu]") {
+  std::vector<float> xs;
+  for (std::uint32_t b = 0x80000000u; b < 0xc3000000u; b += 997) xs.push_back(std::bit_cast<float>(b));
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, -1e-8f, -0.35f, -88.0f, -103.0f, -104.0f, -1e30f, -inf, 5.0f, inf, 3e38f,
+                  nan, -nan})
+    xs.push_back(v);
+  std::vector<float> ys(xs.size());
+  sakura::cpu::celu_fwd(ys.data(), xs.data(), static_cast<Index>(xs.size()));
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    CAPTURE(xs[i], ys[i]);
+    if (std::isnan(xs[i])) {
+      REQUIRE(std::isnan(ys[i]));
+      continue;
+    }
+    const float ref = xs[i] > 0 ? xs[i] : static_cast<float>(std::expm1(double(xs[i])));
+    REQUIRE(std::bit_cast<std::uint32_t>(ys[i]) == std::bit_cast<std::uint32_t>(ref == 0 ? 0.0f : ref));
+  }
 }
 
 TEST_CASE("gradcheck: mse", "[autograd]") {

