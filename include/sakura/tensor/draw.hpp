@@ -127,44 +127,69 @@ SAKURA_HD inline void draw_pair_values(const DrawSpec& s, std::int64_t r, std::i
 }
 
 /// Fills row-major out (rows x cols) on the host; the CUDA kernel evaluates the same functions.
-/// Raw values come kChunk pairs at a time from draw_raw_pairs_host; UnitProjections rows wider
-/// than one chunk are drawn twice (once for the norm), so nothing is allocated.
+/// Raw values come up to kChunk pairs at a time from draw_raw_pairs_host: several whole rows at
+/// once when rows are narrow (a row's counters follow the previous row's, and a latent of 8 has
+/// only 4 pairs per row), else a row in pieces; UnitProjections rows wider than one piece are
+/// drawn twice (once for the norm), so nothing is allocated.
 template <class T>
 void draw_fill_host(T* out, const DrawSpec& s, const std::int64_t* labels, const T* offsets) {
   const std::int64_t P = s.pairs_per_row();
   constexpr std::int64_t kChunk = 128;
   double v0[kChunk], v1[kChunk];
   const bool unit = s.form == DrawSpec::UnitProjections;
-  for (std::int64_t r = 0; r < s.rows; ++r) {
+  // pairs [p0, p0 + n) of row r, raw values in a[], b[]: shaped and stored, or summed (unit)
+  auto emit = [&](std::int64_t r, std::int64_t p0, std::int64_t n, std::int64_t lab, double* a, double* b, double& ss) {
     T* row = out + r * s.cols;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t p = p0 + i;
+      const bool two = 2 * p + 1 < s.cols;
+      if (unit) {  // the sum of squares in column order, as the GPU sums it
+        ss += a[i] * a[i];
+        if (two) ss += b[i] * b[i];
+        continue;
+      }
+      shape_pair_values(s, r, p, lab, offsets, a[i], b[i]);
+      row[2 * p] = static_cast<T>(a[i]);
+      if (two) row[2 * p + 1] = static_cast<T>(b[i]);
+    }
+  };
+  auto normalise = [&](std::int64_t r, std::int64_t p0, std::int64_t n, const double* a, const double* b, double norm) {
+    T* row = out + r * s.cols;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t p = p0 + i;
+      row[2 * p] = static_cast<T>(a[i] / norm);
+      if (2 * p + 1 < s.cols) row[2 * p + 1] = static_cast<T>(b[i] / norm);
+    }
+  };
+  if (P <= kChunk) {
+    const std::int64_t group = kChunk / P;
+    for (std::int64_t r0 = 0; r0 < s.rows; r0 += group) {
+      const std::int64_t nr = s.rows - r0 < group ? s.rows - r0 : group;
+      draw_raw_pairs_host(s, r0, 0, nr * P, v0, v1);
+      for (std::int64_t r = r0; r < r0 + nr; ++r) {
+        double* a = v0 + (r - r0) * P;
+        double* b = v1 + (r - r0) * P;
+        double ss = 0;
+        emit(r, 0, P, draw_label(s, r, labels), a, b, ss);
+        if (unit) normalise(r, 0, P, a, b, sqrt(ss));
+      }
+    }
+    return;
+  }
+  for (std::int64_t r = 0; r < s.rows; ++r) {
     const std::int64_t lab = draw_label(s, r, labels);
     double ss = 0;
     for (std::int64_t p0 = 0; p0 < P; p0 += kChunk) {
       const std::int64_t n = P - p0 < kChunk ? P - p0 : kChunk;
       draw_raw_pairs_host(s, r, p0, n, v0, v1);
-      for (std::int64_t i = 0; i < n; ++i) {
-        const std::int64_t p = p0 + i;
-        const bool two = 2 * p + 1 < s.cols;
-        if (unit) {  // the sum of squares in column order, as the GPU sums it
-          ss += v0[i] * v0[i];
-          if (two) ss += v1[i] * v1[i];
-          continue;
-        }
-        shape_pair_values(s, r, p, lab, offsets, v0[i], v1[i]);
-        row[2 * p] = static_cast<T>(v0[i]);
-        if (two) row[2 * p + 1] = static_cast<T>(v1[i]);
-      }
+      emit(r, p0, n, lab, v0, v1, ss);
     }
     if (!unit) continue;
     const double norm = sqrt(ss);
     for (std::int64_t p0 = 0; p0 < P; p0 += kChunk) {
       const std::int64_t n = P - p0 < kChunk ? P - p0 : kChunk;
-      if (P > kChunk) draw_raw_pairs_host(s, r, p0, n, v0, v1);  // else still there
-      for (std::int64_t i = 0; i < n; ++i) {
-        const std::int64_t p = p0 + i;
-        row[2 * p] = static_cast<T>(v0[i] / norm);
-        if (2 * p + 1 < s.cols) row[2 * p + 1] = static_cast<T>(v1[i] / norm);
-      }
+      draw_raw_pairs_host(s, r, p0, n, v0, v1);
+      normalise(r, p0, n, v0, v1, norm);
     }
   }
 }
