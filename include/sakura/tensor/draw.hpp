@@ -14,6 +14,13 @@
 
 #include "sakura/tensor/philox.hpp"
 
+// loops of independent pairs; a no-op without OpenMP (no unknown-pragma warning)
+#if defined(_OPENMP)
+#define SAKURA_DRAW_SIMD _Pragma("omp simd")
+#else
+#define SAKURA_DRAW_SIMD
+#endif
+
 namespace sakura {
 
 struct DrawSpec {
@@ -60,13 +67,13 @@ inline void draw_raw_pairs_host(const DrawSpec& s, std::int64_t r, std::int64_t 
                                 double* v1) {
   const std::uint64_t ctr = s.base + static_cast<std::uint64_t>(r * s.pairs_per_row() + p0);
   const std::uint64_t key = s.key;
-  _Pragma("omp simd")
+  SAKURA_DRAW_SIMD
   for (std::int64_t i = 0; i < n; ++i) philox::uniform_pair(key, ctr + static_cast<std::uint64_t>(i), v0[i], v1[i]);
   if (s.form == DrawSpec::Uniform || s.form == DrawSpec::Bernoulli) return;
   double t[128];
   for (std::int64_t c0 = 0; c0 < n; c0 += 128) {  // philox::box_muller, in two loops
     const std::int64_t m = n - c0 < 128 ? n - c0 : 128;
-    _Pragma("omp simd")
+    SAKURA_DRAW_SIMD
     for (std::int64_t i = 0; i < m; ++i) philox::host::box_muller_parts(v0[c0 + i], v1[c0 + i], t[i], v0[c0 + i], v1[c0 + i]);
     for (std::int64_t i = 0; i < m; ++i) {
       const double r = std::sqrt(t[i]);

@@ -228,7 +228,7 @@ struct Csc {
 template <class T>
 void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
   const Index nnz = x.nnz();
-  const bool parallel = nnz >= (Index(1) << 15) && max_threads() > 1;
+  [[maybe_unused]] const bool parallel = nnz >= (Index(1) << 15) && max_threads() > 1;
   out.colptr[0] = 0;
   // row r's entries in the gene range of thread t of nt
   auto range = [&](int t, int nt, Index r, std::int64_t& k0, std::int64_t& k1) {
