@@ -10,6 +10,8 @@
 /// a row's drawn class label (unsupervised gaussian mixture) from block label_base + r.
 #pragma once
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
 
 #include "sakura/tensor/philox.hpp"
@@ -145,8 +147,24 @@ void draw_fill_host(T* out, const DrawSpec& s, const std::int64_t* labels, const
   double v0[kChunk], v1[kChunk];
   const bool unit = s.form == DrawSpec::UnitProjections;
   // pairs [p0, p0 + n) of row r, raw values in a[], b[]: shaped and stored, or summed (unit)
+  // Bernoulli (dropout masks): shape_pair_values' u < p ? 0 : keep_scale with the uniforms and p
+  // compared as integers (non-negative doubles order as their bits) so that it compiles to
+  // selects: a branch on random bits mispredicts half the time (19 -> 8 ns per pair).
+  const bool mask_form = s.form == DrawSpec::Bernoulli && !std::signbit(s.a);
+  const std::uint64_t p_bits = std::bit_cast<std::uint64_t>(s.a);
+  const T keep = static_cast<T>(s.b);
   auto emit = [&](std::int64_t r, std::int64_t p0, std::int64_t n, std::int64_t lab, double* a, double* b, double& ss) {
     T* row = out + r * s.cols;
+    if (mask_form) {
+      const std::int64_t full = 2 * (p0 + n) <= s.cols ? n : n - 1;  // pairs with both columns in the row
+      T* __restrict o = row + 2 * p0;
+      for (std::int64_t i = 0; i < full; ++i) {
+        o[2 * i] = std::bit_cast<std::uint64_t>(a[i]) < p_bits ? T(0) : keep;
+        o[2 * i + 1] = std::bit_cast<std::uint64_t>(b[i]) < p_bits ? T(0) : keep;
+      }
+      if (full < n) o[2 * full] = std::bit_cast<std::uint64_t>(a[full]) < p_bits ? T(0) : keep;
+      return;
+    }
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t p = p0 + i;
       const bool two = 2 * p + 1 < s.cols;
