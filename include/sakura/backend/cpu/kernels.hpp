@@ -763,6 +763,12 @@ void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index c
   static_assert(sizeof(T) == 4 || sizeof(T) == 8);
   const int rb = row_bits(rows);
   const std::uint64_t mask = (std::uint64_t(1) << rb) - 1;
+  // the key at sorted position r of column c names its source row in its low bits
+  auto write = [&](Index r, Index c, std::uint64_t key) {
+    const Index row = static_cast<Index>(key & mask);
+    perm[r * cols + c] = static_cast<std::int32_t>(row);
+    sorted[r * cols + c] = x[row * cols + c];
+  };
   if (rows <= kNetworkSortRows) {
     const Index n = pow2_at_least(rows), ld = (cols + 7) / 8 * 8;
     // real keys are below ~0 (a NaN's key is 0xFFC00000... or 0xFFF8...), so padding sorts last
@@ -777,11 +783,7 @@ void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index c
     SAKURA_PRAGMA(omp parallel for schedule(static) if (blocks > 1 && rows * cols > (1 << 14)))
     for (Index b = 0; b < blocks; ++b) network_sort_rows(scratch, n, ld, b * 64, std::min(ld, b * 64 + 64));
     for (Index r = 0; r < rows; ++r)
-      for (Index c = 0; c < cols; ++c) {
-        const Index row = static_cast<Index>(scratch[r * ld + c] & mask);
-        perm[r * cols + c] = static_cast<std::int32_t>(row);
-        sorted[r * cols + c] = x[row * cols + c];
-      }
+      for (Index c = 0; c < cols; ++c) write(r, c, scratch[r * ld + c]);
     return;
   }
   SAKURA_PRAGMA(omp parallel for schedule(static))
@@ -789,11 +791,7 @@ void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index c
     std::uint64_t* keys = scratch + c * rows;
     for (Index r = 0; r < rows; ++r) keys[r] = sort_key(x[r * cols + c], static_cast<std::uint64_t>(r), rb);
     std::sort(keys, keys + rows);
-    for (Index r = 0; r < rows; ++r) {
-      const Index row = static_cast<Index>(keys[r] & mask);
-      perm[r * cols + c] = static_cast<std::int32_t>(row);
-      sorted[r * cols + c] = x[row * cols + c];
-    }
+    for (Index r = 0; r < rows; ++r) write(r, c, keys[r]);
   }
 }
 /// The sort's gradient: dx[perm[r, c], c] += dsorted[r, c].
