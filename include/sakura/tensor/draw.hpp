@@ -63,8 +63,9 @@ SAKURA_HD inline void draw_raw_pair(const DrawSpec& s, std::int64_t r, std::int6
   else philox::normal_pair(s.key, ctr, v0, v1);
 }
 
-/// The raw values of row r's pairs [p0, p0 + n) on the host, in two loops the compiler
-/// vectorises (Philox, then Box-Muller): the values of draw_raw_pair, pair by pair.
+/// The raw values of n consecutive pairs from pair p0 of row r on the host (they may run on into
+/// the next rows: the layout is contiguous), in loops the compiler vectorises (Philox, then
+/// Box-Muller): the values of draw_raw_pair, pair by pair.
 inline void draw_raw_pairs_host(const DrawSpec& s, std::int64_t r, std::int64_t p0, std::int64_t n, double* v0,
                                 double* v1) {
   const std::uint64_t ctr = s.base + static_cast<std::uint64_t>(r * s.pairs_per_row() + p0);
@@ -78,9 +79,9 @@ inline void draw_raw_pairs_host(const DrawSpec& s, std::int64_t r, std::int64_t 
     SAKURA_DRAW_SIMD
     for (std::int64_t i = 0; i < m; ++i) philox::host::box_muller_parts(v0[c0 + i], v1[c0 + i], t[i], v0[c0 + i], v1[c0 + i]);
     for (std::int64_t i = 0; i < m; ++i) {
-      const double r = std::sqrt(t[i]);
-      v0[c0 + i] *= r;
-      v1[c0 + i] *= r;
+      const double radius = std::sqrt(t[i]);
+      v0[c0 + i] *= radius;
+      v1[c0 + i] *= radius;
     }
   }
 }
