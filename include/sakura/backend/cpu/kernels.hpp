@@ -29,8 +29,6 @@
 #endif
 #define SAKURA_SIMD SAKURA_PRAGMA(omp simd)
 #define SAKURA_SIMD_SUM(v) SAKURA_PRAGMA(omp simd reduction(+ : v))
-// Elementwise loops run in parallel only when they are large enough to pay for the fork.
-#define SAKURA_PARALLEL_FOR(n) SAKURA_PRAGMA(omp parallel for simd schedule(static) if ((n) > (1 << 15)))
 
 namespace sakura::cpu {
 
@@ -49,6 +47,49 @@ inline int max_threads() {
 #else
   return 1;
 #endif
+}
+
+/// Elementwise loops of more elements than this are worth a fork.
+inline constexpr Index kParallelMinElems = Index(1) << 15;
+
+/// body(i) for i in [0, n): split statically over the threads when `parallel`, else on this
+/// thread outside any OpenMP region. (A region costs a futex syscall, ~0.3 µs, even when its
+/// if() clause is false; the tiny step entered ~18 of them, ~8% of its time.)
+template <class F>
+inline void parallel_for(Index n, [[maybe_unused]] bool parallel, F&& body) {
+#if defined(_OPENMP)
+  if (parallel) {
+    SAKURA_PRAGMA(omp parallel for schedule(static))
+    for (Index i = 0; i < n; ++i) body(i);
+    return;
+  }
+#endif
+  for (Index i = 0; i < n; ++i) body(i);
+}
+/// parallel_for for a vectorisable elementwise body, parallel above kParallelMinElems.
+template <class F>
+inline void parallel_for_simd(Index n, F&& body) {
+#if defined(_OPENMP)
+  if (n > kParallelMinElems) {
+    SAKURA_PRAGMA(omp parallel for simd schedule(static))
+    for (Index i = 0; i < n; ++i) body(i);
+    return;
+  }
+#endif
+  SAKURA_SIMD
+  for (Index i = 0; i < n; ++i) body(i);
+}
+/// body() once per thread of a team when `parallel` (team() tells which), else once here.
+template <class F>
+inline void parallel_region([[maybe_unused]] bool parallel, F&& body) {
+#if defined(_OPENMP)
+  if (parallel) {
+    SAKURA_PRAGMA(omp parallel)
+    body();
+    return;
+  }
+#endif
+  body();
 }
 
 template <class T>
@@ -90,8 +131,7 @@ double blocked_reduce(Index n, G g) {
   const Index nb = (n + block - 1) / block;
   if (nb <= 1) return n > 0 ? g(Index(0), n) : 0.0;
   double partial[kMaxBlocks];
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (n > (1 << 15)))
-  for (Index b = 0; b < nb; ++b) partial[b] = g(b * block, std::min(block, n - b * block));
+  parallel_for(nb, n > kParallelMinElems, [&](Index b) { partial[b] = g(b * block, std::min(block, n - b * block)); });
   double s = 0;
   for (Index b = 0; b < nb; ++b) s += partial[b];
   return s;
@@ -109,13 +149,12 @@ double blocked_sum(Index n, F f) {
     return s;
   }
   double partial[kMaxBlocks];
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (n > (1 << 15)))
-  for (Index b = 0; b < nb; ++b) {
+  parallel_for(nb, n > kParallelMinElems, [&](Index b) {
     double s = 0;
     const Index hi = std::min(n, (b + 1) * block);
     for (Index i = b * block; i < hi; ++i) s += f(i);
     partial[b] = s;
-  }
+  });
   double s = 0;
   for (Index b = 0; b < nb; ++b) s += partial[b];
   return s;
@@ -129,19 +168,13 @@ inline T sign(T v) {
 // ---------------------------------------------------------------- copies and blocks
 template <class T>
 void fill(T* x, Index n, T v) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) x[i] = v;
+  parallel_for_simd(n, [=](Index i) { x[i] = v; });
 }
 /// y = (acc ? y : 0) + alpha * x
 template <class T>
 void axpy(T* y, const T* x, Index n, T alpha, bool acc) {
-  if (acc) {
-    SAKURA_PARALLEL_FOR(n)
-    for (Index i = 0; i < n; ++i) y[i] += alpha * x[i];
-  } else {
-    SAKURA_PARALLEL_FOR(n)
-    for (Index i = 0; i < n; ++i) y[i] = alpha * x[i];
-  }
+  if (acc) parallel_for_simd(n, [=](Index i) { y[i] += alpha * x[i]; });
+  else parallel_for_simd(n, [=](Index i) { y[i] = alpha * x[i]; });
 }
 /// dst = (acc ? dst : 0) + src, on (possibly strided) blocks of the same shape.
 template <class T>
@@ -159,18 +192,16 @@ void add_block(MatrixRef<T> dst, MatrixRef<const T> src, bool acc) {
 // ---------------------------------------------------------------- linear layer pieces
 template <class T>
 void add_bias(MatrixRef<T> y, const T* b) {
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (y.size() > (1 << 15)))
-  for (Index r = 0; r < y.rows; ++r) {
+  parallel_for(y.rows, y.size() > kParallelMinElems, [&](Index r) {
     T* row = y.data + r * y.ld;
     for (Index c = 0; c < y.cols; ++c) row[c] += b[c];
-  }
+  });
 }
 /// y = max(y + b, 0) in one pass (b may be null): a Linear layer's bias with the ReLU after it,
 /// bitwise add_bias then relu_fwd.
 template <class T>
 void bias_relu(MatrixRef<T> y, const T* b) {
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (y.size() > (1 << 15)))
-  for (Index r = 0; r < y.rows; ++r) {
+  parallel_for(y.rows, y.size() > kParallelMinElems, [&](Index r) {
     T* __restrict row = y.data + r * y.ld;
     if (b) {
       for (Index c = 0; c < y.cols; ++c) {
@@ -180,15 +211,14 @@ void bias_relu(MatrixRef<T> y, const T* b) {
     } else {
       for (Index c = 0; c < y.cols; ++c) row[c] = row[c] > T(0) ? row[c] : T(0);
     }
-  }
+  });
 }
 /// The backward of bias_relu's layer in one pass: dx = dy where the output y > 0, else 0, and
 /// db = (acc_db ? db : 0) + column sums of dx (db may be null). Threads split the columns, so
 /// each column is still summed in row order: bitwise relu_bwd then col_sum.
 template <class T>
 void relu_bwd_col_sum(T* dx, T* db, bool acc_db, const T* dy, const T* y, Index rows, Index cols) {
-  SAKURA_PRAGMA(omp parallel if (rows * cols > (1 << 15)))
-  {
+  parallel_region(rows * cols > kParallelMinElems, [&] {
     const auto [t, nt] = team();
     const Index c0 = cols * t / nt, c1 = cols * (t + 1) / nt;
     if (db && !acc_db) std::fill(db + c0, db + c1, T(0));
@@ -200,7 +230,7 @@ void relu_bwd_col_sum(T* dx, T* db, bool acc_db, const T* dy, const T* y, Index 
       if (db)
         for (Index c = c0; c < c1; ++c) db[c] += d[c];
     }
-  }
+  });
 }
 /// db = (acc ? db : 0) + column sums of dy. Columns are independent, rows summed in order.
 template <class T>
@@ -228,7 +258,7 @@ struct Csc {
 template <class T>
 void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
   const Index nnz = x.nnz();
-  [[maybe_unused]] const bool parallel = nnz >= (Index(1) << 15) && max_threads() > 1;
+  const bool parallel = nnz >= (Index(1) << 15) && max_threads() > 1;
   out.colptr[0] = 0;
   // row r's entries in the gene range of thread t of nt
   auto range = [&](int t, int nt, Index r, std::int64_t& k0, std::int64_t& k1) {
@@ -238,8 +268,7 @@ void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
     k0 = (t == 0 ? first : std::lower_bound(first, last, lo)) - x.indices;
     k1 = (t == nt - 1 ? last : std::lower_bound(first, last, hi)) - x.indices;
   };
-  SAKURA_PRAGMA(omp parallel if (parallel))
-  {
+  parallel_region(parallel, [&] {
     const auto [t, nt] = team();
     std::fill(out.colptr + x.cols * t / nt + 1, out.colptr + x.cols * (t + 1) / nt + 1, std::int64_t(0));
     for (Index r = 0; r < x.rows; ++r) {
@@ -260,7 +289,7 @@ void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
         out.vals[dst] = x.values[k];
       }
     }
-  }
+  });
   for (Index c = x.cols; c > 0; --c) out.colptr[c] = out.colptr[c - 1];
   out.colptr[0] = 0;
 }
@@ -320,34 +349,32 @@ void csr_linear_fwd_inmajor(T* y, CsrRef<T> x, const T* w, Index out) {
   const Index chunk = std::max<Index>(256, (Index(1) << 20) / std::max<Index>(1, out * Index(sizeof(T))));
   for (Index g0 = 0; g0 < x.cols; g0 += chunk) {
     const auto lo = static_cast<std::int32_t>(g0), hi = static_cast<std::int32_t>(std::min(x.cols, g0 + chunk));
-    SAKURA_PRAGMA(omp parallel for schedule(static) if (x.rows * out > (1 << 12)))
-    for (Index r = 0; r < x.rows; ++r) {
+    parallel_for(x.rows, x.rows * out > (1 << 12), [&](Index r) {
       const std::int32_t* first = x.indices + x.indptr[r];
       const std::int32_t* last = x.indices + x.indptr[r + 1];
       const std::int64_t k0 = std::lower_bound(first, last, lo) - x.indices;
       const std::int64_t k1 = std::lower_bound(first, last, hi) - x.indices;
-      if (k0 == k1) continue;
+      if (k0 == k1) return;
       T* yr = y + r * out;
       for (Index o = 0, tw; o < out; o += tw) {
         tw = tile_width(out - o);
         tile_sum(yr + o, true, tw, k0, k1, x.values, [&](std::int64_t q) { return w + Index(x.indices[q]) * out + o; });
       }
-    }
+    });
   }
 }
 /// dW'[j, :] (+)= sum over the cells expressing gene j of x_ij dY[i, :], per gene from the CSC
 /// copy, accumulated in registers per tile (tile_width) and written once. Threads split the genes.
 template <class T>
 void csc_weight_grad_inmajor(T* dw, const Csc<T>& x, const T* dy, Index out, bool acc) {
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (x.cols * out > (1 << 15)))
-  for (Index j = 0; j < x.cols; ++j) {
+  parallel_for(x.cols, x.cols * out > (1 << 15), [&](Index j) {
     T* d = dw + j * out;
     for (Index o = 0, tw; o < out; o += tw) {
       tw = tile_width(out - o);
       tile_sum(d + o, acc, tw, x.colptr[j], x.colptr[j + 1], x.vals,
                [&](std::int64_t k) { return dy + Index(x.rowidx[k]) * out + o; });
     }
-  }
+  });
 }
 /// y += x W^T for W stored [out, in] (PyTorch layout): a strided gather per entry. Correct but
 /// slow; store the first layer input-major for sparse input.
@@ -366,8 +393,7 @@ void csr_linear_fwd_outmajor(T* y, CsrRef<T> x, const T* w, Index out) {
 template <class T>
 void csc_weight_grad(T* dw, const Csc<T>& x, const T* dy, Index out, bool in_major, bool acc) {
   if (in_major) return csc_weight_grad_inmajor(dw, x, dy, out, acc);
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (x.cols * out > (1 << 15)))
-  for (Index j = 0; j < x.cols; ++j) {
+  parallel_for(x.cols, x.cols * out > (1 << 15), [&](Index j) {
     {
       for (Index o = 0; o < out; ++o) {
         T s = acc ? dw[o * x.cols + j] : T(0);
@@ -375,17 +401,16 @@ void csc_weight_grad(T* dw, const Csc<T>& x, const T* dy, Index out, bool in_maj
         dw[o * x.cols + j] = s;
       }
     }
-  }
+  });
 }
 /// Dense copy of a CSR matrix (the reconstruction target of a sparse batch).
 template <class T>
 void csr_densify(T* out, CsrRef<T> x) {
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (x.rows * x.cols > (1 << 18)))
-  for (Index r = 0; r < x.rows; ++r) {
+  parallel_for(x.rows, x.rows * x.cols > (1 << 18), [&](Index r) {
     T* row = out + r * x.cols;
     std::fill(row, row + x.cols, T(0));
     for (std::int64_t k = x.indptr[r]; k < x.indptr[r + 1]; ++k) row[x.indices[k]] = x.values[k];
-  }
+  });
 }
 
 // ---------------------------------------------------------------- activations
@@ -467,8 +492,7 @@ void sigmoid_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) {
 }
 template <class T>
 void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log) {
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (rows * cols > (1 << 15)))
-  for (Index r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * cols > (1 << 15), [&](Index r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     T m = -std::numeric_limits<T>::infinity();
@@ -481,13 +505,12 @@ void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log) {
     } else {
       for (Index c = 0; c < cols; ++c) yr[c] = static_cast<T>(std::exp(double(xr[c] - m)) / s);
     }
-  }
+  });
 }
 /// softmax: dx = y * (dy - sum(dy * y)); log-softmax: dx = dy - exp(y) * sum(dy).
 template <class T>
 void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc) {
-  SAKURA_PRAGMA(omp parallel for schedule(static) if (rows * cols > (1 << 15)))
-  for (Index r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * cols > (1 << 15), [&](Index r) {
     const T* dyr = dy + r * cols;
     const T* yr = y + r * cols;
     T* dxr = dx + r * cols;
@@ -497,15 +520,14 @@ void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bo
       T g = log ? dyr[c] - std::exp(yr[c]) * T(s) : yr[c] * (dyr[c] - T(s));
       dxr[c] = acc ? dxr[c] + g : g;
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------- dropout
 /// out = x * mask (mask already holds 0 or 1/(1-p)); also the backward (dx = dy * mask).
 template <class T>
 void mul(T* out, const T* x, const T* mask, Index n, bool acc) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) out[i] = acc ? out[i] + x[i] * mask[i] : x[i] * mask[i];
+  parallel_for_simd(n, [=](Index i) { out[i] = acc ? out[i] + x[i] * mask[i] : x[i] * mask[i]; });
 }
 
 // ---------------------------------------------------------------- elementwise losses (means)
@@ -685,11 +707,10 @@ double bce_sum(const T* p, const T* y, Index n) {
 }
 template <class T>
 void bce_bwd(T* dp, T g_over_n, const T* p, const T* y, Index n, bool acc) {
-  SAKURA_PARALLEL_FOR(n)
-  for (Index i = 0; i < n; ++i) {
+  parallel_for_simd(n, [=](Index i) {
     T v = g_over_n * (p[i] - y[i]) / std::max((T(1) - p[i]) * p[i], T(1e-12));
     dp[i] = acc ? dp[i] + v : v;
-  }
+  });
 }
 
 // ---------------------------------------------------------------- sliced Wasserstein sort
@@ -780,8 +801,8 @@ void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index c
       std::fill(k + real, k + ld, ~std::uint64_t(0));
     }
     const Index blocks = (ld + 63) / 64;  // 64 columns per task when the work is worth threads
-    SAKURA_PRAGMA(omp parallel for schedule(static) if (blocks > 1 && rows * cols > (1 << 14)))
-    for (Index b = 0; b < blocks; ++b) network_sort_rows(scratch, n, ld, b * 64, std::min(ld, b * 64 + 64));
+    parallel_for(blocks, blocks > 1 && rows * cols > (1 << 14),
+                 [&](Index b) { network_sort_rows(scratch, n, ld, b * 64, std::min(ld, b * 64 + 64)); });
     for (Index r = 0; r < rows; ++r)
       for (Index c = 0; c < cols; ++c) write(r, c, scratch[r * ld + c]);
     return;
