@@ -5,8 +5,9 @@
 /// registers. A library call (oneDNN, Eigen) spends 0.3-1 µs of set-up on such products, more
 /// than their arithmetic; at 32 x 32 x 200 this kernel takes ~2 µs where oneDNN takes 5.
 ///
-/// One register tile: up to 6 rows x 64 columns of C in 24 accumulators; each step over k loads
-/// up to 4 vectors of a row of op(B) and broadcasts 6 values of op(A) (either layout of A).
+/// One register tile: up to 8 rows x 48 or 6 rows x 64 columns of C in at most 24 accumulators;
+/// each step over k loads up to 4 vectors of a row of op(B) and broadcasts one value of op(A)
+/// per row (either layout of A).
 /// op(B) = B^T is first transposed on the stack (16 x 16 blocks in registers, ~0.1 ns per
 /// element); a B^T too big for that buffer is declined. (Dot-product tiles over k, which need no
 /// transpose, were 1.5-3x slower than transpose + this tile at every shape of the benchmarks.)
@@ -74,22 +75,28 @@ inline void outer_tile(Index k, const float* a, Index ars, Index acs, const floa
     for (int j = 0; j < NB; ++j) store(c + i * ldc + 16 * j, j == NB - 1 ? last : __mmask16(0xFFFF), acc[i][j], alpha, beta);
 }
 
+/// Rows per register tile for NB vectors of columns: 8 x NB accumulators up to NB = 3, 6 x 4
+/// at NB = 4 (24 accumulators + 4 B vectors + 1 broadcast of the 32 registers).
+template <int NB>
+inline constexpr int kTileRows = NB == 4 ? 6 : 8;
+
+/// The last rows (fewer than a tile): a tile of exactly that height.
+template <int NB, int R>
+inline void outer_tail(Index rows, Index k, const float* a, Index ars, Index acs, const float* b, Index ldb,
+                       __mmask16 last, float* c, Index ldc, float alpha, float beta) {
+  if constexpr (R > 0) {
+    if (rows == R) return outer_tile<R, NB>(k, a, ars, acs, b, ldb, last, c, ldc, alpha, beta);
+    outer_tail<NB, R - 1>(rows, k, a, ars, acs, b, ldb, last, c, ldc, alpha, beta);
+  }
+}
+
 template <int NB>
 inline void outer_rows(Index m, Index k, const float* a, Index ars, Index acs, const float* b, Index ldb,
                        __mmask16 last, float* c, Index ldc, float alpha, float beta) {
-  constexpr int MR = 6;
+  constexpr int MR = kTileRows<NB>;
   Index i = 0;
   for (; i + MR <= m; i += MR) outer_tile<MR, NB>(k, a + i * ars, ars, acs, b, ldb, last, c + i * ldc, ldc, alpha, beta);
-  const float* ai = a + i * ars;
-  float* ci = c + i * ldc;
-  switch (m - i) {
-    case 5: outer_tile<5, NB>(k, ai, ars, acs, b, ldb, last, ci, ldc, alpha, beta); break;
-    case 4: outer_tile<4, NB>(k, ai, ars, acs, b, ldb, last, ci, ldc, alpha, beta); break;
-    case 3: outer_tile<3, NB>(k, ai, ars, acs, b, ldb, last, ci, ldc, alpha, beta); break;
-    case 2: outer_tile<2, NB>(k, ai, ars, acs, b, ldb, last, ci, ldc, alpha, beta); break;
-    case 1: outer_tile<1, NB>(k, ai, ars, acs, b, ldb, last, ci, ldc, alpha, beta); break;
-    default: break;
-  }
+  outer_tail<NB, MR - 1>(m - i, k, a + i * ars, ars, acs, b, ldb, last, c + i * ldc, ldc, alpha, beta);
 }
 
 /// C = alpha op(A) B + beta C, B row-major [k, n] with row stride ldb.
