@@ -493,9 +493,10 @@ TEMPLATE_TEST_CASE("sort_columns: stable, NaN last, at every height", "[autograd
   // the float neighbour of 1; for double one well above the row-index bits (sort_key keeps a
   // double's top 64 - rb bits)
   const T next = T(1) + (sizeof(T) == 4 ? std::numeric_limits<T>::epsilon() : T(1) / T(1 << 20));
-  const T specials[] = {T(-1), T(0), T(-0.0), T(1), nan, -nan, inf, -inf, next};
+  const T specials[] = {T(-1), T(0), T(-0.0), T(1), nan, -nan, inf, -inf, next,
+                       T(std::numeric_limits<float>::denorm_min()), -T(std::numeric_limits<float>::max())};
   std::mt19937 gen(7);
-  for (Index rows : {1, 2, 3, 7, 31, 32, 33, 100, 128, 255, 256, 257, 300})
+  for (Index rows : {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33, 100, 128, 255, 256, 257, 300})
     for (Index cols : {1, 8, 13, 50, 130}) {
       CAPTURE(rows, cols);
       std::vector<T> x(static_cast<std::size_t>(rows * cols));

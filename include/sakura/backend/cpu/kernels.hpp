@@ -19,6 +19,7 @@
 #include <Eigen/Core>
 
 #include "sakura/backend/cpu/gemm.hpp"
+#include "sakura/backend/cpu/register_sort.hpp"
 #include "sakura/tensor/tensor.hpp"
 
 #if defined(_OPENMP)
@@ -758,20 +759,16 @@ inline std::size_t sort_scratch_keys(Index rows, Index cols) {
 /// comparisons whatever the data, so all columns share its control flow (191 exchanges for 32
 /// rows, against 32 x 32 comparisons per column for a rank sort).
 inline void network_sort_rows(std::uint64_t* keys, Index n, Index ld, Index c0, Index c1) {
-  for (Index p = 1, lp = 1; p < n; p += p, ++lp)  // lp = log2(2p): the merge blocks' size
-    for (Index k = p; k > 0; k /= 2)
-      for (Index j = k % p; j + k < n; j += k + k)
-        for (Index i = 0; i < std::min(k, n - j - k); ++i) {
-          if (((i + j) >> lp) != ((i + j + k) >> lp)) continue;  // not in the same merge block
-          std::uint64_t* __restrict a = keys + (i + j) * ld;
-          std::uint64_t* __restrict b = keys + (i + j + k) * ld;
-          for (Index c = c0; c < c1; c += 8)  // c1 - c0 is a multiple of 8: one vector each
-            for (Index l = c; l < c + 8; ++l) {
-              const std::uint64_t x = a[l], y = b[l];
-              a[l] = x < y ? x : y;
-              b[l] = x < y ? y : x;
-            }
-        }
+  odd_even_merge_exchanges(n, [&](Index i, Index j) {
+    std::uint64_t* __restrict a = keys + i * ld;
+    std::uint64_t* __restrict b = keys + j * ld;
+    for (Index c = c0; c < c1; c += 8)  // c1 - c0 is a multiple of 8: one vector each
+      for (Index l = c; l < c + 8; ++l) {
+        const std::uint64_t x = a[l], y = b[l];
+        a[l] = x < y ? x : y;
+        b[l] = x < y ? y : x;
+      }
+  });
 }
 
 /// Sorts every column ascending and records the source row: ties keep row order (a stable
@@ -782,6 +779,8 @@ inline void network_sort_rows(std::uint64_t* keys, Index n, Index ld, Index c0, 
 template <class T>
 void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, std::uint64_t* scratch) {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8);
+  if constexpr (std::is_same_v<T, float>)
+    if (register_sort_columns(sorted, perm, x, rows, cols)) return;  // <= 32 rows, same keys
   const int rb = row_bits(rows);
   const std::uint64_t mask = (std::uint64_t(1) << rb) - 1;
   // the key at sorted position r of column c names its source row in its low bits
