@@ -3,7 +3,8 @@
 /// Row-major float GEMM for small products (the tiny models, the heads, the latent layers):
 /// C = alpha op(A) op(B) + beta C with everything in L1/L2, on the calling thread, in AVX-512
 /// registers. A library call (oneDNN, Eigen) spends 0.3-1 µs of set-up on such products, more
-/// than their arithmetic; at 32 x 32 x 200 this kernel takes ~2 µs where oneDNN takes 5.
+/// than their arithmetic: this kernel does 32 x 8 x 32 in ~0.3 µs (oneDNN 0.6) and is on a par
+/// with oneDNN at 32 x 32 x 200 (~130 GFLOP/s on the development VM).
 ///
 /// One register tile: up to 8 rows x 48 or 6 rows x 64 columns of C in at most 24 accumulators;
 /// each step over k loads up to 4 vectors of a row of op(B) and broadcasts one value of op(A)
