@@ -520,6 +520,14 @@ TEMPLATE_TEST_CASE("sort_columns: stable, NaN last, at every height", "[autograd
           REQUIRE(std::memcmp(&sorted[k], &x[static_cast<std::size_t>(perm[k] * cols + c)], sizeof(T)) == 0);
         }
       }
+      // the backward: unsorting the sorted values (and again, accumulated) gives x (2x) back,
+      // every entry written (NaN-filled first), -0 kept as PyTorch's scatter_ keeps it
+      std::vector<T> back(x.size(), nan);
+      sakura::cpu::unsort_columns(back.data(), sorted.data(), perm.data(), rows, cols, false);
+      REQUIRE(std::memcmp(back.data(), x.data(), x.size() * sizeof(T)) == 0);
+      sakura::cpu::unsort_columns(back.data(), sorted.data(), perm.data(), rows, cols, true);
+      for (std::size_t k = 0; k < x.size(); ++k)
+        if (!std::isnan(x[k])) REQUIRE(back[k] == x[k] + x[k]);
     }
 }
 

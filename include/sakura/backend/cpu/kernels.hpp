@@ -814,12 +814,22 @@ void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index c
     for (Index r = 0; r < rows; ++r) write(r, c, keys[r]);
   }
 }
-/// The sort's gradient: dx[perm[r, c], c] += dsorted[r, c].
+/// The sort's gradient: dx[perm[r, c], c] (+)= dsorted[r, c]. Each column of perm is a
+/// permutation, so without `acc` every element of dx is assigned exactly once (PyTorch's
+/// scatter_ into zeros, -0 included) and within a row the targets are distinct columns: a
+/// vector scatter (0.8 µs instead of 1.7 for 32 x 50).
 template <class T>
 void unsort_columns(T* dx, const T* dsorted, const std::int32_t* perm, Index rows, Index cols, bool acc) {
-  if (!acc) std::fill(dx, dx + rows * cols, T(0));
-  for (Index r = 0; r < rows; ++r)
-    for (Index c = 0; c < cols; ++c) dx[Index(perm[r * cols + c]) * cols + c] += dsorted[r * cols + c];
+  for (Index r = 0; r < rows; ++r) {
+    const std::int32_t* p = perm + r * cols;
+    const T* g = dsorted + r * cols;
+    if (acc)
+      for (Index c = 0; c < cols; ++c) dx[Index(p[c]) * cols + c] += g[c];
+    else {
+      SAKURA_SIMD
+      for (Index c = 0; c < cols; ++c) dx[Index(p[c]) * cols + c] = g[c];
+    }
+  }
 }
 
 // ---------------------------------------------------------------- Gaussian moments (KL)
