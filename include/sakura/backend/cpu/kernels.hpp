@@ -50,7 +50,7 @@ inline int max_threads() {
 #endif
 }
 
-/// Elementwise loops of more elements than this are worth a fork.
+/// Loops over more elements than this are worth a fork (the default threshold of the kernels).
 inline constexpr Index kParallelMinElems = Index(1) << 15;
 
 /// body(i) for i in [0, n): split statically over the threads when `parallel`, else on this
@@ -368,7 +368,7 @@ void csr_linear_fwd_inmajor(T* y, CsrRef<T> x, const T* w, Index out) {
 /// copy, accumulated in registers per tile (tile_width) and written once. Threads split the genes.
 template <class T>
 void csc_weight_grad_inmajor(T* dw, const Csc<T>& x, const T* dy, Index out, bool acc) {
-  parallel_for(x.cols, x.cols * out > (1 << 15), [&](Index j) {
+  parallel_for(x.cols, x.cols * out > kParallelMinElems, [&](Index j) {
     T* d = dw + j * out;
     for (Index o = 0, tw; o < out; o += tw) {
       tw = tile_width(out - o);
@@ -394,7 +394,7 @@ void csr_linear_fwd_outmajor(T* y, CsrRef<T> x, const T* w, Index out) {
 template <class T>
 void csc_weight_grad(T* dw, const Csc<T>& x, const T* dy, Index out, bool in_major, bool acc) {
   if (in_major) return csc_weight_grad_inmajor(dw, x, dy, out, acc);
-  parallel_for(x.cols, x.cols * out > (1 << 15), [&](Index j) {
+  parallel_for(x.cols, x.cols * out > kParallelMinElems, [&](Index j) {
     {
       for (Index o = 0; o < out; ++o) {
         T s = acc ? dw[o * x.cols + j] : T(0);
@@ -493,7 +493,7 @@ void sigmoid_bwd(T* dx, const T* dy, const T* y, Index n, bool acc) {
 }
 template <class T>
 void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log) {
-  parallel_for(rows, rows * cols > (1 << 15), [&](Index r) {
+  parallel_for(rows, rows * cols > kParallelMinElems, [&](Index r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     T m = -std::numeric_limits<T>::infinity();
@@ -511,7 +511,7 @@ void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log) {
 /// softmax: dx = y * (dy - sum(dy * y)); log-softmax: dx = dy - exp(y) * sum(dy).
 template <class T>
 void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc) {
-  parallel_for(rows, rows * cols > (1 << 15), [&](Index r) {
+  parallel_for(rows, rows * cols > kParallelMinElems, [&](Index r) {
     const T* dyr = dy + r * cols;
     const T* yr = y + r * cols;
     T* dxr = dx + r * cols;
