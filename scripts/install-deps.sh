@@ -2,7 +2,7 @@
 # Installs the Debian packages sakura-cpp needs to build and test, if any is missing.
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch for bench/compare.sh)
 set -euo pipefail
-pkgs=(cmake g++ make libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev libbenchmark-dev libdnnl-dev)
+pkgs=(cmake g++ make python3 libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev libbenchmark-dev libdnnl-dev)
 [[ "${1:-}" == "--bench" ]] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
