@@ -141,7 +141,7 @@ class Tensor {
     rows_ = rows;
     cols_ = cols;
   }
-  std::string shape_str() const { return "[" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]"; }
+  std::string shape_str() const;
   Shape shape() const { return {rows_, cols_}; }
 
  private:
@@ -149,6 +149,18 @@ class Tensor {
   detail::AlignedBuffer<T> buf_;
 };
 
-inline std::string shape_str(Index r, Index c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
+/// "[r, c]". Built by appending: GCC 12 warns (-Wrestrict, a false positive) on "[" + string&&.
+inline std::string shape_str(Index r, Index c) {
+  std::string s = "[";
+  s += std::to_string(r);
+  s += ", ";
+  s += std::to_string(c);
+  s += ']';
+  return s;
+}
+template <class T>
+std::string Tensor<T>::shape_str() const {
+  return sakura::shape_str(rows_, cols_);
+}
 
 }  // namespace sakura
