@@ -255,39 +255,48 @@ struct Csc {
 };
 /// Counting sort of a CSR matrix into CSC (rows stay ascending within a column). Threads own
 /// contiguous gene ranges and find them in each row by binary search (CSR rows are sorted), so
-/// each writes only its own columns and the result does not depend on the thread count.
+/// each writes only its own columns and the result does not depend on the thread count. The
+/// scatter goes block of genes by block, each block's output (~32 KB) staying in L1 while every
+/// row adds its entries: unblocked, each entry was a store to a random line of the whole output
+/// (100 x 10,000 at 10%: 0.53 -> 0.34 ms on one thread).
 template <class T>
 void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
   const Index nnz = x.nnz();
   const bool parallel = nnz >= (Index(1) << 15) && max_threads() > 1;
+  const Index per_col = std::max<Index>(1, nnz / std::max<Index>(1, x.cols));
+  const Index block = std::max<Index>(64, (Index(32) << 10) / (per_col * Index(sizeof(T) + sizeof(std::int32_t))));
   out.colptr[0] = 0;
-  // row r's entries in the gene range of thread t of nt
-  auto range = [&](int t, int nt, Index r, std::int64_t& k0, std::int64_t& k1) {
+  // row r's entries in genes [lo, hi): [k0, k1)
+  auto range = [&](Index r, Index lo, Index hi, std::int64_t& k0, std::int64_t& k1) {
     const std::int32_t* first = x.indices + x.indptr[r];
     const std::int32_t* last = x.indices + x.indptr[r + 1];
-    const auto lo = static_cast<std::int32_t>(x.cols * t / nt), hi = static_cast<std::int32_t>(x.cols * (t + 1) / nt);
-    k0 = (t == 0 ? first : std::lower_bound(first, last, lo)) - x.indices;
-    k1 = (t == nt - 1 ? last : std::lower_bound(first, last, hi)) - x.indices;
+    const std::int32_t* a = lo == 0 ? first : std::lower_bound(first, last, static_cast<std::int32_t>(lo));
+    k0 = a - x.indices;
+    k1 = (hi == x.cols ? last : std::lower_bound(a, last, static_cast<std::int32_t>(hi))) - x.indices;
   };
   parallel_region(parallel, [&] {
     const auto [t, nt] = team();
-    std::fill(out.colptr + x.cols * t / nt + 1, out.colptr + x.cols * (t + 1) / nt + 1, std::int64_t(0));
+    const Index lo = x.cols * t / nt, hi = x.cols * (t + 1) / nt;
+    std::fill(out.colptr + lo + 1, out.colptr + hi + 1, std::int64_t(0));
     for (Index r = 0; r < x.rows; ++r) {
       std::int64_t k0, k1;
-      range(t, nt, r, k0, k1);
+      range(r, lo, hi, k0, k1);
       for (std::int64_t k = k0; k < k1; ++k) ++out.colptr[x.indices[k] + 1];
     }
     SAKURA_PRAGMA(omp barrier)
     SAKURA_PRAGMA(omp single)
     for (Index c = 0; c < x.cols; ++c) out.colptr[c + 1] += out.colptr[c];
     // fill with colptr[c] as column c's moving cursor; afterwards it points at column c + 1
-    for (Index r = 0; r < x.rows; ++r) {
-      std::int64_t k0, k1;
-      range(t, nt, r, k0, k1);
-      for (std::int64_t k = k0; k < k1; ++k) {
-        const std::int64_t dst = out.colptr[x.indices[k]]++;
-        out.rowidx[dst] = static_cast<std::int32_t>(r);
-        out.vals[dst] = x.values[k];
+    for (Index b0 = lo; b0 < hi; b0 += block) {
+      const Index b1 = std::min(hi, b0 + block);
+      for (Index r = 0; r < x.rows; ++r) {
+        std::int64_t k0, k1;
+        range(r, b0, b1, k0, k1);
+        for (std::int64_t k = k0; k < k1; ++k) {
+          const std::int64_t dst = out.colptr[x.indices[k]]++;
+          out.rowidx[dst] = static_cast<std::int32_t>(r);
+          out.vals[dst] = x.values[k];
+        }
       }
     }
   });
@@ -365,15 +374,23 @@ void csr_linear_fwd_inmajor(T* y, CsrRef<T> x, const T* w, Index out) {
   }
 }
 /// dW'[j, :] (+)= sum over the cells expressing gene j of x_ij dY[i, :], per gene from the CSC
-/// copy, accumulated in registers per tile (tile_width) and written once. Threads split the genes.
+/// copy, accumulated in registers per tile (tile_width) and written once. Genes go in chunks
+/// (<= 256 KB of dW') and within a chunk tile by tile, so the dY columns of one tile (rows x 64)
+/// are what the sums read for a whole chunk: L1 instead of all of dY from L2 (~15% faster).
+/// Each element's sum is the same as gene by gene. Threads split the chunks.
 template <class T>
 void csc_weight_grad_inmajor(T* dw, const Csc<T>& x, const T* dy, Index out, bool acc) {
-  parallel_for(x.cols, x.cols * out > kParallelMinElems, [&](Index j) {
-    T* d = dw + j * out;
+  // ~256 KB of dW', and at least 4 chunks per thread so that static scheduling balances
+  const Index chunk = std::max<Index>(64, std::min<Index>((Index(256) << 10) / std::max<Index>(1, out * Index(sizeof(T))),
+                                                          x.cols / (4 * max_threads())));
+  const Index chunks = (x.cols + chunk - 1) / chunk;
+  parallel_for(chunks, x.cols * out > kParallelMinElems, [&](Index c) {
+    const Index j0 = c * chunk, j1 = std::min(x.cols, j0 + chunk);
     for (Index o = 0, tw; o < out; o += tw) {
       tw = tile_width(out - o);
-      tile_sum(d + o, acc, tw, x.colptr[j], x.colptr[j + 1], x.vals,
-               [&](std::int64_t k) { return dy + Index(x.rowidx[k]) * out + o; });
+      for (Index j = j0; j < j1; ++j)
+        tile_sum(dw + j * out + o, acc, tw, x.colptr[j], x.colptr[j + 1], x.vals,
+                 [&](std::int64_t k) { return dy + Index(x.rowidx[k]) * out + o; });
     }
   });
 }
