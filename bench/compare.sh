@@ -71,8 +71,11 @@ MSG
     exit 2
   fi
   echo "# running $BENCH (OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}) -> $1"
+  # repetitions in random order, so that a drift of the machine's speed during the run is shared
+  # by all benchmarks instead of landing on whichever ran last
   "$BENCH" --benchmark_format=json --benchmark_out="$1" --benchmark_out_format=json \
            --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+           --benchmark_enable_random_interleaving=true \
            ${bench_args[@]+"${bench_args[@]}"} > "${1%.json}.stdout.json"
 }
 

@@ -3,9 +3,11 @@
 
     compare_table.py --ours R1.json [R2.json ...] [--torch T1.json [T2.json ...]]
 
-Round i pairs ours Ri with torch Ti (same count). Per benchmark of ours it prints our time, the
-reference's best time over its thread counts (and its time at our thread count), and
-x = torch / ours (> 1: we are faster). With several rounds, the times are medians over rounds
+Round i pairs ours Ri with torch Ti (same count). Per benchmark of ours it prints our time, our
+time over the same case's floor/ benchmark (the step's GEMMs alone) at the same thread count, the
+reference's best time over its thread counts (and its time at our thread count),
+x = torch / ours (> 1: we are faster), and for a sparse-input (*_csr) benchmark x_dense, the
+dense-input benchmark of the same case and API over ours. With several rounds, the times are medians over rounds
 and each x is the median of the per-round ratios, followed by their range: the ratio of two
 runs taken back to back survives a VM whose speed drifts between rounds; either time alone
 does not. Our benchmark names match the reference by their first two '/'-separated
@@ -68,6 +70,8 @@ def main(argv):
     order = []
     for o, _, _ in rounds:
         order += [n for n in o if n not in order]
+    # by case, its floor first (random interleaving shuffles the JSON's order)
+    order.sort(key=lambda n: (n.split("/")[1:2], not n.startswith("floor/"), n))
     refs = [load_torch(f) for f in a.torch]
     device = refs[0][2] if refs else "n/a"
     ctx = rounds[0][2]
@@ -81,8 +85,9 @@ def main(argv):
         print(f"# {n} interleaved rounds: times are medians over rounds, x the median of the per-round "
               f"ratios [min-max]")
     w = max([len(s) for s in order] + [9])
-    hdr = (f"{'benchmark':{w}s} {'ours_ms':>10s} {'torch_ms':>10s} {'thr':>4s} {'x_best':>7s}"
-           f" {'torch_same_thr':>14s} {'x_same':>7s}" + (f" {'x_best range':>14s}" if n > 1 else ""))
+    hdr = (f"{'benchmark':{w}s} {'ours_ms':>10s} {'/floor':>7s} {'torch_ms':>10s} {'thr':>4s} {'x_best':>7s}"
+           f" {'torch_same_thr':>14s} {'x_same':>7s}" + (f" {'x_best range':>14s}" if n > 1 else "")
+           + (f" {'x_dense':>7s}" if any("_csr/" in s for s in order) else ""))
     print(hdr)
     print("-" * len(hdr))
     for name in order:
@@ -105,7 +110,16 @@ def main(argv):
             if ts is not None:
                 x_same.append(ts / o)
                 t_same.append(ts)
+        # our time over the same case's floor (its GEMMs alone) at the same thread count, per round
+        over_floor = []
+        if name.startswith("step/") and thr:
+            want = ["floor", name.split("/")[1], f"threads:{thr}"]
+            for r in rounds:
+                floors = [v for k, v in r[1].items() if k.split("/")[:3] == want and v > 0]
+                if name in r[1] and floors:
+                    over_floor.append(r[1][name] / floors[0])
         line = f"{name:{w}s} {statistics.median(ours):10.3f}"
+        line += f" {statistics.median(over_floor):7.2f}" if over_floor else f" {'':>7s}"
         if x_best:
             t_thr = statistics.mode(t_thrs)  # the reference's usual best thread count
             line += (f" {statistics.median(t_best):10.3f} {str(t_thr if t_thr is not None else '-'):>4s}"
@@ -116,8 +130,13 @@ def main(argv):
             line += f" {statistics.median(t_same):14.3f} {statistics.median(x_same):7.2f}"
         else:
             line += f" {'':>14s} {'':>7s}"
-        if n > 1 and x_best:
-            line += f" {min(x_best):6.2f}-{max(x_best):<7.2f}"
+        if n > 1:
+            line += f" {min(x_best):6.2f}-{max(x_best):<7.2f}" if x_best else f" {'':>14s}"
+        # sparse input: the dense-input step of the same case and API over ours, per round
+        dense = name.replace("_csr/", "/")
+        x_dense = [r[1][dense] / r[1][name] for r in rounds if dense != name and name in r[1] and dense in r[1]]
+        if x_dense:
+            line += f" {statistics.median(x_dense):7.2f}"
         print(line.rstrip())
     return 0
 

@@ -41,24 +41,36 @@ def main():
     d = tempfile.mkdtemp()
     p = lambda n: os.path.join(d, n)
     # one round: 2 threads ours 10 ms; torch best 40 ms at 1 thread, 50 ms at 2 threads
-    ours_json(p("o1.json"), {"step/tiny_both/policy/threads:2": 10.0, "floor/tiny_both/threads:2": 5.0})
+    ours_json(p("o1.json"), {"step/tiny_both/policy/threads:2/real_time": 10.0, "floor/tiny_both/threads:2/real_time": 4.0})
     torch_json(p("t1.json"), [("step/tiny_both", 1, 40.0), ("step/tiny_both", 2, 50.0)])
     rc, out, err = run("--ours", p("o1.json"), "--torch", p("t1.json"))
     assert rc == 0, err
-    r = row(out, "step/tiny_both/policy/threads:2")
-    assert r[1:6] == ["10.000", "40.000", "1", "4.00", "50.000"] and r[6] == "5.00", r
-    assert row(out, "floor/tiny_both/threads:2")[1:] == ["5.000", "n/a"], out  # no reference case
+    r = row(out, "step/tiny_both/policy/threads:2/real_time")
+    # ours, ours / floor, torch best, its threads, x_best, torch at 2 threads, x_same
+    assert r[1:] == ["10.000", "2.50", "40.000", "1", "4.00", "50.000", "5.00"], r
+    assert row(out, "floor/tiny_both/threads:2/real_time")[1:] == ["4.000", "n/a"], out  # no reference case
+    assert out.index("floor/tiny_both") < out.index("step/tiny_both"), out  # a case's floor first
 
     # three rounds; the VM halves its speed in round 2, for both programs:
-    # per-round ratios 4, 4, 2 -> median 4 (a ratio of the median times would say 40/12 = 3.33)
-    for i, (o, t) in enumerate([(10.0, 40.0), (20.0, 80.0), (12.0, 24.0)], 1):
-        ours_json(p(f"o{i}.json"), {"step/tiny_both/policy/threads:1": o})
+    # per-round ratios 4, 4, 2 -> median 4 (a ratio of the median times would say 40/12 = 3.33);
+    # over the floor 2, 2, 3 -> 2 (the median times would say 12/8 = 1.5)
+    for i, (o, t, f) in enumerate([(10.0, 40.0, 5.0), (20.0, 80.0, 10.0), (12.0, 24.0, 4.0)], 1):
+        ours_json(p(f"o{i}.json"), {"step/tiny_both/policy/threads:1": o, "floor/tiny_both/threads:1": f})
         torch_json(p(f"t{i}.json"), [("step/tiny_both", 1, t), ("step/tiny_both", 2, t * 2)])
     rc, out, err = run("--ours", *[p(f"o{i}.json") for i in (1, 2, 3)], "--torch", *[p(f"t{i}.json") for i in (1, 2, 3)])
     assert rc == 0, err
     assert "3 interleaved rounds" in out, out
     r = row(out, "step/tiny_both/policy/threads:1")
-    assert r[1] == "12.000" and r[2] == "40.000" and r[4] == "4.00" and r[6] == "4.00" and r[7] == "2.00-4.00", r
+    assert r[1:] == ["12.000", "2.00", "40.000", "1", "4.00", "40.000", "4.00", "2.00-4.00"], r
+
+    # sparse input: x_dense = dense / csr per round (3, 1.5, 1.6 -> 1.6; the median times would say 8 / 4 = 2)
+    for i, (dn, sp) in enumerate([(9.0, 3.0), (6.0, 4.0), (8.0, 5.0)], 1):
+        ours_json(p(f"s{i}.json"), {"step/tutorial_both_sparse90/policy/threads:1": dn,
+                                    "step/tutorial_both_sparse90/policy_csr/threads:1": sp})
+    rc, out, err = run("--ours", *[p(f"s{i}.json") for i in (1, 2, 3)])
+    assert rc == 0, err
+    assert row(out, "step/tutorial_both_sparse90/policy_csr/threads:1")[-1] == "1.60", out
+    assert row(out, "step/tutorial_both_sparse90/policy/threads:1")[-1] != "1.60", out
 
     # mismatched round counts are an error that says so
     rc, out, err = run("--ours", p("o1.json"), p("o2.json"), "--torch", p("t1.json"))
