@@ -5,7 +5,9 @@
 // tiny shape, plus the "GEMM floor": the same step's GEMMs replayed back to back.
 // Names: step/<case>/<api>/threads:<n> with api runtime (JSON config), policy (compile-time
 // train<Model, Selection>), and *_csr (sparse CSR input) for the sparse case; floor/<case>/threads:<n>
-// is the dense step's GEMMs alone. Counters: GFLOP/s (2mnk per GEMM issued) and MFLOP/step.
+// is the dense step's GEMMs alone; first_layer/<sparse case>/<kernel>/threads:<n> times the sparse
+// first-layer kernels next to the dense products they replace. Counters: GFLOP/s (2mnk per GEMM
+// issued; 2 x non-zeros x width for the sparse kernels) and MFLOP/step.
 #define SAKURA_GEMM_STATS 1
 #include <benchmark/benchmark.h>
 
@@ -147,6 +149,50 @@ void gemm_floor(benchmark::State& st, const Case& c, int threads) {
   st.SetLabel(std::string(cpu::gemm_provider()) + ", " + std::to_string(calls.size()) + " GEMMs");
 }
 
+/// The sparse case's first layer alone, each kernel against the dense product it replaces, on the
+/// first batch (100 x 10,000 at 90% zeros; W' input-major 10,000 x 200). Warm caches: inside the
+/// step, where RMSProp streams ~80 MB between two uses, these kernels take ~1.8x longer.
+enum class FirstLayer { DenseForward, CsrForward, CsrToCsc, CscWeightGrad, DenseWeightGrad };
+void first_layer_bench(benchmark::State& st, const Case& c, FirstLayer k, int threads) {
+  set_threads(threads);
+  const Tensor<float> x = bench::tutorial_batches(shape(c), c.zeros)[0].expr;
+  const auto csr = CsrMatrix<float>::from_dense(x);
+  const Index n = x.rows(), in = x.cols(), out = c.hidden;
+  Tensor<float> w(in, out), y(n, out), dy(n, out), dw(in, out);
+  Rng rng(2);
+  for (auto* t : {&w, &dy})
+    for (auto& v : *t) v = static_cast<float>(rng.uniform(-1, 1));
+  std::vector<std::int64_t> colptr(static_cast<std::size_t>(in + 1));
+  std::vector<std::int32_t> rowidx(static_cast<std::size_t>(csr.nnz()));
+  std::vector<float> vals(static_cast<std::size_t>(csr.nnz()));
+  cpu::Csc<float> csc{n, in, colptr.data(), rowidx.data(), vals.data()};
+  cpu::csr_to_csc(csc, csr.ref());
+  const bool dense = k == FirstLayer::DenseForward || k == FirstLayer::DenseWeightGrad;
+  for (auto _ : st) {
+    switch (k) {
+      case FirstLayer::DenseForward:
+        cpu::gemm<float>(false, false, n, out, in, 1.0f, x.data(), in, w.data(), out, 0.0f, y.data(), out);
+        break;
+      case FirstLayer::CsrForward:
+        y.fill(0.0f);
+        cpu::csr_linear_fwd_inmajor(y.data(), csr.ref(), w.data(), out);
+        break;
+      case FirstLayer::CsrToCsc: cpu::csr_to_csc(csc, csr.ref()); break;
+      case FirstLayer::CscWeightGrad: cpu::csc_weight_grad_inmajor(dw.data(), csc, dy.data(), out, false); break;
+      case FirstLayer::DenseWeightGrad:
+        cpu::gemm<float>(true, false, in, out, n, 1.0f, x.data(), in, dy.data(), out, 0.0f, dw.data(), out);
+        break;
+    }
+    benchmark::ClobberMemory();
+  }
+  // useful multiply-adds: every entry for the dense products, the non-zeros for the sparse ones
+  if (k != FirstLayer::CsrToCsc) {
+    const double fma = double(dense ? n * in : csr.nnz()) * double(out);
+    st.counters["GFLOP/s"] = benchmark::Counter(2 * fma * double(st.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+  }
+  st.SetLabel(std::to_string(csr.nnz()) + " non-zeros");
+}
+
 int register_all() {
   auto add = [](const std::string& name, auto fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -163,6 +209,12 @@ int register_all() {
             [c, t](benchmark::State& s) { step_bench(s, c, Api::Policy, true, t); });
       }
       add("floor/" + c.name + th, [c, t](benchmark::State& s) { gemm_floor(s, c, t); });
+      if (c.zeros >= 0)
+        for (auto [k, what] : {std::pair{FirstLayer::DenseForward, "dense_forward"}, {FirstLayer::CsrForward, "csr_forward"},
+                               {FirstLayer::CsrToCsc, "csr_to_csc"}, {FirstLayer::CscWeightGrad, "csc_weight_grad"},
+                               {FirstLayer::DenseWeightGrad, "dense_weight_grad"}})
+          add("first_layer/" + c.name + "/" + what + th,
+              [c, t, k = k](benchmark::State& s) { first_layer_bench(s, c, k, t); });
     }
   return 0;
 }
