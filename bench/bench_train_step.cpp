@@ -151,7 +151,7 @@ void gemm_floor(benchmark::State& st, const Case& c, int threads) {
 
 /// The sparse case's first layer alone, each kernel against the dense product it replaces, on the
 /// first batch (100 x 10,000 at 90% zeros; W' input-major 10,000 x 200). Warm caches: inside the
-/// step, where RMSProp streams ~80 MB between two uses, these kernels take ~1.8x longer.
+/// step, where RMSProp streams ~80 MB between two uses, these kernels took 1.1-1.5x longer.
 enum class FirstLayer { DenseForward, CsrForward, CsrToCsc, CscWeightGrad, DenseWeightGrad };
 void first_layer_bench(benchmark::State& st, const Case& c, FirstLayer k, int threads) {
   set_threads(threads);
