@@ -262,7 +262,7 @@ struct Csc {
 template <class T>
 void csr_to_csc(Csc<T>& out, CsrRef<T> x) {
   const Index nnz = x.nnz();
-  const bool parallel = nnz >= (Index(1) << 15) && max_threads() > 1;
+  const bool parallel = nnz >= kParallelMinElems && max_threads() > 1;
   const Index per_col = std::max<Index>(1, nnz / std::max<Index>(1, x.cols));
   const Index block = std::max<Index>(64, (Index(32) << 10) / (per_col * Index(sizeof(T) + sizeof(std::int32_t))));
   out.colptr[0] = 0;
