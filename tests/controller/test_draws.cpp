@@ -99,10 +99,11 @@ TEST_CASE("draws: each form has the distribution its prior promises", "[draws]")
 TEST_CASE("draws: an array is a pure function of (key, counter, row, pair)", "[draws]") {
   for (int form : {DrawSpec::Uniform, DrawSpec::GaussianMixture, DrawSpec::Ring2d, DrawSpec::UnitProjections,
                    DrawSpec::Bernoulli}) {
-    for (Index cols : {Index(2), Index(5), Index(300)}) {  // 300: UnitProjections rows beyond the host cache
+    // 300: UnitProjections rows beyond the host cache; 8 x 50: the tiny latent, rows in two groups
+    for (Index cols : {Index(2), Index(5), Index(8), Index(300)}) {
       if (form == DrawSpec::Ring2d && cols != 2) continue;
       DrawSpec s;
-      s.form = form, s.rows = 9, s.cols = cols, s.n_labels = 3, s.a = 0.25, s.b = 0.75;
+      s.form = form, s.rows = cols == 8 ? 50 : 9, s.cols = cols, s.n_labels = 3, s.a = 0.25, s.b = 0.75;
       INFO("form " << form << " cols " << cols);
       Rng rng(11);
       rng.normal();  // a pending normal and a half-used block are dropped by reserve()
@@ -122,6 +123,10 @@ TEST_CASE("draws: an array is a pure function of (key, counter, row, pair)", "[d
       Rng r2(11);
       r2.set_state(before);
       r2.reserve(t, drawn_labels);
+      // a float array is the double one rounded (the same arithmetic, one cast at the end)
+      Tensor<float> af(s.rows, s.cols);
+      draw_fill_host<float>(af.data(), t, nullptr, nullptr);
+      for (Index i = 0; i < af.size(); ++i) REQUIRE(af.data()[i] == static_cast<float>(a.data()[i]));
       for (Index r = 0; r < s.rows; ++r) {
         double ss = 0;
         for (Index p = 0; p < t.pairs_per_row(); ++p) {
@@ -145,6 +150,25 @@ TEST_CASE("draws: an array is a pure function of (key, counter, row, pair)", "[d
       }
     }
   }
+}
+
+TEST_CASE("draws: the host's batch of Philox blocks equals the blocks one by one", "[draws]") {
+  // every vector width and tail, counters whose high word changes inside a batch, keys with both halves set
+  for (std::uint64_t key : {std::uint64_t(0), std::uint64_t(0x123456789abcdef0), ~std::uint64_t(0)})
+    for (std::uint64_t ctr : {std::uint64_t(0), (std::uint64_t(1) << 32) - 13, ~std::uint64_t(0) - 20})
+      for (std::int64_t n : {0, 1, 7, 8, 9, 31, 32, 33, 40, 77}) {
+        CAPTURE(key, ctr, n);
+        std::vector<double> u0(std::size_t(n) + 1, -1.0), u1(std::size_t(n) + 1, -1.0);
+        philox::uniform_pairs_host(key, ctr, n, u0.data(), u1.data());
+        for (std::int64_t i = 0; i < n; ++i) {
+          double e0, e1;
+          philox::uniform_pair(key, ctr + std::uint64_t(i), e0, e1);
+          REQUIRE(u0[std::size_t(i)] == e0);
+          REQUIRE(u1[std::size_t(i)] == e1);
+        }
+        REQUIRE(u0[std::size_t(n)] == -1.0);  // nothing written past n
+        REQUIRE(u1[std::size_t(n)] == -1.0);
+      }
 }
 
 TEST_CASE("draws: a step reserves exactly its arrays' counters, and injection replays them", "[draws]") {

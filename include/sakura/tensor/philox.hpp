@@ -7,11 +7,18 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define SAKURA_HD __host__ __device__
 #else
 #define SAKURA_HD
+#endif
+
+// the host's batch of blocks in AVX-512 (not under nvcc, whose host pass needs none of it)
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && !defined(__CUDACC__)
+#define SAKURA_PHILOX_AVX512 1
+#include <immintrin.h>
 #endif
 
 namespace sakura::philox {
@@ -49,6 +56,58 @@ SAKURA_HD inline void uniform_pair(std::uint64_t key, std::uint64_t ctr, double&
   const Block b = block(ctr, key);
   u0 = unit(b.v[0], b.v[1]);
   u1 = unit(b.v[2], b.v[3]);
+}
+
+/// uniform_pair for blocks ctr, ctr + 1, ..., ctr + n - 1 into u0[i], u1[i], bit for bit, on the
+/// host. With AVX-512, eight blocks at a time, each 32-bit word in the low half of a 64-bit lane
+/// so that Philox's 32 x 32 -> 64 products are single vpmuludq instructions (GCC vectorises the
+/// scalar block() with vpmullq, a 64 x 64 product three times as expensive: 6 -> ~1.5 ns a block).
+/// The high halves of the lanes carry garbage that no product reads; the final words are masked.
+inline void uniform_pairs_host(std::uint64_t key, std::uint64_t ctr, std::int64_t n, double* u0, double* u1) {
+  std::int64_t i = 0;
+#if defined(SAKURA_PHILOX_AVX512)
+  const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
+  const __m512i low = _mm512_set1_epi64(0xffffffff), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i k0[10], k1[10];  // the round keys, as block() bumps them
+  for (std::uint32_t r = 0, a = static_cast<std::uint32_t>(key), b = static_cast<std::uint32_t>(key >> 32); r < 10;
+       ++r, a += 0x9E3779B9u, b += 0xBB67AE85u) {
+    k0[r] = _mm512_set1_epi64(a);
+    k1[r] = _mm512_set1_epi64(b);
+  }
+  const __m512d scale = _mm512_set1_pd(1.0 / 9007199254740992.0);
+  // unit(): (hi >> 5) * 2^26 + (lo >> 6) is a 53-bit integer, converted exactly
+  auto unit = [&](__m512i hi, __m512i lo) {
+    const __m512i v = _mm512_or_si512(_mm512_slli_epi64(_mm512_srli_epi64(_mm512_and_si512(hi, low), 5), 26),
+                                      _mm512_srli_epi64(_mm512_and_si512(lo, low), 6));
+    return _mm512_mul_pd(_mm512_cvtepi64_pd(v), scale);
+  };
+  // V vectors of eight blocks side by side: one round is a chain of ~7 cycles (product, shift,
+  // xor), so a single vector would wait on it
+  auto blocks = [&]<int V>(std::integral_constant<int, V>) {
+    __m512i c0[V], c1[V], c2[V], c3[V];
+    for (int v = 0; v < V; ++v) {
+      c0[v] = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(ctr + static_cast<std::uint64_t>(i + 8 * v))), lane);
+      c1[v] = _mm512_srli_epi64(c0[v], 32);
+      c2[v] = c3[v] = _mm512_setzero_si512();
+    }
+    for (int r = 0; r < 10; ++r)
+      for (int v = 0; v < V; ++v) {
+        const __m512i p0 = _mm512_mul_epu32(c0[v], m0), p1 = _mm512_mul_epu32(c2[v], m1);
+        c0[v] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), c1[v], k0[r], 0x96);  // xor of the three
+        c2[v] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), c3[v], k1[r], 0x96);
+        c1[v] = p1;
+        c3[v] = p0;
+      }
+    for (int v = 0; v < V; ++v) {
+      _mm512_storeu_pd(u0 + i + 8 * v, unit(c0[v], c1[v]));
+      _mm512_storeu_pd(u1 + i + 8 * v, unit(c2[v], c3[v]));
+    }
+    i += 8 * V;
+  };
+  while (i + 32 <= n) blocks(std::integral_constant<int, 4>{});
+  while (i + 8 <= n) blocks(std::integral_constant<int, 1>{});
+#endif
+  for (; i < n; ++i) uniform_pair(key, ctr + static_cast<std::uint64_t>(i), u0[i], u1[i]);
 }
 
 /// Host math for Box-Muller, branch-free so that loops over many pairs vectorise (libm's log
