@@ -18,6 +18,10 @@
 
 #include <Eigen/Core>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "sakura/backend/cpu/gemm.hpp"
 #include "sakura/backend/cpu/register_sort.hpp"
 #include "sakura/tensor/tensor.hpp"
@@ -454,16 +458,66 @@ inline float celu_f32(float xf) {
   const float e = static_cast<float>(scale * p + (scale - 1.0));
   return std::bit_cast<float>(bits & ~keep) + e;  // max(x, 0) (+0 for -0), or the NaN itself
 }
+#if defined(__AVX512F__)
+/// celu_f32 on x[0, n) with the expm1 done only for the negative inputs: they are compressed
+/// into a buffer, computed densely, and expanded back into y (positive inputs, NaN and ±0 take
+/// x + 0, celu_f32's value for them). A layer whose pre-activations are half positive costs
+/// about half: the double-precision expm1 is ~35 vector instructions per 8 inputs, the
+/// compress and expand ~12 per 16.
+inline void celu_fwd_compressed(float* y, const float* x, Index n) {
+  constexpr Index kRun = 1024;
+  alignas(64) float buf[kRun + 16];  // a compressed vector is stored whole
+  const __m512 zero = _mm512_setzero_ps();
+  for (Index o = 0; o < n; o += kRun) {
+    const Index m = std::min(kRun, n - o), full = m / 16 * 16;
+    const __mmask16 tail = static_cast<__mmask16>((1u << (m - full)) - 1u);
+    float* count = buf;
+    auto gather = [&](__m512 v, __mmask16 neg) {
+      _mm512_storeu_ps(count, _mm512_maskz_compress_ps(neg, v));
+      count += std::popcount(static_cast<unsigned>(neg));
+    };
+    for (Index i = 0; i < full; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + o + i);
+      gather(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ));
+    }
+    if (tail) {
+      const __m512 v = _mm512_maskz_loadu_ps(tail, x + o + full);
+      gather(v, _mm512_mask_cmp_ps_mask(tail, v, zero, _CMP_LT_OQ));
+    }
+    const Index negatives = count - buf;
+    SAKURA_SIMD
+    for (Index i = 0; i < negatives; ++i) buf[i] = celu_f32(buf[i]);
+    const float* used = buf;
+    auto scatter = [&](__m512 v, __mmask16 neg) {
+      const __m512 r = _mm512_mask_expand_ps(_mm512_add_ps(v, zero), neg, _mm512_loadu_ps(used));
+      used += std::popcount(static_cast<unsigned>(neg));
+      return r;
+    };
+    for (Index i = 0; i < full; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + o + i);
+      _mm512_storeu_ps(y + o + i, scatter(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ)));
+    }
+    if (tail) {
+      const __m512 v = _mm512_maskz_loadu_ps(tail, x + o + full);
+      _mm512_mask_storeu_ps(y + o + full, tail, scatter(v, _mm512_mask_cmp_ps_mask(tail, v, zero, _CMP_LT_OQ)));
+    }
+  }
+}
+#endif
 /// CELU as max(x, 0) + expm1(min(x, 0)): the same values as the branchy form (expm1(0) = 0
 /// exactly), select-free so that it vectorises (float: celu_f32; double: Eigen's expm1).
 template <class T>
 void celu_fwd(T* y, const T* x, Index n) {
   chunked(n, [&](Index o, Index m) {
     if constexpr (std::is_same_v<T, float>) {
+#if defined(__AVX512F__)
+      celu_fwd_compressed(y + o, x + o, m);
+#else
       float* __restrict yy = y + o;
       const float* __restrict xx = x + o;
       SAKURA_SIMD
       for (Index i = 0; i < m; ++i) yy[i] = celu_f32(xx[i]);
+#endif
     } else {
       CArrMap<T> a(x + o, m);
       ArrMap<T>(y + o, m) = a.max(T(0)) + a.min(T(0)).expm1();
