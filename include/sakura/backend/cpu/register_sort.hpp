@@ -16,7 +16,7 @@
 
 #include "sakura/tensor/tensor.hpp"
 
-#if defined(__AVX512F__) && defined(__AVX512VL__)
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 #define SAKURA_REGISTER_SORT 1
 #endif
@@ -76,31 +76,32 @@ template <int N>
 inline void sort_group(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols, Index c0,
                        __mmask8 lanes) {
   __m512i r[N];
-  const __m256i sign = _mm256_set1_epi32(std::int32_t(0x80000000u)), abs = _mm256_set1_epi32(0x7fffffff);
-  const __m256i inf = _mm256_set1_epi32(0x7f800000), qnan = _mm256_set1_epi32(0x7fc00000);
+  const __m256i sign = _mm256_set1_epi32(std::int32_t(0x80000000u)), qnan = _mm256_set1_epi32(0x7fc00000);
+  // a row's eight 32-bit keys go to the high halves of the 64-bit lanes, its index to the low
+  const __m512i widen = _mm512_set_epi32(7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
 #pragma GCC unroll 32
   for (int i = 0; i < N; ++i) {
     if (i >= rows) {  // padding rows sort last
       r[i] = _mm512_set1_epi64(-1);
       continue;
     }
-    // sort_key, 8 lanes: ±0 -> 0, NaN -> quiet NaN, then negatives ~u and the rest u | sign
-    __m256i u = _mm256_castps_si256(_mm256_maskz_loadu_ps(lanes, x + i * cols + c0));
-    const __m256i mag = _mm256_and_si256(u, abs);
-    u = _mm256_mask_mov_epi32(u, _mm256_cmpeq_epi32_mask(mag, _mm256_setzero_si256()), _mm256_setzero_si256());
-    u = _mm256_mask_mov_epi32(u, _mm256_cmpgt_epi32_mask(mag, inf), qnan);
-    u = _mm256_xor_si256(u, _mm256_or_si256(_mm256_srai_epi32(u, 31), sign));
-    r[i] = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(u), 32), _mm512_set1_epi64(i));
+    // sort_key, 8 lanes: ±0 -> 0, NaN -> quiet NaN, then negatives ~u and the rest u ^ sign
+    const __m256 v = _mm256_maskz_loadu_ps(lanes, x + i * cols + c0);
+    __m256i u = _mm256_mask_mov_epi32(_mm256_castps_si256(v), _mm256_fpclass_ps_mask(v, 0x06), _mm256_setzero_si256());
+    u = _mm256_mask_mov_epi32(u, _mm256_fpclass_ps_mask(v, 0x81), qnan);  // 0x06: ±0, 0x81: NaN
+    u = _mm256_ternarylogic_epi32(u, _mm256_srai_epi32(u, 31), sign, 0x1E);  // u ^ (negative ? ~0 : sign)
+    r[i] = _mm512_mask_permutexvar_epi32(_mm512_set1_epi64(i), 0xAAAA, widen, _mm512_castsi256_si512(u));
   }
   run_network<N>(r, std::make_index_sequence<OddEvenMerge<N>::size()>{});
-  const __m512i low = _mm512_set1_epi64(0xffffffff);
+  // the low halves (rows) to the lower 256 bits, the high halves (keys) to the upper
+  const __m512i split = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
   for (Index i = 0; i < rows; ++i) {
-    const __m256i row = _mm512_cvtepi64_epi32(_mm512_and_si512(r[i], low));
-    __m256i u = _mm512_cvtepi64_epi32(_mm512_srli_epi64(r[i], 32));
+    const __m512i both = _mm512_permutexvar_epi32(split, r[i]);
+    const __m256i row = _mm512_castsi512_si256(both), key = _mm512_extracti32x8_epi32(both, 1);
     // ±0 keys decode to 0x80000000 (the key of +0) and NaN keys to 0xffc00000: take x's bits
-    const __mmask8 exact = _mm256_cmpeq_epi32_mask(u, sign) | _mm256_cmpeq_epi32_mask(u, _mm256_set1_epi32(-4194304));
-    const __mmask8 nonneg = _mm256_cmplt_epi32_mask(u, _mm256_setzero_si256());  // top bit set
-    u = _mm256_mask_mov_epi32(_mm256_xor_si256(u, _mm256_set1_epi32(-1)), nonneg, _mm256_and_si256(u, abs));
+    const __mmask8 exact = _mm256_cmpeq_epi32_mask(key, sign) | _mm256_cmpeq_epi32_mask(key, _mm256_set1_epi32(-4194304));
+    // key ^ (top bit set ? sign : ~0): the inverse of the key transform above
+    const __m256i u = _mm256_ternarylogic_epi32(key, _mm256_srai_epi32(key, 31), sign, 0x4B);
     _mm256_mask_storeu_epi32(perm + i * cols + c0, lanes, row);
     _mm256_mask_storeu_ps(sorted + i * cols + c0, lanes, _mm256_castsi256_ps(u));
     if (const unsigned fix = exact & lanes) {
