@@ -578,6 +578,30 @@ TEST_CASE("celu forward in float: mixed signs at every length equal the scalar k
   }
 }
 
+// Batch validation: one NaN, Inf or -Inf anywhere (first, middle, last element; serial and
+// parallel block sizes) is found; the largest finite values and subnormals pass.
+TEMPLATE_TEST_CASE("all_finite finds one non-finite value anywhere", "[autograd][validation]", float, double) {
+  using T = TestType;
+  const T bad[] = {std::numeric_limits<T>::quiet_NaN(), -std::numeric_limits<T>::quiet_NaN(),
+                   std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity()};
+  for (Index n : {1, 15, 16, 17, 4095, 4097, 300000}) {
+    std::vector<T> x(static_cast<std::size_t>(n), T(0.5));
+    x[0] = std::numeric_limits<T>::max();
+    x.back() = -std::numeric_limits<T>::max();
+    x[x.size() / 2] = std::numeric_limits<T>::denorm_min();
+    REQUIRE(sakura::cpu::all_finite(x.data(), n));
+    for (std::size_t at : {std::size_t(0), x.size() / 2 + (n > 2 ? 1 : 0), x.size() - 1})
+      for (T b : bad) {
+        CAPTURE(n, at, b);
+        const T keep = x[at];
+        x[at] = b;
+        REQUIRE_FALSE(sakura::cpu::all_finite(x.data(), n));
+        x[at] = keep;
+      }
+  }
+  REQUIRE(sakura::cpu::all_finite(static_cast<const T*>(nullptr), 0));
+}
+
 TEST_CASE("gradcheck: mse", "[autograd]") {
   P a = param(5, 4, 131), b = param(5, 4, 132);
   check("mse  [a, b]", [&](Tape<double>& t, std::span<const Var> v) { return t.mse(v[0], v[1]); }, {&a, &b});
