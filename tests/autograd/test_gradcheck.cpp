@@ -528,6 +528,19 @@ TEMPLATE_TEST_CASE("sort_columns: stable, NaN last, at every height", "[autograd
       sakura::cpu::unsort_columns(back.data(), sorted.data(), perm.data(), rows, cols, true);
       for (std::size_t k = 0; k < x.size(); ++k)
         if (!std::isnan(x[k])) REQUIRE(back[k] == x[k] + x[k]);
+      // the values alone (a constant input) are the same bits: here with ±0 and NaN in most
+      // columns, then with none (ties kept, zeros moved off 0), where float takes the value keys
+      auto values_match = [&](const std::vector<T>& in, const std::vector<T>& ref) {
+        std::vector<T> v(in.size(), T(7));
+        std::vector<std::int32_t> scratch_perm(in.size());
+        sakura::cpu::sort_column_values(v.data(), scratch_perm.data(), in.data(), rows, cols, scratch.data());
+        return std::memcmp(v.data(), ref.data(), in.size() * sizeof(T)) == 0;
+      };
+      REQUIRE(values_match(x, sorted));
+      for (auto& v : x)
+        if (std::isnan(v) || v == T(0)) v = T(int(gen() % 7) + 1) / T(16);
+      sakura::cpu::sort_columns(sorted.data(), perm.data(), x.data(), rows, cols, scratch.data());
+      REQUIRE(values_match(x, sorted));
     }
 }
 

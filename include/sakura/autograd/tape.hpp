@@ -312,12 +312,14 @@ class Tape {
     push_node(Op::ReverseGrad, y, x);
     return y;
   }
-  /// Sorts each column ascending; the gradient flows back through the permutation.
+  /// Sorts each column ascending; the gradient flows back through the permutation (a constant
+  /// input, such as SW2's prior samples, needs none: its values are sorted alone).
   Var sort_cols(Var x) {
     Var y = alloc_like(rows(x), cols(x), x);
     auto* perm = arena_.template alloc<std::int32_t>(size(x));
     void* scratch = arena_.alloc_bytes(K::sort_scratch_bytes(rows(x), cols(x)));
-    K::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
+    if (requires_grad(x)) K::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
+    else K::sort_column_values(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
     push_node(Op::SortCols, y, x).aux = perm;
     return y;
   }

@@ -118,6 +118,9 @@ struct Ops<T, Cpu> {
   static void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, void* scratch) {
     cpu::sort_columns(sorted, perm, x, rows, cols, static_cast<std::uint64_t*>(scratch));
   }
+  static void sort_column_values(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, void* scratch) {
+    cpu::sort_column_values(sorted, perm, x, rows, cols, static_cast<std::uint64_t*>(scratch));
+  }
   static void unsort_columns(T* dx, const T* dsorted, const std::int32_t* perm, Index rows, Index cols, bool acc) {
     cpu::unsort_columns(dx, dsorted, perm, rows, cols, acc);
   }

@@ -60,15 +60,23 @@ struct OddEvenMerge {
 #endif
 namespace register_sort_detail {
 
+/// One compare-exchange of 64-bit (value key, row) lanes, or of 32-bit value keys.
+template <int Bits>
 [[gnu::always_inline]] inline void exchange(__m512i& x, __m512i& y) {
-  const __m512i lo = _mm512_min_epu64(x, y);
-  y = _mm512_max_epu64(x, y);
-  x = lo;
+  if constexpr (Bits == 64) {
+    const __m512i lo = _mm512_min_epu64(x, y);
+    y = _mm512_max_epu64(x, y);
+    x = lo;
+  } else {
+    const __m512i lo = _mm512_min_epu32(x, y);
+    y = _mm512_max_epu32(x, y);
+    x = lo;
+  }
 }
-template <int N, std::size_t... I>
+template <int N, int Bits = 64, std::size_t... I>
 [[gnu::always_inline]] inline void run_network(__m512i* r, std::index_sequence<I...>) {
   constexpr auto P = OddEvenMerge<N>::pairs();
-  (exchange(r[P[I].first], r[P[I].second]), ...);
+  (exchange<Bits>(r[P[I].first], r[P[I].second]), ...);
 }
 
 /// Columns [c0, c0 + 8) (the lanes in `lanes`) of x [rows, cols], rows <= N.
@@ -121,6 +129,41 @@ inline void sort_all(float* sorted, std::int32_t* perm, const float* x, Index ro
   }
 }
 
+/// The sorted values alone (no permutation: a constant input, such as SW2's prior samples):
+/// 16 columns at a time with 32-bit value keys, half the exchanges per column of sort_group.
+/// Without row indices the keys cannot give ±0 or NaN their own bits back, so a group holding
+/// one is sorted by sort_group (perm is its scratch): the values are sort_group's either way.
+template <int N>
+inline void sort_values_all(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols) {
+  const __m512i sign = _mm512_set1_epi32(std::int32_t(0x80000000u));
+  for (Index c0 = 0; c0 < cols; c0 += 16) {
+    const Index w = cols - c0 < 16 ? cols - c0 : 16;
+    const __mmask16 lanes = static_cast<__mmask16>((1u << w) - 1u);
+    __m512i r[N];
+    __mmask16 special = 0;
+#pragma GCC unroll 32
+    for (int i = 0; i < N; ++i) {
+      if (i >= rows) {  // padding rows sort last
+        r[i] = _mm512_set1_epi32(-1);
+        continue;
+      }
+      const __m512 v = _mm512_maskz_loadu_ps(lanes, x + i * cols + c0);
+      special |= _mm512_mask_fpclass_ps_mask(lanes, v, 0x87);  // ±0 (0x06), NaN (0x81)
+      const __m512i u = _mm512_castps_si512(v);
+      r[i] = _mm512_ternarylogic_epi32(u, _mm512_srai_epi32(u, 31), sign, 0x1E);  // sort_key's transform
+    }
+    if (special) {
+      for (Index c = c0; c < c0 + w; c += 8)
+        sort_group<N>(sorted, perm, x, rows, cols, c, static_cast<__mmask8>((1u << (c0 + w - c < 8 ? c0 + w - c : 8)) - 1u));
+      continue;
+    }
+    run_network<N, 32>(r, std::make_index_sequence<OddEvenMerge<N>::size()>{});
+    for (Index i = 0; i < rows; ++i)
+      _mm512_mask_storeu_ps(sorted + i * cols + c0, lanes,
+                            _mm512_castsi512_ps(_mm512_ternarylogic_epi32(r[i], _mm512_srai_epi32(r[i], 31), sign, 0x4B)));
+  }
+}
+
 }  // namespace register_sort_detail
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -137,6 +180,24 @@ inline bool register_sort_columns(float* sorted, std::int32_t* perm, const float
   else if (rows <= 8) d::sort_all<8>(sorted, perm, x, rows, cols);
   else if (rows <= 16) d::sort_all<16>(sorted, perm, x, rows, cols);
   else d::sort_all<32>(sorted, perm, x, rows, cols);
+  return true;
+#else
+  (void)sorted, (void)perm, (void)x, (void)rows, (void)cols;
+  return false;
+#endif
+}
+
+/// The values of register_sort_columns without the permutation (perm [rows, cols] is scratch,
+/// used for groups holding ±0 or NaN); false (nothing done) where that does not apply.
+inline bool register_sort_column_values(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols) {
+#if defined(SAKURA_REGISTER_SORT)
+  namespace d = register_sort_detail;
+  if (rows <= 1 || rows > 32 || cols <= 0) return false;
+  if (rows <= 2) d::sort_values_all<2>(sorted, perm, x, rows, cols);
+  else if (rows <= 4) d::sort_values_all<4>(sorted, perm, x, rows, cols);
+  else if (rows <= 8) d::sort_values_all<8>(sorted, perm, x, rows, cols);
+  else if (rows <= 16) d::sort_values_all<16>(sorted, perm, x, rows, cols);
+  else d::sort_values_all<32>(sorted, perm, x, rows, cols);
   return true;
 #else
   (void)sorted, (void)perm, (void)x, (void)rows, (void)cols;

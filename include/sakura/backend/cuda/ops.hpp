@@ -253,6 +253,10 @@ struct Ops<T, Cuda> {
     if (cuda::dry_run()) return;
     cuda::sort_columns<T>(sorted, perm, x, rows, cols, scratch);
   }
+  /// The values only: the same kernel, perm as scratch.
+  static void sort_column_values(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, void* scratch) {
+    sort_columns(sorted, perm, x, rows, cols, scratch);
+  }
   static void unsort_columns(T* dx, const T* dsorted, const std::int32_t* perm, Index rows, Index cols, bool acc) {
     if (cuda::dry_run()) return;
     cuda::unsort_columns<T>(dx, dsorted, perm, rows, cols, acc);
