@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "sakura/tensor/tensor.hpp"
@@ -129,6 +130,16 @@ inline void sort_all(float* sorted, std::int32_t* perm, const float* x, Index ro
   }
 }
 
+/// f(integral_constant<int, N>) for the smallest network height N (2, 4, 8, 16, 32) >= rows.
+template <class F>
+inline void at_height(Index rows, F&& f) {
+  if (rows <= 2) f(std::integral_constant<int, 2>{});
+  else if (rows <= 4) f(std::integral_constant<int, 4>{});
+  else if (rows <= 8) f(std::integral_constant<int, 8>{});
+  else if (rows <= 16) f(std::integral_constant<int, 16>{});
+  else f(std::integral_constant<int, 32>{});
+}
+
 /// The sorted values alone (no permutation: a constant input, such as SW2's prior samples):
 /// 16 columns at a time with 32-bit value keys, half the exchanges per column of sort_group.
 /// Without row indices the keys cannot give ±0 or NaN their own bits back, so a group holding
@@ -175,11 +186,7 @@ inline bool register_sort_columns(float* sorted, std::int32_t* perm, const float
 #if defined(SAKURA_REGISTER_SORT)
   namespace d = register_sort_detail;
   if (rows <= 1 || rows > 32 || cols <= 0) return false;
-  if (rows <= 2) d::sort_all<2>(sorted, perm, x, rows, cols);
-  else if (rows <= 4) d::sort_all<4>(sorted, perm, x, rows, cols);
-  else if (rows <= 8) d::sort_all<8>(sorted, perm, x, rows, cols);
-  else if (rows <= 16) d::sort_all<16>(sorted, perm, x, rows, cols);
-  else d::sort_all<32>(sorted, perm, x, rows, cols);
+  d::at_height(rows, [&]<int N>(std::integral_constant<int, N>) { d::sort_all<N>(sorted, perm, x, rows, cols); });
   return true;
 #else
   (void)sorted, (void)perm, (void)x, (void)rows, (void)cols;
@@ -193,11 +200,7 @@ inline bool register_sort_column_values(float* sorted, std::int32_t* perm, const
 #if defined(SAKURA_REGISTER_SORT)
   namespace d = register_sort_detail;
   if (rows <= 1 || rows > 32 || cols <= 0) return false;
-  if (rows <= 2) d::sort_values_all<2>(sorted, perm, x, rows, cols);
-  else if (rows <= 4) d::sort_values_all<4>(sorted, perm, x, rows, cols);
-  else if (rows <= 8) d::sort_values_all<8>(sorted, perm, x, rows, cols);
-  else if (rows <= 16) d::sort_values_all<16>(sorted, perm, x, rows, cols);
-  else d::sort_values_all<32>(sorted, perm, x, rows, cols);
+  d::at_height(rows, [&]<int N>(std::integral_constant<int, N>) { d::sort_values_all<N>(sorted, perm, x, rows, cols); });
   return true;
 #else
   (void)sorted, (void)perm, (void)x, (void)rows, (void)cols;
