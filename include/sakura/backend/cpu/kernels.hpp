@@ -996,10 +996,11 @@ bool all_finite(const T* x, Index n) {
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   constexpr U abs_mask = ~U(0) >> 1, inf_bits = std::bit_cast<U>(std::numeric_limits<T>::infinity());
   auto largest = [=](Index o, Index m) {
+    const T* __restrict xx = x + o;  // a local pointer: read from the closure, the loop does not vectorise
     U top = 0;
     SAKURA_PRAGMA(omp simd reduction(max : top))
-    for (Index i = o; i < o + m; ++i) {
-      const U b = std::bit_cast<U>(x[i]) & abs_mask;
+    for (Index i = 0; i < m; ++i) {
+      const U b = std::bit_cast<U>(xx[i]) & abs_mask;
       top = top > b ? top : b;
     }
     return top;
