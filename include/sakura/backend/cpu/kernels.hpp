@@ -988,30 +988,23 @@ void rmsprop_step(T* p, const T* grad, T* square_avg, T* momentum_buf, Index n, 
   });
 }
 
-/// True when every value is finite (batch validation): the largest magnitude's bits are below
-/// infinity's (NaN and Inf are not). An integer max waits one cycle per vector where a
-/// floating-point sum waits four; blocks as blocked_reduce's, in parallel when large.
+/// True when every value is finite (batch validation): per block, the largest magnitude's bits
+/// are below infinity's (NaN and Inf are not) — an integer max, which waits one cycle per
+/// vector where a floating-point sum waits four; blocked_reduce counts the blocks that fail.
 template <class T>
 bool all_finite(const T* x, Index n) {
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   constexpr U abs_mask = ~U(0) >> 1, inf_bits = std::bit_cast<U>(std::numeric_limits<T>::infinity());
-  auto largest = [=](Index o, Index m) {
-    const T* __restrict xx = x + o;  // a local pointer: read from the closure, the loop does not vectorise
-    U top = 0;
-    SAKURA_PRAGMA(omp simd reduction(max : top))
-    for (Index i = 0; i < m; ++i) {
-      const U b = std::bit_cast<U>(xx[i]) & abs_mask;
-      top = top > b ? top : b;
-    }
-    return top;
-  };
-  constexpr Index kMaxBlocks = 1024;
-  const Index block = std::max<Index>(4096, (n + kMaxBlocks - 1) / kMaxBlocks);
-  const Index nb = (n + block - 1) / block;
-  if (nb <= 1) return n <= 0 || largest(0, n) < inf_bits;
-  U partial[kMaxBlocks];
-  parallel_for(nb, n > kParallelMinElems, [&](Index b) { partial[b] = largest(b * block, std::min(block, n - b * block)); });
-  return *std::max_element(partial, partial + nb) < inf_bits;
+  return blocked_reduce(n, [=](Index o, Index m) {
+           const T* __restrict xx = x + o;  // a local pointer: read from the closure, the loop does not vectorise
+           U top = 0;
+           SAKURA_PRAGMA(omp simd reduction(max : top))
+           for (Index i = 0; i < m; ++i) {
+             const U b = std::bit_cast<U>(xx[i]) & abs_mask;
+             top = top > b ? top : b;
+           }
+           return top < inf_bits ? 0.0 : 1.0;
+         }) == 0.0;
 }
 
 }  // namespace sakura::cpu
