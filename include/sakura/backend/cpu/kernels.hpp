@@ -886,11 +886,11 @@ void sort_columns(T* sorted, std::int32_t* perm, const T* x, Index rows, Index c
   }
 }
 /// sort_columns' values without its permutation (a constant input: nothing flows back), perm
-/// then only scratch: for float and <= 32 rows half the work (register_sort_column_values).
+/// then only scratch: for float and <= 32 rows half the work (register_sort_columns, values only).
 template <class T>
 void sort_column_values(T* sorted, std::int32_t* perm, const T* x, Index rows, Index cols, std::uint64_t* scratch) {
   if constexpr (std::is_same_v<T, float>)
-    if (register_sort_column_values(sorted, perm, x, rows, cols)) return;
+    if (register_sort_columns(sorted, perm, x, rows, cols, true)) return;
   sort_columns(sorted, perm, x, rows, cols, scratch);
 }
 /// The sort's gradient: dx[perm[r, c], c] (+)= dsorted[r, c]. Each column of perm is a

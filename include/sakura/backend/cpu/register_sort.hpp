@@ -61,6 +61,10 @@ struct OddEvenMerge {
 #endif
 namespace register_sort_detail {
 
+// sort_key's sign transform as one ternary-logic op on (bits, bits >> 31 arithmetic, sign bit):
+// to the key bits ^ (negative ? ~0 : sign), and back from the key key ^ (top bit set ? sign : ~0)
+inline constexpr int kToKey = 0x1E, kFromKey = 0x4B;
+
 /// One compare-exchange of 64-bit (value key, row) lanes, or of 32-bit value keys.
 template <int Bits>
 [[gnu::always_inline]] inline void exchange(__m512i& x, __m512i& y) {
@@ -98,7 +102,7 @@ inline void sort_group(float* sorted, std::int32_t* perm, const float* x, Index 
     const __m256 v = _mm256_maskz_loadu_ps(lanes, x + i * cols + c0);
     __m256i u = _mm256_mask_mov_epi32(_mm256_castps_si256(v), _mm256_fpclass_ps_mask(v, 0x06), _mm256_setzero_si256());
     u = _mm256_mask_mov_epi32(u, _mm256_fpclass_ps_mask(v, 0x81), qnan);  // 0x06: ±0, 0x81: NaN
-    u = _mm256_ternarylogic_epi32(u, _mm256_srai_epi32(u, 31), sign, 0x1E);  // u ^ (negative ? ~0 : sign)
+    u = _mm256_ternarylogic_epi32(u, _mm256_srai_epi32(u, 31), sign, kToKey);
     r[i] = _mm512_mask_permutexvar_epi32(_mm512_set1_epi64(i), 0xAAAA, widen, _mm512_castsi256_si512(u));
   }
   run_network<N>(r, std::make_index_sequence<OddEvenMerge<N>::size()>{});
@@ -109,8 +113,7 @@ inline void sort_group(float* sorted, std::int32_t* perm, const float* x, Index 
     const __m256i row = _mm512_castsi512_si256(both), key = _mm512_extracti32x8_epi32(both, 1);
     // ±0 keys decode to 0x80000000 (the key of +0) and NaN keys to 0xffc00000: take x's bits
     const __mmask8 exact = _mm256_cmpeq_epi32_mask(key, sign) | _mm256_cmpeq_epi32_mask(key, _mm256_set1_epi32(-4194304));
-    // key ^ (top bit set ? sign : ~0): the inverse of the key transform above
-    const __m256i u = _mm256_ternarylogic_epi32(key, _mm256_srai_epi32(key, 31), sign, 0x4B);
+    const __m256i u = _mm256_ternarylogic_epi32(key, _mm256_srai_epi32(key, 31), sign, kFromKey);
     _mm256_mask_storeu_epi32(perm + i * cols + c0, lanes, row);
     _mm256_mask_storeu_ps(sorted + i * cols + c0, lanes, _mm256_castsi256_ps(u));
     if (const unsigned fix = exact & lanes) {
@@ -122,10 +125,12 @@ inline void sort_group(float* sorted, std::int32_t* perm, const float* x, Index 
   }
 }
 
+/// Columns [c_begin, c_end) of x [rows, cols], eight at a time.
 template <int N>
-inline void sort_all(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols) {
-  for (Index c0 = 0; c0 < cols; c0 += 8) {
-    const Index w = cols - c0 < 8 ? cols - c0 : 8;
+inline void sort_all(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols, Index c_begin,
+                     Index c_end) {
+  for (Index c0 = c_begin; c0 < c_end; c0 += 8) {
+    const Index w = c_end - c0 < 8 ? c_end - c0 : 8;
     sort_group<N>(sorted, perm, x, rows, cols, c0, static_cast<__mmask8>((1u << w) - 1u));
   }
 }
@@ -161,17 +166,16 @@ inline void sort_values_all(float* sorted, std::int32_t* perm, const float* x, I
       const __m512 v = _mm512_maskz_loadu_ps(lanes, x + i * cols + c0);
       special |= _mm512_mask_fpclass_ps_mask(lanes, v, 0x87);  // ±0 (0x06), NaN (0x81)
       const __m512i u = _mm512_castps_si512(v);
-      r[i] = _mm512_ternarylogic_epi32(u, _mm512_srai_epi32(u, 31), sign, 0x1E);  // sort_key's transform
+      r[i] = _mm512_ternarylogic_epi32(u, _mm512_srai_epi32(u, 31), sign, kToKey);
     }
     if (special) {
-      for (Index c = c0; c < c0 + w; c += 8)
-        sort_group<N>(sorted, perm, x, rows, cols, c, static_cast<__mmask8>((1u << (c0 + w - c < 8 ? c0 + w - c : 8)) - 1u));
+      sort_all<N>(sorted, perm, x, rows, cols, c0, c0 + w);
       continue;
     }
     run_network<N, 32>(r, std::make_index_sequence<OddEvenMerge<N>::size()>{});
     for (Index i = 0; i < rows; ++i)
       _mm512_mask_storeu_ps(sorted + i * cols + c0, lanes,
-                            _mm512_castsi512_ps(_mm512_ternarylogic_epi32(r[i], _mm512_srai_epi32(r[i], 31), sign, 0x4B)));
+                            _mm512_castsi512_ps(_mm512_ternarylogic_epi32(r[i], _mm512_srai_epi32(r[i], 31), sign, kFromKey)));
   }
 }
 
@@ -181,29 +185,21 @@ inline void sort_values_all(float* sorted, std::int32_t* perm, const float* x, I
 #endif
 #endif
 
-/// sort_columns for float and 1 < rows <= 32 in registers; false (nothing done) elsewhere.
-inline bool register_sort_columns(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols) {
+/// sort_columns for float and 1 < rows <= 32 in registers; false (nothing done) elsewhere. With
+/// `values_only` the permutation is not produced (perm is then scratch, for groups holding ±0
+/// or NaN) and the values take half the work.
+inline bool register_sort_columns(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols,
+                                  bool values_only = false) {
 #if defined(SAKURA_REGISTER_SORT)
   namespace d = register_sort_detail;
   if (rows <= 1 || rows > 32 || cols <= 0) return false;
-  d::at_height(rows, [&]<int N>(std::integral_constant<int, N>) { d::sort_all<N>(sorted, perm, x, rows, cols); });
+  d::at_height(rows, [&]<int N>(std::integral_constant<int, N>) {
+    if (values_only) d::sort_values_all<N>(sorted, perm, x, rows, cols);
+    else d::sort_all<N>(sorted, perm, x, rows, cols, 0, cols);
+  });
   return true;
 #else
-  (void)sorted, (void)perm, (void)x, (void)rows, (void)cols;
-  return false;
-#endif
-}
-
-/// The values of register_sort_columns without the permutation (perm [rows, cols] is scratch,
-/// used for groups holding ±0 or NaN); false (nothing done) where that does not apply.
-inline bool register_sort_column_values(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols) {
-#if defined(SAKURA_REGISTER_SORT)
-  namespace d = register_sort_detail;
-  if (rows <= 1 || rows > 32 || cols <= 0) return false;
-  d::at_height(rows, [&]<int N>(std::integral_constant<int, N>) { d::sort_values_all<N>(sorted, perm, x, rows, cols); });
-  return true;
-#else
-  (void)sorted, (void)perm, (void)x, (void)rows, (void)cols;
+  (void)sorted, (void)perm, (void)x, (void)rows, (void)cols, (void)values_only;
   return false;
 #endif
 }
