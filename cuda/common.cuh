@@ -63,6 +63,8 @@ __device__ inline float d_sqrt(float x) { return sqrtf(x); }
 template <class T>
 __device__ inline T smallest_normal() { return sizeof(T) == 4 ? T(1.17549435e-38f) : T(2.2250738585072014e-308); }
 __device__ inline double d_sqrt(double x) { return sqrt(x); }
+__device__ inline float d_fma(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ inline double d_fma(double a, double b, double c) { return fma(a, b, c); }
 __device__ inline float d_abs(float x) { return fabsf(x); }
 __device__ inline double d_abs(double x) { return fabs(x); }
 /// std::max's exact semantics ((a < b) ? b : a: a NaN second argument is dropped), unlike fmax.

@@ -144,24 +144,26 @@ __global__ void add_bwd_k(T* d, const T* g, bool acc) {
 }
 
 // ------------------------------------------------------------------ RMSProp
-/// PyTorch's order (cpu::rmsprop_step): g = grad + wd p; v = alpha v + (1 - alpha) g g;
-/// p += -lr g / (sqrt(v) + eps), or b = m b + g / (sqrt(v) + eps), p += -lr b.
+/// PyTorch 1.13's rounding, operation by operation (cpu/rmsprop_update.hpp): g = fma(p, wd, grad);
+/// v = fma((1 - alpha) g, g, alpha v); d = sqrt(v) + eps; p += (-lr g) / d, or b = m b + g / d,
+/// p = fma(b, -lr, p). This file compiles with --fmad=false, so only the explicit fma are fused.
 template <class T>
 __global__ void rmsprop_k(T* p, const T* grad, T* sq, T* buf, Index n, const T* hyper) {
   const T neg_lr = hyper[0], a = hyper[1], one_minus_a = hyper[2], e = hyper[3], wd = hyper[4], mom = hyper[5];
   const bool use_wd = wd != T(0), use_mom = mom > T(0);
   SAKURA_GRID_STRIDE(i, n) {
     const T pv = p[i];
-    const T g = use_wd ? grad[i] + wd * pv : grad[i];
-    T v = sq[i] * a + one_minus_a * g * g;
+    const T g = use_wd ? impl::d_fma(pv, wd, grad[i]) : grad[i];
+    T v = impl::d_fma(one_minus_a * g, g, a * sq[i]);
     if (v < impl::smallest_normal<T>()) v = T(0);  // as cpu::rmsprop_step: no subnormal state (NaN kept)
     sq[i] = v;
+    const T d = impl::d_sqrt(v) + e;
     if (use_mom) {
-      const T b = buf[i] * mom + g / (impl::d_sqrt(v) + e);
+      const T b = buf[i] * mom + g / d;
       buf[i] = b;
-      p[i] = pv + neg_lr * b;
+      p[i] = impl::d_fma(b, neg_lr, pv);
     } else {
-      p[i] = pv + neg_lr * (g / (impl::d_sqrt(v) + e));
+      p[i] = pv + (neg_lr * g) / d;
     }
   }
 }

@@ -24,6 +24,7 @@
 
 #include "sakura/backend/cpu/gemm.hpp"
 #include "sakura/backend/cpu/register_sort.hpp"
+#include "sakura/backend/cpu/rmsprop_update.hpp"
 #include "sakura/tensor/tensor.hpp"
 
 #if defined(_OPENMP)
@@ -103,7 +104,7 @@ template <class T>
 using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 /// Runs f(offset, count) over [0, n) in chunks, in parallel when n is large. The elementwise
-/// kernels are Eigen array expressions inside f, so they are vectorised (exp, expm1, sqrt too).
+/// kernels are Eigen array expressions inside f, so they are vectorised (exp, expm1 too).
 template <class F>
 void chunked(Index n, F&& f) {
   constexpr Index kChunk = Index(1) << 14;
@@ -951,9 +952,9 @@ void kl_gauss_bwd(T* dx, T g, const T* x, const T* mp, const T* vp, const T* mq,
 }
 
 // ---------------------------------------------------------------- optimizer
-/// One fused RMSProp pass in PyTorch's operation order (eps outside the sqrt, not centred):
-/// g += wd p; v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps), or with momentum
-/// b = m b + g / (sqrt(v) + eps), p -= lr b. Vectorised and chunked: it is memory-bound.
+/// One RMSProp pass over a parameter, rounded exactly as PyTorch 1.13 rounds it (eps outside the
+/// sqrt, not centred; rmsprop_update.hpp gives the operations). Chunked over the threads: a large
+/// parameter's update waits on memory, a small one on the divider (sqrt and division).
 /// Square averages that decay below the smallest normal number are stored as 0 (both backends):
 /// a unit whose gradient stays 0 (a dead ReLU) otherwise decays its v into subnormals, and every
 /// operation on a subnormal costs a ~100-cycle microcode assist on x86 (a long run slowed down
@@ -962,30 +963,18 @@ void kl_gauss_bwd(T* dx, T g, const T* x, const T* mp, const T* vp, const T* mq,
 /// hyper: {-lr, alpha, 1 - alpha, eps, weight_decay, momentum}, each rounded from double.
 template <class T>
 void rmsprop_step(T* p, const T* grad, T* square_avg, T* momentum_buf, Index n, const T* hyper) {
-  const T neg_lr = hyper[0], a = hyper[1], one_minus_a = hyper[2], e = hyper[3], wd = hyper[4], mom = hyper[5];
-  const bool use_wd = wd != T(0), use_mom = mom > T(0);
-  const T tiny = std::numeric_limits<T>::min();
-  chunked(n, [&](Index o0, Index m0) {
-    // sub-blocks of 1024 keep the second statement's reads in L1
-    for (Index o = o0; o < o0 + m0; o += 1024) {
-      const Index m = std::min<Index>(1024, o0 + m0 - o);
-      ArrMap<T> P(p + o, m), V(square_avg + o, m);
-      CArrMap<T> G0(grad + o, m);
-      auto update = [&](const auto& G) {
-        V = V * a + one_minus_a * G * G;
-        V = (V < tiny).select(T(0), V);  // subnormal square averages are stored as 0 (above); NaN stays
-        if (use_mom) {
-          ArrMap<T> B(momentum_buf + o, m);
-          B = B * mom + G / (V.sqrt() + e);
-          P = P + neg_lr * B;
-        } else {
-          P = P + neg_lr * (G / (V.sqrt() + e));
-        }
-      };
-      if (use_wd) update(G0 + wd * P);  // lazy: read before P is written, element by element
-      else update(G0);
-    }
-  });
+  const rmsprop_detail::Hyper<T> h{hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]};
+  auto run = [&]<bool WeightDecay, bool Momentum>() {
+    chunked(n, [&](Index o, Index m) {
+      rmsprop_detail::update_span<T, WeightDecay, Momentum>(p + o, grad + o, square_avg + o,
+                                                            Momentum ? momentum_buf + o : nullptr, m, h);
+    });
+  };
+  const bool wd = h.weight_decay != T(0), mom = h.momentum > T(0);
+  if (wd && mom) run.template operator()<true, true>();
+  else if (wd) run.template operator()<true, false>();
+  else if (mom) run.template operator()<false, true>();
+  else run.template operator()<false, false>();
 }
 
 /// True when every value is finite (batch validation): per block, the largest magnitude's bits
