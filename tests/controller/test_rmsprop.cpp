@@ -1,62 +1,24 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
-// RMSProp against PyTorch itself: tests/data/rmsprop_torch113.bin holds one torch.optim.RMSprop
-// step (PyTorch 1.13, CPU) for four settings on the same 4096 inputs (tests/data/
-// make_rmsprop_reference.py wrote it). Every parameter, square average and momentum entry must
+// RMSProp against PyTorch itself (support/torch_rmsprop.hpp: one torch.optim.RMSprop step for
+// four settings on the same 4096 inputs). Every parameter, square average and momentum entry must
 // come out bit for bit: a fast approximate sqrt or an fma where PyTorch rounds twice changes ~1%
 // of the parameters (and a quarter of the momentum buffer) by one ulp.
 #include <catch2/catch.hpp>
 
-#include <cstdint>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <sakura/sakura.hpp>
 
+#include "support/torch_rmsprop.hpp"
+
 using namespace sakura;
+using sakura::test::TorchCase, sakura::test::load_torch_rmsprop;
 
 namespace {
-
-struct TorchCase {
-  double lr, alpha, weight_decay, momentum;
-  std::vector<float> param, square_avg, momentum_buffer;  // after the step
-};
-struct TorchReference {
-  std::vector<float> grad, square_avg, param, momentum_buffer;  // before
-  std::vector<TorchCase> cases;
-};
-
-TorchReference load_reference() {
-  const std::string path = std::string(SAKURA_TEST_DATA_DIR) + "/rmsprop_torch113.bin";
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.good());
-  char magic[4];
-  std::uint32_t n = 0, cases = 0;
-  in.read(magic, 4);
-  in.read(reinterpret_cast<char*>(&n), 4);
-  in.read(reinterpret_cast<char*>(&cases), 4);
-  REQUIRE(std::memcmp(magic, "RMS1", 4) == 0);
-  auto floats = [&] {
-    std::vector<float> x(n);
-    in.read(reinterpret_cast<char*>(x.data()), std::streamsize(sizeof(float) * n));
-    return x;
-  };
-  TorchReference r;
-  r.grad = floats(), r.square_avg = floats(), r.param = floats(), r.momentum_buffer = floats();
-  for (std::uint32_t c = 0; c < cases; ++c) {
-    TorchCase t;
-    double h[4];
-    in.read(reinterpret_cast<char*>(h), sizeof(h));
-    t.lr = h[0], t.alpha = h[1], t.weight_decay = h[2], t.momentum = h[3];
-    t.param = floats(), t.square_avg = floats(), t.momentum_buffer = floats();
-    r.cases.push_back(std::move(t));
-  }
-  REQUIRE(in.good());
-  return r;
-}
 
 /// Tensor [1, len] holding x[o, o + len).
 Tensor<float> row(const std::vector<float>& x, std::size_t o, std::size_t len) {
@@ -68,7 +30,7 @@ Tensor<float> row(const std::vector<float>& x, std::size_t o, std::size_t len) {
 }  // namespace
 
 TEST_CASE("RMSProp rounds every update exactly as PyTorch 1.13's RMSprop", "[optim]") {
-  const TorchReference ref = load_reference();
+  const auto ref = load_torch_rmsprop();
   REQUIRE(ref.cases.size() == 4);
   const std::size_t n = ref.param.size();
   for (const TorchCase& c : ref.cases)

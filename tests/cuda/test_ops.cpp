@@ -18,6 +18,7 @@
 
 #include "sakura/backend/cpu/ops.hpp"
 #include "sakura/backend/cuda/ops.hpp"
+#include "support/torch_rmsprop.hpp"
 
 namespace {
 
@@ -575,6 +576,29 @@ TEMPLATE_TEST_CASE("cuda RMSProp step with and without momentum and weight decay
       expect_close(v, dv.get(), "square averages");
       if (mom > 0) expect_close(buf, dbuf.get(), "momentum buffer");
     }
+}
+
+TEST_CASE("cuda RMSProp rounds every update exactly as PyTorch 1.13's RMSprop", "[cuda]") {
+  // the CPU test's reference (tests/controller/test_rmsprop.cpp): the kernel writes PyTorch's
+  // fmas explicitly and this file's library compiles with --fmad=false, so it must match bitwise
+  SAKURA_REQUIRE_DEVICE();
+  const auto ref = sakura::test::load_torch_rmsprop();
+  for (const auto& c : ref.cases) {
+    CAPTURE(c.lr, c.alpha, c.weight_decay, c.momentum);
+    const std::vector<float> hyper{float(-c.lr), float(c.alpha), float(1.0 - c.alpha), 1e-8f, float(c.weight_decay),
+                                   float(c.momentum)};
+    REQUIRE(hyper.size() == sakura::kRmsHyper);
+    DBuf<float> p(ref.param), g(ref.grad), v(ref.square_avg), b(ref.momentum_buffer), h(hyper);
+    GpuOps<float>::rmsprop_step(p.p(), g.p(), v.p(), c.momentum > 0 ? b.p() : nullptr, Index(ref.param.size()), h.p());
+    auto bits_differ = [](const std::vector<float>& x, const std::vector<float>& y) {
+      std::size_t d = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) d += std::memcmp(&x[i], &y[i], sizeof(float)) != 0;
+      return d;
+    };
+    CHECK(bits_differ(p.get(), c.param) == 0);
+    CHECK(bits_differ(v.get(), c.square_avg) == 0);
+    CHECK(bits_differ(b.get(), c.momentum_buffer) == 0);
+  }
 }
 
 // ====================================================================== CUDA graphs
