@@ -22,9 +22,8 @@ namespace {
 
 /// Tensor [1, len] holding x[o, o + len).
 Tensor<float> row(const std::vector<float>& x, std::size_t o, std::size_t len) {
-  Tensor<float> t(1, Index(len));
-  std::memcpy(t.data(), x.data() + o, sizeof(float) * len);
-  return t;
+  const auto first = x.begin() + std::ptrdiff_t(o);
+  return Tensor<float>::from(std::vector<float>(first, first + std::ptrdiff_t(len)), 1, Index(len));
 }
 
 }  // namespace
