@@ -2,7 +2,8 @@
 # Installs the Debian packages sakura-cpp needs to build and test, if any is missing.
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch for bench/compare.sh)
 set -euo pipefail
-pkgs=(cmake g++ make python3 libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev libbenchmark-dev libdnnl-dev)
+# ocl-icd-opencl-dev: Debian's oneDNN CMake config requires OpenCL's dev files (only recommended by libdnnl-dev).
+pkgs=(cmake g++ make python3 libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev)
 [[ "${1:-}" == "--bench" ]] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
