@@ -29,6 +29,7 @@
 
 #include "sakura/autograd/gradcheck.hpp"
 #include "sakura/autograd/tape.hpp"
+#include "sakura/backend/cpu/ops.hpp"
 #include "sakura/detail/type_list.hpp"
 #include "sakura/losses/registry.hpp"
 #include "sakura/nn/parameter.hpp"
@@ -245,14 +246,19 @@ TEST_CASE("gradcheck: linear with the ReLU fused (both layouts, with and without
   }
 }
 
+namespace {
+/// A float parameter of uniform(-1, 1) values (the bitwise fusion tests' inputs).
+Parameter<float> uniform_float_param(const char* tag, Index r, Index c, std::uint64_t seed) {
+  Parameter<float> p(tagged(tag, seed), "test", "", r, c);
+  sakura::Rng rng(seed);
+  for (auto& v : p.value) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  return p;
+}
+}  // namespace
+
 TEST_CASE("linear with the ReLU fused equals linear then relu, bitwise, on any thread count", "[autograd]") {
   // big enough (> 2^15 outputs) for the threaded passes; a second consumer accumulates into x
-  auto make = [](Index r, Index c, std::uint64_t seed) {
-    Parameter<float> p(tagged("q", seed), "test", "", r, c);
-    sakura::Rng rng(seed);
-    for (auto& v : p.value) v = static_cast<float>(rng.uniform(-1.0, 1.0));
-    return p;
-  };
+  auto make = [](Index r, Index c, std::uint64_t seed) { return uniform_float_param("q", r, c, seed); };
   Parameter<float> x = make(70, 30, 601), w = make(600, 30, 602), b = make(1, 600, 603);
   Tensor<float> target(70, 600);
   sakura::Rng rng(604);
@@ -312,6 +318,92 @@ TEST_CASE("MSE and L1 of one pair back-propagate in one pass, bitwise the two ru
       CAPTURE(threads, int(o));
       const auto ref = run(o, false), fused = run(o, true);
       CHECK(std::memcmp(ref.data(), fused.data(), ref.size() * sizeof(float)) == 0);
+    }
+  });
+}
+
+TEST_CASE("MSE and L1 of one pair share one forward pass, each value bitwise as computed alone", "[autograd]") {
+  std::mt19937 gen(705);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  auto filled = [&](Index r, Index c) {
+    Tensor<float> m(r, c);
+    for (auto& v : m) v = gen() % 4 == 0 ? 0.0f : normal(gen);
+    return m;
+  };
+  for (auto [rows, cols] : {std::pair<Index, Index>{7, 13}, {90, 500}, {100, 4097}}) {
+    CAPTURE(rows, cols);
+    const Tensor<float> p = filled(rows, cols), q = filled(rows, cols), p2 = filled(rows, cols);
+    const Index n = rows * cols;
+    auto alone = [&](const Tensor<float>& a, const Tensor<float>& b, bool mse) {
+      float v;
+      if (mse) sakura::Ops<float, sakura::Cpu>::mse_fwd(&v, a.data(), b.data(), n);
+      else sakura::Ops<float, sakura::Cpu>::l1_fwd(&v, a.data(), b.data(), n);
+      return v;
+    };
+    auto same = [](float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+    Tape<float> t;
+    Var a = t.constant(p.ref()), b = t.constant(q.ref()), c = t.constant(p2.ref());
+    Var m = t.mse(a, b), other = t.l1(a, c), swapped = t.l1(b, a), l = t.l1(a, b);  // not the pair, twice
+    CHECK(same(t.scalar(m), alone(p, q, true)));
+    CHECK(same(t.scalar(l), alone(p, q, false)));
+    CHECK(same(t.scalar(other), alone(p, p2, false)));
+    CHECK(same(t.scalar(swapped), alone(q, p, false)));
+    Var l2 = t.l1(a, b), m2 = t.mse(a, b);  // L1 first, and a second use of the pair
+    CHECK(same(t.scalar(l2), alone(p, q, false)));
+    CHECK(same(t.scalar(m2), alone(p, q, true)));
+    // a kept mean never outlives its tape's step: the next step's values reuse the ids
+    t.reset();
+    Var x = t.constant(p.ref()), y = t.constant(q.ref());
+    (void)t.mse(x, y);
+    t.reset();
+    Var x2 = t.constant(p2.ref()), y2 = t.constant(q.ref());
+    REQUIRE(x2.id == x.id);
+    CHECK(same(t.scalar(t.l1(x2, y2)), alone(p2, q, false)));
+  }
+}
+
+TEST_CASE("MSE and L1 on a Linear + ReLU output take the ReLU and bias gradient in the same pass, bitwise",
+          "[autograd]") {
+  // The reconstruction's shape: y = relu(h W^T + b), then MSE(y, x) and L1(y, x). The fold is
+  // refused when a node between the layer and the pair reads y or b; a copy of the target turns
+  // the pair off and gives the reference (the two loss rules, then the layer's ReLU rule).
+  auto make = [](Index r, Index c, std::uint64_t seed) { return uniform_float_param("f", r, c, seed); };
+  Parameter<float> h = make(40, 24, 801), w = make(5000, 24, 802), b = make(1, 5000, 803);
+  Tensor<float> target(40, 5000);
+  sakura::Rng rng(804);
+  for (auto& v : target) v = rng.uniform() < 0.5 ? 0.0f : static_cast<float>(rng.uniform(0.0, 1.0));
+  enum Case { MseL1, L1MseWeighted, LaterConsumer, ReaderOfY, ReaderOfBias, NoBias };
+  auto run = [&](Case k, bool pair, bool& folded) {
+    Tape<float> t;
+    Var hv = t.param(h), wv = t.param(w), bv = t.param(b);
+    Var y = t.linear(hv, wv, k == NoBias ? Var{} : bv, false, true);
+    Var extra = k == ReaderOfY ? t.mse(t.celu(y), t.constant(target.ref()))
+                : k == ReaderOfBias ? t.mse(bv, t.constant(b.value.ref()))
+                : Var{};
+    Var tgt = t.constant(target.ref()), tgt2 = pair ? tgt : t.constant(target.ref());
+    Var loss = k == L1MseWeighted ? t.add(t.scale(t.l1(y, tgt), 0.7), t.scale(t.mse(y, tgt2), 1.3))
+                                  : t.add(t.mse(y, tgt), t.l1(y, tgt2));
+    if (k == LaterConsumer) loss = t.add(loss, t.mse(t.celu(y), tgt));  // its gradient reaches y first
+    if (extra.id >= 0) loss = t.add(loss, extra);
+    t.backward(loss);
+    folded = t.grad(y).data == nullptr;  // a folded gradient is no longer d loss / d y
+    std::vector<float> out;
+    for (auto* p : {&h, &w, &b}) out.insert(out.end(), p->grad.begin(), p->grad.end());
+    out.push_back(t.scalar(loss));
+    return out;
+  };
+  sakura::test::on_thread_counts([&](int threads) {
+    for (Case k : {MseL1, L1MseWeighted, LaterConsumer, ReaderOfY, ReaderOfBias, NoBias}) {
+      CAPTURE(threads, int(k));
+      for (auto* p : {&h, &w, &b}) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+      bool folded_ref = false, folded = false;
+      const auto ref = run(k, false, folded_ref);
+      for (auto* p : {&h, &w, &b}) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+      const auto got = run(k, true, folded);
+      CHECK_FALSE(folded_ref);
+      CHECK(folded == (k != ReaderOfY && k != ReaderOfBias));
+      REQUIRE(ref.size() == got.size());
+      CHECK(std::memcmp(ref.data(), got.data(), ref.size() * sizeof(float)) == 0);
     }
   });
 }

@@ -23,8 +23,8 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
       const Value &x = in(n.a), &w = in(n.b);
       const bool tr = (n.i0 & kLinearTransposed) != 0;
       const Index rows = x.rows, fin = x.cols, fout = out.cols;
-      bool bias_done = false;
-      if ((n.i0 & kLinearRelu) && (needs(n.a) || needs(n.b) || needs(n.c))) {
+      bool bias_done = out.grad_relu_done;  // the reconstruction's pair rule did ReLU and bias
+      if ((n.i0 & kLinearRelu) && !bias_done && (needs(n.a) || needs(n.b) || needs(n.c))) {
         // fused ReLU: gy masked by the output, and the bias gradient, in one pass
         T* masked = arena_.template alloc<T>(rows * fout);
         T* db = nullptr;
@@ -234,10 +234,46 @@ std::size_t Tape<T, Dev>::apply_pair_rule(std::size_t i) {
   }
   const Node& mse = first.op == Op::Mse ? first : second;
   const Node& l1 = first.op == Op::Mse ? second : first;
+  if constexpr (K::host_memory) {  // (the GPU keeps the ReLU's own pass)
+    if (const Node* lin = relu_producer(first.a, j)) {
+      T* db = nullptr;
+      bool acc_db = false;
+      if (lin->c >= 0 && values_[lin->c].requires_grad) std::tie(db, acc_db) = grad_target(lin->c);
+      auto [da, acc] = grad_target(first.a);
+      K::mse_l1_relu_bwd(da, db, acc_db, values_[mse.out].grad, values_[l1.out].grad, first.op == Op::Mse, a.data,
+                         b.data, a.rows, a.cols, acc);
+      values_[first.a].grad_relu_done = true;
+      return i - j + 1;
+    }
+  }
   auto [da, acc] = grad_target(first.a);
   K::mse_l1_bwd(da, values_[mse.out].grad, values_[l1.out].grad, first.op == Op::Mse, a.data, b.data,
                 a.rows * a.cols, acc);
   return i - j + 1;
+}
+
+/// The Linear node with a fused ReLU that produced value v, if no node between it and node
+/// `below` reads v or that layer's bias: then every contribution to v's gradient is in when the
+/// nodes from `below` on are applied, and the ReLU's mask and bias gradient can be taken there
+/// (the layer's rule finds grad_relu_done). Null otherwise.
+template <class T, class Dev>
+auto Tape<T, Dev>::relu_producer(int v, std::size_t below) const -> const Node* {
+  std::size_t p = below;
+  while (p-- > 0 && nodes_[p].out != v) {
+  }
+  if (p == std::size_t(-1)) return nullptr;
+  const Node& lin = nodes_[p];
+  if (lin.op != Op::Linear || !(lin.i0 & kLinearRelu)) return nullptr;
+  auto reads = [&](const Node& n, int id) {
+    if (id < 0) return false;
+    if (n.a == id || n.b == id || n.c == id) return true;
+    for (int k = 0; k < n.extra_cnt; ++k)
+      if (extra_[n.extra_off + k] == id) return true;
+    return false;
+  };
+  for (std::size_t k = p + 1; k < below; ++k)
+    if (reads(nodes_[k], v) || reads(nodes_[k], lin.c)) return nullptr;
+  return &lin;
 }
 
 }  // namespace sakura

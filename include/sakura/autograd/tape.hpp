@@ -69,6 +69,7 @@ class Tape {
     Parameter<T>* param = nullptr;
     bool requires_grad = false;
     bool grad_ready = false;  // holds a gradient this backward (first write overwrites)
+    bool grad_relu_done = false;  // grad is already through its fused Linear's ReLU and bias (rules.hpp)
   };
   static constexpr int kLinearTransposed = 1, kLinearRelu = 2;  // Op::Linear's i0 flags
   struct Node {
@@ -96,6 +97,7 @@ class Tape {
     arena_.reset();
     if constexpr (!K::host_memory) staging_.reset();
     stamp_ = next_stamp();
+    partner_mean_.a = -1;
   }
 
   // ------------------------------------------------------------------ leaves
@@ -188,10 +190,12 @@ class Tape {
   const Value& value(Var v) const { return values_[v.id]; }
   MatrixRef<T> data(Var v) { return {values_[v.id].data, values_[v.id].rows, values_[v.id].cols}; }
   MatrixRef<const T> data(Var v) const { return {values_[v.id].data, values_[v.id].rows, values_[v.id].cols}; }
-  /// Gradient of a value after backward(), or an empty view if none reached it.
+  /// Gradient of a value after backward(), or an empty view if none reached it — or if a fused
+  /// rule carried it through the ReLU of the layer that made it, in place (the reconstruction's
+  /// MSE + L1 on a Linear + ReLU output: its buffer then holds the gradient before the ReLU).
   MatrixRef<const T> grad(Var v) const {
     const Value& x = values_[v.id];
-    if (!x.grad_ready) return {};
+    if (!x.grad_ready || x.grad_relu_done) return {};
     return {x.grad, x.rows, x.cols};
   }
   /// A 1x1 value read on the host (a device round trip on a GPU: read scalars together, late).
@@ -327,11 +331,11 @@ class Tape {
   // ------------------------------------------------------------------ losses (scalars)
   Var mse(Var a, Var b) {
     require_same_shape(a, b, "MSE");
-    return reduce(Op::Mse, a, b, [&](T* out) { K::mse_fwd(out, ptr(a), ptr(b), size(a)); });
+    return reduce(Op::Mse, a, b, [&](T* out) { paired_mean(Op::Mse, a, b, out); });
   }
   Var l1(Var a, Var b) {
     require_same_shape(a, b, "L1");
-    return reduce(Op::L1, a, b, [&](T* out) { K::l1_fwd(out, ptr(a), ptr(b), size(a)); });
+    return reduce(Op::L1, a, b, [&](T* out) { paired_mean(Op::L1, a, b, out); });
   }
   Var cosine(Var a, Var b) {
     require_same_shape(a, b, "Cosine");
@@ -441,6 +445,7 @@ class Tape {
  private:
   void apply_rule(const Node& n);  // autograd/rules.hpp
   std::size_t apply_pair_rule(std::size_t i);  // autograd/rules.hpp
+  const Node* relu_producer(int v, std::size_t below) const;  // autograd/rules.hpp
 
   T* grad_buffer(Var v) {
     Value& x = values_[v.id];
@@ -487,6 +492,25 @@ class Tape {
     return y;
   }
   /// A scalar-valued primitive: f writes the value into the output buffer.
+  /// MSE's or L1's mean of (a, b) into out. On the CPU the first of the two on a pair takes both
+  /// in one pass and keeps its partner's for the other's call (values as alone: the kernels are
+  /// tested bitwise), so the reconstruction's MSE + L1 read prediction and target once.
+  void paired_mean(Op op, Var a, Var b, T* out) {
+    if constexpr (K::host_memory) {
+      if (partner_mean_.a == a.id && partner_mean_.b == b.id && partner_mean_.op == op) {
+        out[0] = partner_mean_.value;
+        partner_mean_.a = -1;
+        return;
+      }
+      T other;
+      if (op == Op::Mse) K::mse_l1_fwd(out, &other, ptr(a), ptr(b), size(a));
+      else K::mse_l1_fwd(&other, out, ptr(a), ptr(b), size(a));
+      partner_mean_ = {op == Op::Mse ? Op::L1 : Op::Mse, a.id, b.id, other};
+    } else {
+      if (op == Op::Mse) K::mse_fwd(out, ptr(a), ptr(b), size(a));
+      else K::l1_fwd(out, ptr(a), ptr(b), size(a));
+    }
+  }
   template <class F>
   Var reduce(Op op, Var a, Var b, F&& f) {
     Var y = alloc_like(1, 1, a, b);
@@ -500,6 +524,11 @@ class Tape {
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   std::vector<int> extra_;
+  struct PartnerMean {  // paired_mean's kept result: op of (a, b) is value
+    Op op = Op::Mse;
+    int a = -1, b = -1;
+    T value = 0;
+  } partner_mean_;
   /// Process-wide, so a parameter bound on another tape is never mistaken for bound here.
   static std::uint64_t next_stamp() {
     static std::atomic<std::uint64_t> counter{1};

@@ -130,15 +130,25 @@ void write_or_add(T* dst, Index n, bool acc, Expr&& expr) {
 /// Sum over [0, n) in double of g(offset, count) (a vectorised partial sum), over blocks whose
 /// size depends only on n, summed in order: the result does not depend on the thread count
 /// (bit-identical resume across OMP_NUM_THREADS), and nothing is allocated.
+/// g returns a double, or a Sums2 for two sums taken in one pass (each summed as alone).
+struct Sums2 {
+  double first = 0, second = 0;
+  Sums2& operator+=(const Sums2& o) {
+    first += o.first;
+    second += o.second;
+    return *this;
+  }
+};
 template <class G>
-double blocked_reduce(Index n, G g) {
+auto blocked_reduce(Index n, G g) {
+  using R = decltype(g(Index(0), Index(0)));
   constexpr Index kMaxBlocks = 1024;
   const Index block = std::max<Index>(4096, (n + kMaxBlocks - 1) / kMaxBlocks);
   const Index nb = (n + block - 1) / block;
-  if (nb <= 1) return n > 0 ? g(Index(0), n) : 0.0;
-  double partial[kMaxBlocks];
+  if (nb <= 1) return n > 0 ? g(Index(0), n) : R{};
+  R partial[kMaxBlocks];
   parallel_for(nb, n > kParallelMinElems, [&](Index b) { partial[b] = g(b * block, std::min(block, n - b * block)); });
-  double s = 0;
+  R s{};
   for (Index b = 0; b < nb; ++b) s += partial[b];
   return s;
 }
@@ -629,6 +639,30 @@ double sq_diff_sum(const T* a, const T* b, Index n) {
     });
   });
 }
+/// sq_diff_sum and abs_diff_sum in one pass over a and b (the reconstruction's MSE and L1 read
+/// prediction and target once): the same blocks and runs, each sum reduced as in its own kernel
+/// (tested bitwise against the two).
+template <class T>
+Sums2 sq_abs_diff_sums(const T* a, const T* b, Index n) {
+  return blocked_reduce(n, [=](Index o, Index m) {
+    const T* __restrict aa = a + o;
+    const T* __restrict bb = b + o;
+    Sums2 acc;
+    for (Index r = 0; r < m; r += 256) {
+      const Index hi = std::min(m, r + 256);
+      T sq = 0, ab = 0;
+      SAKURA_PRAGMA(omp simd reduction(+ : sq, ab))
+      for (Index i = r; i < hi; ++i) {
+        const T d = aa[i] - bb[i];
+        sq += d * d;
+        ab += std::abs(d);
+      }
+      acc.first += double(sq);
+      acc.second += double(ab);
+    }
+    return acc;
+  });
+}
 /// The per-block bodies of MSE's and L1's gradients, shared by the single kernels and the fused
 /// one (the same code, so the same rounding and FMA contraction).
 template <class T>
@@ -656,18 +690,45 @@ void sq_diff_bwd(T* da, T g_scale, const T* a, const T* b, Index n, bool acc) {
 /// block: the second reads the first's output from L1 cache instead of memory, so the
 /// reconstruction's MSE + L1 cost one pass over batch x genes. Values: the two kernels' (tested).
 template <class T>
+inline void sq_abs_diff_bwd_block(T* da, T s_sq, T s_abs, bool sq_first, const T* a, const T* b, Index m, bool acc) {
+  if (sq_first) {
+    sq_diff_bwd_block(da, s_sq, a, b, m, acc);
+    abs_diff_bwd_block(da, s_abs, a, b, m, true);
+  } else {
+    abs_diff_bwd_block(da, s_abs, a, b, m, acc);
+    sq_diff_bwd_block(da, s_sq, a, b, m, true);
+  }
+}
+template <class T>
 void sq_abs_diff_bwd(T* da, T s_sq, T s_abs, bool sq_first, const T* a, const T* b, Index n, bool acc) {
   chunked(n, [=](Index o0, Index m0) {
-    for (Index o = o0; o < o0 + m0; o += 2048) {
-      const Index m = std::min<Index>(2048, o0 + m0 - o);
-      if (sq_first) {
-        sq_diff_bwd_block(da + o, s_sq, a + o, b + o, m, acc);
-        abs_diff_bwd_block(da + o, s_abs, a + o, b + o, m, true);
-      } else {
-        abs_diff_bwd_block(da + o, s_abs, a + o, b + o, m, acc);
-        sq_diff_bwd_block(da + o, s_sq, a + o, b + o, m, true);
+    for (Index o = o0; o < o0 + m0; o += 2048)
+      sq_abs_diff_bwd_block(da + o, s_sq, s_abs, sq_first, a + o, b + o, std::min<Index>(2048, o0 + m0 - o), acc);
+  });
+}
+/// sq_abs_diff_bwd carried through the ReLU that produced `a` (rows x cols), with that layer's
+/// bias gradient: da = a > 0 ? d : 0 for the two terms' gradient d, db (+)= column sums of da.
+/// One pass where sq_abs_diff_bwd and relu_bwd_col_sum took two (12 B per element saved: the
+/// unmasked gradient is neither written out nor read back), and the same values: each piece
+/// runs sq_abs_diff_bwd's block code, then relu_bwd_col_sum's mask and its column split, so every
+/// column is summed in row order whatever the thread count (tested bitwise against the two).
+template <class T>
+void sq_abs_diff_relu_bwd(T* da, T* db, bool acc_db, T s_sq, T s_abs, bool sq_first, const T* a, const T* b,
+                          Index rows, Index cols, bool acc) {
+  parallel_region(rows * cols > kParallelMinElems, [&] {
+    const auto [t, nt] = team();
+    const Index c0 = cols * t / nt, c1 = cols * (t + 1) / nt;
+    if (db && !acc_db) std::fill(db + c0, db + c1, T(0));
+    for (Index r = 0; r < rows; ++r)
+      for (Index p0 = c0; p0 < c1; p0 += 1024) {  // 12 KB of da, a and b stay in L1 for the mask
+        const Index o = r * cols + p0, m = std::min<Index>(1024, c1 - p0);
+        sq_abs_diff_bwd_block(da + o, s_sq, s_abs, sq_first, a + o, b + o, m, acc);
+        T* __restrict d = da + o;
+        const T* __restrict v = a + o;
+        for (Index c = 0; c < m; ++c) d[c] = v[c] > T(0) ? d[c] : T(0);
+        if (db)
+          for (Index c = 0; c < m; ++c) db[p0 + c] += d[c];
       }
-    }
   });
 }
 template <class T>

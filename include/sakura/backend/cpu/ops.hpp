@@ -58,23 +58,36 @@ struct Ops<T, Cpu> {
   static void mul(T* out, const T* x, const T* mask, Index n, bool acc) { cpu::mul(out, x, mask, n, acc); }
 
   // ---- losses: forward writes the mean into out[0]; backward reads the upstream gradient g[0]
-  static void mse_fwd(T* out, const T* a, const T* b, Index n) {
-    out[0] = static_cast<T>(cpu::sq_diff_sum(a, b, n) / double(n));
+  static T mean(double sum, Index n) { return static_cast<T>(sum / double(n)); }
+  static void mse_fwd(T* out, const T* a, const T* b, Index n) { out[0] = mean(cpu::sq_diff_sum(a, b, n), n); }
+  /// mse_fwd's and l1_fwd's results from one pass over the pair. CPU only.
+  static void mse_l1_fwd(T* mse, T* l1, const T* a, const T* b, Index n) {
+    const cpu::Sums2 s = cpu::sq_abs_diff_sums(a, b, n);
+    mse[0] = mean(s.first, n);
+    l1[0] = mean(s.second, n);
   }
+  /// The scales of MSE's and L1's gradients, 2 g / n and g / n, rounded as PyTorch does.
+  static T mse_scale(const T* g, Index n) { return T(2) * g[0] / T(n); }
+  static T l1_scale(const T* g, Index n) { return T(1) * g[0] / T(n); }
   static void mse_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
-    cpu::sq_diff_bwd(da, T(2) * g[0] / T(n), a, b, n, acc);
+    cpu::sq_diff_bwd(da, mse_scale(g, n), a, b, n, acc);
   }
-  static void l1_fwd(T* out, const T* a, const T* b, Index n) {
-    out[0] = static_cast<T>(cpu::abs_diff_sum(a, b, n) / double(n));
-  }
+  static void l1_fwd(T* out, const T* a, const T* b, Index n) { out[0] = mean(cpu::abs_diff_sum(a, b, n), n); }
   static void l1_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
-    cpu::abs_diff_bwd(da, T(1) * g[0] / T(n), a, b, n, acc);
+    cpu::abs_diff_bwd(da, l1_scale(g, n), a, b, n, acc);
   }
   /// mse_bwd and l1_bwd on the same pair (g_mse, g_l1: their output gradients), in that order
   /// when mse_first, in one pass.
   static void mse_l1_bwd(T* da, const T* g_mse, const T* g_l1, bool mse_first, const T* a, const T* b, Index n,
                          bool acc) {
-    cpu::sq_abs_diff_bwd(da, T(2) * g_mse[0] / T(n), T(1) * g_l1[0] / T(n), mse_first, a, b, n, acc);
+    cpu::sq_abs_diff_bwd(da, mse_scale(g_mse, n), l1_scale(g_l1, n), mse_first, a, b, n, acc);
+  }
+  /// mse_l1_bwd through the ReLU that made `a` (rows x cols), with that layer's bias gradient db
+  /// (null: none): relu_bwd_col_sum's result, in the same pass. CPU only.
+  static void mse_l1_relu_bwd(T* da, T* db, bool acc_db, const T* g_mse, const T* g_l1, bool mse_first, const T* a,
+                              const T* b, Index rows, Index cols, bool acc) {
+    cpu::sq_abs_diff_relu_bwd(da, db, acc_db, mse_scale(g_mse, rows * cols), l1_scale(g_l1, rows * cols), mse_first,
+                              a, b, rows, cols, acc);
   }
   static void row_norm_fwd(T* out, T* norms, const T* x, Index rows, Index cols, int ord) {
     out[0] = static_cast<T>(cpu::row_norms(norms, x, rows, cols, ord) / double(rows));
