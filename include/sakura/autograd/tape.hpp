@@ -491,7 +491,6 @@ class Tape {
     push_node(op, y, x);
     return y;
   }
-  /// A scalar-valued primitive: f writes the value into the output buffer.
   /// MSE's or L1's mean of (a, b) into out. On the CPU the first of the two on a pair takes both
   /// in one pass and keeps its partner's for the other's call (values as alone: the kernels are
   /// tested bitwise), so the reconstruction's MSE + L1 read prediction and target once.
@@ -511,6 +510,7 @@ class Tape {
       else K::l1_fwd(out, ptr(a), ptr(b), size(a));
     }
   }
+  /// A scalar-valued primitive: f writes the value into the output buffer.
   template <class F>
   Var reduce(Op op, Var a, Var b, F&& f) {
     Var y = alloc_like(1, 1, a, b);

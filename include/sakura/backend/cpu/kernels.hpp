@@ -127,10 +127,7 @@ void write_or_add(T* dst, Index n, bool acc, Expr&& expr) {
   });
 }
 
-/// Sum over [0, n) in double of g(offset, count) (a vectorised partial sum), over blocks whose
-/// size depends only on n, summed in order: the result does not depend on the thread count
-/// (bit-identical resume across OMP_NUM_THREADS), and nothing is allocated.
-/// g returns a double, or a Sums2 for two sums taken in one pass (each summed as alone).
+/// Two sums taken in one pass (blocked_reduce adds them member by member).
 struct Sums2 {
   double first = 0, second = 0;
   Sums2& operator+=(const Sums2& o) {
@@ -139,6 +136,10 @@ struct Sums2 {
     return *this;
   }
 };
+/// Sum over [0, n) in double of g(offset, count) (a vectorised partial sum), over blocks whose
+/// size depends only on n, summed in order: the result does not depend on the thread count
+/// (bit-identical resume across OMP_NUM_THREADS), and nothing is allocated.
+/// g returns a double, or a Sums2 for two sums taken in one pass (each summed as alone).
 template <class G>
 auto blocked_reduce(Index n, G g) {
   using R = decltype(g(Index(0), Index(0)));
@@ -686,9 +687,8 @@ template <class T>
 void sq_diff_bwd(T* da, T g_scale, const T* a, const T* b, Index n, bool acc) {
   chunked(n, [=](Index o, Index m) { sq_diff_bwd_block(da + o, g_scale, a + o, b + o, m, acc); });
 }
-/// MSE's and L1's gradients on the same pair, in the order the two rules would run, block by
-/// block: the second reads the first's output from L1 cache instead of memory, so the
-/// reconstruction's MSE + L1 cost one pass over batch x genes. Values: the two kernels' (tested).
+/// One block of MSE's then L1's gradient (or L1's then MSE's): sq_abs_diff_bwd's and
+/// sq_abs_diff_relu_bwd's common body.
 template <class T>
 inline void sq_abs_diff_bwd_block(T* da, T s_sq, T s_abs, bool sq_first, const T* a, const T* b, Index m, bool acc) {
   if (sq_first) {
@@ -699,6 +699,9 @@ inline void sq_abs_diff_bwd_block(T* da, T s_sq, T s_abs, bool sq_first, const T
     sq_diff_bwd_block(da, s_sq, a, b, m, true);
   }
 }
+/// MSE's and L1's gradients on the same pair, in the order the two rules would run, block by
+/// block: the second reads the first's output from L1 cache instead of memory, so the
+/// reconstruction's MSE + L1 cost one pass over batch x genes. Values: the two kernels' (tested).
 template <class T>
 void sq_abs_diff_bwd(T* da, T s_sq, T s_abs, bool sq_first, const T* a, const T* b, Index n, bool acc) {
   chunked(n, [=](Index o0, Index m0) {
