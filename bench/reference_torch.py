@@ -297,6 +297,12 @@ def main(args):
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
           f"openblas core={openblas_core()}")
+    if args.device == "cpu" and OPENBLAS is None:
+        # measured 2026-12-01: tutorial_both 854 ms per step on netlib's libblas3 against ~55 ms on OpenBLAS
+        print("# warning: no OpenBLAS in this process: Debian's torch then runs the reference BLAS (libblas3), "
+              "~15x slower here; install libopenblas0-pthread (scripts/install-deps.sh --bench)", flush=True)
+        print("reference_torch.py: warning: PyTorch is on the reference BLAS, not OpenBLAS; its times are not a "
+              "fair reference (install libopenblas0-pthread)", file=sys.stderr, flush=True)
     if args.device == "cpu" and openblas_core().lower() in ("prescott", "core2", "atom", "nehalem"):
         print("# warning: OpenBLAS runs generic kernels on this CPU (not recognised); the documented "
               "environment sets OPENBLAS_CORETYPE=Haswell", flush=True)

@@ -4,7 +4,8 @@
 set -euo pipefail
 # ocl-icd-opencl-dev: Debian's oneDNN CMake config requires OpenCL's dev files (only recommended by libdnnl-dev).
 pkgs=(cmake g++ make python3 libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev)
-[[ "${1:-}" == "--bench" ]] && pkgs+=(python3-torch)
+# libopenblas0-pthread: without it Debian's torch falls back to the reference BLAS (libblas3), ~15x slower
+[[ "${1:-}" == "--bench" ]] && pkgs+=(python3-torch libopenblas0-pthread)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
