@@ -532,4 +532,79 @@ TEST_CASE("h5ad: errors name the file and the HDF5 path", "[io][h5ad]") {
                       Contains("x_csr.h5ad: HDF5 path '/obs/cluster': not found"));
 }
 
+TEST_CASE("h5ad: declared shapes beyond what the file stores are errors before any allocation", "[io][h5ad]") {
+  // Each of these asked for gigabytes (or read fill values for hours) before the checks.
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("csc_huge_shape.h5ad")),
+                      Contains("csc_huge_shape.h5ad: X is [2147483647, 5] but obs has 4 names"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("indptr_huge.h5ad")),
+                      Contains("indptr_huge.h5ad: HDF5 path '/X/indptr'") && Contains("declares 4294967296 (34359738368 bytes)") &&
+                          Contains("stores only 0 bytes"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("data_huge.h5ad")),
+                      Contains("data_huge.h5ad: HDF5 path '/X/data'") && Contains("declares 8589934592"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("index_huge.h5ad")),
+                      Contains("index_huge.h5ad: HDF5 path '/obs/_index'") && Contains("declares 1099511627776"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("obs_short_column.h5ad")),
+                      Contains("obs_short_column.h5ad: HDF5 path '/obs/n': 3 values for 4 cells"));
+}
+
+TEST_CASE("h5ad: gzip-compressed arrays and strings read like uncompressed ones", "[io][h5ad]") {
+  const auto ds = io::read_h5ad<float>(data("x_gzip.h5ad"));
+  CHECK(ds.genes == kGenes);
+  CHECK(ds.cells == kCells);
+  CHECK(dense(ds.expr) == cast<float>(expected_x()));
+  check_obs_columns(ds);
+}
+
+namespace {
+/// A copy of a fixture with `bytes` written at `offset`.
+std::string patched(const std::string& fixture, std::size_t offset, const std::string& bytes) {
+  std::string content = slurp_file(data(fixture));
+  REQUIRE(offset + bytes.size() <= content.size());
+  content.replace(offset, bytes.size(), bytes);
+  return temp_file("patched_" + fixture, content);
+}
+std::string le64(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (8 * i));
+  return s;
+}
+}  // namespace
+
+TEST_CASE("h5ad: a damaged string heap or string reference is an error, not a crash inside libhdf5",
+          "[io][h5ad]") {
+  const std::string file = slurp_file(data("x_csr.h5ad"));
+  const std::size_t heap = file.find("GCOL\x01");
+  REQUIRE(heap != std::string::npos);
+  // The first object's size (8 bytes after its index, refcount and reserved field): libhdf5 1.10
+  // copied that many bytes out of the heap (an AddressSanitizer report; a SIGSEGV without it).
+  const std::size_t first_object = heap + 16;
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", first_object + 8, le64(1u << 30))),
+                      Contains("damaged global heap") && Contains("at byte " + std::to_string(heap)));
+  // A heap reference of obs/_index pointing at an object index that does not exist.
+  io::h5::QuietErrors quiet;
+  haddr_t at = HADDR_UNDEF;
+  {
+    io::h5::Handle f(H5Fopen(data("x_csr.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    io::h5::Handle d(H5Dopen2(f.get(), "/obs/_index", H5P_DEFAULT), H5Dclose);
+    at = H5Dget_offset(d.get());
+  }
+  REQUIRE(at != HADDR_UNDEF);
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", at + 12, std::string("\xff\x7f\x00\x00", 4))),
+                      Contains("HDF5 path '/obs/_index': string 0 refers to no valid heap object"));
+  // A string length that disagrees with its heap object (libhdf5 would copy past its buffer).
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", at, std::string("\x00\x00\x01\x00", 4))),
+                      Contains("string 0 refers to a heap object of another size"));
+}
+
+TEST_CASE("h5ad: repeated names are an error naming both positions, or made unique on request", "[io][h5ad][names]") {
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("dup_names.h5ad")),
+                      Contains("dup_names.h5ad: HDF5 path '/var/_index': gene name 'CD4' occurs 2 times: rows 2 and 3") &&
+                          Contains("make_names_unique"));
+  const auto ds = io::read_h5ad(data("dup_names.h5ad"), NameOptions{true});
+  CHECK(ds.genes == Strings{"CD8A", "CD4", "CD4-2", "MT-CO1", "CD4-1"});  // CD4-1 exists: the repeat becomes CD4-2
+  CHECK(ds.cells == Strings{"AAAC-1", "B", "AAAC-1-1", "C"});
+  REQUIRE(ds.repeated_genes.size() == 1);
+  CHECK(ds.repeated_genes[0].rows == std::vector<Index>{1, 2});
+}
+
 #endif  // SAKURA_WITH_HDF5
