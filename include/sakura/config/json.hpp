@@ -432,7 +432,7 @@ inline void check_model_size(const ModelSpec& m) {
     if (p > largest) largest = p, key = k, lin = in, lout = out;
   });
   if (n > double(kMaxParameters))
-    fail("the model would have ", n, " parameters, more than the limit of ", kMaxParameters,
+    fail("the model would have ", static_cast<std::uint64_t>(n), " parameters, more than the limit of ", kMaxParameters,
          " (2^30; 4 GiB per float32 copy, and training keeps 3 or 4 copies); its largest layer is ", lin, " -> ", lout,
          ", set by ", key, " (input genes: ", m.input_dim, "); make the layers narrower");
 }
