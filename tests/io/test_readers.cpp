@@ -596,6 +596,25 @@ TEST_CASE("h5ad: a damaged string heap or string reference is an error, not a cr
                       Contains("string 0 refers to a heap object of another size"));
 }
 
+TEST_CASE("h5ad: damaged attribute messages and attribute string references are errors", "[io][h5ad]") {
+  const std::string file = slurp_file(data("x_csr.h5ad"));
+  // obs's attribute message 'column-order' (version 1): name, datatype and dataspace sizes at +2/+4/+6,
+  // its name at +8, then the three parts padded to 8 bytes, then the data (string references).
+  const std::size_t name = file.find(std::string("column-order\0", 13));
+  REQUIRE(name != std::string::npos);
+  const std::size_t msg = name - 8;
+  auto u16 = [&](std::size_t at) { return std::size_t(static_cast<unsigned char>(file[at])) | std::size_t(static_cast<unsigned char>(file[at + 1])) << 8; };
+  auto pad8 = [](std::size_t x) { return (x + 7) / 8 * 8; };
+  REQUIRE(u16(msg + 2) == 13);
+  const std::size_t data_at = msg + 8 + pad8(u16(msg + 2)) + pad8(u16(msg + 4)) + pad8(u16(msg + 6));
+  // a name length past the message: libhdf5 1.10 read past its buffer (AddressSanitizer report)
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", msg + 2, std::string("\xff\x7f", 2))),
+                      Contains("HDF5 path '/obs': damaged object header"));
+  // the first string reference's object index: libhdf5 1.10 followed it (SIGSEGV)
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", data_at + 12, std::string("\xff\x7f\x00\x00", 4))),
+                      Contains("HDF5 path '/obs' attribute 'column-order': string 0 refers to no valid heap object"));
+}
+
 TEST_CASE("h5ad: repeated names are an error naming both positions, or made unique on request", "[io][h5ad][names]") {
   REQUIRE_THROWS_WITH(io::read_h5ad(data("dup_names.h5ad")),
                       Contains("dup_names.h5ad: HDF5 path '/var/_index': gene name 'CD4' occurs 2 times: rows 2 and 3") &&

@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -208,6 +209,9 @@ class FileCtx {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> skip_;
   bool scanned_ = false;
   std::unordered_map<std::uint64_t, std::unordered_map<std::uint32_t, HeapObject>> heaps_;  // by file offset
+
+ public:
+  std::unordered_map<std::uint64_t, bool> headers_checked;  ///< object header address -> walked
 };
 
 /// An open group or dataset with the file and HDF5 path that error messages name. `ctx` (set by
@@ -224,12 +228,116 @@ struct Node {
 inline bool has(const Node& n, const std::string& name) {
   return name.find('/') == std::string::npos && H5Lexists(n.id(), name.c_str(), H5P_DEFAULT) > 0;
 }
-inline bool has_attr(const Node& n, const std::string& name) { return H5Aexists(n.id(), name.c_str()) > 0; }
+/// The file address of a node's object header.
+inline std::uint64_t header_address(const Node& n) {
+#if H5_VERSION_GE(1, 12, 0)
+  H5O_info2_t info;
+  haddr_t addr = HADDR_UNDEF;
+  const bool ok = H5Oget_info3(n.id(), &info, H5O_INFO_BASIC) >= 0 &&
+                  H5VLnative_token_to_addr(n.id(), info.token, &addr) >= 0;
+#else
+  H5O_info_t info;
+  const bool ok = H5Oget_info2(n.id(), &info, H5O_INFO_BASIC) >= 0;
+  const haddr_t addr = info.addr;
+#endif
+  sakura::detail::require(ok && addr != HADDR_UNDEF, n.where(), ": unreadable object header (damaged file)");
+  return addr;
+}
+
+/// Walks the version-1 object header at `addr` (what h5py writes by default): message framing,
+/// continuation blocks, the message count, and every attribute message's parts, since libhdf5 1.10
+/// decodes them trusting their sizes (a damaged name length made it read past its buffer; a
+/// damaged header leaked what it had loaded). Returns the raw data of attribute `want` when found.
+/// Version-2 headers carry checksums libhdf5 verifies: not walked.
+inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std::uint64_t addr, const std::string& where,
+                                                                const std::string& want = {}) {
+  const std::uint64_t at = f.base() + addr;
+  std::optional<std::vector<unsigned char>> out;
+  auto bad = [&](const char* why) { sakura::detail::fail(where, ": damaged object header (", why, ")"); };
+  unsigned char prefix[16];
+  if (at > f.bytes() || f.bytes() - at < sizeof prefix) bad("beyond the end of the file");
+  f.read_at(at, prefix, sizeof prefix);
+  if (std::memcmp(prefix, "OHDR", 4) == 0) return out;  // version 2, checksummed
+  if (prefix[0] != 1) bad("unknown version");
+  const std::size_t A = f.sizeof_addr();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks{{at + 16, le(prefix + 8, 4)}};
+  std::uint64_t messages = 0;
+  std::vector<unsigned char> c;
+  for (std::size_t k = 0; k < chunks.size(); ++k) {
+    const auto [start, len] = chunks[k];
+    if (k >= 64 || start > f.bytes() || len > f.bytes() - start) bad("a header block beyond the file");
+    c.resize(static_cast<std::size_t>(len));
+    f.read_at(start, c.data(), c.size());
+    for (std::size_t p = 0; p + 8 <= c.size(); ++messages) {
+      const auto type = le(&c[p], 2), size = le(&c[p + 2], 2);
+      const unsigned flags = c[p + 4];
+      if (size > c.size() - p - 8) bad("a message overrunning its block");
+      const unsigned char* d = c.data() + p + 8;
+      if (type == 0x10) {  // continuation: another block of messages
+        if (size < A + 8) bad("a short continuation message");
+        chunks.emplace_back(f.base() + le(d, A), le(d + A, 8));
+      } else if (type == 0x0c && !(flags & 0x02)) {  // an attribute stored here (not shared)
+        const unsigned version = d[0];
+        if (size < 9 || version < 1 || version > 3) bad("an attribute message of unknown version");
+        const std::size_t name_len = le(d + 2, 2), dt_len = le(d + 4, 2), ds_len = le(d + 6, 2);
+        auto pad = [&](std::size_t x) { return version == 1 ? (x + 7) / 8 * 8 : x; };
+        const std::size_t name_at = version == 3 ? 9 : 8;
+        const std::size_t data_at = name_at + pad(name_len) + pad(dt_len) + pad(ds_len);
+        if (name_len == 0 || data_at > size || std::memchr(d + name_at, '\0', name_len) == nullptr)
+          bad("an attribute message whose parts overrun it");
+        if (!want.empty() && name_len == want.size() + 1 && std::memcmp(d + name_at, want.data(), want.size()) == 0)
+          out.emplace(d + data_at, d + size);
+      }
+      p += 8 + size;
+    }
+  }
+  if (messages != le(prefix + 2, 2)) bad("a message count that disagrees with its messages");
+  return out;
+}
+
+inline std::optional<std::vector<unsigned char>> walk_header(const Node& n, const std::string& want = {}) {
+  return walk_header_at(*n.ctx, header_address(n), n.where(), want);
+}
+
+/// Checks a node's header once (see walk_header_at) before libhdf5 decodes its attributes.
+inline void check_header(const Node& n) {
+  if (!n.ctx) return;
+  auto& done = n.ctx->headers_checked[header_address(n)];
+  if (!done) walk_header(n);
+  done = true;
+}
+
+/// Checks the header a hard link points to before libhdf5 loads it (H5Oopen).
+inline void check_link_target(const Node& parent, const std::string& name, const std::string& where) {
+  if (!parent.ctx) return;
+#if H5_VERSION_GE(1, 12, 0)
+  H5L_info2_t info;
+  haddr_t addr = HADDR_UNDEF;
+  const bool ok = H5Lget_info2(parent.id(), name.c_str(), &info, H5P_DEFAULT) >= 0 &&
+                  (info.type != H5L_TYPE_HARD || H5VLnative_token_to_addr(parent.id(), info.u.token, &addr) >= 0);
+#else
+  H5L_info_t info;
+  const bool ok = H5Lget_info(parent.id(), name.c_str(), &info, H5P_DEFAULT) >= 0;
+  const haddr_t addr = info.u.address;
+#endif
+  sakura::detail::require(ok, where, ": unreadable link (damaged file)");
+  if (info.type != H5L_TYPE_HARD) return;  // soft and external links: libhdf5 resolves and checks them
+  auto& done = parent.ctx->headers_checked[addr];
+  if (!done) walk_header_at(*parent.ctx, addr, where);
+  done = true;
+}
+
+inline bool has_attr(const Node& n, const std::string& name) {
+  check_header(n);
+  return H5Aexists(n.id(), name.c_str()) > 0;
+}
 
 inline Node open(const Node& parent, const std::string& name) {
   const std::string path = (parent.path == "/" ? "/" : parent.path + "/") + name;
-  Node n{Handle(has(parent, name) ? H5Oopen(parent.id(), name.c_str(), H5P_DEFAULT) : -1, H5Oclose), parent.file,
-         path, parent.ctx};
+  const bool exists = has(parent, name);
+  if (exists) check_link_target(parent, name, parent.file + ": HDF5 path '" + path + "'");
+  Node n{Handle(exists ? H5Oopen(parent.id(), name.c_str(), H5P_DEFAULT) : -1, H5Oclose), parent.file, path,
+         parent.ctx};
   sakura::detail::require(n.h.ok(), n.where(), ": not found (or not readable)");
   return n;
 }
@@ -383,20 +491,25 @@ std::vector<U> read_all(const Node& d, hid_t memtype = native<U>()) {
 /// reading the raw references ourselves, so libhdf5 never follows a damaged one (it trusts them).
 /// Possible for contiguous and uncompressed chunked storage; compressed strings rely on the heap
 /// validation alone.
+/// One stored string reference (length, heap address, object index) checked against the heaps.
+inline void check_string_ref(FileCtx& f, const unsigned char* p, std::uint64_t i, const std::string& where) {
+  const auto len = static_cast<std::uint32_t>(le(p, 4));
+  if (len == 0) return;  // empty or null: libhdf5 reads no heap object
+  const std::size_t addr_size = f.sizeof_addr();
+  const std::uint64_t addr = le(p + 4, addr_size);
+  const auto idx = static_cast<std::uint32_t>(le(p + 4 + addr_size, 4));
+  const FileCtx::HeapObject* o = f.heap_object(addr, idx);
+  if (!o || o->size != len)
+    sakura::detail::fail(where, ": string ", i, " refers to ", o ? "a heap object of another size" :
+                         "no valid heap object", " (length ", len, ", heap ", addr, ", object ", idx,
+                         "); the file is damaged");
+}
+
 inline void check_string_refs(const Node& d, const Extent& e) {
   FileCtx& f = *d.ctx;
-  const std::size_t esz = e.elem_bytes, addr_size = f.sizeof_addr();
-  auto check = [&](const unsigned char* p, std::uint64_t i) {
-    const auto len = static_cast<std::uint32_t>(le(p, 4));
-    if (len == 0) return;  // empty or null: libhdf5 reads no heap object
-    const std::uint64_t addr = le(p + 4, addr_size);
-    const auto idx = static_cast<std::uint32_t>(le(p + 4 + addr_size, 4));
-    const FileCtx::HeapObject* o = f.heap_object(addr, idx);
-    if (!o || o->size != len)
-      sakura::detail::fail(d.where(), ": string ", i, " refers to ", o ? "a heap object of another size" :
-                           "no valid heap object", " (length ", len, ", heap ", addr, ", object ", idx,
-                           "); the file is damaged");
-  };
+  const std::size_t esz = e.elem_bytes;
+  const std::string where = d.where();
+  auto check = [&](const unsigned char* p, std::uint64_t i) { check_string_ref(f, p, i, where); };
   auto raw = [&](std::uint64_t at, std::uint64_t first, std::uint64_t count) {
     std::vector<unsigned char> buf;
     for (std::uint64_t k = 0; k < count; k += 65536) {
@@ -520,6 +633,7 @@ inline std::vector<std::string> read_strings(const Node& d) {
 /// count is checked against their storage before anything is allocated.
 inline std::vector<std::string> attr_strings(const Node& n, const std::string& name) {
   const std::string where = n.where() + " attribute '" + name + "'";
+  check_header(n);
   Handle a(H5Aopen(n.id(), name.c_str(), H5P_DEFAULT), H5Aclose);
   sakura::detail::require(a.ok(), where, ": not found (or damaged)");
   Handle t(H5Aget_type(a.get()), H5Tclose), s(H5Aget_space(a.get()), H5Sclose);
@@ -535,7 +649,13 @@ inline std::vector<std::string> attr_strings(const Node& n, const std::string& n
   std::vector<std::string> out(count);
   if (count == 0) return out;
   if (H5Tis_variable_str(t.get()) > 0) {
-    if (n.ctx) n.ctx->scan_heaps();
+    if (n.ctx) {  // the references, checked in the header's bytes before libhdf5 follows them
+      const std::size_t esz = 8 + n.ctx->sizeof_addr();
+      if (const auto raw = walk_header(n, name)) {
+        if (raw->size() < count * esz) sakura::detail::fail(where, ": damaged attribute (its data is cut short)");
+        for (std::size_t i = 0; i < count; ++i) check_string_ref(*n.ctx, raw->data() + i * esz, i, where);
+      }
+    }
     Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mt.get(), H5T_VARIABLE);
     H5Tset_cset(mt.get(), H5Tget_cset(t.get()));
@@ -567,6 +687,7 @@ inline std::string attr_string(const Node& n, const std::string& name) {
 
 inline std::vector<std::int64_t> attr_ints(const Node& n, const std::string& name) {
   const std::string where = n.where() + " attribute '" + name + "'";
+  check_header(n);
   Handle a(H5Aopen(n.id(), name.c_str(), H5P_DEFAULT), H5Aclose);
   sakura::detail::require(a.ok(), where, ": not found (or damaged)");
   Handle s(H5Aget_space(a.get()), H5Sclose);
