@@ -121,6 +121,7 @@ class FileCtx {
   std::uint64_t bytes() const { return bytes_; }
   std::uint64_t base() const { return base_; }
   std::size_t sizeof_addr() const { return sizeof_addr_; }
+  std::size_t sizeof_size() const { return sizeof_size_; }
 
   /// Reads n bytes at a file offset (bounds already checked by the caller).
   void read_at(std::uint64_t off, void* buf, std::size_t n) const {
@@ -285,6 +286,19 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
         const std::size_t data_at = name_at + pad(name_len) + pad(dt_len) + pad(ds_len);
         if (name_len == 0 || data_at > size || std::memchr(d + name_at, '\0', name_len) == nullptr)
           bad("an attribute message whose parts overrun it");
+        // libhdf5 copies (elements x element size) bytes of data without comparing with the message
+        const unsigned shared = version == 1 ? 0 : d[1];
+        const unsigned char* dt = d + name_at + pad(name_len);
+        const unsigned char* ds = dt + pad(dt_len);
+        if (!(shared & 3) && dt_len >= 8 && ds_len >= 4) {
+          const unsigned ds_version = ds[0], rank = ds[1];
+          const std::size_t dims_at = ds_version == 1 ? 8 : 4;
+          if (rank > 32 || dims_at + rank * f.sizeof_size() > ds_len) bad("an attribute dataspace overrunning it");
+          double elements = ds_version >= 2 && ds[3] == 2 ? 0 : 1;  // type 2: the null dataspace
+          for (unsigned r = 0; r < rank; ++r) elements *= static_cast<double>(le(ds + dims_at + r * f.sizeof_size(), f.sizeof_size()));
+          if (elements * static_cast<double>(le(dt + 4, 4)) > static_cast<double>(size - data_at))
+            bad("an attribute with more data than its message holds");
+        }
         if (!want.empty() && name_len == want.size() + 1 && std::memcmp(d + name_at, want.data(), want.size()) == 0)
           out.emplace(d + data_at, d + size);
       }
