@@ -14,14 +14,6 @@ if(NOT ZLIB_FOUND)
   return()
 endif()
 
-add_library(sakura_zlib INTERFACE)
-add_library(sakura::zlib ALIAS sakura_zlib)
-# Installed as sakura::zlib (export namespace sakura:: + this name), the same name as in the build tree.
-set_target_properties(sakura_zlib PROPERTIES EXPORT_NAME zlib)
-target_link_libraries(sakura_zlib INTERFACE sakura ZLIB::ZLIB)
-target_compile_definitions(sakura_zlib INTERFACE SAKURA_WITH_ZLIB=1)
-
-if(SAKURA_INSTALL)
-  install(TARGETS sakura_zlib EXPORT sakuraTargets)
-endif()
+include(${CMAKE_CURRENT_LIST_DIR}/interface_target.cmake)
+sakura_interface_target(zlib SAKURA_WITH_ZLIB ZLIB::ZLIB)
 string(APPEND SAKURA_CONFIG_EXTRA "find_dependency(ZLIB)\n")

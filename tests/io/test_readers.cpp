@@ -280,6 +280,8 @@ TEST_CASE("MatrixMarket: bad files are rejected naming file and line", "[io][mtx
   REQUIRE_THROWS_WITH(mtx("arr.mtx", "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n"),
                       Contains("arr.mtx") && Contains("needs 4 values but the file has 3"));
   REQUIRE_THROWS_WITH(io::read_mtx(data("missing.mtx")), Contains("missing.mtx") && Contains("cannot open"));
+  REQUIRE_THROWS_WITH(io::read_mtx(kData), Contains("is a directory"));
+  REQUIRE_THROWS_WITH(io::read_name_csv(kData), Contains("is a directory"));
 }
 
 TEST_CASE("MatrixMarket: size lines are checked before any product or allocation", "[io][mtx]") {

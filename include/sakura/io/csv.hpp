@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -101,6 +102,8 @@ class CsvParser {
 };
 
 inline std::string slurp(const std::string& path) {
+  std::error_code dir;
+  sakura::detail::require(!std::filesystem::is_directory(path, dir), path, ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   sakura::detail::require(static_cast<bool>(in), path, ": cannot open file");
   std::ostringstream ss;

@@ -109,6 +109,8 @@ inline std::string printable(std::string_view s) {
 class ByteSource {
  public:
   explicit ByteSource(const std::string& path) : path_(path) {
+    std::error_code dir;
+    sakura::detail::require(!std::filesystem::is_directory(path, dir), path, ": is a directory, not a file");
     f_ = std::fopen(path.c_str(), "rb");
     sakura::detail::require(f_ != nullptr, path, ": cannot open file");
     std::error_code ec;
