@@ -303,7 +303,7 @@ TEST_CASE("MatrixMarket: size lines are checked before any product or allocation
                       Contains("declares 4000000000 entries but the file has 1") && Contains("truncated"));
 }
 
-TEST_CASE("MatrixMarket: every line is parsed whole; a last line without a line break is a truncation",
+TEST_CASE("MatrixMarket: every line is parsed whole, and a last line without a line break is a truncation",
           "[io][mtx]") {
   auto mtx = [](const std::string& name, const std::string& body) { return io::read_mtx<double>(temp_file(name, body)); };
   const std::string coord = "%%MatrixMarket matrix coordinate real general\n";

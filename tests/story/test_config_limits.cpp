@@ -122,7 +122,7 @@ TEST_CASE("the parameter count the config check uses is the Extractor's", "[conf
   CHECK(checked >= 30);
 }
 
-TEST_CASE("batch sizes and counts are bounded; a batch beyond 16 GiB is named once the genes are known",
+TEST_CASE("batch sizes and counts are bounded, and a batch beyond 16 GiB is named once the genes are known",
           "[config][limits]") {
   const Fixture f;
   Json c = f.base;
@@ -207,7 +207,7 @@ TEST_CASE("phenotype options: bins bounded, booleans and strings checked", "[con
   CHECK(t.values == std::vector<float>{1, 0, 0});
 }
 
-TEST_CASE("repeated gene names through a Session: an error, or renamed with make_names_unique; an ambiguous "
+TEST_CASE("repeated gene names through a Session: an error, or renamed with make_names_unique, and an ambiguous "
           "signature gene is always an error",
           "[config][names]") {
   const fs::path cfg = demo_dir("names");
