@@ -40,6 +40,13 @@ class LossLog {
   LossLog() = default;
   LossLog(const LossLog&) = delete;
   LossLog& operator=(const LossLog&) = delete;
+  /// On an error path: hands over what is buffered, if it can (the error being reported is the news).
+  ~LossLog() {
+    try {
+      out_.close();
+    } catch (const Error&) {
+    }
+  }
 
   /// Creates the log (with its header line), replacing any previous one.
   void open(const std::string& path) { open_impl(path, Mode::Create, 0); }
