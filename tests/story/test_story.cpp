@@ -738,7 +738,7 @@ TEST_CASE("reading a checkpoint: sizes are checked without overflow, paths that 
                     Catch::Contains("(STRY): a second STRY record (the first is record 3)"));
 }
 
-TEST_CASE("output files: a full disk is an error naming the file; unfinished files leave no trace", "[io][fault]") {
+TEST_CASE("output files: a full disk is an error naming the file, unfinished files leave no trace", "[io][fault]") {
   const fs::path dir = scratch("durable");
   // the loss log checks every write: on a full disk (/dev/full) it fails, naming the file
   story::LossLog log;
@@ -768,7 +768,7 @@ TEST_CASE("output files: a full disk is an error naming the file; unfinished fil
   CHECK(temp_files(dir).empty());
 }
 
-TEST_CASE("temp files of a killed run are removed at the next start; an interrupt stops cleanly", "[run][fault]") {
+TEST_CASE("temp files of a killed run are removed at the next start, an interrupt stops cleanly", "[run][fault]") {
   const fs::path w = resume_workdir();
   const fs::path log = w / "log";
   story::SessionOptions so;
