@@ -140,10 +140,8 @@ class Runner {
     std::filesystem::create_directories(st.log_path, ec);
     detail::require(!ec, "cannot create log_path '", st.log_path, "': ", ec.message());
     remove_stale_temps();
-    using io::detail_json::find;
-    auto on = [&](const char* k) {
-      const Json* v = find(st.config, k);
-      return v && ((v->is_string() && *v == "True") || (v->is_boolean() && v->get<bool>()));
+    auto on = [&](const char* k) {  // validated by load_setup with the one boolean rule
+      return std::string_view(k) == "dump_configs" ? st.dump_configs : st.dump_splits;
     };
     if (on("dump_configs")) {
       Json gene_meta = Json::object();
@@ -152,7 +150,7 @@ class Runner {
         gene_meta[it.key()] = Json{{"gene_list", it.value().value("signature_list", Json::array())},
                                    {"pre_procedure", it.value().value("pre_procedure", Json::array())},
                                    {"post_procedure", it.value().value("post_procedure", Json::array())}};
-        if (it.value().value("exclude_from_input", std::string("False")) == "True")
+        if (io::detail_json::opt_bool(it.value(), "exclude_from_input", "signature_config." + it.key()))
           for (const auto& g : it.value()["signature_list"]) excluded.push_back(g);
       }
       gene_meta["all"] = excluded.empty()
