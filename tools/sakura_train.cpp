@@ -17,10 +17,14 @@
 #include <sakura/story/runner.hpp>
 #include <sakura/version.hpp>
 
+#include "h5ad_commands.hpp"
+
 namespace {
 
 const char* kUsage = R"(usage: sakura-train -c CONFIG [options]
        sakura-train --demo [--demo-out DIR]
+       sakura-train convert ...   (to a CSR .h5ad; see sakura-train convert --help)
+       sakura-train synth ...     (a synthetic atlas .h5ad; see sakura-train synth --help)
 
 Runs a SAKURA config (upstream's JSON format: dataset, splits, model, story) on the CPU.
 
@@ -198,6 +202,8 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1)
+    if (const int rc = sakura::tools::run_subcommand(argv[1], argc - 2, argv + 2); rc >= 0) return rc;
   Args a;
   try {
     a = parse(argc, argv);

@@ -227,7 +227,7 @@ TEST_CASE("convert: CSC, dense and CSR .h5ad to CSR, every other member copied",
   CHECK_FALSE(std::filesystem::exists(temp_path("never.h5ad")));
 }
 
-TEST_CASE("synthetic atlas: blocks and threads do not change the file; types and markers", "[io][synthetic]") {
+TEST_CASE("synthetic atlas: blocks and threads do not change the file, types have their markers", "[io][synthetic]") {
   io::SyntheticAtlasOptions o{.model = {.cells = 300, .genes = 60, .cell_types = 5, .seed = 11}, .block_cells = 300};
   io::write_synthetic_h5ad(temp_path("a.h5ad"), o);
   o.block_cells = 7;
