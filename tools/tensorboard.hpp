@@ -14,9 +14,11 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <memory>
 #include <string_view>
 
 #include <sakura/error.hpp>
+#include <sakura/story/logs.hpp>
 
 namespace sakura::tools::tensorboard {
 
@@ -166,6 +168,27 @@ class EventWriter {
   }
   std::string path_;
   std::FILE* f_ = nullptr;
+};
+
+/// The loss log's scalars, with the same tags as losses.tsv, as event files in log_path: each
+/// begin() (a run, a resumption, an inference) starts a new file, as tensorboardX does.
+class Sink : public story::ScalarSink {
+ public:
+  explicit Sink(std::string dir) : dir_(std::move(dir)) {}
+  void begin(std::int64_t purge_step) override {
+    w_.reset();
+    w_ = std::make_unique<EventWriter>(dir_, purge_step);
+  }
+  void scalar(std::int64_t tick, std::string_view name, double value) override {
+    if (w_) w_->scalar(name, tick, static_cast<float>(value));
+  }
+  void flush() override {
+    if (w_) w_->flush();
+  }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<EventWriter> w_;
 };
 
 }  // namespace sakura::tools::tensorboard

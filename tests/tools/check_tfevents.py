@@ -41,12 +41,18 @@ def check_rfc3720():
     assert crc32c(bytes(range(31, -1, -1))) == 0x113FDB5C
 
 
+_PB = []
+
+
 def load_proto():
+    if _PB:
+        return _PB[0]
     out = tempfile.mkdtemp()
     subprocess.run(["protoc", "-I" + HERE, "--python_out=" + out, os.path.join(HERE, "tensorboard_event.proto")],
                    check=True)
     sys.path.insert(0, out)
-    return importlib.import_module("tensorboard_event_pb2")
+    _PB.append(importlib.import_module("tensorboard_event_pb2"))
+    return _PB[0]
 
 
 def records(path):
@@ -71,13 +77,12 @@ def file_order(path):
     return (int(parts[3]), int(parts[-2]), int(parts[-1]))
 
 
-def main():
+def check(log_dir, n_files=None):
     check_rfc3720()
     pb = load_proto()
-    log_dir = sys.argv[1]
     files = sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")), key=file_order)
-    if len(sys.argv) > 2:
-        assert len(files) == int(sys.argv[2]), "expected %s event files, found %d" % (sys.argv[2], len(files))
+    if n_files is not None:
+        assert len(files) == n_files, "expected %d event files, found %d" % (n_files, len(files))
     assert files, "no event files in " + log_dir
     scalars = []  # (step, tag, value bits)
     for path in files:
@@ -108,4 +113,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    check(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -23,6 +24,16 @@ inline std::string_view format_number(F v, char (&buf)[64]) {
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
   return {buf, static_cast<std::size_t>(r.ptr - buf)};
 }
+
+/// Receives every scalar the loss log writes, e.g. sakura-train's TensorBoard event files.
+/// begin(purge_step) starts a log: steps >= purge_step logged before are void (0: a fresh run,
+/// the checkpoint's tick: a resumed one, -1: nothing void, as for inference appending).
+struct ScalarSink {
+  virtual ~ScalarSink() = default;
+  virtual void begin(std::int64_t purge_step) = 0;
+  virtual void scalar(std::int64_t tick, std::string_view name, double value) = 0;
+  virtual void flush() = 0;
+};
 
 /// The loss log. Scalar names are upstream's Logger.log_loss names:
 ///   <prefix>_pheno_<name>_<group>_<term>, <prefix>_signature_<name>_<group>_<term>,
@@ -48,15 +59,18 @@ class LossLog {
   }
   bool is_open() const { return f_ != nullptr; }
   const std::string& path() const { return path_; }
+  /// Every line written from now on also goes to sink (nullptr: none).
+  void set_sink(ScalarSink* sink) { sink_ = sink; }
 
   /// Bytes written so far (flushes first): what a checkpoint records.
   std::uint64_t bytes() {
     if (!f_) return 0;
-    std::fflush(f_);
+    flush();
     return static_cast<std::uint64_t>(std::ftell(f_));
   }
   void flush() {
     if (f_) std::fflush(f_);
+    if (sink_) sink_->flush();
   }
 
   void write(const LossRecord& r, long long tick, std::string_view prefix, const std::vector<std::string>& groups) {
@@ -116,10 +130,16 @@ class LossLog {
       const auto s = format_number(v.values[i], num);
       std::fwrite(s.data(), 1, s.size(), f_);
       std::fputc('\n', f_);
+      if (sink_) {
+        name_.assign(prefix).append(kind).append(block).append("_").append(g).append("_").append(v.names[i]);
+        sink_->scalar(tick, name_, v.values[i]);
+      }
     }
   }
   std::FILE* f_ = nullptr;
   std::string path_;
+  ScalarSink* sink_ = nullptr;
+  std::string name_;  // the sink's scalar name, built in place
 };
 
 /// A CSV of per-cell rows (latents, outputs), written chunk by chunk.
