@@ -16,6 +16,7 @@
 #include <string>
 #include <memory>
 #include <string_view>
+#include <type_traits>
 
 #include <sakura/error.hpp>
 #include <sakura/story/logs.hpp>
@@ -49,18 +50,14 @@ inline std::uint32_t masked_crc32c(const void* data, std::size_t n) {
 /// The few protobuf wire rules an Event needs (little-endian fixed fields, varints, length-delimited).
 class Proto {
  public:
-  Proto& fixed64(int field, double v) {
-    key(field, 1);
-    std::uint64_t u;
-    std::memcpy(&u, &v, 8);
-    for (int i = 0; i < 8; ++i) b_.push_back(static_cast<char>(u >> (8 * i)));
-    return *this;
-  }
-  Proto& fixed32(int field, float v) {
-    key(field, 5);
-    std::uint32_t u;
-    std::memcpy(&u, &v, 4);
-    for (int i = 0; i < 4; ++i) b_.push_back(static_cast<char>(u >> (8 * i)));
+  /// A double (wire type 1, fixed64) or a float (wire type 5, fixed32).
+  template <class F>
+  Proto& fixed(int field, F v) {
+    static_assert(sizeof(F) == 8 || sizeof(F) == 4);
+    key(field, sizeof(F) == 8 ? 1 : 5);
+    std::conditional_t<sizeof(F) == 8, std::uint64_t, std::uint32_t> u;
+    std::memcpy(&u, &v, sizeof u);
+    for (std::size_t i = 0; i < sizeof u; ++i) b_.push_back(static_cast<char>(u >> (8 * i)));
     return *this;
   }
   Proto& varint(int field, std::uint64_t v) {
@@ -95,10 +92,10 @@ constexpr int kValue = 1, kTag = 1, kSimpleValue = 2;
 constexpr int kSessionLogStatus = 1, kSessionStart = 1;
 
 inline std::string scalar_event(double wall_time, std::int64_t step, std::string_view tag, float value) {
-  const std::string v = Proto().bytes(summary::kTag, tag).fixed32(summary::kSimpleValue, value).str();
+  const std::string v = Proto().bytes(summary::kTag, tag).fixed(summary::kSimpleValue, value).str();
   const std::string s = Proto().bytes(summary::kValue, v).str();
   return Proto()
-      .fixed64(event::kWallTime, wall_time)
+      .fixed(event::kWallTime, wall_time)
       .varint(event::kStep, static_cast<std::uint64_t>(step))
       .bytes(event::kSummary, s)
       .str();
@@ -142,10 +139,10 @@ class EventWriter {
     sakura::detail::require(f_ != nullptr, "cannot create TensorBoard event file '", path_,
                             "' (use -x to run without TensorBoard logs)");
     const std::int64_t step = purge_step < 0 ? 0 : purge_step;
-    record(Proto().fixed64(event::kWallTime, now()).varint(event::kStep, step).bytes(event::kFileVersion, "brain.Event:2").str());
+    record(Proto().fixed(event::kWallTime, now()).varint(event::kStep, step).bytes(event::kFileVersion, "brain.Event:2").str());
     if (purge_step >= 0) {
       const std::string start = Proto().varint(kSessionLogStatus, kSessionStart).str();
-      record(Proto().fixed64(event::kWallTime, now()).varint(event::kStep, step).bytes(event::kSessionLog, start).str());
+      record(Proto().fixed(event::kWallTime, now()).varint(event::kStep, step).bytes(event::kSessionLog, start).str());
     }
   }
   EventWriter(const EventWriter&) = delete;
