@@ -6,6 +6,7 @@
 * --write-h5ad: anndata opens the file; every obsm key equals the latent / head-output columns of
   the CSV dump of the same (final) model on all cells, obs equals the phenotype CSV, uns["sakura"]
   holds losses.tsv and the config; --h5ad-results-only and --h5ad-with-x variants.
+* convert -c: the config's data as a CSR .h5ad equal to --h5ad-with-x's.
 * TensorBoard: the event files of a fresh run, of a run stopped and resumed from a checkpoint
   (the lines after the checkpoint are cut from losses.tsv and purged for TensorBoard) and of -x.
 
@@ -127,6 +128,12 @@ def main():
     train("-c", path, "-x", "--write-h5ad", os.path.join(WORK, "with_x.h5ad"), "--h5ad-with-x")
     assert not glob.glob(os.path.join(log, "events.out.tfevents.*"))
     check_h5ad(os.path.join(WORK, "with_x.h5ad"), log, data_dir, with_x=True)
+
+    # convert -c: the config's dataset section, as the run read it
+    out = os.path.join(WORK, "converted.h5ad")
+    subprocess.run([TRAIN, "convert", "-c", path, "-o", out, "-q"], check=True)
+    a, b = ad.read_h5ad(out), ad.read_h5ad(os.path.join(WORK, "with_x.h5ad"))
+    assert (a.X != b.X).nnz == 0 and a.obs.equals(b.obs) and a.var_names.equals(b.var_names)
     print("anndata and TensorBoard's protos read what sakura-train wrote")
 
 
