@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -153,15 +154,17 @@ class EventWriter {
 
   void scalar(std::string_view tag, std::int64_t step, float value) { record(scalar_event(now(), step, tag, value)); }
   void flush() {
-    sakura::detail::require(std::fflush(f_) == 0, "error while writing '", path_, "' (disk full?)");
+    if (std::fflush(f_) != 0) failed();
   }
   const std::string& path() const { return path_; }
 
  private:
   void record(std::string_view data) {
     const std::string r = tfrecord(data);
-    sakura::detail::require(std::fwrite(r.data(), 1, r.size(), f_) == r.size(), "error while writing '", path_,
-                            "' (disk full?)");
+    if (std::fwrite(r.data(), 1, r.size(), f_) != r.size()) failed();
+  }
+  [[noreturn]] void failed() const {
+    sakura::detail::fail("error while writing '", path_, "' (disk full?): ", std::strerror(errno));
   }
   std::string path_;
   std::FILE* f_ = nullptr;

@@ -203,7 +203,7 @@ TEST_CASE("convert: unordered entries with duplicates, many gather passes, gzip"
   check_same(io::read_h5ad(out), want);
   io::h5::QuietErrors quiet;
   const io::h5::Node root{io::h5::Handle(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose), out, "/"};
-  const auto d = io::h5::open(root, "X/data");
+  const auto d = io::h5::open(io::h5::open(root, "X"), "data");
   io::h5::Handle dcpl(H5Dget_create_plist(d.id()), H5Pclose);
   CHECK(H5Pget_nfilters(dcpl.get()) == 1);  // deflate
 }

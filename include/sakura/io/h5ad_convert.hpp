@@ -90,31 +90,14 @@ template <class T>
 class H5adXSource {
  public:
   explicit H5adXSource(const h5::Node& root) : x_(h5::open(root, "X")) {
-    if (!x_.is_group()) {
-      const auto s = h5::dims(x_);
-      sakura::detail::require(s.size() == 2, x_.where(), ": dense X must be 2-D, found ", s.size(), " dimensions");
-      kind_ = Kind::Dense;
-      rows_ = static_cast<Index>(s[0]);
-      cols_ = static_cast<Index>(s[1]);
-      return;
-    }
-    const bool legacy = !h5::has_attr(x_, "encoding-type");  // anndata < 0.7: h5sparse_format, h5sparse_shape
-    const std::string enc = legacy ? h5::attr_string(x_, "h5sparse_format") + "_matrix"
-                                   : h5::attr_string(x_, "encoding-type");
-    sakura::detail::require(enc == "csr_matrix" || enc == "csc_matrix", x_.where(), ": unsupported X encoding '",
-                            enc, "' (expected csr_matrix, csc_matrix or a dense array)");
-    kind_ = enc == "csr_matrix" ? Kind::Csr : Kind::Csc;
-    const auto shape = h5::attr_ints(x_, legacy ? "h5sparse_shape" : "shape");
-    sakura::detail::require(shape.size() == 2 && shape[0] >= 0 && shape[1] >= 0 &&
-                                std::max(shape[0], shape[1]) <= std::numeric_limits<std::int32_t>::max(),
-                            x_.where(), ": attribute 'shape' must hold 2 sizes below 2^31");
-    rows_ = shape[0];
-    cols_ = shape[1];
-    ptr_ = h5::read_all<std::int64_t>(h5::open(x_, "indptr"));  // 8 bytes per cell (CSR) or gene (CSC)
-    nnz_ = h5::length_1d(h5::open(x_, "data"));
-    sakura::detail::require(h5::length_1d(h5::open(x_, "indices")) == nnz_, x_.where(),
-                            ": data and indices differ in length");
-    detail::check_indptr(x_, ptr_, kind_ == Kind::Csr ? rows_ : cols_, nnz_);
+    const detail::XLayout l = detail::x_layout(x_);  // the reader's checks, before any array is read
+    rows_ = l.rows;
+    cols_ = l.cols;
+    kind_ = l.kind;
+    if (kind_ == Kind::Dense) return;
+    detail::SparseArrays a = detail::sparse_arrays(x_, kind_ == Kind::Csr ? rows_ : cols_);
+    ptr_ = std::move(a.indptr);  // 8 bytes per cell (CSR) or gene (CSC)
+    nnz_ = a.nnz;
   }
   Index rows() const { return rows_; }
   Index cols() const { return cols_; }
@@ -135,7 +118,7 @@ class H5adXSource {
       v.resize(n);
       h5::read_block(idx, H5T_NATIVE_INT32, {hsize_t(off)}, {n}, ix.data());
       h5::read_block(data, h5::native<T>(), {hsize_t(off)}, {n}, v.data());
-      detail::check_minor(x_, ix, minor, off);
+      detail::check_minor(x_, ix.data(), ix.size(), minor, off);
       e.clear();
       for (std::size_t k = 0; k < n; ++k) {
         while (ptr_[major + 1] <= off + static_cast<Index>(k)) ++major;
@@ -147,7 +130,7 @@ class H5adXSource {
   }
 
  private:
-  enum class Kind { Dense, Csr, Csc };
+  using Kind = detail::XLayout::Kind;
   template <class F>
   void scan_dense(Entries<T>& e, F& f) const {
     const auto cols = static_cast<std::size_t>(cols_);
@@ -263,8 +246,10 @@ inline void write_obs_var(const h5::Node& root, const std::vector<std::string>& 
 inline void rewrite_dataframe(const h5::Node& df, const h5::Node& root, const std::string& name,
                               const H5adLayout& layout) {
   DataFrameWriter out(root, name, layout);
-  out.index(h5::index_names(df));
-  for (const auto& c : h5::column_names(df)) out.column({c, h5::column_values(df, c)});
+  const h5::Node index = h5::index_node(df);
+  out.index(h5::read_strings(index));
+  const Index n = h5::length_1d(index);
+  for (const auto& c : h5::column_names(df)) out.column({c, h5::column_values(df, c, n)});
   out.finish();
 }
 
@@ -296,8 +281,9 @@ ConvertReport convert_mtx_to_h5ad(const std::string& mtx, const std::string& gen
 template <class T = float>
 ConvertReport convert_h5ad_to_csr(const std::string& in, const std::string& out, const ConvertOptions& o = {}) {
   h5::QuietErrors quiet;
-  const h5::Node root{h5::Handle(H5Fopen(in.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose), in, "/"};
-  sakura::detail::require(root.h.ok(), in, ": cannot open as an HDF5 file");
+  const h5::InputFile input(in);
+  const h5::Node& root = input.root();
+  detail::skip_x_arrays(root);  // the heap scan needs no pass over X's numbers
   const convert_detail::H5adXSource<T> src(root);
   H5adFile f(out);
   H5G_info_t info;
