@@ -365,10 +365,7 @@ class Tape {
   /// Mean over rows of -logp[r, labels[r]]; labels (from labels() on a GPU) stay alive until
   /// backward(). On the CPU they are checked here; a GPU controller checks them on upload.
   Var nll(Var logp, const std::int64_t* labels) {
-    if constexpr (K::host_memory)
-      for (Index r = 0; r < rows(logp); ++r)
-        detail::require(labels[r] >= 0 && labels[r] < cols(logp), "NLL: label ", labels[r], " of cell ", r,
-                        " is outside [0, ", cols(logp), ")");
+    if constexpr (K::host_memory) detail::require_labels(labels, rows(logp), cols(logp), "NLL");
     Var y = reduce(Op::Nll, logp, Var{}, [&](T* out) { K::nll_fwd(out, ptr(logp), labels, rows(logp), cols(logp)); });
     if (Node* nd = last_node_for(y)) nd->aux = labels;
     return y;
