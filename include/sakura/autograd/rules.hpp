@@ -21,10 +21,10 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
   switch (n.op) {
     case Op::Linear: {
       const Value &x = in(n.a), &w = in(n.b);
-      const bool tr = (n.i0 & kLinearTransposed) != 0;
+      const bool tr = n.linear.transposed;
       const Index rows = x.rows, fin = x.cols, fout = out.cols;
       bool bias_done = out.grad_relu_done;  // the reconstruction's pair rule did ReLU and bias
-      if ((n.i0 & kLinearRelu) && !bias_done && (needs(n.a) || needs(n.b) || needs(n.c))) {
+      if (n.linear.relu && !bias_done && (needs(n.a) || needs(n.b) || needs(n.c))) {
         // fused ReLU: gy masked by the output, and the bias gradient, in one pass
         T* masked = arena_.template alloc<T>(rows * fout);
         T* db = nullptr;
@@ -53,10 +53,9 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
     }
     case Op::SparseLinear: {  // the input is constant: only dW and db (CPU only)
       if constexpr (K::host_memory) {
-        const auto& csc = *static_cast<const cpu::Csc<T>*>(n.aux);
         if (needs(n.b)) {
           auto [dw, acc] = grad_target(n.b);
-          cpu::csc_weight_grad(dw, csc, gy, out.cols, n.i0 == 1, acc);
+          cpu::csc_weight_grad(dw, *n.linear.sparse_input, gy, out.cols, n.linear.transposed, acc);
         }
         if (needs(n.c)) {
           auto [db, acc] = grad_target(n.c);
@@ -98,8 +97,8 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
     }
     case Op::Concat: {
       Index off = 0;
-      for (int k = 0; k < n.extra_cnt; ++k) {
-        const int id = extra_[n.extra_off + k];
+      for (int k = 0; k < n.parts_count; ++k) {
+        const int id = concat_parts_[n.parts_begin + k];
         const Index w = values_[id].cols;
         if (needs(id)) {
           auto [dx, acc] = grad_target(id);
@@ -114,7 +113,7 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
       const Value& x = in(n.a);
       auto [dx, acc] = grad_target(n.a);
       if (!acc) K::fill(dx, x.rows * x.cols, T(0));
-      K::add_block(MatrixRef<T>(dx + n.i0, x.rows, out.cols, x.cols), MatrixRef<const T>(gy, out.rows, out.cols), true);
+      K::add_block(MatrixRef<T>(dx + n.first_col, x.rows, out.cols, x.cols), MatrixRef<const T>(gy, out.rows, out.cols), true);
       break;
     }
     case Op::ReverseGrad: {
@@ -126,7 +125,7 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
     case Op::SortCols: {
       if (!needs(n.a)) break;
       auto [dx, acc] = grad_target(n.a);
-      K::unsort_columns(dx, gy, static_cast<const std::int32_t*>(n.aux), out.rows, out.cols, acc);
+      K::unsort_columns(dx, gy, n.perm, out.rows, out.cols, acc);
       break;
     }
     case Op::Mse:
@@ -148,11 +147,11 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
       const Value &a = in(n.a), &b = in(n.b);
       if (needs(n.a)) {
         auto [da, acc] = grad_target(n.a);
-        K::cosine_bwd(da, gy, a.data, b.data, n.saved0, n.saved1, n.saved2, a.rows, a.cols, acc);
+        K::cosine_bwd(da, gy, a.data, b.data, n.cosine.norm_a, n.cosine.norm_b, n.cosine.dot, a.rows, a.cols, acc);
       }
       if (needs(n.b)) {
         auto [db, acc] = grad_target(n.b);
-        K::cosine_bwd(db, gy, b.data, a.data, n.saved1, n.saved0, n.saved2, a.rows, a.cols, acc);
+        K::cosine_bwd(db, gy, b.data, a.data, n.cosine.norm_b, n.cosine.norm_a, n.cosine.dot, a.rows, a.cols, acc);
       }
       break;
     }
@@ -160,14 +159,14 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
       if (!needs(n.a)) break;
       const Value& x = in(n.a);
       auto [dx, acc] = grad_target(n.a);
-      K::row_norm_bwd(dx, gy, x.data, n.saved0, x.rows, x.cols, n.i0, acc);
+      K::row_norm_bwd(dx, gy, x.data, n.row_norm.norms, x.rows, x.cols, n.row_norm.ord, acc);
       break;
     }
     case Op::Nll: {
       if (!needs(n.a)) break;
       const Value& x = in(n.a);
       auto [dx, acc] = grad_target(n.a);
-      K::nll_bwd(dx, gy, static_cast<const std::int64_t*>(n.aux), x.rows, x.cols, acc);
+      K::nll_bwd(dx, gy, n.labels, x.rows, x.cols, acc);
       break;
     }
     case Op::Bce: {
@@ -181,13 +180,13 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
       if (!needs(n.a)) break;
       const Value& x = in(n.a);
       auto [dx, acc] = grad_target(n.a);
-      K::kl_bwd(dx, gy, x.data, n.saved0, x.rows, x.cols, acc);
+      K::kl_bwd(dx, gy, x.data, n.moments, x.rows, x.cols, acc);
       break;
     }
     case Op::Scale: {
       if (!needs(n.a)) break;
       auto [ds, acc] = grad_target(n.a);
-      K::scale_bwd(ds, gy, static_cast<const T*>(n.aux), acc);
+      K::scale_bwd(ds, gy, n.weight, acc);
       break;
     }
     case Op::Add: {
@@ -263,12 +262,12 @@ auto Tape<T, Dev>::relu_producer(int v, std::size_t below) const -> const Node* 
   }
   if (p == std::size_t(-1)) return nullptr;
   const Node& lin = nodes_[p];
-  if (lin.op != Op::Linear || !(lin.i0 & kLinearRelu)) return nullptr;
+  if (lin.op != Op::Linear || !lin.linear.relu) return nullptr;
   auto reads = [&](const Node& n, int id) {
     if (id < 0) return false;
     if (n.a == id || n.b == id || n.c == id) return true;
-    for (int k = 0; k < n.extra_cnt; ++k)
-      if (extra_[n.extra_off + k] == id) return true;
+    for (int k = 0; k < n.parts_count; ++k)
+      if (concat_parts_[n.parts_begin + k] == id) return true;
     return false;
   };
   for (std::size_t k = p + 1; k < below; ++k)

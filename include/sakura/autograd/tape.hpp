@@ -71,29 +71,45 @@ class Tape {
     bool grad_ready = false;  // holds a gradient this backward (first write overwrites)
     bool grad_relu_done = false;  // grad is already through its fused Linear's ReLU and bias (rules.hpp)
   };
-  static constexpr int kLinearTransposed = 1, kLinearRelu = 2;  // Op::Linear's i0 flags
+  /// A layer's layout: weight stored input-major ([in, out]), ReLU fused after it, and for
+  /// Op::SparseLinear the CSC copy of its sparse input.
+  struct LinearLayout {
+    bool transposed, relu;
+    const cpu::Csc<T>* sparse_input;
+  };
   struct Node {
     Op op;
-    int out = -1, a = -1, b = -1, c = -1;
-    int extra_off = 0, extra_cnt = 0;  // Concat's inputs
-    int i0 = 0;                        // op-specific integer (norm order, slice start, layout)
-    T* saved0 = nullptr;               // op-specific saved buffers
-    T* saved1 = nullptr;
-    T* saved2 = nullptr;
-    const void* aux = nullptr;         // labels, permutation
+    int out = -1, a = -1, b = -1, c = -1;  // value ids: the output and up to three inputs (-1: none)
+    int parts_begin = 0, parts_count = 0;  // Concat: its inputs are concat_parts_[parts_begin, + parts_count)
+    /// What the op's backward reads besides its inputs and output; the member in use follows `op`.
+    union {
+      LinearLayout linear;                 // Linear, SparseLinear
+      Index first_col;                     // SliceCols
+      const std::int32_t* perm;            // SortCols: the source row of every sorted entry
+      struct {
+        T *norm_a, *norm_b, *dot;          // per row
+      } cosine;                            // Cosine
+      struct {
+        T* norms;                          // per row
+        int ord;
+      } row_norm;                          // RowNormMean
+      const std::int64_t* labels;          // Nll
+      T* moments;                          // KlGauss: mean and variance of x, then of the prior
+      const T* weight;                     // Scale: read when the rule runs (a device buffer on a GPU)
+    };
   };
 
   Tape() : stamp_(next_stamp()) {
     values_.reserve(256);
     nodes_.reserve(256);
-    extra_.reserve(64);
+    concat_parts_.reserve(64);
   }
 
   /// Forget every value and node of the previous step (memory is kept for the next one).
   void reset() {
     values_.clear();
     nodes_.clear();
-    extra_.clear();
+    concat_parts_.clear();
     arena_.reset();
     if constexpr (!K::host_memory) staging_.reset();
     stamp_ = next_stamp();
@@ -227,7 +243,7 @@ class Tape {
             out);
     if (relu) K::bias_relu(data(y), bias ? ptr(bias) : nullptr);
     else if (bias) K::add_bias(data(y), ptr(bias));
-    push_node(Op::Linear, y, x, w, bias).i0 = (transposed ? kLinearTransposed : 0) | (relu ? kLinearRelu : 0);
+    push_node(Op::Linear, y, x, w, bias).linear = {transposed, relu, nullptr};
     return y;
   }
   /// linear() for a constant sparse input (cells x genes, CSR): the first pre-encoder layer on
@@ -247,9 +263,7 @@ class Tape {
       for (Index o = 0; o < out; ++o) yp[r * out + o] = bias ? ptr(bias)[o] : T(0);
     if (transposed) cpu::csr_linear_fwd_inmajor(yp, x, ptr(w), out);
     else cpu::csr_linear_fwd_outmajor(yp, x, ptr(w), out);
-    Node& nd = push_node(Op::SparseLinear, y, Var{}, w, bias);
-    nd.i0 = transposed ? 1 : 0;
-    nd.aux = csc;
+    push_node(Op::SparseLinear, y, Var{}, w, bias).linear = {transposed, false, csc};
     return y;
   }
   Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { K::celu_fwd(y, ptr(x), size(x)); }); }
@@ -290,9 +304,9 @@ class Tape {
     }
     if (rg) {
       Node& nd = push_node(Op::Concat, y);
-      nd.extra_off = static_cast<int>(extra_.size());
-      nd.extra_cnt = static_cast<int>(parts.size());
-      for (Var p : parts) extra_.push_back(p.id);
+      nd.parts_begin = static_cast<int>(concat_parts_.size());
+      nd.parts_count = static_cast<int>(parts.size());
+      for (Var p : parts) concat_parts_.push_back(p.id);
     }
     return y;
   }
@@ -301,7 +315,7 @@ class Tape {
                     ") of a tensor with ", cols(x));
     Var y = alloc_like(rows(x), count, x);
     K::add_block(data(y), MatrixRef<const T>(ptr(x) + start, rows(x), count, cols(x)), false);
-    push_node(Op::SliceCols, y, x).i0 = static_cast<int>(start);
+    push_node(Op::SliceCols, y, x).first_col = start;
     return y;
   }
   /// Same values, no gradient path (PyTorch's .detach(); also gradient neutralisation).
@@ -324,7 +338,7 @@ class Tape {
     void* scratch = arena_.alloc_bytes(K::sort_scratch_bytes(rows(x), cols(x)));
     if (requires_grad(x)) K::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
     else K::sort_column_values(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
-    push_node(Op::SortCols, y, x).aux = perm;
+    push_node(Op::SortCols, y, x).perm = perm;
     return y;
   }
 
@@ -344,11 +358,7 @@ class Tape {
     T* nb = arena_.template alloc<T>(n);
     T* dot = arena_.template alloc<T>(n);
     Var y = reduce(Op::Cosine, a, b, [&](T* out) { K::cosine_fwd(out, na, nb, dot, ptr(a), ptr(b), n, cols(a)); });
-    if (Node* nd = last_node_for(y)) {
-      nd->saved0 = na;
-      nd->saved1 = nb;
-      nd->saved2 = dot;
-    }
+    if (Node* nd = last_node_for(y)) nd->cosine = {na, nb, dot};
     return y;
   }
   /// Mean over rows of the row's L1 (ord 1) or L2 (ord 2) norm.
@@ -356,10 +366,7 @@ class Tape {
     T* norms = arena_.template alloc<T>(rows(x));
     Var y = reduce(Op::RowNormMean, x, Var{},
                    [&](T* out) { K::row_norm_fwd(out, norms, ptr(x), rows(x), cols(x), ord); });
-    if (Node* nd = last_node_for(y)) {
-      nd->saved0 = norms;
-      nd->i0 = ord;
-    }
+    if (Node* nd = last_node_for(y)) nd->row_norm = {norms, ord};
     return y;
   }
   /// Mean over rows of -logp[r, labels[r]]; labels (from labels() on a GPU) stay alive until
@@ -367,7 +374,7 @@ class Tape {
   Var nll(Var logp, const std::int64_t* labels) {
     if constexpr (K::host_memory) detail::require_labels(labels, rows(logp), cols(logp), "NLL");
     Var y = reduce(Op::Nll, logp, Var{}, [&](T* out) { K::nll_fwd(out, ptr(logp), labels, rows(logp), cols(logp)); });
-    if (Node* nd = last_node_for(y)) nd->aux = labels;
+    if (Node* nd = last_node_for(y)) nd->labels = labels;
     return y;
   }
   /// Binary cross-entropy of probabilities p against targets y (y gets no gradient).
@@ -382,7 +389,7 @@ class Tape {
     T* m = arena_.template alloc<T>(4 * L);
     Var y = reduce(Op::KlGauss, x, Var{},
                    [&](T* out) { K::kl_fwd(out, m, ptr(x), rows(x), ptr(prior), rows(prior), L, eps); });
-    if (Node* nd = last_node_for(y)) nd->saved0 = m;
+    if (Node* nd = last_node_for(y)) nd->moments = m;
     return y;
   }
   /// s * w for a scalar s and a weight w[0] read at run time (device memory on a GPU, so a
@@ -390,7 +397,7 @@ class Tape {
   Var scale(Var s, const T* w) {
     Var y = alloc_like(1, 1, s);
     K::scale_fwd(ptr(y), ptr(s), w);
-    push_node(Op::Scale, y, s).aux = w;
+    push_node(Op::Scale, y, s).weight = w;
     return y;
   }
   /// s * w with w rounded to T first, as PyTorch multiplies a float tensor by a double.
@@ -437,7 +444,6 @@ class Tape {
   Value& value_at(int id) { return values_[id]; }
   /// While set, parameter gradients add to what they hold instead of overwriting it.
   void set_accumulate_parameters(bool on) { accumulate_params_ = on; }
-  const std::vector<int>& extra() const { return extra_; }
 
  private:
   void apply_rule(const Node& n);  // autograd/rules.hpp
@@ -472,10 +478,10 @@ class Tape {
   /// Appends a node only if the output needs a gradient; otherwise returns a dummy.
   Node& push_node(Op op, Var out, Var a = {}, Var b = {}, Var c = {}) {
     if (!requires_grad(out)) {
-      dummy_ = Node{op};
+      dummy_ = Node{op, -1, -1, -1, -1, 0, 0, {}};
       return dummy_;
     }
-    nodes_.push_back(Node{op, out.id, a.id, b.id, c.id});
+    nodes_.push_back(Node{op, out.id, a.id, b.id, c.id, 0, 0, {}});
     return nodes_.back();
   }
   Node* last_node_for(Var y) {
@@ -520,7 +526,7 @@ class Tape {
   BasicArena<typename K::HostAlloc> staging_;  // pinned host staging for uploads (GPU only)
   std::vector<Value> values_;
   std::vector<Node> nodes_;
-  std::vector<int> extra_;
+  std::vector<int> concat_parts_;  // Concat nodes' inputs (Node::parts_begin)
   struct PartnerMean {  // paired_mean's kept result: op of (a, b) is value
     Op op = Op::Mse;
     int a = -1, b = -1;
@@ -532,7 +538,7 @@ class Tape {
     return counter.fetch_add(1, std::memory_order_relaxed);
   }
 
-  Node dummy_{Op::Add};
+  Node dummy_{Op::Add, -1, -1, -1, -1, 0, 0, {}};
   std::uint64_t stamp_;
   bool accumulate_params_ = false;
 };
