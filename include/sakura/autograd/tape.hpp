@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
-/// Tape<T>: a small reverse-mode autograd over a closed set of primitives.
+/// Tape<T>: a small reverse-mode autograd over a set of primitives.
 ///
 /// Every forward op computes its value at once (into the step's arena) and, when an input
 /// requires a gradient, appends a Node. Nodes are appended in execution order, so the tape is
 /// already topologically sorted: backward() walks it in reverse and applies each primitive's
 /// rule from autograd/rules.hpp, the one place where gradients are written.
+///
+/// Losses are formulas over the open elementwise set (pointwise functions, + - * /, where, mean,
+/// row sums; autograd/expr.hpp writes them). The fused primitives (MSE, L1, cosine, row norms)
+/// compute some whole formulas in fewer passes; expr.hpp's evaluate() picks them by the
+/// formula's type.
 ///
 /// Example:
 ///   Tape<double> t;  auto x = t.param(p);  auto y = t.mse(t.celu(x), t.constant(target));
@@ -19,13 +24,15 @@
 #include <vector>
 
 #include "sakura/autograd/arena.hpp"
+#include "sakura/backend/pointwise.hpp"
 #include "sakura/backend/cpu/ops.hpp"
 #include "sakura/nn/parameter.hpp"
 #include "sakura/tensor/draw.hpp"
 
 namespace sakura {
 
-/// The closed primitive set. Adding one means: a forward method below + one case in rules.hpp.
+/// The primitives. Adding one means: a forward method below + one case in rules.hpp (a pointwise
+/// function is only an enumerator of backend/pointwise.hpp).
 enum class Op : std::uint8_t {
   Linear,      // y = x W^T + b  (or x W when the weight is stored input-major)
   SparseLinear,// the same with a constant CSR input x (the first layer on sparse expression)
@@ -34,20 +41,26 @@ enum class Op : std::uint8_t {
   Sigmoid,
   Softmax,     // row-wise
   LogSoftmax,  // row-wise
-  Dropout,     // y = x * mask, mask in {0, 1/(1-p)}
   Concat,      // column-wise
   SliceCols,   // a block of columns
   ReverseGrad, // identity forward, -gradient backward (GRL)
   SortCols,    // per-column ascending sort with its permutation (sliced Wasserstein)
+  // the open elementwise set and its reductions
+  Pointwise,   // y = f(x) elementwise: abs, square, sqrt, exp, log1p, affine, clamp_min (backend/pointwise.hpp)
+  Binary,      // y = a + b, a - b, a * b, a / b elementwise (dropout: x * mask)
+  Where,       // y = mask ? a : b elementwise, the mask a constant (from less())
+  Mean,        // mean of all elements (1 x 1)
+  RowSum,      // sum of each row (rows x 1)
+  // fused: one kernel for a whole formula of the set above (expr.hpp chooses them)
   Mse,         // mean (a - b)^2
   L1,          // mean |a - b|
   Cosine,      // mean over rows of 1 - cos(a_r, b_r)
   RowNormMean, // mean over rows of ||x_r||_p, p in {1, 2}
+  // the remaining terms' own primitives
   Nll,         // mean over rows of -logp[r, label_r]
   Bce,         // mean binary cross-entropy
   KlGauss,     // KL between diagonal Gaussians fitted to x and to a prior sample
-  Scale,       // scalar * constant weight
-  Add,         // scalar + scalar
+  Scale,       // scalar * a weight read at run time
 };
 
 /// A handle to one value on the tape.
@@ -96,6 +109,11 @@ class Tape {
       const std::int64_t* labels;          // Nll
       T* moments;                          // KlGauss: mean and variance of x, then of the prior
       const T* weight;                     // Scale: read when the rule runs (a device buffer on a GPU)
+      struct {
+        Pointwise fn;
+        T constant;                        // Affine's scale, ClampMin's bound
+      } pointwise;                         // Pointwise
+      Binary binary;                       // Binary
     };
   };
 
@@ -276,11 +294,64 @@ class Tape {
     return unary(Op::LogSoftmax, x, [&](T* y) { K::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), true); });
   }
   /// y = x * mask; `mask` holds 0 or 1/(1-p) per element (drawn by the caller).
-  Var dropout(Var x, Var mask) {
-    require_same_shape(x, mask, "dropout mask");
-    Var y = alloc_like(rows(x), cols(x), x);
-    K::mul(ptr(y), ptr(x), ptr(mask), size(x), false);
-    push_node(Op::Dropout, y, x, mask);
+  Var dropout(Var x, Var mask) { return binary(Binary::Mul, x, mask, "dropout mask"); }
+
+  // ------------------------------------------------------------------ the open elementwise set
+  /// y = f(x) elementwise (backend/pointwise.hpp); the constants are rounded to T.
+  Var pointwise(Pointwise f, Var x, double c0 = 0, double c1 = 0) {
+    const bool mask = f == Pointwise::Less;  // a comparison: no gradient flows through it
+    Var y = alloc_like(rows(x), cols(x), mask ? Var{} : x);
+    K::pointwise(f, ptr(y), ptr(x), size(x), static_cast<T>(c0), static_cast<T>(c1));
+    push_node(Op::Pointwise, y, x).pointwise = {f, static_cast<T>(c0)};
+    return y;
+  }
+  Var abs(Var x) { return pointwise(Pointwise::Abs, x); }
+  Var square(Var x) { return pointwise(Pointwise::Square, x); }
+  /// Its gradient is taken as 0 where sqrt(x) = 0 (a norm's subgradient at 0).
+  Var sqrt(Var x) { return pointwise(Pointwise::Sqrt, x); }
+  Var exp(Var x) { return pointwise(Pointwise::Exp, x); }
+  Var log1p(Var x) { return pointwise(Pointwise::Log1p, x); }
+  /// x * scale + shift.
+  Var affine(Var x, double scale, double shift) { return pointwise(Pointwise::Affine, x, scale, shift); }
+  /// max(x, lo); the gradient passes where x >= lo (PyTorch's clamp_min).
+  Var clamp_min(Var x, double lo) { return pointwise(Pointwise::ClampMin, x, lo); }
+  /// 1 where x < bound, else 0: a constant mask for where().
+  Var less(Var x, double bound) { return pointwise(Pointwise::Less, x, bound); }
+  /// y = a f b elementwise on two values of the same shape (`what` names them in the error).
+  Var binary(Binary f, Var a, Var b, const char* what = "elementwise operands") {
+    require_same_shape(a, b, what);
+    Var y = alloc_like(rows(a), cols(a), a, b);
+    K::binary(f, ptr(y), ptr(a), ptr(b), size(a));
+    push_node(Op::Binary, y, a, b).binary = f;
+    return y;
+  }
+  Var add(Var a, Var b) { return binary(Binary::Add, a, b); }
+  Var sub(Var a, Var b) { return binary(Binary::Sub, a, b); }
+  Var mul(Var a, Var b) { return binary(Binary::Mul, a, b); }
+  Var div(Var a, Var b) { return binary(Binary::Div, a, b); }
+  /// mask ? a : b elementwise; the mask is a constant (less() makes one).
+  Var where(Var mask, Var a, Var b) {
+    detail::require(!requires_grad(mask), "where: the mask must be a constant (less() makes one), not a value "
+                                          "that needs a gradient");
+    require_same_shape(mask, a, "where: mask and first value");
+    require_same_shape(a, b, "where: values");
+    Var y = alloc_like(rows(a), cols(a), a, b);
+    K::where(ptr(y), ptr(mask), ptr(a), ptr(b), size(a));
+    push_node(Op::Where, y, mask, a, b);
+    return y;
+  }
+  /// The mean of every element (1 x 1).
+  Var mean(Var x) {
+    Var y = alloc_like(1, 1, x);
+    K::mean_fwd(ptr(y), ptr(x), size(x));
+    push_node(Op::Mean, y, x);
+    return y;
+  }
+  /// The sum of each row (rows x 1).
+  Var row_sum(Var x) {
+    Var y = alloc_like(rows(x), 1, x);
+    K::row_sum_fwd(ptr(y), ptr(x), rows(x), cols(x));
+    push_node(Op::RowSum, y, x);
     return y;
   }
 
@@ -342,7 +413,7 @@ class Tape {
     return y;
   }
 
-  // ------------------------------------------------------------------ losses (scalars)
+  // ------------------------------------------------------------------ fused formulas and other terms (scalars)
   Var mse(Var a, Var b) {
     require_same_shape(a, b, "MSE");
     return reduce(Op::Mse, a, b, [&](T* out) { paired_mean(Op::Mse, a, b, out); });
@@ -404,12 +475,6 @@ class Tape {
   Var scale(Var s, double w) {
     Var wv = host_filled(1, 1, [&](MatrixRef<T> m) { m.data[0] = static_cast<T>(w); });
     return scale(s, ptr(wv));
-  }
-  Var add(Var a, Var b) {
-    Var y = alloc_like(1, 1, a, b);
-    K::add_fwd(ptr(y), ptr(a), ptr(b));
-    push_node(Op::Add, y, a, b);
-    return y;
   }
 
   // ------------------------------------------------------------------ backward
@@ -538,7 +603,7 @@ class Tape {
     return counter.fetch_add(1, std::memory_order_relaxed);
   }
 
-  Node dummy_{Op::Add, -1, -1, -1, -1, 0, 0, {}};
+  Node dummy_{Op::Scale, -1, -1, -1, -1, 0, 0, {}};
   std::uint64_t stamp_;
   bool accumulate_params_ = false;
 };

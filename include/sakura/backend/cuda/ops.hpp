@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "sakura/backend/device.hpp"
+#include "sakura/backend/pointwise.hpp"
 #include "sakura/tensor/draw.hpp"
 #include "sakura/tensor/tensor.hpp"
 
@@ -80,7 +81,25 @@ void softmax_rows_fwd(T* y, const T* x, Index rows, Index cols, bool log);
 template <class T>
 void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc);
 template <class T>
-void mul(T* out, const T* x, const T* mask, Index n, bool acc);
+void pointwise(Pointwise f, T* y, const T* x, Index n, T c0, T c1);
+template <class T>
+void pointwise_bwd(Pointwise f, T* dx, const T* dy, const T* x, const T* y, Index n, T c0, bool acc);
+template <class T>
+void binary(Binary f, T* y, const T* a, const T* b, Index n);
+template <class T>
+void binary_bwd(Binary f, bool wrt_b, T* d, const T* dy, const T* a, const T* b, Index n, bool acc);
+template <class T>
+void where(T* y, const T* mask, const T* a, const T* b, Index n);
+template <class T>
+void where_bwd(T* d, const T* dy, const T* mask, bool selected, Index n, bool acc);
+template <class T>
+void mean_fwd(T* out, const T* x, Index n);
+template <class T>
+void mean_bwd(T* dx, const T* g, Index n, bool acc);
+template <class T>
+void row_sum_fwd(T* y, const T* x, Index rows, Index cols);
+template <class T>
+void row_sum_bwd(T* dx, const T* dy, Index rows, Index cols, bool acc);
 template <class T>
 void mse_fwd(T* out, const T* a, const T* b, Index n);
 template <class T>
@@ -119,10 +138,6 @@ template <class T>
 void scale_fwd(T* out, const T* s, const T* w);
 template <class T>
 void scale_bwd(T* ds, const T* g, const T* w, bool acc);
-template <class T>
-void add_fwd(T* out, const T* a, const T* b);
-template <class T>
-void add_bwd(T* d, const T* g, bool acc);
 template <class T>
 void rmsprop_step(T* p, const T* grad, T* v, T* buf, Index n, const T* hyper);
 /// A random array (tensor/draw.hpp): launch shape from `s`, key and counters read from `dev`
@@ -196,7 +211,26 @@ struct Ops<T, Cuda> {
   static void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc) {
     launch<&cuda::softmax_rows_bwd<T>>(dx, dy, y, rows, cols, log, acc);
   }
-  static void mul(T* out, const T* x, const T* mask, Index n, bool acc) { launch<&cuda::mul<T>>(out, x, mask, n, acc); }
+  static void pointwise(Pointwise f, T* y, const T* x, Index n, T c0, T c1) {
+    launch<&cuda::pointwise<T>>(f, y, x, n, c0, c1);
+  }
+  static void pointwise_bwd(Pointwise f, T* dx, const T* dy, const T* x, const T* y, Index n, T c0, bool acc) {
+    launch<&cuda::pointwise_bwd<T>>(f, dx, dy, x, y, n, c0, acc);
+  }
+  static void binary(Binary f, T* y, const T* a, const T* b, Index n) { launch<&cuda::binary<T>>(f, y, a, b, n); }
+  static void binary_bwd(Binary f, bool wrt_b, T* d, const T* dy, const T* a, const T* b, Index n, bool acc) {
+    launch<&cuda::binary_bwd<T>>(f, wrt_b, d, dy, a, b, n, acc);
+  }
+  static void where(T* y, const T* mask, const T* a, const T* b, Index n) { launch<&cuda::where<T>>(y, mask, a, b, n); }
+  static void where_bwd(T* d, const T* dy, const T* mask, bool selected, Index n, bool acc) {
+    launch<&cuda::where_bwd<T>>(d, dy, mask, selected, n, acc);
+  }
+  static void mean_fwd(T* out, const T* x, Index n) { launch<&cuda::mean_fwd<T>>(out, x, n); }
+  static void mean_bwd(T* dx, const T* g, Index n, bool acc) { launch<&cuda::mean_bwd<T>>(dx, g, n, acc); }
+  static void row_sum_fwd(T* y, const T* x, Index rows, Index cols) { launch<&cuda::row_sum_fwd<T>>(y, x, rows, cols); }
+  static void row_sum_bwd(T* dx, const T* dy, Index rows, Index cols, bool acc) {
+    launch<&cuda::row_sum_bwd<T>>(dx, dy, rows, cols, acc);
+  }
   static void mse_fwd(T* out, const T* a, const T* b, Index n) { launch<&cuda::mse_fwd<T>>(out, a, b, n); }
   static void mse_bwd(T* da, const T* g, const T* a, const T* b, Index n, bool acc) {
     launch<&cuda::mse_bwd<T>>(da, g, a, b, n, acc);
@@ -253,8 +287,6 @@ struct Ops<T, Cuda> {
   }
   static void scale_fwd(T* out, const T* s, const T* w) { launch<&cuda::scale_fwd<T>>(out, s, w); }
   static void scale_bwd(T* ds, const T* g, const T* w, bool acc) { launch<&cuda::scale_bwd<T>>(ds, g, w, acc); }
-  static void add_fwd(T* out, const T* a, const T* b) { launch<&cuda::add_fwd<T>>(out, a, b); }
-  static void add_bwd(T* d, const T* g, bool acc) { launch<&cuda::add_bwd<T>>(d, g, acc); }
   static constexpr std::size_t gather_header = cuda::kGatherHeader;
   static void gather_rows(T* out, const void* args, Index n, Index cols) {
     launch<&cuda::gather_rows<T>>(out, args, n, cols);
