@@ -1028,9 +1028,9 @@ namespace {
 template <class L>
 constexpr bool wants_probability = std::is_same_v<L, sakura::Bce>;
 
-template <class L>
+template <class L, sakura::Evaluation E>
 void check_loss_term(bool squash) {
-  const std::string name(L::names[0]);
+  const std::string name = std::string(L::names[0]) + (E == sakura::Evaluation::Generic ? " (generic)" : "");
   const typename L::Options opt{};
   P x = param(5, 4, 301, 0.05, 2.0);
   static const std::int64_t labels[5] = {1, 0, 3, 2, 1};
@@ -1046,7 +1046,7 @@ void check_loss_term(bool squash) {
     sakura::LossArgs<double> a{t, squash ? t.sigmoid(v[0]) : v[0],
                                L::needs_target ? t.constant(target.ref()) : Var{},
                                L::needs_labels ? labels : nullptr};
-    return L::apply(a, opt);
+    return L::template apply<E>(a, opt);
   };
   check("loss " + name + (squash ? " (pred = sigmoid(x))" : " (pred = x)"), f, {&x});
 }
@@ -1103,8 +1103,12 @@ void check_regularizer_term(bool with_labels) {
 TEMPLATE_LIST_TEST_CASE("gradcheck: every registered loss term", "[autograd][terms]", sakura::LossTypes) {
   using L = TestType;
   static_assert(sakura::LossFn<L, double>);
-  if (!wants_probability<L>) check_loss_term<L>(false);
-  check_loss_term<L>(true);
+  // as the step runs it (fused primitives where the formula has one), and primitive by primitive
+  for (bool squash : {false, true}) {
+    if (!squash && wants_probability<L>) continue;
+    check_loss_term<L, sakura::Evaluation::Fused>(squash);
+    check_loss_term<L, sakura::Evaluation::Generic>(squash);
+  }
 }
 
 TEMPLATE_LIST_TEST_CASE("gradcheck: every registered regularizer term", "[autograd][terms]",

@@ -10,10 +10,9 @@
 
 namespace sakura {
 
-struct Bce {
+struct Bce : Loss<Bce> {
   static constexpr std::array<std::string_view, 1> names{"BCE"};
   static constexpr unsigned slots = Head;
-  static constexpr bool needs_target = true, needs_labels = false;
   struct Options {
     bool weighted = false;
   };
@@ -21,10 +20,7 @@ struct Bce {
   static const char* invalid(const Options& o) {
     return o.weighted ? "weighted BCE is not implemented (an upstream TODO); remove \"weighted\"" : nullptr;
   }
-  template <class T, class Dev>
-  static Var apply(LossArgs<T, Dev>& a, const Options&) {
-    return a.tape.bce(a.pred, a.target);
-  }
+  static auto formula(const LossInputs& in, const Options&) { return bce(in.pred, in.target); }
 };
 
 }  // namespace sakura
