@@ -11,9 +11,10 @@
 #include "sakura/losses/mse.hpp"
 #include "sakura/losses/nll.hpp"
 #include "sakura/losses/norms.hpp"
+#include "sakura/losses/smooth_l1.hpp"
 
 namespace sakura {
 
-using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce>;
+using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce, SmoothL1>;
 
 }  // namespace sakura
