@@ -8,6 +8,7 @@
 #include "sakura/losses/bce.hpp"
 #include "sakura/losses/cosine.hpp"
 #include "sakura/losses/l1.hpp"
+#include "sakura/losses/log_cosh.hpp"
 #include "sakura/losses/mse.hpp"
 #include "sakura/losses/nll.hpp"
 #include "sakura/losses/norms.hpp"
@@ -15,6 +16,6 @@
 
 namespace sakura {
 
-using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce, SmoothL1>;
+using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce, SmoothL1, LogCosh>;
 
 }  // namespace sakura
