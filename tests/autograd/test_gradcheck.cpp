@@ -1028,10 +1028,19 @@ namespace {
 template <class L>
 constexpr bool wants_probability = std::is_same_v<L, sakura::Bce>;
 
+/// A loss's options for the checks: the defaults, but SmoothL1's beta inside the checks' range of
+/// |pred - target| (0.1 to 0.5), so that both of its branches are checked.
+template <class L>
+typename L::Options loss_options() {
+  typename L::Options o{};
+  if constexpr (requires { o.beta; }) o.beta = 0.3;
+  return o;
+}
+
 template <class L, sakura::Evaluation E>
 void check_loss_term(bool squash) {
   const std::string name = std::string(L::names[0]) + (E == sakura::Evaluation::Generic ? " (generic)" : "");
-  const typename L::Options opt{};
+  const typename L::Options opt = loss_options<L>();
   P x = param(5, 4, 301, 0.05, 2.0);
   static const std::int64_t labels[5] = {1, 0, 3, 2, 1};
   // target away from the prediction (|pred - target| >= 0.1) and, for probabilities, in [0, 1]
