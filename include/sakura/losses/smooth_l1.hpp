@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 /// SmoothL1 (Huber), as PyTorch's torch.nn.SmoothL1Loss(beta): mean over all elements of
-/// 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta, with d = pred - target; beta = 0 is L1.
+/// 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta, with d = pred - target; beta = 0 is L1,
+/// with L1's gradient 0 where d = 0 (PyTorch's SmoothL1Loss(beta = 0) gives -1/n there).
 #pragma once
 
 #include <array>
