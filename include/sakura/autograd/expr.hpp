@@ -221,22 +221,17 @@ bool same(const X& a, const X& b) {
   else return false;
 }
 
-template <class A, class B>
-struct Fused<Mean<Square<Sub<A, B>>>> {  // MSE
+/// MSE: mean(square(a - b)); L1: mean(abs(a - b)).
+template <Pointwise F, class A, class B>
+  requires(F == Pointwise::Square || F == Pointwise::Abs)
+struct Fused<Mean<Map<F, Sub<A, B>>>> {
   static constexpr bool exists = true;
-  static bool matches(const Mean<Square<Sub<A, B>>>&) { return true; }
+  static bool matches(const Mean<Map<F, Sub<A, B>>>&) { return true; }
   template <Evaluation E, class Tp>
-  static Var apply(Tp& t, const Mean<Square<Sub<A, B>>>& x) {
-    return t.mse(evaluate<E>(t, x.a.a.a), evaluate<E>(t, x.a.a.b));
-  }
-};
-template <class A, class B>
-struct Fused<Mean<Abs<Sub<A, B>>>> {  // L1
-  static constexpr bool exists = true;
-  static bool matches(const Mean<Abs<Sub<A, B>>>&) { return true; }
-  template <Evaluation E, class Tp>
-  static Var apply(Tp& t, const Mean<Abs<Sub<A, B>>>& x) {
-    return t.l1(evaluate<E>(t, x.a.a.a), evaluate<E>(t, x.a.a.b));
+  static Var apply(Tp& t, const Mean<Map<F, Sub<A, B>>>& x) {
+    Var a = evaluate<E>(t, x.a.a.a);
+    Var b = evaluate<E>(t, x.a.a.b);
+    return F == Pointwise::Square ? t.mse(a, b) : t.l1(a, b);
   }
 };
 template <int Ord, class A>
@@ -274,7 +269,8 @@ struct Fused<CosineDistance<A, B>> {
   template <Evaluation E, class Tp>
   static Var apply(Tp& t, const CosineDistance<A, B>& x) {
     const auto& dot = x.a.a.a.a;
-    return t.cosine(evaluate<E>(t, dot.a), evaluate<E>(t, dot.b));
+    Var a = evaluate<E>(t, dot.a);
+    return t.cosine(a, evaluate<E>(t, dot.b));
   }
 };
 

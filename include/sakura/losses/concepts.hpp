@@ -6,6 +6,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <tuple>
 
@@ -47,6 +48,20 @@ struct Loss {
   template <Evaluation E = Evaluation::Fused, class T, class Dev, class O>
   static Var apply(LossArgs<T, Dev>& a, const O& o) {
     return evaluate<E>(a.tape, L::formula(LossInputs{{a.pred}, {a.target}, a.labels}, o));
+  }
+};
+
+/// Loss<L> for NLL and BCE, with upstream's `weighted` option: a TODO there, refused when set.
+template <class L>
+struct UnweightedLoss : Loss<L> {
+  struct Options {
+    bool weighted = false;
+  };
+  static constexpr std::tuple fields{detail::field("weighted", &Options::weighted)};
+  static const char* invalid(const Options& o) {
+    static const std::string why =
+        "weighted " + std::string(L::names[0]) + " is not implemented (an upstream TODO); remove \"weighted\"";
+    return o.weighted ? why.c_str() : nullptr;
   }
 };
 
