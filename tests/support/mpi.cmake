@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: MIT
+# SPDX-FileCopyrightText: sakura-cpp authors
+# sakura_mpi_test(<name> NP <n>... [TIMEOUT <s>] [EXPECT_ABORT <regex>] COMMAND <program> [<arg>...])
+# One ctest entry "<name> (np <n>)" per rank count, running <program> under mpiexec with
+# OMP_NUM_THREADS=1 in every rank. A hung job is ended by the launcher's own time limit (Open MPI's
+# --timeout, then ctest's TIMEOUT), never left running. EXPECT_ABORT: the job must end with an
+# error (not by the time limit) within the limit, with output matching <regex>
+# (support/expect_abort.sh). Without MPI (or its launcher) nothing is registered.
+# sakura_mpi_catch_main: Catch2's main for tests run under MPI (every rank returns the same status).
+include_guard(GLOBAL)
+
+if(TARGET sakura::mpi AND NOT MPIEXEC_EXECUTABLE)
+  message(STATUS "sakura: MPI found but no MPI launcher (mpiexec); the MPI tests are not registered (Debian: openmpi-bin)")
+endif()
+
+set(SAKURA_MPIEXEC_FLAGS "")
+if(MPIEXEC_EXECUTABLE)
+  execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE _sakura_mpiexec_version ERROR_QUIET)
+endif()
+if(_sakura_mpiexec_version MATCHES "Open MPI|OpenRTE")
+  # as root in CI containers, and more ranks than cores on small machines (MPICH allows both)
+  set(SAKURA_MPIEXEC_FLAGS --allow-run-as-root --oversubscribe)
+  set(_sakura_mpi_has_timeout TRUE)
+endif()
+
+if(TARGET sakura::mpi)
+  add_library(sakura_mpi_catch_main STATIC ${CMAKE_CURRENT_LIST_DIR}/mpi_catch_main.cpp)
+  target_link_libraries(sakura_mpi_catch_main PUBLIC Catch2::Catch2 sakura::mpi)
+endif()
+
+function(sakura_mpi_test name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "TIMEOUT;EXPECT_ABORT" "NP;COMMAND")
+  if(NOT TARGET sakura::mpi OR NOT MPIEXEC_EXECUTABLE)
+    return()
+  endif()
+  if(NOT arg_TIMEOUT)
+    set(arg_TIMEOUT 120)
+  endif()
+  foreach(np IN LISTS arg_NP)
+    set(launch ${MPIEXEC_EXECUTABLE} ${SAKURA_MPIEXEC_FLAGS} ${MPIEXEC_NUMPROC_FLAG} ${np})
+    if(DEFINED arg_EXPECT_ABORT)
+      # the script's own limit: a job ended by a launcher's time limit must not pass for an abort
+      set(command ${SAKURA_TESTS_DIR}/support/expect_abort.sh ${arg_TIMEOUT} "${arg_EXPECT_ABORT}" ${launch} ${arg_COMMAND})
+    elseif(_sakura_mpi_has_timeout)
+      set(command ${launch} --timeout ${arg_TIMEOUT} ${arg_COMMAND})
+    else()
+      set(command ${launch} ${arg_COMMAND})
+    endif()
+    set(test "${name} (np ${np})")
+    add_test(NAME "${test}" COMMAND ${command})
+    math(EXPR ctest_timeout "${arg_TIMEOUT} + 30")
+    set_tests_properties("${test}" PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE"
+                         TIMEOUT ${ctest_timeout} PROCESSORS ${np} LABELS mpi)
+  endforeach()
+endfunction()
