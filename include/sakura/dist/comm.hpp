@@ -68,7 +68,8 @@ class Comm {
     const std::size_t n = values.size();
     T* parts = scratch<T>(n * static_cast<std::size_t>(size()));
     transport().allgather_bytes(values.data(), values.size_bytes(), parts);
-    detail::sum_in_rank_order(parts, size(), static_cast<Index>(n), static_cast<Index>(n), values.data());
+    detail::sum_in_rank_order([&](int r) { return parts + static_cast<std::size_t>(r) * n; }, size(),
+                              static_cast<Index>(n), values.data());
   }
   template <class T>
   T allreduce_sum(T value) const {

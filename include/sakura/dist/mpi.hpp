@@ -121,9 +121,9 @@ class GatherQueue {
 };
 
 /// Reduce-scatter by rank-ordered summation, then allgather, both nonblocking: rank r receives
-/// chunk r (balanced_range) of every rank (MPI_Ialltoallv), adds the N copies in rank order, and
-/// the summed chunks are gathered back in place (MPI_Iallgatherv). Bytes sent per rank:
-/// 2 (N - 1) / N of the buffer, as a ring allreduce.
+/// chunk r (balanced_range) of every other rank (MPI_Ialltoallv; its own stays in place), adds
+/// the N copies in rank order, and the summed chunks are gathered back in place
+/// (MPI_Iallgatherv). Bytes sent per rank: 2 (N - 1) / N of the buffer, as a ring allreduce.
 template <class T>
 class MpiSum final : public MpiSumBase {
  public:
@@ -136,10 +136,12 @@ class MpiSum final : public MpiSumBase {
       const auto [begin, count] = balanced_range(n, size, r);
       counts_[r] = int(count);
       displs_[r] = int(begin);
-      recv_counts_[r] = int(mine_);
-      recv_displs_[r] = int(r * mine_);
+      recv_counts_[r] = r == rank ? 0 : int(mine_);
+      recv_displs_[r] = int(slot(r) * mine_);
     }
-    scratch_.reset(static_cast<std::size_t>(size * mine_));
+    send_counts_ = counts_;
+    send_counts_[rank] = 0;  // the own chunk is summed where it is
+    scratch_.reset(static_cast<std::size_t>((size - 1) * mine_));
   }
   MpiSum(const MpiSum&) = delete;
   MpiSum& operator=(const MpiSum&) = delete;
@@ -157,8 +159,8 @@ class MpiSum final : public MpiSumBase {
     detail::require(phase_ == Phase::Idle, "GradientSum: a bucket started again before wait()");
     data_ = static_cast<T*>(data);
     if (size_ == 1) return;  // the sum over one rank is its value
-    SAKURA_MPI_CHECK(MPI_Ialltoallv(data_, counts_.data(), displs_.data(), type(), scratch_.ptr, recv_counts_.data(),
-                                    recv_displs_.data(), type(), exchange_comm_, &exchange_));
+    SAKURA_MPI_CHECK(MPI_Ialltoallv(data_, send_counts_.data(), displs_.data(), type(), scratch_.ptr,
+                                    recv_counts_.data(), recv_displs_.data(), type(), exchange_comm_, &exchange_));
     phase_ = Phase::Exchange;
     queue_.push(this);
   }
@@ -182,8 +184,12 @@ class MpiSum final : public MpiSumBase {
  private:
   enum class Phase { Idle, Exchange, Gather };
   static MPI_Datatype type() { return detail::mpi_type(dtype_of<T>()); }
+  /// Where rank r's copy of the own chunk is in the scratch (the own rank has none there).
+  Index slot(int r) const { return r < rank_ ? r : r - 1; }
   void sum_and_gather() override {
-    detail::sum_in_rank_order(scratch_.ptr, size_, mine_, mine_, data_ + displs_[rank_]);
+    T* own = data_ + displs_[rank_];
+    detail::sum_in_rank_order([&](int r) -> const T* { return r == rank_ ? own : scratch_.ptr + slot(r) * mine_; },
+                              size_, mine_, own);
     SAKURA_MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data_, counts_.data(), displs_.data(), type(),
                                      gather_comm_, &gather_));
     phase_ = Phase::Gather;
@@ -192,7 +198,7 @@ class MpiSum final : public MpiSumBase {
   GatherQueue& queue_;
   int rank_, size_;
   Index mine_ = 0;
-  std::vector<int> counts_, displs_, recv_counts_, recv_displs_;
+  std::vector<int> counts_, displs_, send_counts_, recv_counts_, recv_displs_;
   sakura::detail::AlignedBuffer<T> scratch_;
   T* data_ = nullptr;
   MPI_Request gather_ = MPI_REQUEST_NULL;

@@ -5,6 +5,7 @@
 /// the engine's own reduction order.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -14,14 +15,22 @@
 
 namespace sakura {
 namespace detail {
-/// out[i] = parts[i] + parts[stride + i] + ... + parts[(ranks - 1) * stride + i], added left to
-/// right: the one summation order of every reduction (the NCCL kernel adds in the same order).
-template <class T>
-void sum_in_rank_order(const T* parts, int ranks, Index n, Index stride, T* out) {
-  for (Index i = 0; i < n; ++i) out[i] = parts[i];
-  for (int r = 1; r < ranks; ++r) {
-    const T* p = parts + r * stride;
-    for (Index i = 0; i < n; ++i) out[i] += p[i];
+/// out[i] = part(0)[i] + part(1)[i] + ... + part(ranks - 1)[i], added left to right: the one
+/// summation order of every reduction (the NCCL kernel adds in the same order). `out` may be one
+/// of the parts: each block is read from every part before it is written.
+template <class T, class Part>
+void sum_in_rank_order(const Part& part, int ranks, Index n, T* out) {
+  constexpr Index kBlock = 512;
+  T acc[kBlock];
+  for (Index b = 0; b < n; b += kBlock) {
+    const Index m = std::min(kBlock, n - b);
+    const T* p0 = part(0) + b;
+    for (Index i = 0; i < m; ++i) acc[i] = p0[i];
+    for (int r = 1; r < ranks; ++r) {
+      const T* p = part(r) + b;
+      for (Index i = 0; i < m; ++i) acc[i] += p[i];
+    }
+    std::copy_n(acc, m, out + b);
   }
 }
 }  // namespace detail
