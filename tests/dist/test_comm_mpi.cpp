@@ -13,18 +13,14 @@
 #include <vector>
 
 #include "dist/reference.hpp"
+#include "dist/world.hpp"
 #include "sakura/dist/gradient_sum.hpp"
-#include "sakura/dist/mpi.hpp"
 
 using namespace sakura;
 using dist::Comm;
+using test::world;
 
 namespace {
-
-const Comm& world() {
-  static const Comm comm = dist::mpi_comm();
-  return comm;
-}
 
 /// Sleeps 0 to max_us microseconds, differently on every rank and call: the ranks reach each
 /// step of a collective in varying orders.

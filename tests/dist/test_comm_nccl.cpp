@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "dist/reference.hpp"
+#include "dist/world.hpp"
 #include "sakura/backend/cuda/ops.hpp"
 #include "sakura/dist/gradient_sum.hpp"
-#include "sakura/dist/mpi.hpp"
 #include "sakura/dist/nccl.hpp"
 
 using namespace sakura;
@@ -19,10 +19,7 @@ using dist::Comm;
 
 namespace {
 
-const Comm& host() {
-  static const Comm comm = dist::mpi_comm();
-  return comm;
-}
+const Comm& host() { return test::world(); }
 const Comm& gpus() {
   static const Comm comm = dist::nccl_comm(host(), host().rank() % cuda::device_count());
   return comm;

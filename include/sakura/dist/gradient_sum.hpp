@@ -24,7 +24,8 @@ template <class T = float>
 class GradientSum {
  public:
   /// Buckets of the given sizes, back to back from element 0; their scratch is allocated here,
-  /// once (steps then allocate nothing).
+  /// once (steps then allocate nothing). Wait for every started bucket before destroying it:
+  /// destroyed with sums in flight (unwinding to an abort) it never blocks, and leaks their scratch.
   GradientSum(const Comm& comm, const std::vector<Index>& bucket_sizes) : comm_(comm) {
     Index offset = 0;
     for (std::size_t b = 0; b < bucket_sizes.size(); ++b) {

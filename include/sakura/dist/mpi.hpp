@@ -14,6 +14,13 @@
 #error "sakura/dist/mpi.hpp needs MPI: link sakura::mpi (built when CMake finds MPI; Debian: libopenmpi-dev openmpi-bin)"
 #endif
 
+// the C API only: the deprecated C++ bindings (Open MPI's, MPICH's) are neither needed nor wanted
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <algorithm>
