@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+// SPDX-FileCopyrightText: sakura-cpp authors
+// Fuzz harness: a checkpoint resumed (io/checkpoint.hpp read_checkpoint and restore, then the
+// story runner's resume: sampler and story positions, a few training ticks) into a small demo
+// session built once. Record checksums are recomputed before the file is read, so mutations
+// reach the fields' meaning instead of stopping at "checksum mismatch" (truncation and bit flips
+// are caught by the checksums: tested in tests/story). With SAKURA_FUZZ_WRITE_SEEDS=DIR the
+// program writes the demo's own checkpoints (valid inputs for this build's format) into DIR and exits.
+#include "sakura/story/demo.hpp"  // first: it brings config/json.hpp before the io headers
+
+#include <fstream>
+#include <memory>
+
+#include "harness.hpp"
+
+namespace {
+
+using namespace sakura;
+
+/// The demo's files (200 cells, 60 genes, checkpoints every 4 ticks of 8) with the model shrunk
+/// to a few hundred parameters (checkpoints of ~10 KB: fast to mutate), and its session.
+story::Session& session() {
+  static const std::unique_ptr<story::Session> s = [] {
+    story::DemoOptions o;
+    o.cells = 200, o.genes = 60, o.ticks = 8, o.segment = 4;
+    o.out_dir = (fuzz::scratch_dir() / "demo").string();
+    const std::string config = story::write_demo_files(o);
+    io::Json c = io::read_json_file(config);
+    c["main_latent"]["encoder_neurons"] = 8;
+    c["main_latent"]["decoder_neurons"] = 8;
+    c["main_latent"]["latent_dim"] = 4;
+    const std::string sig_path = c["dataset"]["signature_config_path"].get<std::string>();
+    io::Json sig = io::read_json_file(sig_path);
+    sig["cd8"]["signature_lat_dim"] = 4;  // attached to the main latent: its width
+    sig["cd8"]["model"]["hidden_neurons"] = 3;
+    std::ofstream(config) << c.dump(1);
+    std::ofstream(sig_path) << sig.dump(1);
+    return std::make_unique<story::Session>(config);
+  }();
+  return *s;
+}
+
+/// Recomputes the FNV-1a checksum of every record whose frame fits in the bytes.
+void reseal(std::vector<std::uint8_t>& b) {
+  auto u64 = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | b[at + static_cast<std::size_t>(i)];
+    return v;
+  };
+  for (std::size_t pos = 16; pos + 12 <= b.size();) {
+    const std::uint64_t n = u64(pos + 4);
+    if (n > b.size() - pos - 12 || b.size() - pos - 12 - n < 8) break;
+    const std::uint64_t sum = io::detail_ckpt::fnv1a(&b[pos + 12], static_cast<std::size_t>(n));
+    for (int i = 0; i < 8; ++i) b[pos + 12 + n + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(sum >> (8 * i));
+    pos += 12 + static_cast<std::size_t>(n) + 8;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  if (const char* dir = std::getenv("SAKURA_FUZZ_WRITE_SEEDS")) {
+    story::RunnerOptions ro;
+    story::Runner r(session(), ro);
+    r.run();
+    std::filesystem::create_directories(dir);
+    for (const auto& e : std::filesystem::directory_iterator(session().setup().log_path))
+      if (e.path().extension() == ".ckpt")
+        std::filesystem::copy_file(e.path(), std::filesystem::path(dir) / e.path().filename(),
+                                   std::filesystem::copy_options::overwrite_existing);
+    std::exit(0);
+  }
+  (void)session();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::vector<std::uint8_t> bytes(data, data + size);
+  reseal(bytes);
+  const std::string path = fuzz::write_file("input.ckpt", bytes.data(), bytes.size());
+  fuzz::expect_named_errors("resume", [&] {
+    story::RunnerOptions ro;
+    ro.max_ticks = 2;
+    story::Runner r(session(), ro);
+    r.resume(path);
+  });
+  return 0;
+}
