@@ -16,10 +16,11 @@ parallel=${SAKURA_FUZZ_PARALLEL:-2}
 out=build-fuzz
 
 # OpenMP off: one thread per input keeps executions fast and findings reproducible
+mkdir -p "$out"
 cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1" \
   -DCMAKE_CXX_COMPILER=clang++-16 -DCMAKE_C_COMPILER=clang-16 -DSAKURA_FUZZ=ON -DSAKURA_SANITIZE=address,undefined \
   -DSAKURA_CUDA=OFF -DSAKURA_GEMM=eigen -DCMAKE_DISABLE_FIND_PACKAGE_OpenMP=ON \
-  -DSAKURA_BUILD_BENCH=OFF -DSAKURA_BUILD_EXAMPLES=OFF -DSAKURA_BUILD_TOOLS=OFF > "$out.configure.log"
+  -DSAKURA_BUILD_BENCH=OFF -DSAKURA_BUILD_EXAMPLES=OFF -DSAKURA_BUILD_TOOLS=OFF > "$out/configure.log"
 cmake --build "$out" -j "$(nproc)" --target "${kinds[@]/#/fuzz_}"
 
 # seeds: the checked-in corpus, the reader tests' files, checkpoints the harness writes itself
