@@ -22,12 +22,8 @@ if(NOT HDF5_FOUND)
   return()
 endif()
 
-add_library(sakura_hdf5 INTERFACE)
-add_library(sakura::hdf5 ALIAS sakura_hdf5)
-# Installed as sakura::hdf5 (export namespace sakura:: + this name), the same name as in the build tree.
-set_target_properties(sakura_hdf5 PROPERTIES EXPORT_NAME hdf5)
-target_link_libraries(sakura_hdf5 INTERFACE sakura)
-target_compile_definitions(sakura_hdf5 INTERFACE SAKURA_WITH_HDF5=1)
+include(${CMAKE_CURRENT_LIST_DIR}/interface_target.cmake)
+sakura_interface_target(hdf5 SAKURA_WITH_HDF5)
 if(TARGET hdf5::hdf5)
   # FindHDF5 (CMake >= 3.19) defines it; consumers get it back through find_dependency below.
   target_link_libraries(sakura_hdf5 INTERFACE hdf5::hdf5)
@@ -37,9 +33,6 @@ else()
   target_compile_definitions(sakura_hdf5 INTERFACE ${HDF5_DEFINITIONS})
 endif()
 
-if(SAKURA_INSTALL)
-  install(TARGETS sakura_hdf5 EXPORT sakuraTargets)
-endif()
 # For sakuraConfig.cmake: consumers need the same C language FindHDF5 needs here.
 string(APPEND SAKURA_CONFIG_EXTRA [=[
 get_property(_sakura_languages GLOBAL PROPERTY ENABLED_LANGUAGES)

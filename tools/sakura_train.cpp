@@ -2,8 +2,10 @@
 // SPDX-FileCopyrightText: sakura-cpp authors
 // sakura-train: the command-line program. Runs an upstream SAKURA config (data, splits, story) end
 // to end, resumes from checkpoints, runs inference stories, and has a built-in demo.
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -49,7 +51,10 @@ Runs a SAKURA config (upstream's JSON format: dataset, splits, model, story) on 
 
 Outputs under the config's log_path: losses.tsv (tick, upstream scalar name, value),
 <epoch>_<latent_prefix>.csv latents (cell names first), <log_path><checkpoint_prefix>_tick_<N>.ckpt.
-Exit status: 0 on success, 1 on bad input or a failed run (message on stderr), 2 on bad usage.
+Each file is written to <file>.tmp, synced and renamed; losses.tsv is synced at each checkpoint.
+SIGINT/SIGTERM stop the run at the next tick, naming the checkpoint to resume from.
+Exit status: 0 on success, 1 on bad input or a failed run (message on stderr), 2 on bad usage,
+128+N when stopped by signal N (130 for SIGINT, 143 for SIGTERM).
 )";
 
 struct Usage : std::runtime_error {
@@ -62,6 +67,24 @@ struct Args {
   bool verbose = false, suppress_train = false, demo = false;
   long long max_ticks = -1, eval_chunk = 2048, demo_cells = 2000, demo_genes = 2000, demo_ticks = 2000;
 };
+
+/// The signal that asked the run to stop (0: none); the runner polls it at every tick.
+std::atomic<int> g_interrupt{0};
+static_assert(std::atomic<int>::is_always_lock_free, "the signal handler stores into it");
+
+extern "C" void on_signal(int sig) { g_interrupt.store(sig, std::memory_order_relaxed); }
+
+/// SIGINT/SIGTERM stop the run cleanly at the next tick (a second one kills at once: SA_RESETHAND);
+/// SIGXFSZ (a file-size limit, like a full disk) becomes a write error that names the file.
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGXFSZ, SIG_IGN);
+}
 
 long long to_int(const std::string& flag, const std::string& v) {
   long long x = 0;
@@ -142,6 +165,7 @@ int run(const Args& a) {
   ro.log = &std::cerr;
   ro.verbose = a.verbose;
   ro.eval_chunk = a.eval_chunk;
+  ro.interrupt = &g_interrupt;
 
   if (a.demo) {
     DemoOptions o;
@@ -178,6 +202,8 @@ int run(const Args& a) {
     inference = inference_from_json(setup.probe.model, sakura::io::read_json_file(a.inference_story),
                                     setup.split_names, a.inference_story);
   Session session(std::move(setup), so);
+  if (const int sig = g_interrupt.load())
+    throw Interrupted(sig, "interrupted by signal " + std::to_string(sig) + " before training started");
   if (a.suppress_train) {
     std::fprintf(stderr, "sakura-train: set up %lld cells x %lld genes; training suppressed (-s)\n",
                  static_cast<long long>(session.data().n_cells()), static_cast<long long>(session.data().n_genes()));
@@ -195,6 +221,9 @@ int run(const Args& a) {
   return 0;
 }
 
+/// An error's message without the library's "sakura: " prefix (the program names itself).
+const char* text(const sakura::Error& e) { return e.what() + (std::strncmp(e.what(), "sakura: ", 8) == 0 ? 8 : 0); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -205,10 +234,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sakura-train: %s\n(see sakura-train --help)\n", e.what());
     return 2;
   }
+  install_signal_handlers();
   try {
     return run(a);
+  } catch (const sakura::story::Interrupted& e) {
+    std::fprintf(stderr, "\nsakura-train: %s\n", text(e));
+    return 128 + e.signal();
   } catch (const sakura::Error& e) {
-    std::fprintf(stderr, "\nsakura-train: error: %s\n", e.what() + (std::strncmp(e.what(), "sakura: ", 8) == 0 ? 8 : 0));
+    std::fprintf(stderr, "\nsakura-train: error: %s\n", text(e));
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "\nsakura-train: error: out of memory\n");
   } catch (const std::exception& e) {

@@ -8,12 +8,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "sakura/data/dataset.hpp"
 #include "sakura/io/csv.hpp"
 #include "sakura/io/matrix_market.hpp"
+#if defined(SAKURA_WITH_ZLIB)
+#include <zlib.h>
+#endif
 #if defined(SAKURA_WITH_HDF5)
 #include "sakura/io/h5ad.hpp"
 #endif
@@ -276,6 +280,175 @@ TEST_CASE("MatrixMarket: bad files are rejected naming file and line", "[io][mtx
   REQUIRE_THROWS_WITH(mtx("arr.mtx", "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n"),
                       Contains("arr.mtx") && Contains("needs 4 values but the file has 3"));
   REQUIRE_THROWS_WITH(io::read_mtx(data("missing.mtx")), Contains("missing.mtx") && Contains("cannot open"));
+  REQUIRE_THROWS_WITH(io::read_mtx(kData), Contains("is a directory"));
+  REQUIRE_THROWS_WITH(io::read_name_csv(kData), Contains("is a directory"));
+}
+
+TEST_CASE("MatrixMarket: size lines are checked before any product or allocation", "[io][mtx]") {
+  auto mtx = [](const std::string& name, const std::string& body) { return io::read_mtx(temp_file(name, body)); };
+  // rows x cols of these overflowed int64 (UB) before the counts were checked.
+  REQUIRE_THROWS_WITH(mtx("huge_arr.mtx", "%%MatrixMarket matrix array real general\n4294967296 4294967296\n"),
+                      Contains("huge_arr.mtx:2") && Contains("4294967296 x 4294967296") && Contains("at most 134217728"));
+  // 2^31 - 1 rows and no entries asked for 16 GiB of row pointers.
+  REQUIRE_THROWS_WITH(mtx("huge_rows.mtx", "%%MatrixMarket matrix coordinate real general\n2147483647 1 0\n"),
+                      Contains("huge_rows.mtx:2") && Contains("at most 134217728"));
+  REQUIRE_THROWS_WITH(mtx("neg.mtx", "%%MatrixMarket matrix coordinate real general\n2 -2 0\n"),
+                      Contains("neg.mtx:2") && Contains("must not be negative"));
+  REQUIRE_THROWS_WITH(mtx("big_idx.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 1\n"
+                                         "99999999999999999999 1 1\n"),
+                      Contains("big_idx.mtx:3") && Contains("a row index") && Contains("out of range"));
+  // A huge declared entry count with a tiny body: the reserve is bounded by the file, the count
+  // mismatch is reported.
+  REQUIRE_THROWS_WITH(mtx("many_decl.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 4000000000\n1 1 1\n"),
+                      Contains("declares 4000000000 entries but the file has 1") && Contains("truncated"));
+}
+
+TEST_CASE("MatrixMarket: every line is parsed whole, and a last line without a line break is a truncation",
+          "[io][mtx]") {
+  auto mtx = [](const std::string& name, const std::string& body) { return io::read_mtx<double>(temp_file(name, body)); };
+  const std::string coord = "%%MatrixMarket matrix coordinate real general\n";
+  REQUIRE_THROWS_WITH(mtx("extra.mtx", coord + "2 2 2\n1 1 1\n2 2 1 5\n"),
+                      Contains("extra.mtx:4") && Contains("unexpected '5'") && Contains("row column value"));
+  REQUIRE_THROWS_WITH(mtx("extra_size.mtx", coord + "2 2 1 7\n1 1 1\n"),
+                      Contains("extra_size.mtx:2") && Contains("unexpected '7'"));
+  REQUIRE_THROWS_WITH(mtx("extra_pat.mtx", "%%MatrixMarket matrix coordinate pattern general\n2 2 1\n1 1 1\n"),
+                      Contains("extra_pat.mtx:3") && Contains("unexpected '1'") && Contains("row column)"));
+  REQUIRE_THROWS_WITH(mtx("extra_arr.mtx", "%%MatrixMarket matrix array real general\n1 2\n1 2\n3\n"),
+                      Contains("extra_arr.mtx:3") && Contains("unexpected '2'") && Contains("one value"));
+  // `3 7 12.5` cut to `3 7 12`: a valid-looking number, but the line has no line break.
+  REQUIRE_THROWS_WITH(mtx("cut.mtx", coord + "3 7 2\n1 1 4\n3 7 12"),
+                      Contains("cut.mtx:4") && Contains("'3 7 12'") && Contains("looks truncated"));
+  REQUIRE_THROWS_WITH(mtx("cut_size.mtx", coord + "3 7 2"), Contains("cut_size.mtx:2") && Contains("truncated"));
+  REQUIRE_THROWS_WITH(mtx("cut_crlf.mtx", coord + "3 7 1\r\n1 1 4\r"), Contains("cut_crlf.mtx:3") &&
+                                                                         Contains("truncated"));
+  // Cut at a line end: the entry count says so.
+  REQUIRE_THROWS_WITH(mtx("cut_line.mtx", coord + "3 7 2\n1 1 4\n"),
+                      Contains("declares 2 entries but the file has 1") && Contains("truncated"));
+  // A trailing comment or blank line without a line break holds no data: accepted.
+  const auto m = mtx("tail.mtx", coord + "3 7 1\n3 7 12.5\n% written by hand");
+  CHECK(m.nnz() == 1);
+  CHECK(m.values[0] == 12.5);
+  CHECK(mtx("tail_blank.mtx", coord + "3 7 1\n3 7 12.5\n  ").nnz() == 1);
+  REQUIRE_THROWS_WITH(mtx("empty.mtx", ""), Contains("empty.mtx:1") && Contains("not a MatrixMarket matrix"));
+  REQUIRE_THROWS_WITH(mtx("binary.mtx", std::string("\x01\x02\xff\n", 4)), Contains("found '\\x01\\x02\\xff'"));
+  REQUIRE_THROWS_WITH(mtx("long.mtx", coord + "1 1 1\n" + std::string(3 << 20, '1') + "\n"),
+                      Contains("long.mtx:3") && Contains("line longer than"));
+}
+
+TEST_CASE("MatrixMarket: NaN, Inf and values beyond the element type are rejected at load, naming the place",
+          "[io][mtx]") {
+  const std::string coord = "%%MatrixMarket matrix coordinate real general\n";
+  for (const char* v : {"nan", "NaN", "-inf", "Infinity", "1e400", "-1e39"}) {
+    INFO(v);
+    const auto p = temp_file("nonfinite.mtx", coord + "2 3 2\n1 1 1\n2 3 " + std::string(v) + "\n");
+    REQUIRE_THROWS_WITH(io::read_mtx<float>(p), Contains("nonfinite.mtx:4") && Contains(std::string("'") + v + "'") &&
+                                                    Contains("row 2, column 3") && Contains("not a finite float32"));
+  }
+  // 1e39 overflows float but not double; 1e-400 underflows to 0, as scipy reads it.
+  const auto p = temp_file("wide.mtx", coord + "2 3 2\n1 1 1e39\n2 3 1e-400\n");
+  REQUIRE_THROWS_WITH(io::read_mtx<float>(p), Contains("wide.mtx:3") && Contains("overflows"));
+  const auto d = io::read_mtx<double>(p);
+  CHECK(d.values == std::vector<double>{1e39, 0.0});
+  const auto arr = temp_file("nonfinite_arr.mtx", "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\nnan\n");
+  REQUIRE_THROWS_WITH(io::read_mtx<float>(arr), Contains("nonfinite_arr.mtx:6") && Contains("row 2, column 2"));
+  SECTION("with the name lists, the gene and the cell are named (both orientations)") {
+    const auto gxc = temp_file("nan_gxc.mtx", coord + "5 4 2\n1 1 1\n4 3 nan\n");  // gene 4 = MT-CO1, cell 3
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(gxc, data("genes.csv"), data("cells.csv")),
+                        Contains("nan_gxc.mtx:4") && Contains("gene 'MT-CO1' (row 4)") &&
+                            Contains("cell 'cell,3' (column 3)"));
+    const auto cxg = temp_file("inf_cxg.mtx", coord + "4 5 1\n2 5 inf\n");
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(cxg, data("genes.csv"), data("cells.csv")),
+                        Contains("inf_cxg.mtx:3") && Contains("cell 'AAAG-1' (row 2)") &&
+                            Contains("gene 'GENE5' (column 5)"));
+  }
+}
+
+namespace {
+std::string slurp_file(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+#if defined(SAKURA_WITH_ZLIB)
+namespace {
+/// `text` gzip-compressed into a fresh temp file.
+std::string temp_gzip(const std::string& name, const std::string& text) {
+  const std::string p = temp_file(name, "");
+  gzFile g = gzopen(p.c_str(), "wb");
+  REQUIRE(g != nullptr);
+  REQUIRE(gzwrite(g, text.data(), static_cast<unsigned>(text.size())) == static_cast<int>(text.size()));
+  REQUIRE(gzclose(g) == Z_OK);
+  return p;
+}
+}  // namespace
+
+TEST_CASE("MatrixMarket: gzip-compressed files are told by their magic bytes and read with the same checks",
+          "[io][mtx][gzip]") {
+  const std::string text = slurp_file(data("counts_gxc.mtx"));
+  const auto gz = temp_gzip("counts_gxc.mtx.gz", text);
+  const auto ds = io::read_mtx_dataset(gz, data("genes.csv"), data("cells.csv"), data("pheno.csv"));
+  CHECK(dense(ds.expr) == cast<float>(expected_xi()));
+  // the name does not matter: a gzip file called .mtx is still decompressed
+  const auto plain_name = temp_gzip("looks_plain.mtx", text);
+  CHECK(dense(io::read_mtx(plain_name, true)) == cast<float>(expected_xi()));
+  // concatenated members (gzip -c a b > c) are one text
+  const std::string half = text.substr(0, text.size() / 2);
+  const std::string both = slurp_file(temp_gzip("h1.gz", half)) + slurp_file(temp_gzip("h2.gz", text.substr(half.size())));
+  CHECK(dense(io::read_mtx(temp_file("members.mtx.gz", both), true)) == cast<float>(expected_xi()));
+
+  const std::string coord = "%%MatrixMarket matrix coordinate real general\n";
+  REQUIRE_THROWS_WITH(io::read_mtx(temp_gzip("nan.mtx.gz", coord + "2 2 2\n1 1 1\n2 2 nan\n")),
+                      Contains("nan.mtx.gz:4") && Contains("row 2, column 2") && Contains("not a finite"));
+  REQUIRE_THROWS_WITH(io::read_mtx(temp_gzip("cut_text.mtx.gz", coord + "2 2 1\n2 2 12")),
+                      Contains("cut_text.mtx.gz:3") && Contains("looks truncated"));
+  const std::string packed = slurp_file(gz);
+  SECTION("a gzip stream cut short") {
+    REQUIRE_THROWS_WITH(io::read_mtx(temp_file("cut.mtx.gz", packed.substr(0, packed.size() - 12))),
+                        Contains("cut.mtx.gz") && Contains("truncated"));
+  }
+  SECTION("damaged compressed bytes or checksum") {
+    std::string bad = packed;
+    bad[bad.size() - 6] = static_cast<char>(bad[bad.size() - 6] ^ 0x55);  // the CRC-32 of the text
+    REQUIRE_THROWS_WITH(io::read_mtx(temp_file("crc.mtx.gz", bad)), Contains("crc.mtx.gz: damaged gzip data"));
+  }
+}
+#else
+TEST_CASE("MatrixMarket: without zlib a gzip file is an error naming the fix", "[io][mtx][gzip]") {
+  REQUIRE_THROWS_WITH(io::read_mtx(temp_file("x.mtx.gz", std::string("\x1f\x8b\x08\x00", 4))),
+                      Contains("x.mtx.gz: is gzip-compressed") && Contains("zlib1g-dev"));
+}
+#endif
+
+TEST_CASE("MatrixMarket: other compressed formats are named, not parsed as text", "[io][mtx]") {
+  REQUIRE_THROWS_WITH(io::read_mtx(temp_file("x.mtx.bz2", "BZh91AY&SY")), Contains("is bzip2-compressed"));
+  REQUIRE_THROWS_WITH(io::read_mtx(temp_file("x.mtx.zst", std::string("\x28\xb5\x2f\xfd\x00", 5))),
+                      Contains("is zstd-compressed"));
+}
+
+TEST_CASE("Repeated gene or cell names are an error naming both rows, unless made unique as AnnData does",
+          "[io][names]") {
+  const auto g = temp_file("dup_genes.csv", "\"\",\"x\"\n\"1\",\"A\"\n\"2\",\"B\"\n\"3\",\"A\"\n\"4\",\"A-1\"\n"
+                                            "\"5\",\"A\"\n\"6\",\"B\"\n");
+  const auto c = temp_file("dup_cells.csv", "\"\",\"x\"\n\"1\",\"c\"\n\"2\",\"c\"\n");
+  const auto c_ok = temp_file("ok_cells.csv", "\"\",\"x\"\n\"1\",\"c1\"\n\"2\",\"c2\"\n");
+  const auto m = temp_file("dup.mtx", "%%MatrixMarket matrix coordinate real general\n6 2 2\n1 1 1\n5 2 2\n");
+  REQUIRE_THROWS_WITH(io::read_mtx_dataset(m, g, c_ok),
+                      Contains("dup_genes.csv: gene name 'A' occurs 3 times: rows 1 (line 2) and 3 (line 4)") &&
+                          Contains("1 more gene names repeat, e.g. 'B'") && Contains("\"make_names_unique\": true"));
+  REQUIRE_THROWS_WITH(io::read_mtx_dataset(m, temp_file("ok_genes.csv", "\"\",\"x\"\n1,a\n2,b\n3,c\n4,d\n5,e\n6,f\n"), c),
+                      Contains("dup_cells.csv: cell name 'c' occurs 2 times: rows 1 (line 2) and 2 (line 3)"));
+  // make_unique: the 2nd 'A' becomes 'A-2' because 'A-1' exists; the 3rd 'A-3'; the 2nd 'B' 'B-1'.
+  const auto p = temp_file("dup_pheno.csv", ",t\nc,x\nc,y\n");  // rows name the cells as the file did
+  const auto ds = io::read_mtx_dataset(m, g, c, p, NameOptions{true});
+  CHECK(ds.genes == Strings{"A", "B", "A-2", "A-1", "A-3", "B-1"});
+  CHECK(ds.cells == Strings{"c", "c-1"});
+  REQUIRE(ds.repeated_genes.size() == 2);
+  CHECK(ds.repeated_genes[0].name == "A");
+  CHECK(ds.repeated_genes[0].rows == std::vector<Index>{0, 2, 4});
+  CHECK(ds.repeated_genes[1].name == "B");
+  CHECK(ds.repeated_genes[1].rows == std::vector<Index>{1, 5});
+  CHECK(ds.column("t").values == Strings{"x", "y"});
 }
 
 TEST_CASE("MatrixMarket dataset: orientation from the name lists", "[io][mtx]") {
@@ -359,6 +532,100 @@ TEST_CASE("h5ad: errors name the file and the HDF5 path", "[io][h5ad]") {
                     data("x_csr.h5ad"), "/"};
   REQUIRE_THROWS_WITH(io::h5::open(io::h5::open(root, "obs"), "cluster"),
                       Contains("x_csr.h5ad: HDF5 path '/obs/cluster': not found"));
+}
+
+TEST_CASE("h5ad: declared shapes beyond what the file stores are errors before any allocation", "[io][h5ad]") {
+  // Each of these asked for gigabytes (or read fill values for hours) before the checks.
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("csc_huge_shape.h5ad")),
+                      Contains("csc_huge_shape.h5ad: X is [2147483647, 5] but obs has 4 names"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("indptr_huge.h5ad")),
+                      Contains("indptr_huge.h5ad: HDF5 path '/X/indptr'") && Contains("declares 4294967296 (34359738368 bytes)") &&
+                          Contains("stores only 0 bytes"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("data_huge.h5ad")),
+                      Contains("data_huge.h5ad: HDF5 path '/X/data'") && Contains("declares 8589934592"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("index_huge.h5ad")),
+                      Contains("index_huge.h5ad: HDF5 path '/obs/_index'") && Contains("declares 1099511627776"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("obs_short_column.h5ad")),
+                      Contains("obs_short_column.h5ad: HDF5 path '/obs/n': 3 values for 4 cells"));
+}
+
+TEST_CASE("h5ad: gzip-compressed arrays and strings read like uncompressed ones", "[io][h5ad]") {
+  const auto ds = io::read_h5ad<float>(data("x_gzip.h5ad"));
+  CHECK(ds.genes == kGenes);
+  CHECK(ds.cells == kCells);
+  CHECK(dense(ds.expr) == cast<float>(expected_x()));
+  check_obs_columns(ds);
+}
+
+namespace {
+/// A copy of a fixture with `bytes` written at `offset`.
+std::string patched(const std::string& fixture, std::size_t offset, const std::string& bytes) {
+  std::string content = slurp_file(data(fixture));
+  REQUIRE(offset + bytes.size() <= content.size());
+  content.replace(offset, bytes.size(), bytes);
+  return temp_file("patched_" + fixture, content);
+}
+std::string le64(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (8 * i));
+  return s;
+}
+}  // namespace
+
+TEST_CASE("h5ad: a damaged string heap or string reference is an error, not a crash inside libhdf5",
+          "[io][h5ad]") {
+  const std::string file = slurp_file(data("x_csr.h5ad"));
+  const std::size_t heap = file.find("GCOL\x01");
+  REQUIRE(heap != std::string::npos);
+  // The first object's size (8 bytes after its index, refcount and reserved field): libhdf5 1.10
+  // copied that many bytes out of the heap (an AddressSanitizer report; a SIGSEGV without it).
+  const std::size_t first_object = heap + 16;
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", first_object + 8, le64(1u << 30))),
+                      Contains("damaged global heap") && Contains("at byte " + std::to_string(heap)));
+  // A heap reference of obs/_index pointing at an object index that does not exist.
+  io::h5::QuietErrors quiet;
+  haddr_t at = HADDR_UNDEF;
+  {
+    io::h5::Handle f(H5Fopen(data("x_csr.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    io::h5::Handle d(H5Dopen2(f.get(), "/obs/_index", H5P_DEFAULT), H5Dclose);
+    at = H5Dget_offset(d.get());
+  }
+  REQUIRE(at != HADDR_UNDEF);
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", at + 12, std::string("\xff\x7f\x00\x00", 4))),
+                      Contains("HDF5 path '/obs/_index': string 0 refers to no valid heap object"));
+  // A string length that disagrees with its heap object (libhdf5 would copy past its buffer).
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", at, std::string("\x00\x00\x01\x00", 4))),
+                      Contains("string 0 refers to a heap object of another size"));
+}
+
+TEST_CASE("h5ad: damaged attribute messages and attribute string references are errors", "[io][h5ad]") {
+  const std::string file = slurp_file(data("x_csr.h5ad"));
+  // obs's attribute message 'column-order' (version 1): name, datatype and dataspace sizes at +2/+4/+6,
+  // its name at +8, then the three parts padded to 8 bytes, then the data (string references).
+  const std::size_t name = file.find(std::string("column-order\0", 13));
+  REQUIRE(name != std::string::npos);
+  const std::size_t msg = name - 8;
+  auto u16 = [&](std::size_t at) { return std::size_t(static_cast<unsigned char>(file[at])) | std::size_t(static_cast<unsigned char>(file[at + 1])) << 8; };
+  auto pad8 = [](std::size_t x) { return (x + 7) / 8 * 8; };
+  REQUIRE(u16(msg + 2) == 13);
+  const std::size_t data_at = msg + 8 + pad8(u16(msg + 2)) + pad8(u16(msg + 4)) + pad8(u16(msg + 6));
+  // a name length past the message: libhdf5 1.10 read past its buffer (AddressSanitizer report)
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", msg + 2, std::string("\xff\x7f", 2))),
+                      Contains("HDF5 path '/obs': damaged object header"));
+  // the first string reference's object index: libhdf5 1.10 followed it (SIGSEGV)
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", data_at + 12, std::string("\xff\x7f\x00\x00", 4))),
+                      Contains("HDF5 path '/obs' attribute 'column-order': string 0 refers to no valid heap object"));
+}
+
+TEST_CASE("h5ad: repeated names are an error naming both positions, or made unique on request", "[io][h5ad][names]") {
+  REQUIRE_THROWS_WITH(io::read_h5ad(data("dup_names.h5ad")),
+                      Contains("dup_names.h5ad: HDF5 path '/var/_index': gene name 'CD4' occurs 2 times: rows 2 and 3") &&
+                          Contains("make_names_unique"));
+  const auto ds = io::read_h5ad(data("dup_names.h5ad"), NameOptions{true});
+  CHECK(ds.genes == Strings{"CD8A", "CD4", "CD4-2", "MT-CO1", "CD4-1"});  // CD4-1 exists: the repeat becomes CD4-2
+  CHECK(ds.cells == Strings{"AAAC-1", "B", "AAAC-1-1", "C"});
+  REQUIRE(ds.repeated_genes.size() == 1);
+  CHECK(ds.repeated_genes[0].rows == std::vector<Index>{1, 2});
 }
 
 #endif  // SAKURA_WITH_HDF5

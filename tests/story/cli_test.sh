@@ -89,7 +89,9 @@ head -c 100 /dev/urandom > "$WORK/junk.ckpt"
 expect 1 "'junk.ckpt' is not a sakura checkpoint" -- -c pbmc/run.json -C pbmc -r junk.ckpt
 head -c 5000 "$LOG/checkpoint__tick_8.ckpt" > "$WORK/cut.ckpt"
 expect 1 "checkpoint 'cut.ckpt'" "truncated" -- -c pbmc/run.json -C pbmc -r cut.ckpt
-expect 1 "cannot open checkpoint 'nope.ckpt'" -- -c pbmc/run.json -C pbmc -r nope.ckpt
+expect 1 "cannot open checkpoint 'nope.ckpt': No such file or directory" -- -c pbmc/run.json -C pbmc -r nope.ckpt
+expect 1 "cannot read checkpoint '$LOG': it is a directory; give a checkpoint file (the newest in it is '$LOG/" \
+  -- -c pbmc/run.json -C pbmc -r "$LOG"
 sed 's/"encoder_neurons": 200/"encoder_neurons": 100/' "$WORK/pbmc/run.json" > "$WORK/pbmc/other.json"
 expect 1 "checkpoint__tick_8.ckpt': parameter 'model.pre_encoder" "[200, 60] in the file but [100, 60] in the model" \
   -- -c pbmc/other.json -C pbmc -r "$LOG/checkpoint__tick_8.ckpt"

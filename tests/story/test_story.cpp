@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <unistd.h>
@@ -213,6 +214,25 @@ TEST_CASE("the batch sampler visits every cell once per pass and continues exact
   auto bad = st;
   bad.order[0] = 1;  // not a row of the split
   CHECK_THROWS_WITH(copy.set_state(bad), Catch::Contains("not a permutation"));
+  // states that would index outside the pass, divide by nothing or overflow the pass counter are
+  // rejected, naming the field, and the sampler keeps its state
+  const auto kept = copy.state();
+  auto with = [&](auto edit) {
+    auto b = st;
+    edit(b);
+    return b;
+  };
+  CHECK_THROWS_WITH(copy.set_state(with([](auto& b) { b.position = -1; })), Catch::Contains("field position"));
+  CHECK_THROWS_WITH(copy.set_state(with([](auto& b) { b.position = 6; })), Catch::Contains("outside [0, 5]"));
+  CHECK_THROWS_WITH(copy.set_state(with([](auto& b) { b.epochs = std::numeric_limits<std::int64_t>::max(); })),
+                    Catch::Contains("field epochs"));
+  CHECK_THROWS_WITH(copy.set_state(with([](auto& b) { b.epochs = 0; })), Catch::Contains("field epochs"));
+  CHECK_THROWS_WITH(copy.set_state(with([](auto& b) { b.order.clear(); })), Catch::Contains("field position"));
+  CHECK_THROWS_WITH(copy.set_state(with([](auto& b) { b.rng.lane = 9; }), "saved", "the fix"),
+                    Catch::Contains("saved, field rng.lane") && Catch::EndsWith("; the fix"));
+  CHECK(copy.state().order == kept.order);
+  CHECK(copy.state().position == kept.position);
+  CHECK(copy.state().rng == kept.rng);
   data::BatchSampler dl(rows, 5, 1, true);
   CHECK(dl.batches() == 4);
 }
@@ -556,6 +576,231 @@ TEST_CASE("a run stopped at any checkpoint and resumed in a fresh session ends b
       require_same(full, outcome(s, w));
     }
   }
+}
+
+// ====================================================================== faults: checkpoints, files
+namespace {
+/// The controller's state and the loss log, to show a failed resume changed nothing.
+struct Snapshot {
+  io::Checkpoint state;
+  std::string losses;
+};
+Snapshot snapshot(story::Session& s, const fs::path& log) {
+  return {io::capture(s.controller()), slurp(log / "losses.tsv")};
+}
+bool same(const Snapshot& a, const Snapshot& b) {
+  bool ok = a.state.epoch == b.state.epoch && a.state.tick == b.state.tick && a.state.rng == b.state.rng &&
+            a.losses == b.losses && a.state.params.size() == b.state.params.size();
+  for (std::size_t i = 0; ok && i < a.state.params.size(); ++i) {
+    const auto &p = a.state.params[i], &q = b.state.params[i];
+    ok = p.value == q.value && p.square_avg == q.square_avg;
+  }
+  for (std::size_t i = 0; ok && i < a.state.terms.size(); ++i) ok = a.state.terms[i].weight == b.state.terms[i].weight;
+  return ok;
+}
+
+std::vector<std::string> temp_files(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().extension() == ".tmp") out.push_back(e.path().string());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("resume rejects a checkpoint field without meaning, naming file, record and field, and changes nothing",
+          "[resume][checkpoint]") {
+  const fs::path w = resume_workdir();
+  const fs::path log = w / "log";
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  const std::string config = (w / "config.json").string();
+  {
+    story::Session s(config, so);
+    story::Runner r(s);
+    r.run();
+  }
+  const std::string losses = slurp(log / "losses.tsv");
+  const auto first_line = losses.find('\n') + 1;
+  constexpr auto kI64Max = std::numeric_limits<std::int64_t>::max();
+  struct Case {
+    const char* from;      // a checkpoint of the full run: story[0] interleave, story[1] train, story[2] sum
+    std::string expect;    // "(TAG), field F" of the message
+    std::function<void(io::Checkpoint&)> edit;
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const std::vector<Case> cases = {
+      // story position (the cursor of -1 indexed before the samplers: heap-buffer-overflow; -2: division by zero)
+      {"hyb_tick_20.ckpt", "(STRY), field cursor", [](auto& c) { c.story.cursor = -1; }},
+      {"hyb_tick_20.ckpt", "(STRY), field cursor", [](auto& c) { c.story.cursor = -2; }},
+      {"hyb_tick_20.ckpt", "(STRY), field cursor", [](auto& c) { c.story.cursor = 1; }},
+      {"hyb_tick_20.ckpt", "(STRY), field tick", [](auto& c) { c.story.tick = -2; }},
+      {"hyb_tick_20.ckpt", "(STRY), field tick", [](auto& c) { c.story.tick = 41; }},
+      {"hyb_tick_20.ckpt", "(STRY), field tick", [](auto& c) { c.story.tick = 60, c.tick = 200; }},
+      {"hyb_tick_20.ckpt", "(STRY), field epoch", [](auto& c) { c.story.epoch = 1; }},
+      {"hyb_tick_20.ckpt", "(STRY), field item", [](auto& c) { c.story.item = 9; }},
+      {"hyb_tick_20.ckpt", "(STRY), field item", [](auto& c) { c.story.item = 3; }},  // a test action
+      {"hyb_tick_20.ckpt", "(STRY), field item_done", [](auto& c) { c.story.item_done = true; }},
+      {"hyb_tick_20.ckpt", "(STRY), field log_bytes", [](auto& c) { c.story.log_bytes = 3; }},
+      {"hyb_tick_20.ckpt", "(STRY), field log_bytes", [&](auto& c) { c.story.log_bytes = losses.size() + 1; }},
+      {"hyb_tick_20.ckpt", "(STRY), field log_bytes", [&](auto& c) { c.story.log_bytes = first_line + 3; }},
+      {"trn_tick_2.ckpt", "(STRY), field epoch", [](auto& c) { c.story.epoch = 2; }},
+      {"trn_tick_2.ckpt", "(STRY), field tick", [](auto& c) { c.story.tick = 7; }},
+      {"trn_tick_2.ckpt", "(STRY), field cursor", [](auto& c) { c.story.cursor = 1; }},
+      {"sum_tick_4.ckpt", "(STRY), field cursor", [](auto& c) { c.story.cursor = 1; }},
+      // samplers
+      {"hyb_tick_20.ckpt", "(SAMP), field position", [](auto& c) { c.samplers[0].state.position = -1; }},
+      {"hyb_tick_20.ckpt", "field position", [](auto& c) { c.samplers[0].state.position = 99; }},
+      {"hyb_tick_20.ckpt", "(SAMP), field epochs", [](auto& c) { c.samplers[1].state.epochs = kI64Max; }},
+      {"hyb_tick_20.ckpt", "field epochs", [](auto& c) { c.samplers[1].state.epochs = 0; }},
+      {"hyb_tick_20.ckpt", "field epochs", [](auto& c) { c.samplers[1].state.epochs += 1; }},
+      {"trn_tick_2.ckpt", "field position", [](auto& c) { c.story.tick = 1; }},  // the train sampler took 2
+      {"hyb_tick_20.ckpt", "field order", [](auto& c) { c.samplers[0].state.order[0] = 100000; }},
+      {"hyb_tick_20.ckpt", "(SAMP), field rng.lane", [](auto& c) { c.samplers[0].state.rng.lane = 9; }},
+      {"hyb_tick_20.ckpt", "field name", [](auto& c) { c.samplers[0].name = "other"; }},
+      {"hyb_tick_20.ckpt", "(SAMP)", [](auto& c) { c.samplers.pop_back(); }},
+      // parameters (a shape of 2^62 overflowed rows * cols * 12)
+      {"hyb_tick_20.ckpt", "(PARM), field rows", [](auto& c) { c.params[0].rows = std::int64_t(1) << 62; }},
+      {"hyb_tick_20.ckpt", "(PARM), field value", [](auto& c) { c.params[0].cols += 1; }},
+      {"hyb_tick_20.ckpt", "(PARM), field value[0]", [=](auto& c) { c.params[0].value[0] = nan; }},
+      {"hyb_tick_20.ckpt", "(PARM), field grad[1]", [=](auto& c) { c.params[1].grad[1] = -inf; }},
+      {"hyb_tick_20.ckpt", "(PARM), field square_avg[0]", [](auto& c) { c.params[0].square_avg[0] = -1; }},
+      {"hyb_tick_20.ckpt", "(PARM), field momentum[2]", [=](auto& c) { c.params[0].momentum[2] = inf; }},
+      {"hyb_tick_20.ckpt", "(PARM), field momentum", [](auto& c) { c.params[0].momentum.clear(); }},
+      {"hyb_tick_20.ckpt", "(PARM), field name", [](auto& c) { c.params[0].name = "model.other"; }},
+      // terms
+      {"hyb_tick_20.ckpt", "(TERM), field terms[0].weight", [=](auto& c) { c.terms[0].weight = nan; }},
+      {"hyb_tick_20.ckpt", "(TERM), field terms[0].epoch", [](auto& c) { c.terms[0].epoch = -1; }},
+      {"hyb_tick_20.ckpt", "(TERM), field terms[0].epoch", [](auto& c) { c.terms[0].epoch = c.epoch + 1; }},
+      {"hyb_tick_20.ckpt", "(TERM), field terms[0].kind", [](auto& c) { c.terms[0].kind = 7; }},
+      {"hyb_tick_20.ckpt", "appears twice", [](auto& c) { c.terms.push_back(c.terms[0]); }},
+      {"hyb_tick_20.ckpt", "is missing", [](auto& c) { c.terms.pop_back(); }},
+      // counters and the generator
+      {"hyb_tick_20.ckpt", "(CTRL), field epoch", [](auto& c) { c.epoch = -1; }},
+      {"hyb_tick_20.ckpt", "(CTRL), field epoch", [](auto& c) { c.epoch = c.tick + 1; }},
+      {"hyb_tick_20.ckpt", "(CTRL), field tick", [](auto& c) { c.tick = std::numeric_limits<std::int32_t>::max(); }},
+      {"hyb_tick_20.ckpt", "(CTRL), field rng.lane", [](auto& c) { c.rng.lane = 5; }},
+      {"hyb_tick_20.ckpt", "(CTRL), field rng.spare", [=](auto& c) { c.rng.has_spare = true, c.rng.spare = nan; }},
+  };
+  story::Session s(config, so);
+  const Snapshot before = snapshot(s, log);
+  for (const auto& c : cases) {
+    INFO(c.from << ": " << c.expect);
+    io::Checkpoint ck = io::read_checkpoint((log / c.from).string());
+    c.edit(ck);
+    const std::string bad = (log / "bad.ckpt").string();
+    io::write_checkpoint(bad, ck);
+    story::Runner r(s);
+    const std::string e = error_of([&] { r.resume(bad); });
+    CHECK_THAT(e, Catch::Contains("checkpoint '" + bad + "' record ") && Catch::Contains(c.expect) &&
+                      Catch::Contains("resume "));  // the fix
+    CHECK(same(before, snapshot(s, log)));  // all or nothing
+  }
+  // the unedited file resumes (the session above is untouched), and ends as the full run did
+  fs::remove(log / "bad.ckpt");
+  story::Runner r(s);
+  r.resume((log / "hyb_tick_20.ckpt").string());
+  CHECK(slurp(log / "losses.tsv") == losses);
+}
+
+TEST_CASE("reading a checkpoint: sizes are checked without overflow, paths that are no file are named",
+          "[checkpoint]") {
+  const fs::path dir = scratch("ckpt-read");
+  io::Checkpoint ck;
+  ck.params.push_back({"p", 2147483647, 2147483647, {1.0, 2.0}, {}, false, false, {}, {}});
+  io::write_checkpoint((dir / "huge.ckpt").string(), ck);
+  CHECK_THROWS_WITH(io::read_checkpoint((dir / "huge.ckpt").string()),
+                    Catch::Contains("record 2 (PARM), field value: holds 2 values") &&
+                        Catch::Contains("4611686014132420609"));
+  // a directory: named, with what is expected and the newest checkpoint in it
+  CHECK_THROWS_WITH(io::read_checkpoint(dir.string()),
+                    Catch::Contains("'" + dir.string() + "': it is a directory; give a checkpoint file") &&
+                        Catch::Contains("huge.ckpt"));
+  CHECK_THROWS_WITH(io::read_checkpoint((dir / "none.ckpt").string()),
+                    Catch::Contains("none.ckpt': No such file or directory"));
+  // bytes after the END record; a second STRY record
+  io::write_checkpoint((dir / "empty.ckpt").string(), io::Checkpoint{});
+  const std::string good = slurp(dir / "empty.ckpt");
+  write(dir / "tail.ckpt", good + "x");
+  CHECK_THROWS_WITH(io::read_checkpoint((dir / "tail.ckpt").string()),
+                    Catch::Contains("1 bytes after the END record"));
+  const auto stry = good.find("STRY"), end = good.find("END ");
+  write(dir / "twice.ckpt", good.substr(0, end) + good.substr(stry, end - stry) + good.substr(end));
+  CHECK_THROWS_WITH(io::read_checkpoint((dir / "twice.ckpt").string()),
+                    Catch::Contains("(STRY): a second STRY record (the first is record 3)"));
+}
+
+TEST_CASE("output files: a full disk is an error naming the file, unfinished files leave no trace", "[io][fault]") {
+  const fs::path dir = scratch("durable");
+  // the loss log checks every write: on a full disk (/dev/full) it fails, naming the file
+  story::LossLog log;
+  CHECK_THROWS_WITH(log.open("/dev/full"), Catch::Contains("'/dev/full' (disk full?): No space left on device"));
+  // an unfinished CSV (an exception, an interrupt) leaves the older file as it was and no temp
+  write(dir / "a.csv", "old\n");
+  {
+    story::CsvWriter w((dir / "a.csv").string(), {"cell", "x"});
+    w.begin_row("c1");
+    w.value(1.5f);
+    w.end_row();
+    CHECK(fs::exists(dir / "a.csv.tmp"));
+  }
+  CHECK(slurp(dir / "a.csv") == "old\n");
+  CHECK(temp_files(dir).empty());
+  {
+    story::CsvWriter w((dir / "a.csv").string(), {"cell", "x"});
+    w.begin_row("c1");
+    w.value(1.5f);
+    w.end_row();
+    w.close();
+  }
+  CHECK(slurp(dir / "a.csv") == "cell,x\nc1,1.5\n");
+  // a checkpoint that cannot be written names the file and leaves nothing
+  CHECK_THROWS_WITH(io::write_checkpoint((dir / "missing" / "c.ckpt").string(), io::Checkpoint{}),
+                    Catch::Contains("c.ckpt.tmp'") && Catch::Contains("No such file or directory"));
+  CHECK(temp_files(dir).empty());
+}
+
+TEST_CASE("temp files of a killed run are removed at the next start, an interrupt stops cleanly", "[run][fault]") {
+  const fs::path w = resume_workdir();
+  const fs::path log = w / "log";
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  const std::string config = (w / "config.json").string();
+  // what a run killed while writing leaves: temps of a checkpoint, a latent CSV and a JSON dump
+  write(log / "hyb_tick_30.ckpt.tmp", "partial");
+  write(log / "2_test_latent.csv.tmp", "partial");
+  write(log / "gene_meta.json.tmp", "partial");
+  write(log / "notes.txt.tmp", "not ours");
+  std::ostringstream notes;
+  std::atomic<int> interrupt{0};
+  {
+    story::Session s(config, so);
+    story::RunnerOptions ro;
+    ro.log = &notes;
+    ro.verbose = true;
+    ro.max_ticks = 25;
+    story::Runner r(s, ro);
+    r.run();
+  }
+  CHECK_THAT(notes.str(), Catch::Contains("removed '" + (log / "hyb_tick_30.ckpt.tmp").string() +
+                                          "', a temporary file left by an interrupted run"));
+  CHECK(temp_files(log) == std::vector<std::string>{(log / "notes.txt.tmp").string()});
+  fs::remove(log / "notes.txt.tmp");
+  // SIGINT/SIGTERM (here set by hand): the run stops at the next tick, names the newest checkpoint
+  story::Session s(config, so);
+  story::RunnerOptions ro;
+  ro.interrupt = &interrupt;
+  story::Runner r(s, ro);
+  interrupt = 15;
+  std::string e;
+  try {
+    r.resume((log / "hyb_tick_20.ckpt").string());
+  } catch (const story::Interrupted& x) {
+    CHECK(x.signal() == 15);
+    e = x.what();
+  }
+  CHECK_THAT(e, Catch::Contains("interrupted by signal 15 after tick 23") &&
+                    Catch::Contains("continue from checkpoint '" + (log / "hyb_tick_20.ckpt").string() + "'"));
+  CHECK(temp_files(log).empty());
 }
 
 TEST_CASE("hybrid sum with one split steps exactly like interleave", "[run]") {

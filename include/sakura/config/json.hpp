@@ -9,8 +9,12 @@
 ///   sakura::Controller<float> ctl(std::move(spec));
 #pragma once
 
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,12 +26,24 @@ namespace sakura::io {
 /// Insertion-ordered JSON: term order decides draw order and the total's summation order.
 using Json = nlohmann::ordered_json;
 
-/// Reads a JSON file, naming the file on any error.
+/// Reads a JSON file, naming the file on any error. Nesting deeper than 256 levels is refused
+/// (no config nests more than a few): printing or walking such a value recursively could
+/// overflow the stack.
 inline Json read_json_file(const std::string& path) {
+  std::error_code ec;
+  sakura::detail::require(!std::filesystem::is_directory(path, ec), "cannot read JSON file '", path,
+                          "': it is a directory");
   std::ifstream in(path);
   sakura::detail::require(in.good(), "cannot open JSON file '", path, "'");
+  constexpr int kMaxDepth = 256;
+  auto depth_guard = [&](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxDepth) sakura::detail::fail("JSON file '", path, "' nests deeper than ", kMaxDepth, " levels");
+    return true;
+  };
   try {
-    return Json::parse(in);
+    return Json::parse(in, depth_guard);
+  } catch (const sakura::Error&) {
+    throw;
   } catch (const std::exception& e) {
     sakura::detail::fail("malformed JSON in '", path, "': ", e.what());
   }
@@ -54,15 +70,43 @@ inline double number(const Json& v, const std::string& where) {
   require(v.is_number(), where, " must be a number, got ", kind_of(v), " ", v.dump());
   return v.get<double>();
 }
+/// An integer (a whole float such as 3.0 too). Range-checked before any conversion: a float or an
+/// unsigned value beyond int64 would convert with undefined behaviour or wrap.
 inline long long integer(const Json& v, const std::string& where) {
-  require(v.is_number_integer() || (v.is_number() && v.get<double>() == double(v.get<long long>())), where,
-          " must be an integer, got ", v.dump());
-  return v.get<long long>();
+  if (v.is_number_unsigned())
+    require(v.get<unsigned long long>() <= static_cast<unsigned long long>(std::numeric_limits<long long>::max()),
+            where, " is out of range, got ", v.dump());
+  if (v.is_number_integer()) return v.get<long long>();
+  const double d = v.is_number() ? v.get<double>() : 0.5;
+  require(v.is_number() && std::isfinite(d) && d == std::trunc(d), where, " must be an integer, got ", v.dump());
+  require(std::fabs(d) < 0x1p63, where, " is out of range, got ", v.dump());
+  return static_cast<long long>(d);
 }
-/// Upstream writes booleans as the strings "True"/"False"; JSON booleans are accepted too.
+/// An integer in [lo, hi]; `what` says why the bound exists ("" for none).
+inline long long integer_in(const Json& v, const std::string& where, long long lo, long long hi,
+                            const char* what = "") {
+  const long long x = integer(v, where);
+  if (x < lo || x > hi) fail(where, " must be in [", lo, ", ", hi, "]", what, ", got ", x);
+  return x;
+}
+
+/// Upper bounds on sizes and counts in a config: far above any real model, low enough that a typo
+/// (4294967346) is an error naming its key instead of a multi-GB allocation.
+inline constexpr long long kMaxWidth = 1LL << 20;          ///< neurons, latent and output widths
+inline constexpr long long kMaxLayers = 1000;              ///< hidden_layers
+inline constexpr long long kMaxTermCount = 1LL << 16;      ///< integer term options (SW2 projections, labels)
+inline constexpr long long kMaxParameters = 1LL << 30;     ///< the whole model (4 GiB per float32 copy)
+inline constexpr const char* kWidthNote = " (a layer width; larger is taken as a typo)";
+
+/// A layer width key: an integer in [1, kMaxWidth].
+inline Index width(const Json& v, const std::string& where) { return integer_in(v, where, 1, kMaxWidth, kWidthNote); }
+
+/// Upstream's booleans: JSON true/false or the strings "True"/"False" (what upstream writes and
+/// reads); anything else ("yes", "Yes", 1, 1e-308) is an error rather than a silent False.
 inline bool boolean(const Json& v, const std::string& where) {
   if (v.is_boolean()) return v.get<bool>();
-  require(v.is_string() && (v == "True" || v == "False"), where, " must be \"True\" or \"False\", got ", v.dump());
+  require(v.is_string() && (v == "True" || v == "False"), where,
+          " must be true, false, \"True\" or \"False\", got ", v.dump());
   return v == "True";
 }
 inline std::string string(const Json& v, const std::string& where) {
@@ -75,7 +119,10 @@ inline bool opt_bool(const Json& obj, const std::string& key, const std::string&
 }
 
 // ---- term options, read through each term's declared fields
-inline void read_value(const Json& v, int& out, const std::string& w) { out = static_cast<int>(integer(v, w)); }
+// Integer term options are counts (SW2 projections, label counts): bounded, never truncated.
+inline void read_value(const Json& v, int& out, const std::string& w) {
+  out = static_cast<int>(integer_in(v, w, 0, kMaxTermCount));
+}
 inline void read_value(const Json& v, double& out, const std::string& w) { out = number(v, w); }
 inline void read_value(const Json& v, bool& out, const std::string& w) { out = boolean(v, w); }
 inline void read_value(const Json& v, std::vector<std::vector<double>>& out, const std::string& w) {
@@ -108,7 +155,8 @@ inline Progressive schedule(const Json& j, const std::string& where) {
   p.init_weight = number(need(j, "init_weight", where), where + ".init_weight");
   if (const Json* v = find(j, "progressive_const")) p.constant = number(*v, where + ".progressive_const");
   if (const Json* v = find(j, "progressive_start_epoch"))
-    p.start_epoch = static_cast<int>(integer(*v, where + ".progressive_start_epoch"));
+    p.start_epoch = static_cast<int>(integer_in(*v, where + ".progressive_start_epoch",
+                                                std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
   if (const Json* v = find(j, "progressive_mode")) {
     const std::string m = string(*v, where + ".progressive_mode");
     require(m == "multiply" || m == "increment", where, ".progressive_mode must be \"multiply\" or \"increment\", got \"",
@@ -217,14 +265,15 @@ inline void reg_group(std::vector<RegularizerSpec>& out, const Json* group, cons
 inline StackSpec stack(const Json& j, const std::string& where, Activation default_act) {
   StackSpec s;
   s.output_activation = default_act;
-  if (const Json* v = find(j, "hidden_layers")) s.hidden_layers = static_cast<int>(integer(*v, where + ".hidden_layers"));
+  if (const Json* v = find(j, "hidden_layers"))
+    s.hidden_layers = static_cast<int>(integer_in(*v, where + ".hidden_layers", 1, kMaxLayers));
   if (const Json* v = find(j, "hidden_neurons")) {
     if (v->is_array()) {
       s.neurons_is_list = true;
       for (std::size_t i = 0; i < v->size(); ++i)
-        s.hidden_neurons.push_back(integer((*v)[i], where + ".hidden_neurons[" + std::to_string(i) + "]"));
+        s.hidden_neurons.push_back(width((*v)[i], where + ".hidden_neurons[" + std::to_string(i) + "]"));
     } else {
-      s.hidden_neurons = {integer(*v, where + ".hidden_neurons")};
+      s.hidden_neurons = {width(*v, where + ".hidden_neurons")};
     }
   }
   if (const Json* v = find(j, "output_activation_function")) {
@@ -252,10 +301,10 @@ inline BlockSpec block(const std::string& name, const Json& j, BlockKind kind, c
   BlockSpec b;
   b.name = name;
   b.kind = kind;
-  b.lat_dim = integer(need(j, sig ? "signature_lat_dim" : "pheno_lat_dim", where),
-                      where + (sig ? ".signature_lat_dim" : ".pheno_lat_dim"));
-  b.out_dim = integer(need(j, sig ? "signature_out_dim" : "pheno_out_dim", where),
-                      where + (sig ? ".signature_out_dim" : ".pheno_out_dim"));
+  b.lat_dim = width(need(j, sig ? "signature_lat_dim" : "pheno_lat_dim", where),
+                    where + (sig ? ".signature_lat_dim" : ".pheno_lat_dim"));
+  b.out_dim = width(need(j, sig ? "signature_out_dim" : "pheno_out_dim", where),
+                    where + (sig ? ".signature_out_dim" : ".pheno_out_dim"));
   if (sig) {
     if (const Json* g = find(j, "signature_list")) {
       require(g->is_array(), where, ".signature_list must be a list of gene names");
@@ -312,6 +361,81 @@ inline BlockSpec block(const std::string& name, const Json& j, BlockKind kind, c
             true);
   return b;
 }
+/// Calls f(in, out, key) for every Linear layer the Extractor builds for `m`, with the same
+/// defaults (nn/extractor.hpp; a test keeps the two in step), without allocating anything.
+/// `key` is the config key that sets the layer's widths.
+template <class F>
+void for_each_linear(const ModelSpec& m, F&& f) {
+  auto chain = [&](Index in, Index out, long long layers, const StackSpec& st, const std::string& key) {
+    Index prev = in;
+    for (long long i = 0; i + 1 < layers; ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      if (st.neurons_is_list && k >= st.hidden_neurons.size()) break;  // the Extractor reports it
+      const Index w = st.neurons(k);
+      f(prev, w, key + ".hidden_neurons");
+      prev = w;
+    }
+    f(prev, out, key);
+  };
+  auto with_default = [](StackSpec st, Index neurons) {
+    if (st.hidden_neurons.empty()) st.hidden_neurons = {neurons};
+    return st;
+  };
+  Index pre_out = m.encoder_neurons;
+  if (!m.pre_encoder) {
+    chain(m.input_dim, pre_out, 2, with_default({}, m.encoder_neurons), "config.main_latent.encoder_neurons");
+  } else {
+    pre_out = m.pre_encoder_out_dim > 0 ? m.pre_encoder_out_dim : m.encoder_neurons;
+    chain(m.input_dim, pre_out, m.pre_encoder->hidden_layers.value_or(2),
+          with_default(*m.pre_encoder, m.encoder_neurons), "config.pre_encoder_config");
+  }
+  auto compressor = [&](const std::optional<StackSpec>& enc, Index out, const std::string& key) {
+    if (!enc) chain(pre_out, out, 1, StackSpec{}, key);
+    else chain(pre_out, out, enc->hidden_layers.value_or(1), with_default(*enc, 50), key + ".encoder_config");
+  };
+  compressor(m.main_encoder, m.latent_dim, "config.main_latent");
+  Index z = m.latent_dim;
+  for (const auto* group : {&m.signatures, &m.phenos}) {
+    const bool sig = group == &m.signatures;
+    for (const auto& b : *group) {
+      const std::string key = std::string(sig ? "signature_config." : "pheno_config.") + b.name;
+      if (!b.attached()) {
+        compressor(b.encoder, b.lat_dim, key);
+        z += b.lat_dim;
+      }
+      if (b.head == HeadType::LinClassifier || b.head == HeadType::LinRegressor) f(b.lat_dim, b.out_dim, key + ".model");
+      if (b.head == HeadType::FCClassifier || b.head == HeadType::FCRegressor)
+        chain(b.lat_dim, b.out_dim, b.head_stack.hidden_layers.value_or(3), with_default(b.head_stack, 5), key + ".model");
+    }
+  }
+  if (!m.decoder) chain(z, m.input_dim, 3, with_default({}, m.decoder_neurons), "config.main_latent.decoder_neurons");
+  else chain(z, m.input_dim, m.decoder->hidden_layers.value_or(3), with_default(*m.decoder, m.decoder_neurons),
+             "config.main_latent.decoder_config");
+}
+
+/// The model's parameter count (weights and biases), as a double: exact up to 2^53 and never
+/// overflowing, whatever the widths.
+inline double parameter_count(const ModelSpec& m) {
+  double n = 0;
+  for_each_linear(m, [&](Index in, Index out, const std::string&) { n += (double(in) + 1) * double(out); });
+  return n;
+}
+
+/// Throws when the model would exceed kMaxParameters, naming the key behind its largest layer.
+inline void check_model_size(const ModelSpec& m) {
+  double n = 0, largest = -1;
+  std::string key;
+  Index lin = 0, lout = 0;
+  for_each_linear(m, [&](Index in, Index out, const std::string& k) {
+    const double p = (double(in) + 1) * double(out);
+    n += p;
+    if (p > largest) largest = p, key = k, lin = in, lout = out;
+  });
+  if (n > double(kMaxParameters))
+    fail("the model would have ", static_cast<std::uint64_t>(n), " parameters, more than the limit of ", kMaxParameters,
+         " (2^30; 4 GiB per float32 copy, and training keeps 3 or 4 copies); its largest layer is ", lin, " -> ", lout,
+         ", set by ", key, " (input genes: ", m.input_dim, "); make the layers narrower");
+}
 }  // namespace detail_json
 
 /// Builds the experiment from upstream's three dicts. `input_dim` is the number of input genes
@@ -327,15 +451,13 @@ inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno
   if (const Json* s = find(config, "rnd_seed")) e.seed = static_cast<std::uint64_t>(integer(*s, "config.rnd_seed"));
   const Json& ml = need(config, "main_latent", "config");
   const std::string mw = "config.main_latent";
-  m.encoder_neurons = integer(need(ml, "encoder_neurons", mw), mw + ".encoder_neurons");
-  m.decoder_neurons = integer(need(ml, "decoder_neurons", mw), mw + ".decoder_neurons");
-  m.latent_dim = integer(need(ml, "latent_dim", mw), mw + ".latent_dim");
-  require(m.encoder_neurons > 0 && m.decoder_neurons > 0 && m.latent_dim > 0, mw,
-          ": encoder_neurons, decoder_neurons and latent_dim must be positive");
+  m.encoder_neurons = width(need(ml, "encoder_neurons", mw), mw + ".encoder_neurons");
+  m.decoder_neurons = width(need(ml, "decoder_neurons", mw), mw + ".decoder_neurons");
+  m.latent_dim = width(need(ml, "latent_dim", mw), mw + ".latent_dim");
   if (const Json* p = find(config, "pre_encoder_config")) {
     m.pre_encoder = stack(*p, "config.pre_encoder_config", Activation::Identity);
     if (const Json* o = find(*p, "pre_encoder_out_dim"))
-      m.pre_encoder_out_dim = integer(*o, "config.pre_encoder_config.pre_encoder_out_dim");
+      m.pre_encoder_out_dim = width(*o, "config.pre_encoder_config.pre_encoder_out_dim");
   }
   if (const Json* p = find(ml, "encoder_config")) m.main_encoder = stack(*p, mw + ".encoder_config", Activation::Identity);
   // upstream crashes on a decoder_config without output_activation_function; relu is its default
@@ -351,6 +473,7 @@ inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno
   };
   blocks(signature_config, BlockKind::Signature, m.signatures);
   blocks(pheno_config, BlockKind::Pheno, m.phenos);
+  check_model_size(m);
 
   const Json& opt = need(config, "optimizer", "config");
   const std::string type = string(need(opt, "type", "config.optimizer"), "config.optimizer.type");

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -188,6 +189,20 @@ struct PhenoColumn {
   std::vector<std::string> values;
 };
 
+/// A name that occurs more than once in a gene or cell list, with every position (0-based).
+struct RepeatedName {
+  std::string name;
+  std::vector<Index> rows;
+};
+
+/// How readers treat repeated gene or cell names.
+struct NameOptions {
+  /// false: a repeated name is an error. true: repeats are renamed as AnnData's
+  /// var_names_make_unique / obs_names_make_unique do: the 2nd "CD8A" becomes "CD8A-1", the 3rd
+  /// "CD8A-2", ..., skipping names that already exist. (Config: "make_names_unique" in `dataset`.)
+  bool make_unique = false;
+};
+
 /// A whole data set: expression (cells x genes, sparse), names, and phenotype columns in file order.
 /// Example:
 ///   auto ds = sakura::io::read_mtx_dataset("counts.mtx", "genes.csv", "cells.csv", "pheno.csv");
@@ -198,6 +213,9 @@ struct Dataset {
   std::vector<std::string> genes, cells;
   CsrMatrix<T> expr;  ///< cells x genes
   std::vector<PhenoColumn> pheno;
+  /// Names the file repeated and NameOptions::make_unique renamed (original names and rows): a
+  /// signature gene among them is ambiguous, whatever it was renamed to.
+  std::vector<RepeatedName> repeated_genes, repeated_cells;
 
   Index n_cells() const { return static_cast<Index>(cells.size()); }
   Index n_genes() const { return static_cast<Index>(genes.size()); }
@@ -250,6 +268,69 @@ struct Dataset {
                       c.values.size(), " values for ", cells.size(), " cells");
   }
 };
+
+namespace detail {
+/// Every name that occurs more than once, with its rows, in order of its first repeat (one hash map).
+inline std::vector<RepeatedName> repeated_names(const std::vector<std::string>& names) {
+  std::unordered_map<std::string_view, std::size_t> first;  // name -> first row, or repeat slot
+  std::unordered_map<std::string_view, std::size_t> slot;
+  std::vector<RepeatedName> out;
+  first.reserve(names.size());
+  for (std::size_t r = 0; r < names.size(); ++r) {
+    const auto [it, fresh] = first.try_emplace(names[r], r);
+    if (fresh) continue;
+    const auto [s, new_repeat] = slot.try_emplace(names[r], out.size());
+    if (new_repeat) out.push_back({names[r], {static_cast<Index>(it->second)}});
+    out[s->second].rows.push_back(static_cast<Index>(r));
+  }
+  return out;
+}
+
+/// anndata.utils.make_index_unique: each repeat (not the first occurrence) becomes name-k with
+/// k counting up per name from 1, skipping candidates already taken.
+inline void make_names_unique(std::vector<std::string>& names, const std::vector<RepeatedName>& repeated) {
+  std::unordered_set<std::string> taken(names.begin(), names.end());
+  std::unordered_map<std::string, int> counter;
+  std::vector<Index> later;  // every repeat, in row order (as anndata walks them)
+  for (const auto& r : repeated) later.insert(later.end(), r.rows.begin() + 1, r.rows.end());
+  std::sort(later.begin(), later.end());
+  for (Index row : later) {
+    std::string& n = names[static_cast<std::size_t>(row)];
+    for (int& k = counter[n];;) {
+      std::string candidate = n + "-" + std::to_string(++k);
+      if (taken.insert(candidate).second) {
+        n = std::move(candidate);
+        break;
+      }
+    }
+  }
+}
+}  // namespace detail
+
+/// Checks the gene or cell names a reader read from `source`: a repeated name throws, naming it,
+/// two of its rows (`row(r)` describes 0-based row r, e.g. "3 (line 4)") and the fix, unless
+/// `o.make_unique`, which renames the repeats instead. Returns the repeats found (empty if none).
+template <class RowText>
+std::vector<RepeatedName> settle_names(std::vector<std::string>& names, const std::string& kind,
+                                       const std::string& source, const NameOptions& o, RowText&& row) {
+  auto rep = detail::repeated_names(names);
+  if (rep.empty()) return rep;
+  if (o.make_unique) {
+    detail::make_names_unique(names, rep);
+    return rep;
+  }
+  const RepeatedName& r = rep.front();
+  std::string others;
+  for (std::size_t i = 1; i < rep.size() && i < 4; ++i) others += (i == 1 ? "'" : ", '") + rep[i].name + "'";
+  detail::fail(source, ": ", kind, " name '", r.name, "' occurs ", r.rows.size(), " times: rows ", row(r.rows[0]),
+               " and ", row(r.rows[1]),
+               rep.size() > 1 ? " (" + std::to_string(rep.size() - 1) + " more " + kind + " names repeat, e.g. " +
+                                    others + ")"
+                              : std::string(),
+               "; ", kind, " names must be unique. Rename or remove the repeats, or set \"make_names_unique\": true "
+               "in the config's dataset section to rename them as AnnData's var_names_make_unique does (the 2nd '",
+               r.name, "' becomes '", r.name, "-1')");
+}
 
 namespace detail {
 /// Builds a CSR matrix from coordinate triplets (0-based) with a counting sort by row: two passes

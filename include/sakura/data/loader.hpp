@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <span>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -55,17 +57,30 @@ struct TrainingData {
 /// Prepares a data set: resolves every signature gene (throwing once, naming every absent gene
 /// and its signature), keeps the union of signature genes as a small CSR, and drops the genes of
 /// signatures with exclude_from_input from the input (upstream's 'all' gene set with '-').
+/// A signature gene whose name the data repeats (now, or in the file before make_unique renamed
+/// the repeats) is ambiguous and always an error.
 template <class T>
 TrainingData<T> prepare_training_data(Dataset<T>&& ds, const std::vector<SignatureRequest>& sigs,
                                       std::vector<PhenoTable> phenos) {
   TrainingData<T> d;
+  std::unordered_map<std::string, const RepeatedName*> repeated;
+  const auto now = detail::repeated_names(ds.genes);
+  for (const auto& r : ds.repeated_genes) repeated.emplace(r.name, &r);
+  for (const auto& r : now) repeated.emplace(r.name, &r);
+  std::unordered_map<std::string_view, Index> pos;
+  for (Index g = ds.n_genes() - 1; g >= 0; --g) pos[ds.genes[static_cast<std::size_t>(g)]] = g;
   std::vector<std::vector<Index>> idx(sigs.size());
   std::string missing;
   for (std::size_t s = 0; s < sigs.size(); ++s) {
     for (const auto& g : sigs[s].genes) {
-      const int i = ds.gene_index(g);
-      if (i < 0) missing += (missing.empty() ? "'" : ", '") + g + "' (signature '" + sigs[s].name + "')";
-      idx[s].push_back(i);
+      if (auto r = repeated.find(g); r != repeated.end())
+        detail::fail("signature '", sigs[s].name, "' lists gene '", g, "', which the data set's gene names repeat (",
+                     r->second->rows.size(), " times: rows ", r->second->rows[0] + 1, " and ", r->second->rows[1] + 1,
+                     " of the gene list as read), so it is ambiguous, even with make_names_unique; remove the "
+                     "repeat from the data's gene names or the gene from the signature");
+      const auto it = pos.find(g);
+      if (it == pos.end()) missing += (missing.empty() ? "'" : ", '") + g + "' (signature '" + sigs[s].name + "')";
+      idx[s].push_back(it == pos.end() ? -1 : it->second);
     }
   }
   detail::require(missing.empty(), "signature gene(s) ", missing, " not among the data set's ", ds.genes.size(),

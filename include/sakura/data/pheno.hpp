@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -42,7 +43,8 @@ namespace detail_pheno {
 using sakura::detail::fail;
 using sakura::detail::require;
 
-/// Parses a whole field as a number ("" and NA spellings are not numbers).
+/// Parses a whole field as a finite number within float32's range, the type phenotype values are
+/// kept in ("" and NA spellings, "inf" and 1e39 are not numbers here).
 inline bool parse_double(const std::string& s, double& out) {
   std::size_t b = 0, e = s.size();
   while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
@@ -50,8 +52,20 @@ inline bool parse_double(const std::string& s, double& out) {
   if (b < e && s[b] == '+') ++b;
   if (b == e) return false;
   const auto [p, ec] = std::from_chars(s.data() + b, s.data() + e, out);
-  return ec == std::errc() && p == s.data() + e;
+  return ec == std::errc() && p == s.data() + e && std::isfinite(out) &&
+         std::fabs(out) <= static_cast<double>(std::numeric_limits<float>::max());
 }
+
+/// A string option of a procedure, `dflt` when absent.
+inline std::string opt_text(const PhenoJson& p, const char* key, const std::string& pw, const char* dflt) {
+  auto it = p.find(key);
+  if (it == p.end() || it->is_null()) return dflt;
+  require(it->is_string(), pw, ".", key, " must be a string, got ", it->dump());
+  return it->get<std::string>();
+}
+
+/// Most bins or classes a phenotype may encode to: every cell gets a row of this many numbers.
+inline constexpr long long kMaxClasses = 1 << 16;
 
 /// An `order` entry as the text a CSV holds: strings as is, integers without a decimal point.
 inline std::string order_text(const PhenoJson& v, const std::string& where) {
@@ -170,10 +184,11 @@ inline std::vector<double> bin_edges(std::vector<double> col, int n_bins, const 
 inline void kbins(Work& w, const PhenoJson& p, const Ctx& c, const std::string& pw) {
   to_numbers(w, c, "ToKBins");
   const auto nb = p.find("n_bins");
-  const int n_bins = nb == p.end() ? 5 : (nb->is_number_integer() ? nb->get<int>() : 0);  // sklearn's default 5
-  require(n_bins >= 2, pw, ".n_bins must be an integer >= 2");
-  const std::string encode = p.value("encode", std::string("onehot"));
-  const std::string strategy = p.value("strategy", std::string("quantile"));
+  const int n_bins = nb == p.end() || nb->is_null()  // sklearn's default 5
+                         ? 5
+                         : static_cast<int>(io::detail_json::integer_in(*nb, pw + ".n_bins", 2, kMaxClasses));
+  const std::string encode = opt_text(p, "encode", pw, "onehot");
+  const std::string strategy = opt_text(p, "strategy", pw, "quantile");
   require(encode == "ordinal" || encode == "onehot" || encode == "onehot-dense", pw,
           ".encode must be ordinal, onehot or onehot-dense, got '", encode, "'");
   require(strategy == "uniform" || strategy == "quantile", pw, ".strategy '", strategy,
@@ -226,7 +241,7 @@ inline void binary(Work& w, const PhenoJson& p, const Ctx& c, const std::string&
     return it->get<double>();
   };
   const double threshold = num("threshold", 1e-6), scale = num("scale_factor", 1.0);
-  const bool inverse = p.value("inverse", std::string("False")) == "True";
+  const bool inverse = io::detail_json::opt_bool(p, "inverse", pw);
   for (double& v : w.numbers) {
     double b = v > threshold ? 1.0 : 0.0;
     if (inverse) b = 1.0 - b;
@@ -235,9 +250,7 @@ inline void binary(Work& w, const PhenoJson& p, const Ctx& c, const std::string&
 }
 
 inline void to_tensor(Work& w, const PhenoJson& p, const Ctx& c, const std::string& pw) {
-  const std::string force = p.contains("force_tensor_type") && p["force_tensor_type"].is_string()
-                                ? p["force_tensor_type"].get<std::string>()
-                                : std::string();
+  const std::string force = opt_text(p, "force_tensor_type", pw, "");
   require(force.empty() || force == "float" || force == "double" || force == "int", pw,
           ".force_tensor_type must be float, double or int, got '", force, "'");
   if (w.kind == Work::Kind::Text) to_numbers(w, c, "ToTensor");
@@ -245,7 +258,11 @@ inline void to_tensor(Work& w, const PhenoJson& p, const Ctx& c, const std::stri
   if (w.kind == Work::Kind::Numbers && force == "int") {
     require(w.width == 1, pw, ": force_tensor_type int on ", w.width, " columns is not supported");
     w.codes.resize(w.numbers.size());
-    for (std::size_t i = 0; i < w.numbers.size(); ++i) w.codes[i] = static_cast<std::int64_t>(w.numbers[i]);
+    for (std::size_t i = 0; i < w.numbers.size(); ++i) {
+      require(std::fabs(w.numbers[i]) < 0x1p62, pw, ": force_tensor_type int: value ", w.numbers[i], " of cell '",
+              c.cells[i], "' (row ", i + 1, ") does not fit an int64");
+      w.codes[i] = static_cast<std::int64_t>(w.numbers[i]);
+    }
     w.kind = Work::Kind::Codes;
   }
 }
@@ -317,6 +334,9 @@ PhenoTable fit_pheno(const std::string& name, const PhenoJson& meta, const Datas
       w.codes = encode(w, w.classes, c);
       w.kind = Work::Kind::Codes;
       if (pt == "ToOnehot") {
+        require(static_cast<long long>(w.classes.size()) <= kMaxClasses, pw, ": column '", t.columns[0], "' has ",
+                w.classes.size(), " categories, more than the ", kMaxClasses,
+                " a one-hot phenotype may have (each cell gets one number per category)");
         w.width = static_cast<Index>(w.classes.size());
         w.numbers.assign(w.codes.size() * w.classes.size(), 0.0);
         for (std::size_t r = 0; r < w.codes.size(); ++r) w.numbers[r * w.classes.size() + w.codes[r]] = 1.0;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -54,6 +55,7 @@ class BatchSampler {
 
   /// Draws a new permutation and starts a pass (no allocation after the first).
   void begin_epoch() {
+    detail::require(st_.epochs < std::numeric_limits<std::int64_t>::max(), "sampler: pass counter overflow");
     st_.order.assign(rows_.begin(), rows_.end());
     for (std::size_t i = st_.order.size(); i > 1; --i) std::swap(st_.order[i - 1], st_.order[rng_.below(i)]);
     st_.position = 0;
@@ -72,18 +74,29 @@ class BatchSampler {
     s.rng = rng_.state();
     return s;
   }
-  /// Restores a state; throws unless it is a pass over this sampler's rows.
-  void set_state(const State& s, const std::string& what = "sampler") {
+  /// Restores a state, or throws and changes nothing: the saved pass must be a permutation of this
+  /// sampler's rows (or empty: no pass begun), its position within [0, batches()] (0 before a pass),
+  /// its pass count >= 1 exactly when a pass began, and the generator's lane within [0, 4].
+  /// `what` names where the state comes from (e.g. a checkpoint record); `fix` ends each message.
+  void set_state(const State& s, const std::string& what = "sampler", const std::string& fix = "") {
+    const std::string end = fix.empty() ? "" : "; " + fix;
     if (!s.order.empty()) {
-      detail::require(s.order.size() == rows_.size(), what, ": saved pass has ", s.order.size(),
-                      " cells but the split has ", rows_.size());
+      detail::require(s.order.size() == rows_.size(), what, ", field order: the saved pass has ", s.order.size(),
+                      " cells but the split has ", rows_.size(), end);
       std::vector<Index> a(s.order), b(rows_);
       std::sort(a.begin(), a.end());
       std::sort(b.begin(), b.end());
-      detail::require(a == b, what, ": saved pass is not a permutation of the split's cells");
+      detail::require(a == b, what, ", field order: the saved pass is not a permutation of the split's cells", end);
     }
-    detail::require(s.position >= 0 && s.position <= batches(), what, ": saved position ", s.position,
-                    " outside [0, ", batches(), "]");
+    detail::require(s.position >= 0 && s.position <= (s.order.empty() ? 0 : batches()), what,
+                    ", field position: saved position ", s.position, " outside [0, ", s.order.empty() ? 0 : batches(),
+                    "] (", batches(), " batches of ", batch_, " per pass", s.order.empty() ? ", no pass begun" : "",
+                    ")", end);
+    detail::require(s.epochs >= 0 && s.epochs < std::numeric_limits<std::int64_t>::max() &&
+                        (s.epochs == 0) == s.order.empty(),
+                    what, ", field epochs: ", s.epochs, " passes begun does not fit a pass order of ", s.order.size(),
+                    " cells", end);
+    detail::require(s.rng.lane <= 4, what, ", field rng.lane: ", s.rng.lane, " is outside [0, 4]", end);
     st_ = s;
     st_.order.reserve(rows_.size());
     rng_.set_state(s.rng);

@@ -11,29 +11,50 @@
 /// and epochs), SAMP (one per sampler), STRY (story position). Integers and IEEE floats are
 /// written little-endian byte by byte, so files move between machines.
 ///
+/// Reading checks integrity (checksums, lengths) and each field's own meaning (ranges, finite
+/// values, sizes that agree); restore() checks the file against the model, and the story runner
+/// checks the story position and samplers against the config and data. Every error names the
+/// file, the record (index and tag) and the field, and says what to do.
+/// Files are written as temp + fsync + rename + fsync of the directory (io/durable.hpp).
+///
 /// Example:
 ///   auto ck = sakura::io::capture(ctl);  ck.config = text;  sakura::io::write_checkpoint("a.ckpt", ck);
 ///   sakura::io::restore(ctl, sakura::io::read_checkpoint("a.ckpt"), "a.ckpt");
 #pragma once
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
 #include <bit>
+#include <cerrno>
+#include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <limits>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "sakura/controller/controller.hpp"
 #include "sakura/data/sampler.hpp"
 #include "sakura/error.hpp"
+#include "sakura/io/durable.hpp"
 #include "sakura/tensor/rng.hpp"
 
 namespace sakura::io {
 
 inline constexpr std::uint32_t kCheckpointVersion = 2;  // 2: the generator's pending normal
+
+/// What to do about a checkpoint whose content cannot be right (the end of every such error).
+inline constexpr const char* kCheckpointDamaged =
+    "the file is damaged or was not written by sakura-train; resume from an earlier checkpoint";
+/// What to do about a checkpoint that does not fit the config or data it is resumed with.
+inline constexpr const char* kCheckpointMismatch =
+    "resume with the config and data the checkpoint was written with";
 
 /// One parameter in PyTorch layout ([out, in] for weights), with its optimizer state.
 struct ParamRecord {
@@ -43,6 +64,7 @@ struct ParamRecord {
   bool has_grad = false;
   bool opt_initialised = false;
   std::vector<double> square_avg, momentum;  // empty when absent
+  int record = -1;                           ///< index of its record when read from a file
 };
 
 struct TermRecord {
@@ -55,6 +77,7 @@ struct TermRecord {
 struct SamplerRecord {
   std::string name;
   data::BatchSampler::State state;
+  int record = -1;  ///< index of its record when read from a file
 };
 
 /// Where a story stopped.
@@ -76,7 +99,20 @@ struct Checkpoint {
   std::vector<TermRecord> terms;
   std::vector<SamplerRecord> samplers;
   StoryPosition story;
+  /// Record indices of CTRL, TERM and STRY when read from a file (-1: built in memory).
+  struct Records {
+    int ctrl = -1, terms = -1, story = -1;
+  } records;
 };
+
+/// "checkpoint 'a.ckpt' record 5 (SAMP), field position": the prefix of every checkpoint error.
+inline std::string checkpoint_field(const std::string& path, int record, const char* tag, const std::string& field) {
+  std::string s = "checkpoint '" + path + "'";
+  if (record >= 0) s += " record " + std::to_string(record) + " (" + tag + ")";
+  else s += std::string(" ") + tag + " record";
+  if (!field.empty()) s += ", field " + field;
+  return s;
+}
 
 namespace detail_ckpt {
 using sakura::detail::fail;
@@ -121,76 +157,120 @@ class Writer {
   }
 };
 
+/// Reads one record's payload. Every value is checked as it is read: lengths against the bytes
+/// left (before anything is allocated), integers against their range, scalars for finiteness.
 class Reader {
  public:
-  Reader(const std::uint8_t* p, std::size_t n, std::string what) : p_(p), n_(n), what_(std::move(what)) {}
-  std::uint8_t u8() { return *need(1); }
-  std::uint32_t u32() {
-    const std::uint8_t* q = need(4);
+  Reader(const std::uint8_t* p, std::size_t n, std::string path, int record, std::string tag)
+      : p_(p), n_(n), path_(std::move(path)), record_(record), tag_(std::move(tag)) {}
+
+  /// Throws "checkpoint 'f' record i (TAG), field F: <args>; <the file is damaged ...>".
+  template <class... A>
+  [[noreturn]] void bad(const std::string& field, A&&... args) const {
+    fail(checkpoint_field(path_, record_, tag_.c_str(), field), ": ", std::forward<A>(args)..., "; ",
+         kCheckpointDamaged);
+  }
+
+  std::uint8_t u8(const std::string& field) { return *need(1, field); }
+  std::uint32_t u32(const std::string& field) {
+    const std::uint8_t* q = need(4, field);
     std::uint32_t v = 0;
     for (int i = 0; i < 4; ++i) v |= static_cast<std::uint32_t>(q[i]) << (8 * i);
     return v;
   }
-  std::uint64_t u64() {
-    const std::uint8_t* q = need(8);
+  std::uint64_t u64(const std::string& field) {
+    const std::uint8_t* q = need(8, field);
     std::uint64_t v = 0;
     for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(q[i]) << (8 * i);
     return v;
   }
-  std::int64_t i64() { return static_cast<std::int64_t>(u64()); }
-  double f64() { return std::bit_cast<double>(u64()); }
-  std::string str() {
-    const std::uint64_t n = count(1);
-    const std::uint8_t* q = need(n);
-    return std::string(reinterpret_cast<const char*>(q), n);
+  double f64(const std::string& field) { return std::bit_cast<double>(u64(field)); }
+  /// A boolean stored as one byte: 0 or 1, nothing else.
+  bool flag(const std::string& field) {
+    const std::uint8_t v = u8(field);
+    if (v > 1) bad(field, "a flag must be 0 or 1, got ", int(v));
+    return v == 1;
   }
-  std::vector<double> scalars(std::uint32_t bytes) {
-    const std::uint64_t n = count(bytes);
-    std::vector<double> v(n);
-    for (auto& x : v) x = bytes == 4 ? static_cast<double>(std::bit_cast<float>(u32())) : f64();
+  /// A signed integer within [lo, hi].
+  std::int64_t integer(const std::string& field, std::int64_t lo, std::int64_t hi) {
+    const auto v = static_cast<std::int64_t>(u64(field));
+    if (v < lo || v > hi) bad(field, v, " is outside [", lo, ", ", hi, "]");
     return v;
   }
-  Rng::State rng() {
-    Rng::State s;
-    s.key = u64();
-    s.counter = u64();
-    s.lane = u32();
-    for (auto& b : s.block) b = u32();
-    s.has_spare = u8() != 0;
-    s.spare = f64();
-    require(s.lane <= 4, what_, ": bad generator state (lane ", s.lane, ")");
-    return s;
+  double finite(const std::string& field) {
+    const double v = f64(field);
+    if (!std::isfinite(v)) bad(field, "the value is ", v, " (not finite)");
+    return v;
   }
-  void done() { require(pos_ == n_, what_, ": ", n_ - pos_, " unexpected trailing bytes"); }
-
- private:
-  std::uint64_t count(std::uint64_t elem) {
-    const std::uint64_t n = u64();
-    require(elem == 0 || n <= (n_ - pos_) / elem, what_, ": truncated (a length of ", n, " exceeds the record)");
+  std::string str(const std::string& field) {
+    const std::uint64_t n = count(1, field);
+    const std::uint8_t* q = need(n, field);
+    return std::string(reinterpret_cast<const char*>(q), n);
+  }
+  /// A length-prefixed array of finite scalars (and >= 0 when `non_negative`).
+  std::vector<double> scalars(std::uint32_t bytes, const std::string& field, bool non_negative = false) {
+    const std::uint64_t n = count(bytes, field);
+    std::vector<double> v(n);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const double x = bytes == 4 ? static_cast<double>(std::bit_cast<float>(u32(field))) : f64(field);
+      if (!std::isfinite(x) || (non_negative && x < 0))
+        bad(field + "[" + std::to_string(i) + "]", "the value is ", x,
+            non_negative ? " (must be finite and >= 0)" : " (not finite)");
+      v[i] = x;
+    }
+    return v;
+  }
+  /// The length prefix of an array of `elem`-byte elements, checked against the bytes left.
+  std::uint64_t count(std::uint64_t elem, const std::string& field) {
+    const std::uint64_t n = u64(field);
+    if (elem != 0 && n > (n_ - pos_) / elem) bad(field, "a length of ", n, " exceeds the record (truncated?)");
     return n;
   }
-  const std::uint8_t* need(std::uint64_t k) {
-    require(k <= n_ - pos_, what_, ": truncated record");
+  Rng::State rng(const std::string& field) {
+    Rng::State s;
+    s.key = u64(field + ".key");
+    s.counter = u64(field + ".counter");
+    s.lane = u32(field + ".lane");
+    if (s.lane > 4) bad(field + ".lane", s.lane, " is outside [0, 4]");
+    for (auto& b : s.block) b = u32(field + ".block");
+    s.has_spare = flag(field + ".has_spare");
+    s.spare = f64(field + ".spare");
+    if (s.has_spare && !std::isfinite(s.spare)) bad(field + ".spare", "the pending normal is ", s.spare);
+    return s;
+  }
+  void done() {
+    if (pos_ != n_) bad("", n_ - pos_, " unexpected trailing bytes");
+  }
+
+ private:
+  const std::uint8_t* need(std::uint64_t k, const std::string& field) {
+    if (k > n_ - pos_) bad(field, "truncated record");
     const std::uint8_t* q = p_ + pos_;
     pos_ += k;
     return q;
   }
   const std::uint8_t* p_;
   std::size_t n_, pos_ = 0;
-  std::string what_;
+  std::string path_;
+  int record_;
+  std::string tag_;
 };
 
 inline constexpr char kMagic[8] = {'S', 'A', 'K', 'U', 'R', 'A', 'C', 'K'};
+inline constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
+inline constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 
-inline void record(std::ofstream& out, const char (&tag)[5], const Writer& w) {
+inline void put(FileWriter& out, const std::vector<std::uint8_t>& b) {
+  out.put(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+}
+
+inline void record(FileWriter& out, const char (&tag)[5], const Writer& w) {
   Writer h;
   for (int i = 0; i < 4; ++i) h.u8(static_cast<std::uint8_t>(tag[i]));
   h.u64(w.buf.size());
-  out.write(reinterpret_cast<const char*>(h.buf.data()), static_cast<std::streamsize>(h.buf.size()));
-  out.write(reinterpret_cast<const char*>(w.buf.data()), static_cast<std::streamsize>(w.buf.size()));
-  Writer t;
-  t.u64(fnv1a(w.buf.data(), w.buf.size()));
-  out.write(reinterpret_cast<const char*>(t.buf.data()), 8);
+  h.buf.insert(h.buf.end(), w.buf.begin(), w.buf.end());
+  h.u64(fnv1a(w.buf.data(), w.buf.size()));
+  put(out, h.buf);
 }
 
 inline void sampler_state(Writer& w, const data::BatchSampler::State& s) {
@@ -200,180 +280,280 @@ inline void sampler_state(Writer& w, const data::BatchSampler::State& s) {
   w.i64(s.position);
   w.i64(s.epochs);
 }
-}  // namespace detail_ckpt
 
-/// Writes a checkpoint atomically (to `path`.tmp, then renamed), naming the file on failure.
-inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
-  using namespace detail_ckpt;
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    require(out.good(), "cannot write checkpoint '", tmp, "'");
-    out.write(kMagic, 8);
-    Writer v;
-    v.u32(kCheckpointVersion);
-    v.u32(c.scalar_bytes);
-    out.write(reinterpret_cast<const char*>(v.buf.data()), 8);
-    {
-      Writer w;
-      w.str(c.config);
-      record(out, "CONF", w);
-    }
-    {
-      Writer w;
-      w.i64(c.epoch);
-      w.i64(c.tick);
-      w.rng(c.rng);
-      record(out, "CTRL", w);
-    }
-    for (const auto& p : c.params) {
-      Writer w;
-      w.str(p.name);
-      w.i64(p.rows);
-      w.i64(p.cols);
-      w.scalars(p.value, c.scalar_bytes);
-      w.u8(p.has_grad);
-      w.scalars(p.grad, c.scalar_bytes);
-      w.u8(p.opt_initialised);
-      w.scalars(p.square_avg, c.scalar_bytes);
-      w.scalars(p.momentum, c.scalar_bytes);
-      record(out, "PARM", w);
-    }
-    {
-      Writer w;
-      w.u64(c.terms.size());
-      for (const auto& t : c.terms) {
-        w.u8(t.kind);
-        w.str(t.block);
-        w.str(t.group);
-        w.str(t.name);
-        w.f64(t.weight);
-        w.i64(t.epoch);
-      }
-      record(out, "TERM", w);
-    }
-    for (const auto& s : c.samplers) {
-      Writer w;
-      w.str(s.name);
-      sampler_state(w, s.state);
-      record(out, "SAMP", w);
-    }
-    {
-      Writer w;
-      w.i64(c.story.item);
-      w.i64(c.story.tick);
-      w.i64(c.story.cursor);
-      w.i64(c.story.epoch);
-      w.u8(c.story.item_done);
-      w.u64(c.story.log_bytes);
-      record(out, "STRY", w);
-    }
-    record(out, "END ", Writer{});
-    out.flush();
-    require(out.good(), "error while writing checkpoint '", tmp, "' (disk full?)");
-  }
+/// The whole file; a directory, a missing or an unreadable file is an error naming the path.
+inline std::vector<std::uint8_t> read_file(const std::string& path) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  require(!ec, "cannot rename '", tmp, "' to '", path, "': ", ec.message());
+  if (fs::is_directory(path, ec)) {
+    std::string newest;
+    fs::file_time_type t{};
+    for (const auto& e : fs::directory_iterator(path, ec))
+      if (e.path().extension() == ".ckpt" && e.is_regular_file(ec) && (newest.empty() || e.last_write_time(ec) > t)) {
+        newest = e.path().string();
+        t = e.last_write_time(ec);
+      }
+    fail("cannot read checkpoint '", path, "': it is a directory; give a checkpoint file (",
+         newest.empty() ? std::string("it holds no *.ckpt file") : "the newest in it is '" + newest + "'", ")");
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open checkpoint '", path, "': ", std::strerror(errno));
+  std::vector<std::uint8_t> bytes;
+  std::uint8_t chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail("cannot read checkpoint '", path, "': ", std::strerror(err));
+    }
+    if (n == 0) break;
+    bytes.insert(bytes.end(), chunk, chunk + n);
+  }
+  ::close(fd);
+  return bytes;
 }
 
-/// Reads and checks a checkpoint; errors name the file and the offending record.
+inline ParamRecord read_param(Reader& r, std::uint32_t bytes) {
+  ParamRecord p;
+  p.name = r.str("name");
+  if (p.name.empty()) r.bad("name", "empty parameter name");
+  p.rows = r.integer("rows", 0, kInt32Max);
+  p.cols = r.integer("cols", 0, kInt32Max);
+  const auto size = static_cast<std::uint64_t>(p.rows) * static_cast<std::uint64_t>(p.cols);  // < 2^62
+  p.value = r.scalars(bytes, "value");
+  auto sized = [&](const std::vector<double>& v, const char* field, bool may_be_empty) {
+    if (v.size() != size && !(may_be_empty && v.empty()))
+      r.bad(field, "holds ", v.size(), " values but parameter '", p.name, "' is ", p.rows, " x ", p.cols, " = ", size);
+  };
+  sized(p.value, "value", false);
+  p.has_grad = r.flag("has_grad");
+  p.grad = r.scalars(bytes, "grad");
+  sized(p.grad, "grad", true);
+  p.opt_initialised = r.flag("opt_initialised");
+  p.square_avg = r.scalars(bytes, "square_avg", true);
+  p.momentum = r.scalars(bytes, "momentum");
+  if (p.opt_initialised) sized(p.square_avg, "square_avg", false);
+  else if (!p.square_avg.empty() || !p.momentum.empty())
+    r.bad("square_avg", "optimizer state is present but opt_initialised is 0");
+  sized(p.momentum, "momentum", true);
+  return p;
+}
+
+inline std::vector<TermRecord> read_terms(Reader& r) {
+  std::vector<TermRecord> terms;
+  const std::uint64_t k = r.u64("count");
+  for (std::uint64_t i = 0; i < k; ++i) {  // each term reads >= 41 bytes: a bad count runs out of record
+    const std::string f = "terms[" + std::to_string(i) + "]";
+    TermRecord t;
+    t.kind = r.u8(f + ".kind");
+    if (t.kind > 2) r.bad(f + ".kind", int(t.kind), " is not a block kind (0 main, 1 signature, 2 phenotype)");
+    t.block = r.str(f + ".block");
+    if ((t.kind == 0) != t.block.empty()) r.bad(f + ".block", "'", t.block, "' does not fit block kind ", int(t.kind));
+    t.group = r.str(f + ".group");
+    if (t.group != "loss" && t.group != "regularization")
+      r.bad(f + ".group", "'", t.group, "' is neither loss nor regularization");
+    t.name = r.str(f + ".name");
+    t.weight = r.finite(f + ".weight");
+    t.epoch = static_cast<std::int32_t>(r.integer(f + ".epoch", 0, kInt32Max));
+    terms.push_back(std::move(t));
+  }
+  return terms;
+}
+
+inline data::BatchSampler::State read_sampler_state(Reader& r) {
+  data::BatchSampler::State s;
+  s.rng = r.rng("rng");
+  s.order.resize(r.count(8, "order"));
+  for (std::size_t i = 0; i < s.order.size(); ++i) {
+    s.order[i] = static_cast<Index>(r.u64("order"));
+    if (s.order[i] < 0) r.bad("order[" + std::to_string(i) + "]", "negative cell index ", s.order[i]);
+  }
+  s.position = r.integer("position", 0, kInt64Max);
+  s.epochs = r.integer("epochs", 0, kInt64Max - 1);  // begin_epoch() adds one
+  if (s.order.empty() != (s.epochs == 0))
+    r.bad("epochs", s.epochs, " passes begun but the pass order holds ", s.order.size(), " cells");
+  if (s.order.empty() && s.position != 0) r.bad("position", s.position, " batches taken before any pass began");
+  return s;
+}
+}  // namespace detail_ckpt
+
+/// Writes a checkpoint atomically and durably (temp file, fsync, rename, fsync of the directory;
+/// io/durable.hpp): an earlier file of the same name stays intact until the new one is complete,
+/// and a failure (a full disk) removes the temp file and names the file and the cause.
+inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
+  using namespace detail_ckpt;
+  AtomicFile file(path);
+  FileWriter& out = file.out();
+  Writer head;
+  head.buf.assign(kMagic, kMagic + 8);
+  head.u32(kCheckpointVersion);
+  head.u32(c.scalar_bytes);
+  put(out, head.buf);
+  {
+    Writer w;
+    w.str(c.config);
+    record(out, "CONF", w);
+  }
+  {
+    Writer w;
+    w.i64(c.epoch);
+    w.i64(c.tick);
+    w.rng(c.rng);
+    record(out, "CTRL", w);
+  }
+  for (const auto& p : c.params) {
+    Writer w;
+    w.str(p.name);
+    w.i64(p.rows);
+    w.i64(p.cols);
+    w.scalars(p.value, c.scalar_bytes);
+    w.u8(p.has_grad);
+    w.scalars(p.grad, c.scalar_bytes);
+    w.u8(p.opt_initialised);
+    w.scalars(p.square_avg, c.scalar_bytes);
+    w.scalars(p.momentum, c.scalar_bytes);
+    record(out, "PARM", w);
+  }
+  {
+    Writer w;
+    w.u64(c.terms.size());
+    for (const auto& t : c.terms) {
+      w.u8(t.kind);
+      w.str(t.block);
+      w.str(t.group);
+      w.str(t.name);
+      w.f64(t.weight);
+      w.i64(t.epoch);
+    }
+    record(out, "TERM", w);
+  }
+  for (const auto& s : c.samplers) {
+    Writer w;
+    w.str(s.name);
+    sampler_state(w, s.state);
+    record(out, "SAMP", w);
+  }
+  {
+    Writer w;
+    w.i64(c.story.item);
+    w.i64(c.story.tick);
+    w.i64(c.story.cursor);
+    w.i64(c.story.epoch);
+    w.u8(c.story.item_done);
+    w.u64(c.story.log_bytes);
+    record(out, "STRY", w);
+  }
+  record(out, "END ", Writer{});
+  file.commit();
+}
+
+/// Reads and checks a checkpoint: integrity (magic, version, record lengths and checksums) and
+/// every field's own meaning (ranges, finite values, sizes that agree with each other). Errors
+/// name the file, the record (index and tag) and the field.
 inline Checkpoint read_checkpoint(const std::string& path) {
   using namespace detail_ckpt;
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "cannot open checkpoint '", path, "'");
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<std::uint8_t> bytes = read_file(path);
   require(bytes.size() >= 16 && std::memcmp(bytes.data(), kMagic, 8) == 0, "'", path,
           "' is not a sakura checkpoint (bad magic; PyTorch .pth files cannot be read)");
-  Reader head(bytes.data() + 8, 8, "checkpoint '" + path + "' header");
+  Reader head(bytes.data() + 8, 8, path, -1, "header");
   Checkpoint c;
-  const std::uint32_t version = head.u32();
+  const std::uint32_t version = head.u32("version");
   require(version == kCheckpointVersion, "checkpoint '", path, "' has format version ", version,
           "; this build reads version ", kCheckpointVersion);
-  c.scalar_bytes = head.u32();
-  require(c.scalar_bytes == 4 || c.scalar_bytes == 8, "checkpoint '", path, "': bad scalar size ", c.scalar_bytes);
+  c.scalar_bytes = head.u32("scalar_bytes");
+  if (c.scalar_bytes != 4 && c.scalar_bytes != 8) head.bad("scalar_bytes", c.scalar_bytes, " is neither 4 nor 8");
   std::size_t pos = 16;
   int n_records = 0;
-  bool ended = false, have_ctrl = false, have_story = false, have_terms = false;
+  bool ended = false;
+  int conf_record = -1;
   while (pos < bytes.size() && !ended) {
-    require(bytes.size() - pos >= 12, "checkpoint '", path, "': truncated after record ", n_records);
+    require(bytes.size() - pos >= 12, "checkpoint '", path, "': truncated after record ", n_records - 1, "; ",
+            kCheckpointDamaged);
     const std::string tag(reinterpret_cast<const char*>(&bytes[pos]), 4);
-    Reader len(&bytes[pos + 4], 8, "");
-    const std::uint64_t n = len.u64();
-    const std::string what = "checkpoint '" + path + "' record " + std::to_string(n_records) + " (" + tag + ")";
-    require(n <= bytes.size() - pos - 12 && bytes.size() - pos - 12 - n >= 8, what, ": truncated");
+    const std::string what = checkpoint_field(path, n_records, tag.c_str(), "");
+    Reader len(&bytes[pos + 4], 8, path, n_records, tag);
+    const std::uint64_t n = len.u64("length");
+    const std::size_t left = bytes.size() - pos - 12;
+    require(n <= left && left - n >= 8, what, ": truncated; ", kCheckpointDamaged);
     const std::uint8_t* payload = &bytes[pos + 12];
-    Reader sum(payload + n, 8, what);
-    require(sum.u64() == fnv1a(payload, n), what, ": checksum mismatch (file corrupted)");
-    Reader r(payload, n, what);
+    Reader sum(payload + n, 8, path, n_records, tag);
+    require(sum.u64("checksum") == fnv1a(payload, n), what, ": checksum mismatch (file corrupted); ",
+            kCheckpointDamaged);
+    Reader r(payload, n, path, n_records, tag);
+    auto once = [&](int& index) {
+      if (index >= 0) r.bad("", "a second ", tag, " record (the first is record ", index, ")");
+      index = n_records;
+    };
     if (tag == "CONF") {
-      c.config = r.str();
+      once(conf_record);
+      c.config = r.str("config");
     } else if (tag == "CTRL") {
-      c.epoch = static_cast<std::int32_t>(r.i64());
-      c.tick = static_cast<std::int32_t>(r.i64());
-      c.rng = r.rng();
-      have_ctrl = true;
+      once(c.records.ctrl);
+      c.epoch = static_cast<std::int32_t>(r.integer("epoch", 0, kInt32Max));
+      c.tick = static_cast<std::int32_t>(r.integer("tick", 0, kInt32Max));
+      c.rng = r.rng("rng");
     } else if (tag == "PARM") {
-      ParamRecord p;
-      p.name = r.str();
-      p.rows = r.i64();
-      p.cols = r.i64();
-      p.value = r.scalars(c.scalar_bytes);
-      p.has_grad = r.u8() != 0;
-      p.grad = r.scalars(c.scalar_bytes);
-      p.opt_initialised = r.u8() != 0;
-      p.square_avg = r.scalars(c.scalar_bytes);
-      p.momentum = r.scalars(c.scalar_bytes);
-      const auto sz = static_cast<std::size_t>(p.rows * p.cols);
-      require(p.rows >= 0 && p.cols >= 0 && p.value.size() == sz && (p.grad.empty() || p.grad.size() == sz) &&
-                  (p.square_avg.empty() || p.square_avg.size() == sz) && (p.momentum.empty() || p.momentum.size() == sz),
-              what, ": parameter '", p.name, "' has inconsistent sizes");
-      c.params.push_back(std::move(p));
+      c.params.push_back(read_param(r, c.scalar_bytes));
+      c.params.back().record = n_records;
     } else if (tag == "TERM") {
-      const std::uint64_t k = r.u64();
-      for (std::uint64_t i = 0; i < k; ++i) {
-        TermRecord t;
-        t.kind = r.u8();
-        t.block = r.str();
-        t.group = r.str();
-        t.name = r.str();
-        t.weight = r.f64();
-        t.epoch = static_cast<std::int32_t>(r.i64());
-        c.terms.push_back(std::move(t));
-      }
-      have_terms = true;
+      once(c.records.terms);
+      c.terms = read_terms(r);
     } else if (tag == "SAMP") {
       SamplerRecord s;
-      s.name = r.str();
-      s.state.rng = r.rng();
-      const std::uint64_t k = r.u64();
-      require(k <= n / 8, what, ": truncated sampler order");
-      s.state.order.resize(k);
-      for (auto& v : s.state.order) v = r.i64();
-      s.state.position = r.i64();
-      s.state.epochs = r.i64();
+      s.name = r.str("name");
+      s.state = read_sampler_state(r);
+      s.record = n_records;
       c.samplers.push_back(std::move(s));
     } else if (tag == "STRY") {
-      c.story.item = r.i64();
-      c.story.tick = r.i64();
-      c.story.cursor = r.i64();
-      c.story.epoch = r.i64();
-      c.story.item_done = r.u8() != 0;
-      c.story.log_bytes = r.u64();
-      have_story = true;
+      once(c.records.story);
+      c.story.item = r.integer("item", 0, kInt64Max);
+      c.story.tick = r.integer("tick", 0, kInt64Max);
+      c.story.cursor = r.integer("cursor", 0, kInt64Max);
+      c.story.epoch = r.integer("epoch", 0, kInt64Max);
+      c.story.item_done = r.flag("item_done");
+      c.story.log_bytes = r.u64("log_bytes");
     } else if (tag == "END ") {
       ended = true;
     } else {
-      fail(what, ": unknown record tag");
+      r.bad("", "unknown record tag");
     }
     r.done();
     pos += 12 + n + 8;
     ++n_records;
   }
-  require(ended, "checkpoint '", path, "' is truncated (no END record after ", n_records, " records)");
-  require(have_ctrl && have_story && have_terms, "checkpoint '", path, "' lacks a ",
-          !have_ctrl ? "CTRL" : !have_story ? "STRY" : "TERM", " record");
+  require(ended, "checkpoint '", path, "' is truncated (no END record after ", n_records, " records); ",
+          kCheckpointDamaged);
+  require(pos == bytes.size(), "checkpoint '", path, "': ", bytes.size() - pos, " bytes after the END record; ",
+          kCheckpointDamaged);
+  require(c.records.ctrl >= 0 && c.records.story >= 0 && c.records.terms >= 0, "checkpoint '", path, "' lacks a ",
+          c.records.ctrl < 0 ? "CTRL" : c.records.story < 0 ? "STRY" : "TERM", " record; ", kCheckpointDamaged);
   return c;
+}
+
+/// The model's terms in checkpoint order (main losses, main regularizations, then each signature's
+/// and each phenotype's losses and regularizations) with their current weights and epochs.
+template <class T>
+std::vector<TermRecord> model_terms(Controller<T>& ctl) {
+  std::vector<TermRecord> out;
+  auto terms = [&](BlockKind kind, const std::string& block, const std::string& group, const auto& specs) {
+    for (const auto& t : specs) {
+      const TermState& s = ctl.term(kind, block, group, t.name);
+      out.push_back({static_cast<std::uint8_t>(kind), block, group, t.name, s.weight, s.epoch});
+    }
+  };
+  terms(BlockKind::Main, "", "loss", ctl.spec().main_losses);
+  terms(BlockKind::Main, "", "regularization", ctl.spec().main_regularizations);
+  for (const auto& b : ctl.model_spec().signatures) {
+    terms(BlockKind::Signature, b.name, "loss", b.losses);
+    terms(BlockKind::Signature, b.name, "regularization", b.regularizations);
+  }
+  for (const auto& b : ctl.model_spec().phenos) {
+    terms(BlockKind::Pheno, b.name, "loss", b.losses);
+    terms(BlockKind::Pheno, b.name, "regularization", b.regularizations);
+  }
+  return out;
 }
 
 /// The controller's whole trainable state.
@@ -409,57 +589,75 @@ Checkpoint capture(Controller<T>& ctl) {
     }
     c.params.push_back(std::move(r));
   }
-  auto terms = [&](BlockKind kind, const std::string& block, const std::string& group, const auto& specs) {
-    for (const auto& t : specs) {
-      const TermState& s = ctl.term(kind, block, group, t.name);
-      c.terms.push_back({static_cast<std::uint8_t>(kind), block, group, t.name, s.weight, s.epoch});
-    }
-  };
-  terms(BlockKind::Main, "", "loss", ctl.spec().main_losses);
-  terms(BlockKind::Main, "", "regularization", ctl.spec().main_regularizations);
-  for (const auto& b : ctl.model_spec().signatures) {
-    terms(BlockKind::Signature, b.name, "loss", b.losses);
-    terms(BlockKind::Signature, b.name, "regularization", b.regularizations);
-  }
-  for (const auto& b : ctl.model_spec().phenos) {
-    terms(BlockKind::Pheno, b.name, "loss", b.losses);
-    terms(BlockKind::Pheno, b.name, "regularization", b.regularizations);
-  }
+  c.terms = model_terms(ctl);
   return c;
 }
 
-/// Restores the controller from a checkpoint. Every parameter and term of the model must be in
-/// the file with the same shape, and nothing else: errors name the file and the record.
+/// Checks a checkpoint against the controller without changing it: the scalar type, every
+/// parameter of the model in order with its shape and the optimizer state the config implies,
+/// and every term of the model exactly once. Errors name the file, the record and the field.
 template <class T>
-void restore(Controller<T>& ctl, const Checkpoint& c, const std::string& path) {
+void check_restore(Controller<T>& ctl, const Checkpoint& c, const std::string& path) {
+  using sakura::detail::fail;
   using sakura::detail::require;
   require(c.scalar_bytes == sizeof(T), "checkpoint '", path, "' holds ", c.scalar_bytes == 4 ? "float" : "double",
           " values but the controller uses ", sizeof(T) == 4 ? "float" : "double");
   auto& params = ctl.model().parameters().all();
   require(c.params.size() == params.size(), "checkpoint '", path, "' has ", c.params.size(),
           " parameters but the model built from the config has ", params.size(),
-          " (was it written for another config?)");
-  // check everything before changing anything
+          " (was it written for another config?); ", kCheckpointMismatch);
+  const bool momentum = ctl.optimizer().options().momentum > 0;
   std::size_t i = 0;
   for (auto& p : params) {
     const ParamRecord& r = c.params[i++];
-    require(r.name == p.name, "checkpoint '", path, "': parameter ", i - 1, " is '", r.name, "' but the model's is '",
-            p.name, "'");
+    auto at = [&](const char* field) { return checkpoint_field(path, r.record, "PARM", field); };
+    require(r.name == p.name, at("name"), ": parameter ", i - 1, " is '", r.name, "' but the model's is '", p.name,
+            "'; ", kCheckpointMismatch);
     require(r.rows == p.torch_rows() && r.cols == p.torch_cols(), "checkpoint '", path, "': parameter '", r.name,
             "' is ", shape_str(r.rows, r.cols), " in the file but ", shape_str(p.torch_rows(), p.torch_cols()),
-            " in the model");
-  }
-  for (const auto& t : c.terms) {
-    const auto kind = static_cast<BlockKind>(t.kind);
-    try {
-      (void)ctl.term(kind, t.block, t.group, t.name);
-    } catch (const Error& e) {
-      sakura::detail::fail("checkpoint '", path, "': term ", t.block.empty() ? "main_latent" : t.block, ".", t.group,
-                           ".", t.name, " is not in the model (", e.what(), ")");
+            " in the model (", at("rows"), "); ", kCheckpointMismatch);
+    const auto size = static_cast<std::size_t>(r.rows * r.cols);
+    require(r.value.size() == size && (r.grad.empty() || r.grad.size() == size), at("value"), ": parameter '", r.name,
+            "' has inconsistent sizes; ", kCheckpointDamaged);
+    if (r.opt_initialised) {
+      require(r.square_avg.size() == size, at("square_avg"), ": parameter '", r.name, "' has ", r.square_avg.size(),
+              " optimizer values for ", size, " entries; ", kCheckpointDamaged);
+      require(momentum == !r.momentum.empty(), at("momentum"), ": parameter '", r.name, "' ",
+              momentum ? "has no momentum buffer but the config's RMSProp_momentum is above 0"
+                       : "has a momentum buffer but the config's RMSProp_momentum is 0",
+              "; ", kCheckpointMismatch);
+      require(r.momentum.empty() || r.momentum.size() == size, at("momentum"), ": parameter '", r.name, "' has ",
+              r.momentum.size(), " momentum values for ", size, " entries; ", kCheckpointDamaged);
     }
   }
+  // the terms: the model's, each once
+  const std::vector<TermRecord> model = model_terms(ctl);
+  auto key = [](const TermRecord& t) { return std::tie(t.kind, t.block, t.group, t.name); };
+  auto label = [](const TermRecord& t) {
+    return (t.block.empty() ? std::string("main_latent") : t.block) + "." + t.group + "." + t.name;
+  };
+  std::set<std::tuple<std::uint8_t, std::string, std::string, std::string>> seen;
+  for (std::size_t k = 0; k < c.terms.size(); ++k) {
+    const TermRecord& t = c.terms[k];
+    const std::string at = checkpoint_field(path, c.records.terms, "TERM", "terms[" + std::to_string(k) + "]");
+    const bool known = std::any_of(model.begin(), model.end(), [&](const TermRecord& m) { return key(m) == key(t); });
+    require(known, at, ": term ", label(t), " is not in the model built from the config; ", kCheckpointMismatch);
+    require(seen.insert(key(t)).second, at, ": term ", label(t), " appears twice; ", kCheckpointDamaged);
+  }
+  for (const auto& m : model)
+    if (!seen.count(key(m)))
+      fail(checkpoint_field(path, c.records.terms, "TERM", ""), ": the model's term ", label(m),
+           " is missing (was the checkpoint written for another config?); ", kCheckpointMismatch);
+}
+
+/// Restores the controller from a checkpoint, all or nothing: everything is checked
+/// (check_restore) before anything changes.
+template <class T>
+void restore(Controller<T>& ctl, const Checkpoint& c, const std::string& path) {
+  check_restore(ctl, c, path);
+  auto& params = ctl.model().parameters().all();
   auto& opt = ctl.optimizer().state();
-  i = 0;
+  std::size_t i = 0;
   for (auto& p : params) {
     const ParamRecord& r = c.params[i];
     auto internal = [&](const std::vector<double>& v, Tensor<T>& t) {  // in place when allocated

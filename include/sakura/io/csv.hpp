@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -101,6 +102,8 @@ class CsvParser {
 };
 
 inline std::string slurp(const std::string& path) {
+  std::error_code dir;
+  sakura::detail::require(!std::filesystem::is_directory(path, dir), path, ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   sakura::detail::require(static_cast<bool>(in), path, ": cannot open file");
   std::ostringstream ss;
@@ -171,7 +174,8 @@ inline void require_width(const CsvTable& t, std::size_t i, std::size_t width) {
 
 /// Reads a gene or cell name list the way upstream does (`pd.read_csv(path, index_col=0).iloc[:, 0]`):
 /// a header row, then an index column and the names. R's write.csv gives `"","x"` then `"1","CD8A"`.
-inline std::vector<std::string> read_name_csv(const std::string& path) {
+/// `lines`, when given, receives the line each name starts on (for error messages).
+inline std::vector<std::string> read_name_csv(const std::string& path, std::vector<std::size_t>* lines = nullptr) {
   const CsvTable t = read_csv(path);
   const std::size_t off = detail::header_offset(t);
   const std::size_t width = t.header.size() + 1 - off;  // index column + header's data columns
@@ -183,6 +187,7 @@ inline std::vector<std::string> read_name_csv(const std::string& path) {
     detail::require_width(t, i, width);
     names.push_back(t.rows[i][1]);
   }
+  if (lines) *lines = t.row_lines;
   return names;
 }
 

@@ -2,6 +2,14 @@
 // SPDX-FileCopyrightText: sakura-cpp authors
 /// AnnData (.h5ad) reader through the HDF5 C API: X (dense, CSR or CSC) as sparse cells x genes,
 /// var/obs names, and the obs columns as phenotype columns.
+///
+/// A damaged file ends in a sakura::Error naming the file and the HDF5 path, never in a huge
+/// allocation, a hang or a crash inside libhdf5: every dataset's extent is checked against what
+/// its storage can hold before anything is allocated (h5::extent), shapes, indptr and indices are
+/// checked against each other and against obs/var before X is read, arrays are read in blocks
+/// (memory grows with data actually read), and variable-length strings are only handed to libhdf5
+/// after the global heaps that hold them, and the heap references of string datasets, have been
+/// validated here (libhdf5 1.10 trusts both and reads out of bounds on a damaged one).
 #pragma once
 
 #if !defined(SAKURA_WITH_HDF5)
@@ -14,11 +22,17 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -67,22 +81,277 @@ class QuietErrors {
   void* data_ = nullptr;
 };
 
-/// An open group or dataset with the file and HDF5 path that error messages name.
+/// Little-endian unsigned integer of `n` <= 8 bytes (HDF5's on-disk encoding of sizes and addresses).
+inline std::uint64_t le(const unsigned char* p, std::size_t n) {
+  std::uint64_t v = 0;
+  for (std::size_t i = n; i-- > 0;) v = (v << 8) | p[i];
+  return v;
+}
+
+/// The file behind a reader: its size and layout facts (for bounds), a plain read handle, and
+/// the global heap collections (where variable-length strings live), validated once.
+class FileCtx {
+ public:
+  /// One heap object: where its bytes start in the file and how many there are.
+  struct HeapObject {
+    std::uint64_t offset = 0, size = 0;
+  };
+
+  FileCtx(std::string path, hid_t file) : path_(std::move(path)) {
+    std::error_code ec;
+    bytes_ = std::filesystem::file_size(path_, ec);
+    sakura::detail::require(!ec, path_, ": cannot read the file size (", ec.message(), ")");
+    raw_ = std::fopen(path_.c_str(), "rb");
+    sakura::detail::require(raw_ != nullptr, path_, ": cannot open file");
+    Handle fcpl(H5Fget_create_plist(file), H5Pclose);
+    hsize_t ub = 0;
+    sakura::detail::require(fcpl.ok() && H5Pget_sizes(fcpl.get(), &sizeof_addr_, &sizeof_size_) >= 0 &&
+                                H5Pget_userblock(fcpl.get(), &ub) >= 0 && sizeof_addr_ >= 2 && sizeof_addr_ <= 8 &&
+                                sizeof_size_ >= 2 && sizeof_size_ <= 8,
+                            path_, ": unreadable HDF5 superblock (address and length sizes)");
+    base_ = ub;
+  }
+  FileCtx(const FileCtx&) = delete;
+  FileCtx& operator=(const FileCtx&) = delete;
+  ~FileCtx() {
+    if (raw_) std::fclose(raw_);
+  }
+
+  const std::string& path() const { return path_; }
+  std::uint64_t bytes() const { return bytes_; }
+  std::uint64_t base() const { return base_; }
+  std::size_t sizeof_addr() const { return sizeof_addr_; }
+  std::size_t sizeof_size() const { return sizeof_size_; }
+
+  /// Reads n bytes at a file offset (bounds already checked by the caller).
+  void read_at(std::uint64_t off, void* buf, std::size_t n) const {
+    const bool ok = off <= bytes_ && n <= bytes_ - off && fseeko(raw_, static_cast<off_t>(off), SEEK_SET) == 0 &&
+                    std::fread(buf, 1, n, raw_) == n;
+    sakura::detail::require(ok, path_, ": cannot read ", n, " bytes at byte ", off, " (the file is truncated?)");
+  }
+
+  /// Marks [begin, end) as numbers only (X's arrays): the heap scan skips it.
+  void skip(std::uint64_t begin, std::uint64_t end) { skip_.emplace_back(begin, std::min(end, bytes_)); }
+
+  /// The validated heap object a string reference points to, or null.
+  const HeapObject* heap_object(std::uint64_t addr, std::uint32_t idx) {
+    scan_heaps();
+    const auto h = heaps_.find(base_ + addr);
+    if (h == heaps_.end()) return nullptr;
+    const auto o = h->second.find(idx);
+    return o == h->second.end() ? nullptr : &o->second;
+  }
+
+  /// Finds every global heap collection ("GCOL", version 1) and checks its object list the way
+  /// libhdf5 walks it; a damaged one throws. Runs once, before libhdf5 reads any string.
+  void scan_heaps() {
+    if (scanned_) return;
+    scanned_ = true;
+    std::sort(skip_.begin(), skip_.end());
+    std::vector<std::uint64_t> found;
+    std::vector<unsigned char> buf;
+    std::uint64_t from = 0;
+    auto segment = [&](std::uint64_t a, std::uint64_t b) {  // scan [a, b), blocks overlapping by 4 bytes
+      constexpr std::uint64_t kBlock = std::uint64_t{8} << 20;
+      for (std::uint64_t pos = a; pos + 5 <= b;) {
+        const auto n = static_cast<std::size_t>(std::min(kBlock, b - pos));
+        buf.resize(n);
+        read_at(pos, buf.data(), n);
+        for (std::size_t i = 0; i + 5 <= n; ++i) {
+          const auto* hit = static_cast<const unsigned char*>(std::memchr(buf.data() + i, 'G', n - 4 - i));
+          if (!hit) break;
+          i = static_cast<std::size_t>(hit - buf.data());
+          if (std::memcmp(hit, "GCOL\x01", 5) == 0) found.push_back(pos + i);
+        }
+        if (pos + n >= b) break;
+        pos += n - 4;
+      }
+    };
+    for (const auto& [b, e] : skip_) {
+      if (b > from) segment(from, b);
+      from = std::max(from, e);
+    }
+    segment(from, bytes_);
+    for (std::uint64_t off : found) add_heap(off);
+  }
+
+ private:
+  void add_heap(std::uint64_t off) {
+    const std::size_t L = sizeof_size_, hdr = 8 + L, objhdr = 8 + L;
+    if (heaps_.count(off) || off + hdr > bytes_) return;
+    std::vector<unsigned char> h(hdr);
+    read_at(off, h.data(), hdr);
+    const std::uint64_t size = le(h.data() + 8, L);
+    if (size < hdr || size > bytes_ - off) return;  // not a heap (libhdf5 rejects one it is pointed at)
+    auto damaged = [&](std::uint64_t at, const char* why) {
+      sakura::detail::fail(path_, ": damaged global heap (the storage of variable-length strings) at byte ", off,
+                           ": ", why, " at byte ", off + at, "; the file is corrupt, write it again from its source");
+    };
+    std::vector<unsigned char> c(static_cast<std::size_t>(size));
+    read_at(off, c.data(), c.size());
+    auto& objects = heaps_[off];
+    for (std::uint64_t p = hdr; p < size;) {
+      if (p + objhdr > size) break;  // a tail too small for an object header is free space
+      const auto idx = static_cast<std::uint32_t>(le(c.data() + p, 2));
+      const std::uint64_t osize = le(c.data() + p + 8, L);
+      if (osize > size - p) damaged(p, "an object larger than its collection");
+      const std::uint64_t need = idx == 0 ? osize : objhdr + (osize + 7) / 8 * 8;
+      if (need < (idx == 0 ? objhdr : 1) || need > size - p) damaged(p, "an object overrunning its collection");
+      if (idx != 0 && !objects.emplace(idx, HeapObject{off + p + objhdr, osize}).second)
+        damaged(p, "an object index used twice");
+      p += need;
+    }
+  }
+
+  std::string path_;
+  std::FILE* raw_ = nullptr;
+  std::uint64_t bytes_ = 0, base_ = 0;
+  std::size_t sizeof_addr_ = 8, sizeof_size_ = 8;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> skip_;
+  bool scanned_ = false;
+  std::unordered_map<std::uint64_t, std::unordered_map<std::uint32_t, HeapObject>> heaps_;  // by file offset
+
+ public:
+  std::unordered_map<std::uint64_t, bool> headers_checked;  ///< object header address -> walked
+};
+
+/// An open group or dataset with the file and HDF5 path that error messages name. `ctx` (set by
+/// read_h5ad) bounds reads by the file; without it only libhdf5's own checks apply.
 struct Node {
   Handle h;
   std::string file, path;
+  FileCtx* ctx = nullptr;
   hid_t id() const { return h.get(); }
   std::string where() const { return file + ": HDF5 path '" + path + "'"; }
   bool is_group() const { return H5Iget_type(id()) == H5I_GROUP; }
 };
 
-inline bool has(const Node& n, const std::string& name) { return H5Lexists(n.id(), name.c_str(), H5P_DEFAULT) > 0; }
-inline bool has_attr(const Node& n, const std::string& name) { return H5Aexists(n.id(), name.c_str()) > 0; }
+inline bool has(const Node& n, const std::string& name) {
+  return name.find('/') == std::string::npos && H5Lexists(n.id(), name.c_str(), H5P_DEFAULT) > 0;
+}
+/// The file address of a node's object header.
+inline std::uint64_t header_address(const Node& n) {
+#if H5_VERSION_GE(1, 12, 0)
+  H5O_info2_t info;
+  haddr_t addr = HADDR_UNDEF;
+  const bool ok = H5Oget_info3(n.id(), &info, H5O_INFO_BASIC) >= 0 &&
+                  H5VLnative_token_to_addr(n.id(), info.token, &addr) >= 0;
+#else
+  H5O_info_t info;
+  const bool ok = H5Oget_info2(n.id(), &info, H5O_INFO_BASIC) >= 0;
+  const haddr_t addr = info.addr;
+#endif
+  sakura::detail::require(ok && addr != HADDR_UNDEF, n.where(), ": unreadable object header (damaged file)");
+  return addr;
+}
+
+/// Walks the version-1 object header at `addr` (what h5py writes by default): message framing,
+/// continuation blocks, the message count, and every attribute message's parts, since libhdf5 1.10
+/// decodes them trusting their sizes (a damaged name length made it read past its buffer; a
+/// damaged header leaked what it had loaded). Returns the raw data of attribute `want` when found.
+/// Version-2 headers carry checksums libhdf5 verifies: not walked.
+inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std::uint64_t addr, const std::string& where,
+                                                                const std::string& want = {}) {
+  const std::uint64_t at = f.base() + addr;
+  std::optional<std::vector<unsigned char>> out;
+  auto bad = [&](const char* why) { sakura::detail::fail(where, ": damaged object header (", why, ")"); };
+  unsigned char prefix[16];
+  if (at > f.bytes() || f.bytes() - at < sizeof prefix) bad("beyond the end of the file");
+  f.read_at(at, prefix, sizeof prefix);
+  if (std::memcmp(prefix, "OHDR", 4) == 0) return out;  // version 2, checksummed
+  if (prefix[0] != 1) bad("unknown version");
+  const std::size_t A = f.sizeof_addr();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks{{at + 16, le(prefix + 8, 4)}};
+  std::uint64_t messages = 0;
+  std::vector<unsigned char> c;
+  for (std::size_t k = 0; k < chunks.size(); ++k) {
+    const auto [start, len] = chunks[k];
+    if (k >= 64 || start > f.bytes() || len > f.bytes() - start) bad("a header block beyond the file");
+    c.resize(static_cast<std::size_t>(len));
+    f.read_at(start, c.data(), c.size());
+    for (std::size_t p = 0; p + 8 <= c.size(); ++messages) {
+      const auto type = le(&c[p], 2), size = le(&c[p + 2], 2);
+      const unsigned flags = c[p + 4];
+      if (size > c.size() - p - 8) bad("a message overrunning its block");
+      const unsigned char* d = c.data() + p + 8;
+      if (type == 0x10) {  // continuation: another block of messages
+        if (size < A + 8) bad("a short continuation message");
+        chunks.emplace_back(f.base() + le(d, A), le(d + A, 8));
+      } else if (type == 0x0c && !(flags & 0x02)) {  // an attribute stored here (not shared)
+        const unsigned version = d[0];
+        if (size < 9 || version < 1 || version > 3) bad("an attribute message of unknown version");
+        const std::size_t name_len = le(d + 2, 2), dt_len = le(d + 4, 2), ds_len = le(d + 6, 2);
+        auto pad = [&](std::size_t x) { return version == 1 ? (x + 7) / 8 * 8 : x; };
+        const std::size_t name_at = version == 3 ? 9 : 8;
+        const std::size_t data_at = name_at + pad(name_len) + pad(dt_len) + pad(ds_len);
+        if (name_len == 0 || data_at > size || std::memchr(d + name_at, '\0', name_len) == nullptr)
+          bad("an attribute message whose parts overrun it");
+        // libhdf5 copies (elements x element size) bytes of data without comparing with the message
+        const unsigned shared = version == 1 ? 0 : d[1];
+        const unsigned char* dt = d + name_at + pad(name_len);
+        const unsigned char* ds = dt + pad(dt_len);
+        if (!(shared & 3) && dt_len >= 8 && ds_len >= 4) {
+          const unsigned ds_version = ds[0], rank = ds[1];
+          const std::size_t dims_at = ds_version == 1 ? 8 : 4;
+          if (rank > 32 || dims_at + rank * f.sizeof_size() > ds_len) bad("an attribute dataspace overrunning it");
+          double elements = ds_version >= 2 && ds[3] == 2 ? 0 : 1;  // type 2: the null dataspace
+          for (unsigned r = 0; r < rank; ++r) elements *= static_cast<double>(le(ds + dims_at + r * f.sizeof_size(), f.sizeof_size()));
+          if (elements * static_cast<double>(le(dt + 4, 4)) > static_cast<double>(size - data_at))
+            bad("an attribute with more data than its message holds");
+        }
+        if (!want.empty() && name_len == want.size() + 1 && std::memcmp(d + name_at, want.data(), want.size()) == 0)
+          out.emplace(d + data_at, d + size);
+      }
+      p += 8 + size;
+    }
+  }
+  if (messages != le(prefix + 2, 2)) bad("a message count that disagrees with its messages");
+  return out;
+}
+
+inline std::optional<std::vector<unsigned char>> walk_header(const Node& n, const std::string& want = {}) {
+  return walk_header_at(*n.ctx, header_address(n), n.where(), want);
+}
+
+/// Checks a node's header once (see walk_header_at) before libhdf5 decodes its attributes.
+inline void check_header(const Node& n) {
+  if (!n.ctx) return;
+  auto& done = n.ctx->headers_checked[header_address(n)];
+  if (!done) walk_header(n);
+  done = true;
+}
+
+/// Checks the header a hard link points to before libhdf5 loads it (H5Oopen).
+inline void check_link_target(const Node& parent, const std::string& name, const std::string& where) {
+  if (!parent.ctx) return;
+#if H5_VERSION_GE(1, 12, 0)
+  H5L_info2_t info;
+  haddr_t addr = HADDR_UNDEF;
+  const bool ok = H5Lget_info2(parent.id(), name.c_str(), &info, H5P_DEFAULT) >= 0 &&
+                  (info.type != H5L_TYPE_HARD || H5VLnative_token_to_addr(parent.id(), info.u.token, &addr) >= 0);
+#else
+  H5L_info_t info;
+  const bool ok = H5Lget_info(parent.id(), name.c_str(), &info, H5P_DEFAULT) >= 0;
+  const haddr_t addr = info.u.address;
+#endif
+  sakura::detail::require(ok, where, ": unreadable link (damaged file)");
+  if (info.type != H5L_TYPE_HARD) return;  // soft and external links: libhdf5 resolves and checks them
+  auto& done = parent.ctx->headers_checked[addr];
+  if (!done) walk_header_at(*parent.ctx, addr, where);
+  done = true;
+}
+
+inline bool has_attr(const Node& n, const std::string& name) {
+  check_header(n);
+  return H5Aexists(n.id(), name.c_str()) > 0;
+}
 
 inline Node open(const Node& parent, const std::string& name) {
   const std::string path = (parent.path == "/" ? "/" : parent.path + "/") + name;
-  Node n{Handle(has(parent, name) ? H5Oopen(parent.id(), name.c_str(), H5P_DEFAULT) : -1, H5Oclose), parent.file,
-         path};
+  const bool exists = has(parent, name);
+  if (exists) check_link_target(parent, name, parent.file + ": HDF5 path '" + path + "'");
+  Node n{Handle(exists ? H5Oopen(parent.id(), name.c_str(), H5P_DEFAULT) : -1, H5Oclose), parent.file, path,
+         parent.ctx};
   sakura::detail::require(n.h.ok(), n.where(), ": not found (or not readable)");
   return n;
 }
@@ -96,53 +365,317 @@ hid_t native() {
   else static_assert(sizeof(U) == 0, "no HDF5 native type for this element type");
 }
 
-/// A dataset's extent, e.g. {n_obs, n_vars} for a dense X.
-inline std::vector<hsize_t> dims(const Node& d) {
-  Handle space(H5Dget_space(d.id()), H5Sclose);
-  const int rank = H5Sget_simple_extent_ndims(space.get());
-  sakura::detail::require(rank >= 0, d.where(), ": not a dataset with a simple shape");
-  std::vector<hsize_t> out(static_cast<std::size_t>(rank));
-  H5Sget_simple_extent_dims(space.get(), out.data(), nullptr);
-  return out;
+/// A dataset's shape, checked against what its storage can hold.
+struct Extent {
+  std::vector<hsize_t> dims;
+  hsize_t n = 0;                ///< elements
+  std::size_t elem_bytes = 0;   ///< bytes per element on disk
+  hsize_t block = 1 << 20;      ///< elements per read: a multiple of the chunk (1-D), so no chunk is inflated twice
+  bool vlen_string = false;
+  bool contiguous = false;
+};
+
+/// Filters whose output can expand at most ~1032-fold (deflate's limit): shuffle, fletcher32, lzf.
+inline bool bounded_filter(H5Z_filter_t f) {
+  return f == H5Z_FILTER_DEFLATE || f == H5Z_FILTER_SHUFFLE || f == H5Z_FILTER_FLETCHER32 || f == 32000;
 }
 
-inline Index length_1d(const Node& d) {
-  const auto s = dims(d);
-  sakura::detail::require(s.size() == 1, d.where(), ": expected a 1-D dataset, found ", s.size(), " dimensions");
-  return static_cast<Index>(s[0]);
+/// The extent of a dataset, after checking that its storage can hold it: uncompressed storage
+/// must be as large as the extent, compressed storage (deflate, lzf) no more than 1100 times
+/// smaller, every chunk stored, chunks at most 256 MiB, storage within the file. So a damaged
+/// shape is an error here, before anything is allocated for it.
+inline Extent extent(const Node& d) {
+  Handle space(H5Dget_space(d.id()), H5Sclose), type(H5Dget_type(d.id()), H5Tclose),
+      dcpl(H5Dget_create_plist(d.id()), H5Pclose);
+  const int rank = space.ok() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  sakura::detail::require(type.ok() && dcpl.ok() && rank >= 0 && rank <= 32, d.where(),
+                          ": not a dataset with a simple shape (or a damaged one)");
+  Extent e;
+  e.dims.resize(static_cast<std::size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), e.dims.data(), nullptr);
+  e.vlen_string = H5Tget_class(type.get()) == H5T_STRING && H5Tis_variable_str(type.get()) > 0;
+  const std::size_t addr = d.ctx ? d.ctx->sizeof_addr() : 8;
+  e.elem_bytes = e.vlen_string ? 8 + addr : H5Tget_size(type.get());
+  sakura::detail::require(e.elem_bytes > 0 && e.elem_bytes <= (std::size_t{1} << 20), d.where(),
+                          ": elements of ", e.elem_bytes, " bytes (damaged type?)");
+  double need = static_cast<double>(e.elem_bytes);  // double: never overflows, exact far enough
+  e.n = 1;
+  for (hsize_t x : e.dims) {
+    need *= static_cast<double>(x);
+    e.n *= x;  // unsigned: wraps harmlessly when huge, and `need` rejects that below
+  }
+  const std::string shape = [&] {
+    std::string s;
+    for (hsize_t x : e.dims) s += (s.empty() ? "" : " x ") + std::to_string(x);
+    return s.empty() ? std::string("a scalar") : s;
+  }();
+  sakura::detail::require(need < 0x1p62, d.where(), ": declared shape ", shape, " is impossibly large (damaged file)");
+  if (e.n == 0) return e;
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  sakura::detail::require(layout == H5D_CONTIGUOUS || layout == H5D_CHUNKED || layout == H5D_COMPACT, d.where(),
+                          ": unsupported storage layout (virtual or damaged); anndata writes contiguous or chunked data");
+  sakura::detail::require(H5Pget_external_count(dcpl.get()) == 0, d.where(),
+                          ": data kept in external files is not read (anndata never writes it)");
+  e.contiguous = layout == H5D_CONTIGUOUS;
+  if (!d.ctx) return e;
+  const double stored = static_cast<double>(H5Dget_storage_size(d.id()));
+  const double file = static_cast<double>(d.ctx->bytes());
+  sakura::detail::require(stored <= file, d.where(), ": claims ", static_cast<std::uint64_t>(stored),
+                          " bytes of storage in a ", d.ctx->bytes(), "-byte file (damaged file)");
+  const int nfilters = H5Pget_nfilters(dcpl.get());
+  bool bounded = true;
+  for (int i = 0; i < nfilters; ++i) {
+    unsigned flags = 0;
+    std::size_t nelem = 0;
+    unsigned cd[8];
+    bounded = bounded && bounded_filter(H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelem, cd, 0,
+                                                       nullptr, nullptr));
+  }
+  const auto need_b = static_cast<std::uint64_t>(need), stored_b = static_cast<std::uint64_t>(stored);
+  if (nfilters <= 0) {
+    sakura::detail::require(stored >= need, d.where(), ": declares ", shape, " (", need_b, " bytes) but stores only ",
+                            stored_b, " bytes; the file is damaged or was not completely written");
+  } else if (bounded) {
+    sakura::detail::require(need <= 1100.0 * stored + 4096.0, d.where(), ": declares ", shape, " (", need_b,
+                            " bytes) in ", stored_b, " compressed bytes, more than the 1100-fold that deflate can "
+                            "expand; the file is damaged");
+  }
+  if (layout == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(e.dims.size());
+    sakura::detail::require(H5Pget_chunk(dcpl.get(), rank, chunk.data()) == rank, d.where(), ": unreadable chunk shape");
+    double chunk_bytes = static_cast<double>(e.elem_bytes), chunks = 1;
+    for (std::size_t i = 0; i < chunk.size(); ++i) {
+      sakura::detail::require(chunk[i] > 0, d.where(), ": chunk of extent 0 (damaged file)");
+      chunk_bytes *= static_cast<double>(chunk[i]);
+      chunks *= std::ceil(static_cast<double>(e.dims[i]) / static_cast<double>(chunk[i]));
+    }
+    sakura::detail::require(chunk_bytes <= 0x1p28, d.where(), ": chunks of ", static_cast<std::uint64_t>(chunk_bytes),
+                            " bytes, more than 256 MiB (damaged file?)");
+    hsize_t have = 0;
+    sakura::detail::require(H5Dget_num_chunks(d.id(), space.get(), &have) >= 0 && static_cast<double>(have) >= chunks,
+                            d.where(), ": declares ", shape, " (", static_cast<std::uint64_t>(chunks),
+                            " chunks) but stores ", have,
+                            " chunks; the file is damaged or was not completely written");
+    if (rank == 1) e.block = std::max<hsize_t>(1, (hsize_t{1} << 20) / chunk[0]) * chunk[0];
+  }
+  return e;
 }
+
+/// A 1-D dataset's extent.
+inline Extent extent_1d(const Node& d) {
+  Extent e = extent(d);
+  sakura::detail::require(e.dims.size() == 1, d.where(), ": expected a 1-D dataset, found ", e.dims.size(),
+                          " dimensions");
+  return e;
+}
+inline Index length_1d(const Node& d) { return static_cast<Index>(extent_1d(d).dims[0]); }
 
 /// Reads a hyperslab (start, count per dimension) of a dataset, converting to memtype.
 inline void read_block(const Node& d, hid_t memtype, const std::vector<hsize_t>& start,
-                       const std::vector<hsize_t>& count, void* out) {
+                       const std::vector<hsize_t>& count, void* out, hid_t dxpl = H5P_DEFAULT) {
   Handle fs(H5Dget_space(d.id()), H5Sclose);
   Handle ms(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
-  const bool ok = H5Sselect_hyperslab(fs.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) >= 0 &&
-                  H5Dread(d.id(), memtype, ms.get(), fs.get(), H5P_DEFAULT, out) >= 0;
+  const bool ok = fs.ok() && ms.ok() &&
+                  H5Sselect_hyperslab(fs.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) >= 0 &&
+                  H5Dread(d.id(), memtype, ms.get(), fs.get(), dxpl, out) >= 0;
   sakura::detail::require(ok, d.where(), ": read failed (corrupt file or a type that cannot convert)");
 }
 
-/// Reads a whole 1-D dataset as U (HDF5 converts from the stored integer or float type).
+/// Calls f(offset, count) over a 1-D extent in blocks.
+template <class F>
+void in_blocks(const Extent& e, F&& f) {
+  for (hsize_t off = 0; off < e.n; off += e.block) f(off, std::min(e.block, e.n - off));
+}
+
+/// Reads a whole 1-D dataset as U (HDF5 converts from the stored integer or float type), block by
+/// block, so memory grows with what is actually read.
 template <class U>
-std::vector<U> read_all(const Node& d) {
-  std::vector<U> v(static_cast<std::size_t>(length_1d(d)));
-  if (!v.empty()) read_block(d, native<U>(), {0}, {v.size()}, v.data());
+std::vector<U> read_all(const Node& d, hid_t memtype = native<U>()) {
+  const Extent e = extent_1d(d);
+  std::vector<U> v;
+  v.reserve(static_cast<std::size_t>(std::min<hsize_t>(e.n, e.block)));
+  in_blocks(e, [&](hsize_t off, hsize_t n) {
+    v.resize(static_cast<std::size_t>(off + n));
+    read_block(d, memtype, {off}, {n}, v.data() + off);
+  });
   return v;
 }
 
-/// Reads n strings stored with file type ftype; `read(memtype, buffer)` is H5Dread or H5Aread.
-/// Variable-length strings come back as HDF5-allocated pointers, fixed-length ones as padded bytes.
-template <class Read>
-std::vector<std::string> read_strings(hid_t ftype, std::size_t n, Read&& read, const std::string& where) {
-  std::vector<std::string> out(n);
-  if (n == 0) return out;
-  if (H5Tis_variable_str(ftype) > 0) {
+/// Checks the heap references of a variable-length string dataset against the validated heaps,
+/// reading the raw references ourselves, so libhdf5 never follows a damaged one (it trusts them).
+/// Possible for contiguous and uncompressed chunked storage; compressed strings rely on the heap
+/// validation alone.
+/// One stored string reference (length, heap address, object index) checked against the heaps.
+inline void check_string_ref(FileCtx& f, const unsigned char* p, std::uint64_t i, const std::string& where) {
+  const auto len = static_cast<std::uint32_t>(le(p, 4));
+  if (len == 0) return;  // empty or null: libhdf5 reads no heap object
+  const std::size_t addr_size = f.sizeof_addr();
+  const std::uint64_t addr = le(p + 4, addr_size);
+  const auto idx = static_cast<std::uint32_t>(le(p + 4 + addr_size, 4));
+  const FileCtx::HeapObject* o = f.heap_object(addr, idx);
+  if (!o || o->size != len)
+    sakura::detail::fail(where, ": string ", i, " refers to ", o ? "a heap object of another size" :
+                         "no valid heap object", " (length ", len, ", heap ", addr, ", object ", idx,
+                         "); the file is damaged");
+}
+
+inline void check_string_refs(const Node& d, const Extent& e) {
+  FileCtx& f = *d.ctx;
+  const std::size_t esz = e.elem_bytes;
+  const std::string where = d.where();
+  auto check = [&](const unsigned char* p, std::uint64_t i) { check_string_ref(f, p, i, where); };
+  auto raw = [&](std::uint64_t at, std::uint64_t first, std::uint64_t count) {
+    std::vector<unsigned char> buf;
+    for (std::uint64_t k = 0; k < count; k += 65536) {
+      const std::uint64_t m = std::min<std::uint64_t>(65536, count - k);
+      buf.resize(static_cast<std::size_t>(m * esz));
+      f.read_at(f.base() + at + k * esz, buf.data(), buf.size());
+      for (std::uint64_t j = 0; j < m; ++j) check(buf.data() + j * esz, first + k + j);
+    }
+  };
+  if (e.contiguous) {
+    const haddr_t at = H5Dget_offset(d.id());
+    sakura::detail::require(at != HADDR_UNDEF, d.where(), ": strings declared but never written (damaged file)");
+    raw(at - f.base(), 0, e.n);  // H5Dget_offset includes the base address
+    return;
+  }
+  Handle dcpl(H5Dget_create_plist(d.id()), H5Pclose);
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED || H5Pget_nfilters(dcpl.get()) != 0) return;
+  Handle space(H5Dget_space(d.id()), H5Sclose);  // libhdf5 1.10 refuses H5S_ALL here
+  hsize_t chunks = 0, chunk = 0;
+  H5Dget_num_chunks(d.id(), space.get(), &chunks);
+  H5Pget_chunk(dcpl.get(), 1, &chunk);
+  for (hsize_t k = 0; k < chunks; ++k) {
+    hsize_t off = 0, size = 0;
+    haddr_t at = HADDR_UNDEF;
+    unsigned mask = 0;
+    sakura::detail::require(H5Dget_chunk_info(d.id(), space.get(), k, &off, &mask, &at, &size) >= 0 &&
+                                at != HADDR_UNDEF && off < e.n && size == chunk * esz,
+                            d.where(), ": damaged chunk ", k, " of a string dataset");
+    raw(at, off, std::min<hsize_t>(chunk, e.n - off));
+  }
+}
+
+/// Variable-length strings of one read, from an allocator we own: every string libhdf5 makes is
+/// freed here, also when the read fails halfway (no leak), and their total stays within the file's
+/// size (a damaged length cannot make libhdf5 allocate gigabytes through us).
+class VlenStrings {
+ public:
+  explicit VlenStrings(std::uint64_t budget) : budget_(budget) {
+    dxpl_ = Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+    H5Pset_vlen_mem_manager(dxpl_.get(), &VlenStrings::alloc, this, &VlenStrings::release, this);
+  }
+  VlenStrings(const VlenStrings&) = delete;
+  VlenStrings& operator=(const VlenStrings&) = delete;
+  ~VlenStrings() { clear(); }
+  hid_t dxpl() const { return dxpl_.get(); }
+  void clear() {
+    for (void* p : owned_) std::free(p);
+    owned_.clear();
+  }
+
+ private:
+  static void* alloc(std::size_t n, void* self) {
+    auto* s = static_cast<VlenStrings*>(self);
+    if (n > s->budget_) return nullptr;  // libhdf5 then fails the read, which we report
+    void* p = std::malloc(n ? n : 1);
+    if (p) {
+      s->budget_ -= n;
+      s->owned_.push_back(p);
+    }
+    return p;
+  }
+  static void release(void* p, void* self) {
+    auto& v = static_cast<VlenStrings*>(self)->owned_;
+    if (auto it = std::find(v.begin(), v.end(), p); it != v.end()) {
+      std::free(p);
+      v.erase(it);
+    }
+  }
+  Handle dxpl_;
+  std::uint64_t budget_;
+  std::vector<void*> owned_;
+};
+
+/// Fixed-length string bytes to text: cut at the first NUL, space padding removed when declared.
+inline std::string fixed_text(const char* p, std::size_t sz, bool space_padded) {
+  std::string_view s(p, sz);
+  s = s.substr(0, s.find('\0'));
+  if (space_padded) s = s.substr(0, s.find_last_not_of(' ') + 1);
+  return std::string(s);
+}
+
+/// A 1-D string dataset (variable or fixed length), block by block.
+inline std::vector<std::string> read_strings(const Node& d) {
+  const Extent e = extent_1d(d);
+  Handle ft(H5Dget_type(d.id()), H5Tclose);
+  std::vector<std::string> out;
+  out.reserve(static_cast<std::size_t>(std::min<hsize_t>(e.n, e.block)));
+  if (e.vlen_string) {
+    if (d.ctx) {
+      d.ctx->scan_heaps();
+      check_string_refs(d, e);
+    }
     Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mt.get(), H5T_VARIABLE);
-    H5Tset_cset(mt.get(), H5Tget_cset(ftype));
-    std::vector<char*> p(n, nullptr);
-    const herr_t rc = read(mt.get(), p.data());
-    for (std::size_t i = 0; i < n; ++i) {
+    H5Tset_cset(mt.get(), H5Tget_cset(ft.get()));
+    // Every string is a heap object in the file, plus a terminator: twice the file bounds them all.
+    VlenStrings mem(d.ctx ? 2 * d.ctx->bytes() + 65536 : std::numeric_limits<std::uint64_t>::max());
+    std::vector<char*> p;
+    in_blocks(e, [&](hsize_t off, hsize_t n) {
+      p.assign(static_cast<std::size_t>(n), nullptr);
+      read_block(d, mt.get(), {off}, {n}, p.data(), mem.dxpl());
+      for (char* s : p) out.emplace_back(s ? s : "");  // a null pointer is an empty string
+      mem.clear();
+    });
+    return out;
+  }
+  const std::size_t sz = e.elem_bytes;
+  const bool space_padded = H5Tget_strpad(ft.get()) == H5T_STR_SPACEPAD;
+  Handle mt(H5Tcopy(ft.get()), H5Tclose);  // same fixed-length type: no conversion
+  std::vector<char> buf;
+  in_blocks(e, [&](hsize_t off, hsize_t n) {
+    buf.resize(static_cast<std::size_t>(n) * sz);
+    read_block(d, mt.get(), {off}, {n}, buf.data());
+    for (hsize_t i = 0; i < n; ++i) out.push_back(fixed_text(buf.data() + i * sz, sz, space_padded));
+  });
+  return out;
+}
+
+/// A string attribute (scalar or array). A non-string attribute of zero elements (what h5py writes
+/// for an empty column-order) reads as an empty list. Attributes hold few bytes: their element
+/// count is checked against their storage before anything is allocated.
+inline std::vector<std::string> attr_strings(const Node& n, const std::string& name) {
+  const std::string where = n.where() + " attribute '" + name + "'";
+  check_header(n);
+  Handle a(H5Aopen(n.id(), name.c_str(), H5P_DEFAULT), H5Aclose);
+  sakura::detail::require(a.ok(), where, ": not found (or damaged)");
+  Handle t(H5Aget_type(a.get()), H5Tclose), s(H5Aget_space(a.get()), H5Sclose);
+  const hssize_t points = s.ok() ? H5Sget_simple_extent_npoints(s.get()) : -1;
+  sakura::detail::require(t.ok() && points >= 0 && static_cast<hsize_t>(points) <= H5Aget_storage_size(a.get()),
+                          where, ": damaged attribute (", points, " elements in ", H5Aget_storage_size(a.get()),
+                          " bytes)");
+  const auto count = static_cast<std::size_t>(points);
+  if (H5Tget_class(t.get()) != H5T_STRING) {
+    sakura::detail::require(count == 0, where, ": expected strings");
+    return {};
+  }
+  std::vector<std::string> out(count);
+  if (count == 0) return out;
+  if (H5Tis_variable_str(t.get()) > 0) {
+    if (n.ctx) {  // the references, checked in the header's bytes before libhdf5 follows them
+      const std::size_t esz = 8 + n.ctx->sizeof_addr();
+      if (const auto raw = walk_header(n, name)) {
+        if (raw->size() < count * esz) sakura::detail::fail(where, ": damaged attribute (its data is cut short)");
+        for (std::size_t i = 0; i < count; ++i) check_string_ref(*n.ctx, raw->data() + i * esz, i, where);
+      }
+    }
+    Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mt.get(), H5T_VARIABLE);
+    H5Tset_cset(mt.get(), H5Tget_cset(t.get()));
+    std::vector<char*> p(count, nullptr);
+    const herr_t rc = H5Aread(a.get(), mt.get(), p.data());
+    for (std::size_t i = 0; i < count; ++i) {
       if (!p[i]) continue;  // a null pointer is an empty string
       out[i] = p[i];
       H5free_memory(p[i]);
@@ -150,33 +683,14 @@ std::vector<std::string> read_strings(hid_t ftype, std::size_t n, Read&& read, c
     sakura::detail::require(rc >= 0, where, ": cannot read variable-length strings");
     return out;
   }
-  const std::size_t sz = H5Tget_size(ftype);
-  Handle mt(H5Tcopy(ftype), H5Tclose);  // same fixed-length type: no conversion
-  std::vector<char> buf(n * sz);
-  sakura::detail::require(read(mt.get(), buf.data()) >= 0, where, ": cannot read fixed-length strings");
-  const bool space_padded = H5Tget_strpad(ftype) == H5T_STR_SPACEPAD;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::string_view s(buf.data() + i * sz, sz);
-    s = s.substr(0, s.find('\0'));
-    if (space_padded) s = s.substr(0, s.find_last_not_of(' ') + 1);
-    out[i] = std::string(s);
-  }
+  const std::size_t sz = H5Tget_size(t.get());
+  sakura::detail::require(sz > 0 && sz * count <= H5Aget_storage_size(a.get()), where, ": damaged string attribute");
+  Handle mt(H5Tcopy(t.get()), H5Tclose);
+  std::vector<char> buf(count * sz);
+  sakura::detail::require(H5Aread(a.get(), mt.get(), buf.data()) >= 0, where, ": cannot read fixed-length strings");
+  const bool space_padded = H5Tget_strpad(t.get()) == H5T_STR_SPACEPAD;
+  for (std::size_t i = 0; i < count; ++i) out[i] = fixed_text(buf.data() + i * sz, sz, space_padded);
   return out;
-}
-
-/// A string attribute (scalar or array). A non-string attribute of zero elements (what h5py writes
-/// for an empty column-order) reads as an empty list.
-inline std::vector<std::string> attr_strings(const Node& n, const std::string& name) {
-  const std::string where = n.where() + " attribute '" + name + "'";
-  Handle a(H5Aopen(n.id(), name.c_str(), H5P_DEFAULT), H5Aclose);
-  sakura::detail::require(a.ok(), where, ": not found");
-  Handle t(H5Aget_type(a.get()), H5Tclose), s(H5Aget_space(a.get()), H5Sclose);
-  const auto count = static_cast<std::size_t>(H5Sget_simple_extent_npoints(s.get()));
-  if (H5Tget_class(t.get()) != H5T_STRING) {
-    sakura::detail::require(count == 0, where, ": expected strings");
-    return {};
-  }
-  return read_strings(t.get(), count, [&](hid_t mt, void* buf) { return H5Aread(a.get(), mt, buf); }, where);
 }
 
 inline std::string attr_string(const Node& n, const std::string& name) {
@@ -187,10 +701,13 @@ inline std::string attr_string(const Node& n, const std::string& name) {
 
 inline std::vector<std::int64_t> attr_ints(const Node& n, const std::string& name) {
   const std::string where = n.where() + " attribute '" + name + "'";
+  check_header(n);
   Handle a(H5Aopen(n.id(), name.c_str(), H5P_DEFAULT), H5Aclose);
-  sakura::detail::require(a.ok(), where, ": not found");
+  sakura::detail::require(a.ok(), where, ": not found (or damaged)");
   Handle s(H5Aget_space(a.get()), H5Sclose);
-  std::vector<std::int64_t> v(static_cast<std::size_t>(H5Sget_simple_extent_npoints(s.get())));
+  const hssize_t points = s.ok() ? H5Sget_simple_extent_npoints(s.get()) : -1;
+  sakura::detail::require(points >= 0 && points <= 64, where, ": expected a few integers, found ", points);
+  std::vector<std::int64_t> v(static_cast<std::size_t>(points));
   sakura::detail::require(v.empty() || H5Aread(a.get(), H5T_NATIVE_INT64, v.data()) >= 0, where,
                           ": expected integers");
   return v;
@@ -212,6 +729,18 @@ inline std::int64_t widen(const unsigned char* p, std::size_t size, bool is_sign
   }
 }
 
+/// An enum dataset (h5py's bool) in its native form, as raw bytes of `sz` per element.
+inline std::vector<unsigned char> enum_bytes(const Node& d, hid_t mt, std::size_t sz) {
+  sakura::detail::require(sz == 1 || sz == 2 || sz == 4 || sz == 8, d.where(), ": enum of unsupported size ", sz);
+  const Extent e = extent_1d(d);
+  std::vector<unsigned char> raw;
+  in_blocks(e, [&](hsize_t off, hsize_t n) {
+    raw.resize(static_cast<std::size_t>((off + n) * sz));
+    read_block(d, mt, {off}, {n}, raw.data() + off * sz);
+  });
+  return raw;
+}
+
 /// Integers of an integer or enum (h5py's bool) dataset. HDF5 does not convert enums to integers,
 /// so enums are read in their native form and their bytes widened by hand.
 inline std::vector<std::int64_t> read_ints(const Node& d) {
@@ -221,11 +750,9 @@ inline std::vector<std::int64_t> read_ints(const Node& d) {
   Handle base(H5Tget_super(mt.get()), H5Tclose);
   const std::size_t sz = H5Tget_size(mt.get());
   const bool is_signed = H5Tget_sign(base.get()) == H5T_SGN_2;
-  const auto n = static_cast<std::size_t>(length_1d(d));
-  std::vector<unsigned char> raw(n * sz);
-  if (n) read_block(d, mt.get(), {0}, {n}, raw.data());
-  std::vector<std::int64_t> out(n);
-  for (std::size_t i = 0; i < n; ++i) out[i] = widen(raw.data() + i * sz, sz, is_signed, d);
+  const auto raw = enum_bytes(d, mt.get(), sz);
+  std::vector<std::int64_t> out(raw.size() / sz);
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = widen(raw.data() + i * sz, sz, is_signed, d);
   return out;
 }
 
@@ -251,12 +778,10 @@ inline std::vector<std::string> enum_as_text(const Node& d) {
   Handle ft(H5Dget_type(d.id()), H5Tclose);
   Handle mt(H5Tget_native_type(ft.get(), H5T_DIR_ASCEND), H5Tclose);
   const std::size_t sz = H5Tget_size(mt.get());
-  const auto n = static_cast<std::size_t>(length_1d(d));
-  std::vector<unsigned char> raw(n * sz);
-  if (n) read_block(d, mt.get(), {0}, {n}, raw.data());
-  std::vector<std::string> out(n);
+  const auto raw = enum_bytes(d, mt.get(), sz);
+  std::vector<std::string> out(raw.size() / sz);
   char name[256];
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = 0; i < out.size(); ++i) {
     if (H5Tenum_nameof(mt.get(), raw.data() + i * sz, name, sizeof name) < 0)
       sakura::detail::fail(d.where(), ": value ", i, " is not a member of its enum type");
     const std::string s = name;
@@ -268,12 +793,9 @@ inline std::vector<std::string> enum_as_text(const Node& d) {
 /// Any 1-D dataset as text: strings as stored, integers and floats printed, bools as True/False.
 inline std::vector<std::string> dataset_as_text(const Node& d) {
   Handle ft(H5Dget_type(d.id()), H5Tclose);
-  const auto n = static_cast<std::size_t>(length_1d(d));
   switch (H5Tget_class(ft.get())) {
     case H5T_STRING:
-      return read_strings(
-          ft.get(), n, [&](hid_t mt, void* b) { return H5Dread(d.id(), mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, b); },
-          d.where());
+      return read_strings(d);
     case H5T_INTEGER:
       return numbers_as_text<std::int64_t>(d);
     case H5T_FLOAT:
@@ -296,11 +818,19 @@ inline std::vector<std::string> decode_categorical(const Node& codes_node, const
   return out;
 }
 
+/// Requires a 1-D dataset of `n` entries (one per cell) before it is read.
+inline void require_length(const Node& d, Index n, const char* what) {
+  const Index len = length_1d(d);
+  sakura::detail::require(len == n, d.where(), ": ", len, " ", what, " for ", n, " cells");
+}
+
 /// anndata's nullable arrays: values plus a mask whose true entries are missing.
-inline std::vector<std::string> decode_nullable(const Node& g) {
-  auto vals = dataset_as_text(open(g, "values"));
-  const auto mask = read_ints(open(g, "mask"));
-  sakura::detail::require(mask.size() == vals.size(), g.where(), ": mask and values differ in length");
+inline std::vector<std::string> decode_nullable(const Node& g, Index n_cells) {
+  const Node values = open(g, "values"), mask_node = open(g, "mask");
+  require_length(values, n_cells, "values");
+  require_length(mask_node, n_cells, "mask entries");
+  auto vals = dataset_as_text(values);
+  const auto mask = read_ints(mask_node);
   for (std::size_t i = 0; i < vals.size(); ++i)
     if (mask[i]) vals[i].clear();
   return vals;
@@ -308,16 +838,22 @@ inline std::vector<std::string> decode_nullable(const Node& g) {
 
 /// One obs column in any layout anndata has written: a plain dataset, a categorical group
 /// (0.8: categories + codes), a nullable group, or codes with categories in obs/__categories (0.7).
-inline std::vector<std::string> column_values(const Node& obs, const std::string& name) {
+/// Its length is checked against the number of cells before it is read.
+inline std::vector<std::string> column_values(const Node& obs, const std::string& name, Index n_cells) {
   const Node c = open(obs, name);
   if (!c.is_group()) {
+    require_length(c, n_cells, "values");
     if (has(obs, "__categories") && has(open(obs, "__categories"), name))
       return decode_categorical(c, dataset_as_text(open(open(obs, "__categories"), name)));
     return dataset_as_text(c);
   }
   const std::string enc = attr_string(c, "encoding-type");
-  if (enc == "categorical") return decode_categorical(open(c, "codes"), dataset_as_text(open(c, "categories")));
-  if (enc.rfind("nullable-", 0) == 0) return decode_nullable(c);
+  if (enc == "categorical") {
+    const Node codes = open(c, "codes");
+    require_length(codes, n_cells, "codes");
+    return decode_categorical(codes, dataset_as_text(open(c, "categories")));
+  }
+  if (enc.rfind("nullable-", 0) == 0) return decode_nullable(c, n_cells);
   sakura::detail::fail(c.where(), ": unsupported obs column encoding '", enc,
                        "' (expected a 1-D array, categorical or nullable array)");
 }
@@ -332,13 +868,15 @@ inline std::string index_name(const Node& df) {
 inline std::vector<std::string> column_names(const Node& df) {
   if (has_attr(df, "column-order")) return attr_strings(df, "column-order");
   H5G_info_t info;
-  H5Gget_info(df.id(), &info);
+  sakura::detail::require(H5Gget_info(df.id(), &info) >= 0, df.where(), ": unreadable group (damaged file)");
   const std::string index = index_name(df);
   std::vector<std::string> out;
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
-    char buf[1024];
-    H5Lget_name_by_idx(df.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, buf, sizeof buf, H5P_DEFAULT);
-    const std::string name = buf;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {  // a damaged count fails at the first missing link
+    const ssize_t len = H5Lget_name_by_idx(df.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    sakura::detail::require(len >= 0 && len < 65536, df.where(), ": unreadable member ", i, " (damaged file)");
+    std::string name(static_cast<std::size_t>(len) + 1, '\0');
+    H5Lget_name_by_idx(df.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
+    name.resize(static_cast<std::size_t>(len));
     if (name != index && name != "__categories") out.push_back(name);
   }
   return out;
@@ -351,31 +889,37 @@ inline Node open_dataframe(const Node& root, const std::string& name) {
   return df;
 }
 
-inline std::vector<std::string> index_names(const Node& df) { return dataset_as_text(open(df, index_name(df))); }
+inline Node index_node(const Node& df) { return open(df, index_name(df)); }
 
 }  // namespace h5
 
 namespace detail {
 
+/// X as the reader sees it before reading: its layout, declared shape and arrays.
+struct XLayout {
+  enum class Kind { Dense, Csr, Csc } kind = Kind::Dense;
+  Index rows = 0, cols = 0;
+};
+
 /// Dense X, read a block of rows at a time (about 4M values) so only one block is ever dense.
 template <class T>
-CsrMatrix<T> dense_x(const h5::Node& x) {
-  const auto s = h5::dims(x);
-  sakura::detail::require(s.size() == 2, x.where(), ": dense X must be 2-D, found ", s.size(), " dimensions");
+CsrMatrix<T> dense_x(const h5::Node& x, Index rows, Index cols) {
   CsrMatrix<T> m;
-  m.rows = static_cast<Index>(s[0]);
-  m.cols = static_cast<Index>(s[1]);
-  const hsize_t block = std::max<hsize_t>(1, (hsize_t{1} << 22) / std::max<hsize_t>(1, s[1]));
+  m.rows = rows;
+  m.cols = cols;
+  const auto r_all = static_cast<hsize_t>(rows), c_all = static_cast<hsize_t>(cols);
+  const hsize_t block = std::max<hsize_t>(1, (hsize_t{1} << 22) / std::max<hsize_t>(1, c_all));
+  m.indptr.reserve(static_cast<std::size_t>(rows) + 1);
   std::vector<T> buf;
-  for (hsize_t r0 = 0; r0 < s[0]; r0 += block) {
-    const hsize_t nr = std::min(block, s[0] - r0);
-    buf.resize(nr * s[1]);
-    if (!buf.empty()) h5::read_block(x, h5::native<T>(), {r0, 0}, {nr, s[1]}, buf.data());
+  for (hsize_t r0 = 0; r0 < r_all; r0 += block) {
+    const hsize_t nr = std::min(block, r_all - r0);
+    buf.resize(nr * c_all);
+    if (!buf.empty()) h5::read_block(x, h5::native<T>(), {r0, 0}, {nr, c_all}, buf.data());
     for (hsize_t r = 0; r < nr; ++r) {
-      for (hsize_t c = 0; c < s[1]; ++c)
-        if (buf[r * s[1] + c] != T(0)) {
+      for (hsize_t c = 0; c < c_all; ++c)
+        if (buf[r * c_all + c] != T(0)) {
           m.indices.push_back(static_cast<std::int32_t>(c));
-          m.values.push_back(buf[r * s[1] + c]);
+          m.values.push_back(buf[r * c_all + c]);
         }
       m.indptr.push_back(m.nnz());
     }
@@ -393,25 +937,44 @@ inline void check_indptr(const h5::Node& g, const std::vector<std::int64_t>& p, 
     if (p[i - 1] > p[i]) sakura::detail::fail(g.where(), "/indptr: decreases at position ", i);
 }
 
-inline void check_minor(const h5::Node& g, const std::vector<std::int32_t>& idx, Index minor, Index offset = 0) {
-  for (std::size_t k = 0; k < idx.size(); ++k)
+inline void check_minor(const h5::Node& g, const std::int32_t* idx, std::size_t n, Index minor, Index offset = 0) {
+  for (std::size_t k = 0; k < n; ++k)
     if (idx[k] < 0 || idx[k] >= minor)  // `if`, not require(): where() would be built per entry
-      sakura::detail::fail(g.where(), "/indices: entry ", offset + static_cast<Index>(k), " is ", idx[k], ", outside [0, ", minor, ")");
+      sakura::detail::fail(g.where(), "/indices: entry ", offset + static_cast<Index>(k), " is ", idx[k],
+                           ", outside [0, ", minor, ")");
+}
+
+/// The three arrays of a sparse X, with every length checked against the others and the shape
+/// before anything but indptr (major + 1 entries, bounded by obs/var) is read.
+struct SparseArrays {
+  h5::Node data, indices;
+  std::vector<std::int64_t> indptr;
+  Index nnz = 0;
+};
+
+inline SparseArrays sparse_arrays(const h5::Node& g, Index major) {
+  SparseArrays a{h5::open(g, "data"), h5::open(g, "indices"), {}, 0};
+  const h5::Node ptr = h5::open(g, "indptr");
+  a.nnz = h5::length_1d(a.data);
+  const Index n_idx = h5::length_1d(a.indices), n_ptr = h5::length_1d(ptr);
+  sakura::detail::require(n_idx == a.nnz, a.indices.where(), ": ", n_idx, " indices for ", a.nnz, " values");
+  sakura::detail::require(n_ptr == major + 1, ptr.where(), ": ", n_ptr, " entries, expected ", major + 1,
+                          " for the shape attribute");
+  a.indptr = h5::read_all<std::int64_t>(ptr);
+  check_indptr(g, a.indptr, major, a.nnz);
+  return a;
 }
 
 template <class T>
 CsrMatrix<T> csr_x(const h5::Node& g, Index rows, Index cols) {
+  SparseArrays a = sparse_arrays(g, rows);
   CsrMatrix<T> m;
   m.rows = rows;
   m.cols = cols;
-  const h5::Node data = h5::open(g, "data"), idx = h5::open(g, "indices");
-  m.values = h5::read_all<T>(data);
-  sakura::detail::require(h5::length_1d(idx) == m.nnz(), idx.where(), ": ", h5::length_1d(idx),
-                          " indices for ", m.nnz(), " values");
-  m.indices = h5::read_all<std::int32_t>(idx);
-  m.indptr = h5::read_all<std::int64_t>(h5::open(g, "indptr"));
-  check_indptr(g, m.indptr, rows, m.nnz());
-  check_minor(g, m.indices, cols);
+  m.indptr = std::move(a.indptr);
+  m.values = h5::read_all<T>(a.data);
+  m.indices = h5::read_all<std::int32_t>(a.indices);
+  check_minor(g, m.indices.data(), m.indices.size(), cols);
   m.sort_and_sum_duplicates();  // scipy allows unsorted rows; our gathers need them sorted
   return m;
 }
@@ -420,12 +983,9 @@ CsrMatrix<T> csr_x(const h5::Node& g, Index rows, Index cols) {
 /// so memory holds the CSR result plus one chunk, never a dense matrix or a second full copy.
 template <class T>
 CsrMatrix<T> csc_x(const h5::Node& g, Index rows, Index cols) {
-  const h5::Node data = h5::open(g, "data"), idx = h5::open(g, "indices");
-  const auto colptr = h5::read_all<std::int64_t>(h5::open(g, "indptr"));
-  const Index nnz = h5::length_1d(data);
-  sakura::detail::require(h5::length_1d(idx) == nnz, idx.where(), ": ", h5::length_1d(idx), " indices for ", nnz,
-                          " values");
-  check_indptr(g, colptr, cols, nnz);
+  const SparseArrays a = sparse_arrays(g, cols);
+  const auto& colptr = a.indptr;
+  const Index nnz = a.nnz;
   CsrMatrix<T> m;
   m.rows = rows;
   m.cols = cols;
@@ -434,8 +994,8 @@ CsrMatrix<T> csc_x(const h5::Node& g, Index rows, Index cols) {
   std::vector<std::int32_t> ri;
   for (Index off = 0; off < nnz; off += kChunk) {  // pass 1: entries per row
     ri.resize(static_cast<std::size_t>(std::min(kChunk, nnz - off)));
-    h5::read_block(idx, H5T_NATIVE_INT32, {hsize_t(off)}, {ri.size()}, ri.data());
-    check_minor(g, ri, rows, off);
+    h5::read_block(a.indices, H5T_NATIVE_INT32, {hsize_t(off)}, {ri.size()}, ri.data());
+    check_minor(g, ri.data(), ri.size(), rows, off);
     for (std::int32_t r : ri) ++m.indptr[r + 1];
   }
   for (Index r = 0; r < rows; ++r) m.indptr[r + 1] += m.indptr[r];
@@ -448,8 +1008,9 @@ CsrMatrix<T> csc_x(const h5::Node& g, Index rows, Index cols) {
     const auto n = static_cast<std::size_t>(std::min(kChunk, nnz - off));
     ri.resize(n);
     v.resize(n);
-    h5::read_block(idx, H5T_NATIVE_INT32, {hsize_t(off)}, {n}, ri.data());
-    h5::read_block(data, h5::native<T>(), {hsize_t(off)}, {n}, v.data());
+    h5::read_block(a.indices, H5T_NATIVE_INT32, {hsize_t(off)}, {n}, ri.data());
+    check_minor(g, ri.data(), n, rows, off);  // the file may change between passes
+    h5::read_block(a.data, h5::native<T>(), {hsize_t(off)}, {n}, v.data());
     for (std::size_t k = 0; k < n; ++k) {
       while (colptr[col + 1] <= off + static_cast<Index>(k)) ++col;
       const std::int64_t at = next[ri[k]]++;
@@ -461,49 +1022,91 @@ CsrMatrix<T> csc_x(const h5::Node& g, Index rows, Index cols) {
   return m;
 }
 
-/// X in any layout anndata writes: a dense dataset, or a group tagged csr_matrix / csc_matrix
-/// (encoding-type in anndata >= 0.7, h5sparse_format before).
-template <class T>
-CsrMatrix<T> read_x(const h5::Node& root) {
-  const h5::Node x = h5::open(root, "X");
-  if (!x.is_group()) return dense_x<T>(x);
+/// X's layout and declared shape, read without touching its arrays: a dense dataset, or a group
+/// tagged csr_matrix / csc_matrix (encoding-type in anndata >= 0.7, h5sparse_format before).
+inline XLayout x_layout(const h5::Node& x) {
+  XLayout l;
+  if (!x.is_group()) {
+    const h5::Extent e = h5::extent(x);
+    sakura::detail::require(e.dims.size() == 2, x.where(), ": dense X must be 2-D, found ", e.dims.size(),
+                            " dimensions");
+    sakura::detail::require(e.dims[0] <= hsize_t{1} << 31 && e.dims[1] <= hsize_t{1} << 31, x.where(),
+                            ": dense X of shape ", e.dims[0], " x ", e.dims[1], " is too large");
+    l.rows = static_cast<Index>(e.dims[0]);
+    l.cols = static_cast<Index>(e.dims[1]);
+    return l;
+  }
   std::string enc = h5::attr_string(x, "encoding-type");
   if (enc.empty()) enc = h5::attr_string(x, "h5sparse_format") + "_matrix";
+  if (enc == "csr_matrix") l.kind = XLayout::Kind::Csr;
+  else if (enc == "csc_matrix") l.kind = XLayout::Kind::Csc;
+  else sakura::detail::fail(x.where(), ": unsupported X encoding '", enc, "' (expected csr_matrix or csc_matrix)");
   const std::string shape_key = h5::has_attr(x, "shape") ? "shape" : "h5sparse_shape";
   const auto shape = h5::attr_ints(x, shape_key);
   sakura::detail::require(shape.size() == 2 && shape[0] >= 0 && shape[1] >= 0 &&
                               shape[1] <= std::numeric_limits<std::int32_t>::max() &&
                               shape[0] <= std::numeric_limits<std::int32_t>::max(),
                           x.where(), ": attribute '", shape_key, "' must hold 2 non-negative sizes");
-  if (enc == "csr_matrix") return csr_x<T>(x, shape[0], shape[1]);
-  if (enc == "csc_matrix") return csc_x<T>(x, shape[0], shape[1]);
-  sakura::detail::fail(x.where(), ": unsupported X encoding '", enc, "' (expected csr_matrix or csc_matrix)");
+  l.rows = shape[0];
+  l.cols = shape[1];
+  return l;
+}
+
+template <class T>
+CsrMatrix<T> read_x(const h5::Node& x, const XLayout& l) {
+  switch (l.kind) {
+    case XLayout::Kind::Csr: return csr_x<T>(x, l.rows, l.cols);
+    case XLayout::Kind::Csc: return csc_x<T>(x, l.rows, l.cols);
+    default: return dense_x<T>(x, l.rows, l.cols);
+  }
+}
+
+/// Tells the heap scan where X's numbers are (contiguous arrays): no string lives there, and
+/// skipping them keeps the scan to the file's small parts.
+inline void skip_x_arrays(const h5::Node& root) {
+  if (!root.ctx || !h5::has(root, "X")) return;
+  const h5::Node x = h5::open(root, "X");
+  auto skip = [&](const h5::Node& d) {
+    const haddr_t at = H5Dget_offset(d.id());
+    if (at != HADDR_UNDEF) root.ctx->skip(at, at + H5Dget_storage_size(d.id()));
+  };
+  if (!x.is_group()) return skip(x);
+  for (const char* a : {"data", "indices", "indptr"})
+    if (h5::has(x, a)) skip(h5::open(x, a));
 }
 
 }  // namespace detail
 
 /// Reads an AnnData .h5ad file: X as sparse cells x genes (never densified whole), var_names as
 /// genes, obs_names as cells, and every obs column as a phenotype column of strings ("" for missing;
-/// categorical labels, numbers printed shortest-exact, bools as "True"/"False").
+/// categorical labels, numbers printed shortest-exact, bools as "True"/"False"). Repeated gene or
+/// cell names are an error unless `names.make_unique` (see settle_names).
 /// Example: `auto ds = sakura::io::read_h5ad<float>("pbmc.h5ad"); ds.column("celltype");`
 template <class T = float>
-Dataset<T> read_h5ad(const std::string& path) {
+Dataset<T> read_h5ad(const std::string& path, const NameOptions& names = {}) {
   h5::QuietErrors quiet;
-  h5::Node root{h5::Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose), path, "/"};
-  sakura::detail::require(root.h.ok(), path, ": cannot open as an HDF5 file");
+  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  sakura::detail::require(file.ok(), path, ": cannot open as an HDF5 file");
+  h5::FileCtx ctx(path, file.get());
+  const h5::Node root{h5::Handle(H5Oopen(file.get(), "/", H5P_DEFAULT), H5Oclose), path, "/", &ctx};
+  sakura::detail::require(root.h.ok(), path, ": cannot open the root group (damaged file)");
+  detail::skip_x_arrays(root);
   const h5::Node obs = h5::open_dataframe(root, "obs"), var = h5::open_dataframe(root, "var");
+  const h5::Node obs_index = h5::index_node(obs), var_index = h5::index_node(var);
+  const Index n_obs = h5::length_1d(obs_index), n_var = h5::length_1d(var_index);
+  const h5::Node x = h5::open(root, "X");
+  const detail::XLayout layout = detail::x_layout(x);
+  sakura::detail::require(layout.rows == n_obs && layout.cols == n_var, path, ": X is ",
+                          shape_str(layout.rows, layout.cols), " but obs has ", n_obs, " names and var has ", n_var);
   Dataset<T> ds;
-  ds.cells = h5::index_names(obs);
-  ds.genes = h5::index_names(var);
-  ds.expr = detail::read_x<T>(root);
-  sakura::detail::require(ds.expr.rows == ds.n_cells() && ds.expr.cols == ds.n_genes(), path, ": X is ",
-                          ds.expr.shape_str(), " but obs has ", ds.n_cells(), " names and var has ", ds.n_genes());
-  for (const auto& name : h5::column_names(obs)) {
-    PhenoColumn col{name, h5::column_values(obs, name)};
-    sakura::detail::require(col.values.size() == ds.cells.size(), obs.where(), "/", name, ": ", col.values.size(),
-                            " values for ", ds.cells.size(), " cells");
-    ds.pheno.push_back(std::move(col));
-  }
+  ds.cells = h5::read_strings(obs_index);
+  ds.genes = h5::read_strings(var_index);
+  auto row = [](Index r) { return std::to_string(r + 1); };
+  ds.repeated_genes = settle_names(ds.genes, "gene", var_index.where(), names, row);
+  ds.repeated_cells = settle_names(ds.cells, "cell", obs_index.where(), names, row);
+  ds.expr = detail::read_x<T>(x, layout);
+  for (const auto& name : h5::column_names(obs))
+    ds.pheno.push_back(PhenoColumn{name, h5::column_values(obs, name, n_obs)});
   ds.validate(path);
   return ds;
 }

@@ -102,18 +102,18 @@ struct DatasetConfig {
   std::string mtx, gene_names, cell_names, pheno_csv, h5ad;  ///< resolved paths
   std::string signature_config_path, pheno_meta_path;        ///< resolved; empty when absent
   std::vector<std::string> selected_signature, selected_pheno;
+  bool make_names_unique = false;  ///< rename repeated gene/cell names (AnnData's make_unique) instead of failing
 };
 
 namespace detail_story {
 using namespace io::detail_json;
 
+inline constexpr long long kMaxBatch = 1LL << 20;  ///< batch_size (a full batch of a million cells fits)
+inline constexpr long long kMaxCount = 1LL << 40;  ///< epochs, ticks, segments
+
 inline std::string opt_string(const Json& obj, const std::string& key, const std::string& where, std::string dflt) {
   const Json* v = find(obj, key);
   return v ? string(*v, where + "." + key) : dflt;
-}
-inline std::int64_t opt_int(const Json& obj, const std::string& key, const std::string& where, std::int64_t dflt) {
-  const Json* v = find(obj, key);
-  return v ? integer(*v, where + "." + key) : dflt;
 }
 inline bool need_bool(const Json& obj, const std::string& key, const std::string& where) {
   return boolean(need(obj, key, where), where + "." + key);
@@ -214,8 +214,8 @@ inline SplitConfig split_config(const ModelSpec& m, const std::string& key, cons
   c.key = key;
   c.use_split = string(need(s, "use_split", where), where + ".use_split");
   require_split(c.use_split, splits, where + ".use_split");
-  c.batch_size = opt_int(s, "batch_size", where, 50);
-  require(c.batch_size > 0, where, ".batch_size must be positive, got ", c.batch_size);
+  if (const Json* b = find(s, "batch_size"))
+    c.batch_size = integer_in(*b, where + ".batch_size", 1, kMaxBatch, " (cells per batch; larger is taken as a typo)");
   c.main = need_bool(s, "train_main_latent", where);
   c.pheno = need_bool(s, "train_pheno", where);
   c.signature = need_bool(s, "train_signature", where);
@@ -243,13 +243,13 @@ inline std::vector<TestConfig> tests(const ModelSpec& m, const Json& item, const
   return out;
 }
 
+/// A count of epochs, ticks or ticks between events: in [1, kMaxCount], so tick arithmetic
+/// (counts times small factors) cannot overflow.
 inline std::int64_t positive(const Json& obj, const std::string& key, const std::string& where, std::int64_t dflt,
                              bool required) {
   const Json* v = find(obj, key);
   require(v || !required, "missing required key ", where, ".", key);
-  const std::int64_t x = v ? integer(*v, where + "." + key) : dflt;
-  require(x > 0, where, ".", key, " must be positive, got ", x);
-  return x;
+  return v ? integer_in(*v, where + "." + key, 1, kMaxCount) : dflt;
 }
 }  // namespace detail_story
 
@@ -266,6 +266,8 @@ inline ActionConfig action_from_json(const ModelSpec& m, const Json& item, const
   a.make_logs = opt_bool(item, "make_logs", where);
   a.log_groups = groups(item, where, {"loss", "regularization"});
   a.checkpoint_prefix = opt_string(item, "checkpoint_prefix", where, "");
+  for (const char* k : {"checkpoint_save_arch", "checkpoint_every_epoch"})  // upstream's, unused here: checked only
+    (void)opt_bool(item, k, where);
   if (action == "train") {
     a.kind = ActionConfig::Kind::Train;
     a.train = split_config(m, "train", item, where, splits);

@@ -11,9 +11,10 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <limits>
 #include <filesystem>
-#include <fstream>
 #include <ostream>
 #include <span>
 #include <string>
@@ -37,6 +38,19 @@ struct RunnerOptions {
   /// Tests evaluate their split in chunks of this many cells (upstream evaluates the whole split at
   /// once; losses are the cell-weighted mean over chunks, exact for a single chunk).
   Index eval_chunk = 2048;
+  /// Set to a signal number (by a SIGINT/SIGTERM handler) to stop at the next tick or evaluation
+  /// chunk: the runner throws Interrupted, files being written are removed, checkpoints stay.
+  const std::atomic<int>* interrupt = nullptr;
+};
+
+/// The run was stopped through RunnerOptions::interrupt; the message names the newest checkpoint.
+class Interrupted : public Error {
+ public:
+  Interrupted(int signal, const std::string& what) : Error(what), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
 };
 
 class Runner {
@@ -51,24 +65,27 @@ class Runner {
     prepare_outputs();
     log_.open(loss_log_path());
     for (std::size_t i = 0; i < story().size() && !stopped_; ++i) run_item(i, nullptr);
-    log_.flush();
+    log_.close();
   }
 
-  /// Restores a checkpoint and continues the story exactly where it was written.
+  /// Restores a checkpoint and continues the story exactly where it was written. All or nothing:
+  /// the file is checked against the model, the story, the data and the loss log before the
+  /// controller or any file changes.
   void resume(const std::string& path) {
     const io::Checkpoint ck = io::read_checkpoint(path);
+    io::check_restore(ctl_, ck, path);
+    check_position(ck, path);
     io::restore(ctl_, ck, path);
+    last_checkpoint_ = path;
     if (ck.config != s_.config_text()) note("warning: the config differs from the one checkpoint '" + path +
                                             "' was written with; continuing with the current one");
-    detail::require(ck.story.item >= 0 && ck.story.item <= static_cast<std::int64_t>(story().size()), "checkpoint '",
-                    path, "': story item ", ck.story.item, " does not exist (the story has ", story().size(), ")");
     prepare_outputs();
     log_.open_resume(loss_log_path(), ck.story.log_bytes);
     std::size_t i = static_cast<std::size_t>(ck.story.item);
-    if (!ck.story.item_done && i < story().size()) run_item(i++, &ck);
-    else if (ck.story.item_done) ++i;
+    if (!ck.story.item_done) run_item(i++, &ck);
+    else ++i;
     for (; i < story().size() && !stopped_; ++i) run_item(i, nullptr);
-    log_.flush();
+    log_.close();
   }
 
   /// Upstream's -i/-y: loads a checkpoint's model and runs test items.
@@ -78,7 +95,7 @@ class Runner {
     prepare_outputs();
     log_.open_append(loss_log_path());
     for (const auto& t : tests) run_test(t);
-    log_.flush();
+    log_.close();
   }
 
   /// Evaluates `rows` in chunks; f(chunk_rows) is called after each chunk's eval(), while
@@ -91,6 +108,7 @@ class Runner {
       eval_cap_ = cap;
     }
     for (std::size_t b = 0; b < rows.size(); b += static_cast<std::size_t>(cap)) {
+      check_interrupt();
       const auto chunk = rows.subspan(b, std::min<std::size_t>(static_cast<std::size_t>(cap), rows.size() - b));
       loader_.fill(chunk, eval_batch_);
       ctl_.eval(eval_batch_, eo);
@@ -121,10 +139,9 @@ class Runner {
     std::error_code ec;
     std::filesystem::create_directories(st.log_path, ec);
     detail::require(!ec, "cannot create log_path '", st.log_path, "': ", ec.message());
-    using io::detail_json::find;
-    auto on = [&](const char* k) {
-      const Json* v = find(st.config, k);
-      return v && ((v->is_string() && *v == "True") || (v->is_boolean() && v->get<bool>()));
+    remove_stale_temps();
+    auto on = [&](const char* k) {  // validated by load_setup with the one boolean rule
+      return std::string_view(k) == "dump_configs" ? st.dump_configs : st.dump_splits;
     };
     if (on("dump_configs")) {
       Json gene_meta = Json::object();
@@ -133,7 +150,7 @@ class Runner {
         gene_meta[it.key()] = Json{{"gene_list", it.value().value("signature_list", Json::array())},
                                    {"pre_procedure", it.value().value("pre_procedure", Json::array())},
                                    {"post_procedure", it.value().value("post_procedure", Json::array())}};
-        if (it.value().value("exclude_from_input", std::string("False")) == "True")
+        if (io::detail_json::opt_bool(it.value(), "exclude_from_input", "signature_config." + it.key()))
           for (const auto& g : it.value()["signature_list"]) excluded.push_back(g);
       }
       gene_meta["all"] = excluded.empty()
@@ -141,12 +158,12 @@ class Runner {
                                     {"post_procedure", Json::array({Json{{"type", "ToTensor"}}})}}
                              : Json{{"gene_list", "-"}, {"exclude_list", excluded}, {"pre_procedure", Json::array()},
                                     {"post_procedure", Json::array({Json{{"type", "ToTensor"}}})}};
-      write_json(st.log_path + "/pheno_config.json", st.pheno_meta);
-      write_json(st.log_path + "/gene_meta.json", gene_meta);
-      write_json(st.log_path + "/signature_config.json", st.signature_config);
+      write_json(join(st.log_path, "pheno_config.json"), st.pheno_meta);
+      write_json(join(st.log_path, "gene_meta.json"), gene_meta);
+      write_json(join(st.log_path, "signature_config.json"), st.signature_config);
     }
     if (on("dump_splits")) {
-      const std::string p = st.log_path + "/splits.csv";
+      const std::string p = join(st.log_path, "splits.csv");
       std::vector<std::string> header{"cell"};
       std::vector<std::vector<char>> masks;
       for (const auto& [name, rows] : s_.splits().all()) {
@@ -163,9 +180,34 @@ class Runner {
     }
   }
   static void write_json(const std::string& path, const Json& j) {
-    std::ofstream out(path);
-    detail::require(out.good(), "cannot write '", path, "'");
-    out << j.dump(2) << "\n";
+    io::AtomicFile f(path);
+    f.out().put(j.dump(2));
+    f.out().put('\n');
+    f.commit();
+  }
+
+  /// Removes the temp files a killed run left behind (a checkpoint, CSV or JSON being written:
+  /// io::temp_path names) in log_path and next to the checkpoints, saying so under -v.
+  void remove_stale_temps() {
+    namespace fs = std::filesystem;
+    std::vector<std::pair<fs::path, std::string>> places{{fs::path(s_.setup().log_path), ""}};  // folder, prefix
+    for (const auto& a : story())
+      if (a.kind != ActionConfig::Kind::Test) {
+        const fs::path p(s_.setup().log_path + a.checkpoint_prefix);  // upstream joins them as strings
+        places.emplace_back(p.parent_path().empty() ? fs::path(".") : p.parent_path(), p.filename().string());
+      }
+    for (const auto& [dir, prefix] : places) {
+      std::error_code ec;
+      for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        const bool ours = name.ends_with(".ckpt.tmp") || (prefix.empty() && (name.ends_with(".csv.tmp") ||
+                                                                               name.ends_with(".json.tmp")));
+        if (!ours || !name.starts_with(prefix) || !it->is_regular_file(ec)) continue;
+        std::error_code rm;
+        if (fs::remove(it->path(), rm) && opt_.verbose)
+          note("removed '" + it->path().string() + "', a temporary file left by an interrupted run");
+      }
+    }
   }
 
   /// Per-action, per-split sampler seed (splitmix64 of rnd_seed, item and split).
@@ -187,30 +229,159 @@ class Runner {
   }
 
   // ---------------------------------------------------------------- shared step machinery
-  void setup_splits(std::size_t item, const std::vector<SplitConfig>& splits, bool drop_last, const io::Checkpoint* ck) {
-    samplers_.clear();
+  /// The splits a train (one) or train_hybrid item draws batches from.
+  static std::span<const SplitConfig> action_splits(const ActionConfig& a) {
+    return a.kind == ActionConfig::Kind::Train ? std::span<const SplitConfig>(&a.train, 1)
+                                               : std::span<const SplitConfig>(a.splits);
+  }
+
+  /// An item's samplers as a fresh run starts them (seeded per item and split).
+  std::vector<data::BatchSampler> make_samplers(std::size_t item) const {
+    const ActionConfig& a = story()[item];
+    std::vector<data::BatchSampler> out;
+    std::size_t k = 0;
+    for (const SplitConfig& sc : action_splits(a)) {
+      const std::string where = a.where + (sc.key == "train" ? "" : ".split_configs." + sc.key);
+      const auto& rows = s_.splits().rows(sc.use_split);
+      detail::require(!rows.empty(), where, ": split '", sc.use_split, "' has no cells");
+      const bool drop_last = a.kind == ActionConfig::Kind::TrainHybrid && a.drop_last;
+      out.emplace_back(rows, sc.batch_size, seed_for(item, k++), drop_last);
+    }
+    return out;
+  }
+
+  /// An upper bound of the controller ticks from the start of story item `from` to the story's end
+  /// (training steps, and a tick per logged test after any of them), saturating at INT64_MAX.
+  std::int64_t ticks_bound(std::size_t from) const {
+    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    auto mul = [](std::int64_t a, std::int64_t b) {
+      std::int64_t r = 0;
+      return __builtin_mul_overflow(a, b, &r) ? kMax : r;
+    };
+    auto add = [](std::int64_t a, std::int64_t b) {
+      std::int64_t r = 0;
+      return __builtin_add_overflow(a, b, &r) ? kMax : r;
+    };
+    std::int64_t total = 0;
+    for (std::size_t i = from; i < story().size(); ++i) {
+      const ActionConfig& a = story()[i];
+      if (a.kind == ActionConfig::Kind::Test) {
+        total = add(total, 1);
+        continue;
+      }
+      std::int64_t steps = 0;
+      if (a.kind == ActionConfig::Kind::Train) {
+        const auto cells = static_cast<std::int64_t>(s_.splits().rows(a.train.use_split).size());
+        steps = mul(a.epochs, (cells + a.train.batch_size - 1) / a.train.batch_size);
+      } else {
+        steps = mul(a.ticks, a.mode == ActionConfig::Mode::Sum ? static_cast<std::int64_t>(a.splits.size()) : 1);
+      }
+      const auto tests = static_cast<std::int64_t>(a.tests.size());
+      total = add(total, add(mul(steps, add(tests, 1)), add(mul(a.epochs, tests), tests)));
+    }
+    return total;
+  }
+
+  /// Samplers, batches and options of an item; with a checkpoint (checked by check_position), its samplers' state.
+  void setup_splits(std::size_t item, const io::Checkpoint* ck) {
+    const auto splits = action_splits(story()[item]);
+    samplers_ = make_samplers(item);
     names_.clear();
     batches_.resize(splits.size());
     options_.clear();
     for (std::size_t k = 0; k < splits.size(); ++k) {
       const SplitConfig& sc = splits[k];
-      const std::string where = story()[item].where + (sc.key == "train" ? "" : ".split_configs." + sc.key);
-      const auto& rows = s_.splits().rows(sc.use_split);
-      detail::require(!rows.empty(), where, ": split '", sc.use_split, "' has no cells");
-      samplers_.emplace_back(rows, sc.batch_size, seed_for(item, k), drop_last);
       names_.push_back(sc.key);
       if (batches_[k].expr.rows() < sc.batch_size) batches_[k] = loader_.make_batch(sc.batch_size);
       options_.push_back(sc.options(story()[item].save_raw));
+      if (ck) samplers_[k].set_state(ck->samplers.at(k).state, "checkpoint sampler '" + names_[k] + "'");
     }
-    if (ck) {
-      detail::require(ck->samplers.size() == samplers_.size(), "checkpoint: ", ck->samplers.size(),
-                      " samplers saved but ", story()[item].where, " has ", samplers_.size(), " splits");
-      for (std::size_t k = 0; k < samplers_.size(); ++k) {
-        detail::require(ck->samplers[k].name == names_[k], "checkpoint: sampler ", k, " is '", ck->samplers[k].name,
-                        "' but ", story()[item].where, " has split '", names_[k], "'");
-        samplers_[k].set_state(ck->samplers[k].state, "checkpoint sampler '" + names_[k] + "'");
+  }
+
+  /// Checks a checkpoint's story position, counters and samplers against this config and data,
+  /// and that the loss log can be cut back to the length it records; changes nothing.
+  /// The counters follow from the story: a tick ends at most one epoch (a sum tick: one per split,
+  /// and it ticks once per split), and a term advances only when the controller's epoch does.
+  void check_position(const io::Checkpoint& ck, const std::string& path) const {
+    using io::checkpoint_field;
+    using detail::require;
+    const io::StoryPosition& p = ck.story;
+    const std::string either = std::string(io::kCheckpointMismatch) + "; if they are, " + io::kCheckpointDamaged;
+    auto at = [&](const char* field) { return checkpoint_field(path, ck.records.story, "STRY", field); };
+    auto ctrl = [&](const char* field) { return checkpoint_field(path, ck.records.ctrl, "CTRL", field); };
+    require(p.item < static_cast<std::int64_t>(story().size()), at("item"), ": story item ", p.item,
+            " does not exist (the story has ", story().size(), " item(s)); ", io::kCheckpointMismatch);
+    const std::size_t item = static_cast<std::size_t>(p.item);
+    const ActionConfig& a = story()[item];
+    require(a.kind != ActionConfig::Kind::Test, at("item"), ": ", a.where,
+            " is a test action, which writes no checkpoints; ", either);
+    require(ck.epoch <= ck.tick, ctrl("epoch"), ": epoch ", ck.epoch, " is beyond tick ", ck.tick,
+            " (a story ends at most one epoch per tick); ", io::kCheckpointDamaged);
+    for (std::size_t k = 0; k < ck.terms.size(); ++k)
+      require(ck.terms[k].epoch <= ck.epoch,
+              checkpoint_field(path, ck.records.terms, "TERM", "terms[" + std::to_string(k) + "].epoch"), ": ",
+              ck.terms[k].epoch, " is beyond the controller's epoch ", ck.epoch, "; ", io::kCheckpointDamaged);
+    require(p.tick <= ck.tick, at("tick"), ": tick ", p.tick, " of the item is beyond the controller's tick ",
+            ck.tick, "; ", io::kCheckpointDamaged);
+    require(p.epoch <= ck.epoch, at("epoch"), ": epoch ", p.epoch, " of the item is beyond the controller's epoch ",
+            ck.epoch, "; ", io::kCheckpointDamaged);
+    const std::int64_t left = ticks_bound(item);
+    require(left <= std::numeric_limits<int>::max() - ck.tick, ctrl("tick"), ": tick ", ck.tick, " and up to ", left,
+            " more ticks in the rest of the story overflow the counter (", std::numeric_limits<int>::max(), "); ",
+            either);
+
+    // where each sampler must be: (passes begun, batches taken in the pass), from the item's ticks
+    std::vector<data::BatchSampler> samplers = make_samplers(item);
+    const std::size_t n = samplers.size();
+    std::vector<std::pair<std::int64_t, std::int64_t>> expect(n);
+    const std::int64_t t = p.tick;
+    if (a.kind == ActionConfig::Kind::Train) {
+      const std::int64_t per = samplers[0].batches();
+      require(p.item_done ? p.epoch == a.epochs : p.epoch < a.epochs, at("epoch"), ": ", p.epoch, " epochs done",
+              p.item_done ? " (the item marked done)" : "", " but ", a.where, " has ", a.epochs, "; ", either);
+      require(p.cursor == 0, at("cursor"), ": ", p.cursor, " (a train action has no cursor: 0); ",
+              io::kCheckpointDamaged);
+      const std::int64_t passes = p.item_done ? p.epoch : p.epoch + 1;
+      std::int64_t before = 0;  // ticks in the passes completed before this one
+      const bool fits = passes >= 1 && !__builtin_mul_overflow(passes - 1, per, &before) && t >= before &&
+                        t - before <= per && (!p.item_done || t - before == per);
+      require(fits, at("tick"), ": tick ", t, " does not fit ", p.epoch, " epochs done of ", per,
+              " batches each in ", a.where, "; ", either);
+      expect[0] = {passes, t - before};
+    } else {
+      require(t <= a.ticks, at("tick"), ": tick ", t, " is beyond the ", a.ticks, " ticks of ", a.where, "; ", either);
+      require(p.epoch == 0 && !p.item_done, at(p.epoch ? "epoch" : "item_done"),
+              ": a train_hybrid action keeps neither epochs nor a done mark; ", io::kCheckpointDamaged);
+      const bool interleave = a.mode == ActionConfig::Mode::Interleave;
+      const auto ns = static_cast<std::int64_t>(n);
+      const std::int64_t cursor = interleave && t > 0 ? (t - 1) % ns + 1 : 0;  // reset to 0 on the next tick
+      require(p.cursor == cursor, at("cursor"), ": cursor ", p.cursor, " but tick ", t, " of ", a.where, " (",
+              interleave ? "interleave" : "sum", " over ", n, " splits) leaves it at ", cursor, "; ", either);
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::int64_t m = interleave ? t / ns + (static_cast<std::int64_t>(k) < t % ns) : t;  // batches taken
+        const std::int64_t per = samplers[k].batches();
+        const std::int64_t passes = m == 0 ? 1 : (m - 1) / per + 1;  // the first pass begins up front
+        expect[k] = {passes, m - (passes - 1) * per};
       }
     }
+    require(ck.samplers.size() == n,
+            checkpoint_field(path, ck.samplers.empty() ? -1 : ck.samplers[0].record, "SAMP", ""), ": ",
+            ck.samplers.size(), " samplers saved but ", a.where, " draws from ", n, " splits; ", either);
+    const auto splits = action_splits(a);
+    for (std::size_t k = 0; k < n; ++k) {
+      const io::SamplerRecord& r = ck.samplers[k];
+      const std::string what = checkpoint_field(path, r.record, "SAMP", "");
+      require(r.name == splits[k].key, what, ", field name: sampler ", k, " is '", r.name, "' but ", a.where,
+              "'s split ", k, " is '", splits[k].key, "'; ", either);
+      samplers[k].set_state(r.state, what + " (split '" + r.name + "')", either);
+      require(r.state.epochs == expect[k].first && r.state.position == expect[k].second, what, " (split '", r.name,
+              "'), field ", r.state.epochs != expect[k].first ? "epochs" : "position", ": pass ", r.state.epochs,
+              " with ", r.state.position, " batches taken, but tick ", t, " of ", a.where, " means pass ",
+              expect[k].first, " with ", expect[k].second, " (", samplers[k].batches(), " batches per pass); ", either);
+    }
+    const std::string log = LossLog::resume_problem(loss_log_path(), p.log_bytes);
+    require(log.empty(), at("log_bytes"), ": ", log,
+            "; keep the run's losses.tsv with its checkpoints (a resume cuts it back to the checkpoint's length)");
   }
 
   /// One training tick on split k: batch, train, log. Returns the total loss.
@@ -231,23 +402,42 @@ class Runner {
     io::Checkpoint ck = io::capture(ctl_);
     ck.config = s_.config_text();
     for (std::size_t k = 0; k < samplers_.size(); ++k) ck.samplers.push_back({names_[k], samplers_[k].state()});
+    log_.sync();  // the length recorded here is on the disk before the checkpoint is
     ck.story = {static_cast<std::int64_t>(item), tick, cursor, epoch, done, log_.bytes()};
     const std::string path = s_.setup().log_path + a.checkpoint_prefix + "_tick_" + std::to_string(tick) + ".ckpt";
     io::write_checkpoint(path, ck);
+    last_checkpoint_ = path;
     written_.push_back(path);
     if (opt_.verbose) note("checkpoint " + path);
   }
 
   /// Counts a tick toward max_ticks; true when the run must stop now.
   bool count_tick() {
+    check_interrupt();
     ++ticks_run_;
     if (opt_.max_ticks >= 0 && ticks_run_ >= opt_.max_ticks) stopped_ = true;
     return stopped_;
   }
 
+  /// Throws Interrupted when RunnerOptions::interrupt is set (the loss log flushed first, if it can be).
+  void check_interrupt() {
+    const int sig = opt_.interrupt ? opt_.interrupt->load(std::memory_order_relaxed) : 0;
+    if (sig == 0) return;
+    try {
+      log_.flush();
+    } catch (const Error&) {  // the interrupt is the news; lines after the last checkpoint are dropped on resume
+    }
+    throw Interrupted(sig, "interrupted by signal " + std::to_string(sig) + " after tick " +
+                               std::to_string(ctl_.ticks()) + "; " +
+                               (last_checkpoint_.empty()
+                                    ? std::string("no checkpoint was written yet: the run must start again")
+                                    : "continue from checkpoint '" + last_checkpoint_ + "' (sakura-train -r " +
+                                          last_checkpoint_ + ")"));
+  }
+
   // ---------------------------------------------------------------- train
   void train_action(std::size_t item, const ActionConfig& a, const io::Checkpoint* ck) {
-    setup_splits(item, {a.train}, false, ck);
+    setup_splits(item, ck);
     std::int64_t tick = ck ? ck->story.tick : 0, epoch = ck ? ck->story.epoch : 0;
     bool resumed_pass = ck != nullptr;
     Progress* pr = opt_.progress;
@@ -280,7 +470,7 @@ class Runner {
 
   // ---------------------------------------------------------------- train_hybrid
   void hybrid_action(std::size_t item, const ActionConfig& a, const io::Checkpoint* ck) {
-    setup_splits(item, a.splits, a.drop_last, ck);
+    setup_splits(item, ck);
     const std::size_t n = a.splits.size();
     std::int64_t tick = ck ? ck->story.tick : 0, cursor = ck ? ck->story.cursor : 0;
     if (!ck)
@@ -356,7 +546,7 @@ class Runner {
                          t.selected_signature.ptr(), t.save_raw};
     const bool dump = t.dump_latent || t.dump_pre_encoder || t.dump_reconstructed || t.dump_pheno_out ||
                       t.dump_signature_out;
-    const std::string path = s_.setup().log_path + "/" + std::to_string(ctl_.epoch()) + "_" + t.latent_prefix + ".csv";
+    const std::string path = join(s_.setup().log_path, std::to_string(ctl_.epoch()) + "_" + t.latent_prefix + ".csv");
     std::unique_ptr<CsvWriter> csv;
     std::vector<Column> cols;
     bool first = true;
@@ -469,6 +659,7 @@ class Runner {
   std::int64_t ticks_run_ = 0;
   bool stopped_ = false;
   std::vector<std::string> written_;
+  std::string last_checkpoint_;  ///< the newest checkpoint written or resumed from
 };
 
 }  // namespace sakura::story

@@ -45,6 +45,7 @@ struct Setup {
   std::vector<std::string> split_names;
   ExperimentSpec probe;                    ///< built with a 1-gene input, for validation only
   std::vector<ActionConfig> story;
+  bool dump_configs = false, dump_splits = false;  ///< write the configs / splits.csv into log_path
 };
 
 namespace detail_session {
@@ -89,11 +90,9 @@ inline void add_block_splits(const Json& cfg, const std::string& kind, std::vect
     names.push_back(kind + "_" + it.key() + "_test");
   }
 }
-}  // namespace detail_session
 
-/// Reads a config and everything it refers to except the data, and validates the story.
-inline Setup load_setup(const std::string& config_path, const SessionOptions& o = {}) {
-  using namespace detail_session;
+/// load_setup() without its net for nlohmann's exceptions.
+inline Setup load_setup_unguarded(const std::string& config_path, const SessionOptions& o) {
   Setup s;
   s.config_path = config_path;
   s.config = io::read_json_file(config_path);
@@ -107,6 +106,10 @@ inline Setup load_setup(const std::string& config_path, const SessionOptions& o 
   if (const Json* r = find(c, "reproducible"); r && !boolean(*r, "config.reproducible"))
     note("config.reproducible is \"False\"; runs are seeded with rnd_seed anyway");
   if (const Json* v = find(c, "rnd_seed")) s.seed = static_cast<std::uint64_t>(integer(*v, "config.rnd_seed"));
+  // Upstream's booleans follow one rule (true/false/"True"/"False"), also those sakura-train ignores.
+  s.dump_configs = opt_bool(c, "dump_configs", "config");
+  s.dump_splits = opt_bool(c, "dump_splits", "config");
+  for (const char* k : {"preslice_tests", "persist_test_set"}) (void)opt_bool(c, k, "config");
   s.log_path = resolve(o.base_dir, string(need(c, "log_path", "config"), "config.log_path"));
 
   // dataset
@@ -132,6 +135,8 @@ inline Setup load_setup(const std::string& config_path, const SessionOptions& o 
   } else {
     fail("config.dataset.type: unknown \"", type, "\"; known: rna_count_sparse, h5ad");
   }
+  s.dataset.make_names_unique = opt_bool(ds, "make_names_unique", "config.dataset");
+  for (const char* k : {"pheno_df_na_filter", "expr_mat_pre_slice"}) (void)opt_bool(ds, k, "config.dataset");
   s.dataset.signature_config_path = path("signature_config_path", false);
   s.dataset.pheno_meta_path = path("pheno_meta_path", false);
   if (const Json* v = find(ds, "selected_signature"))
@@ -180,6 +185,17 @@ inline Setup load_setup(const std::string& config_path, const SessionOptions& o 
   s.story = story_from_json(s.probe.model, need(c, "story", "config"), s.split_names);
   return s;
 }
+}  // namespace detail_session
+
+/// Reads a config and everything it refers to except the data, and validates the story.
+inline Setup load_setup(const std::string& config_path, const SessionOptions& o = {}) {
+  try {
+    return detail_session::load_setup_unguarded(config_path, o);
+  } catch (const nlohmann::json::exception& e) {  // a value of an unexpected JSON type that no check caught
+    sakura::detail::fail(config_path, ": unexpected value in the config: ", e.what());
+  }
+}
+
 
 /// Config + data + controller, ready for a story.
 class Session {
@@ -202,6 +218,7 @@ class Session {
     for (auto it = s.pheno_meta.begin(); it != s.pheno_meta.end(); ++it)
       phenos.push_back(data::fit_pheno(it.key(), it.value(), ds, meta_file + ": "));
     data_ = data::prepare_training_data(std::move(ds), sigs, std::move(phenos));
+    check_batches();
     check_labels();
     make_splits();
     // controller
@@ -228,13 +245,14 @@ class Session {
     const DatasetConfig& d = setup_.dataset;
     if (d.type == DatasetConfig::Type::H5ad) {
 #if defined(SAKURA_WITH_HDF5)
-      return io::read_h5ad<float>(d.h5ad);
+      return io::read_h5ad<float>(d.h5ad, NameOptions{d.make_names_unique});
 #else
       sakura::detail::fail("config.dataset.type \"h5ad\": this build has no HDF5 support (configure with the HDF5 "
                            "C library installed, e.g. Debian's libhdf5-dev)");
 #endif
     }
-    return io::read_mtx_dataset<float>(d.mtx, d.gene_names, d.cell_names, d.pheno_csv);
+    return io::read_mtx_dataset<float>(d.mtx, d.gene_names, d.cell_names, d.pheno_csv,
+                                       NameOptions{d.make_names_unique});
   }
 
   static void signature_post(data::SignatureRequest& r, const Json& cfg) {
@@ -252,6 +270,22 @@ class Session {
       if (const Json* v = find((*pp)[i], "threshold")) r.threshold = number(*v, pw + ".threshold");
       if (const Json* v = find((*pp)[i], "scale_factor")) r.scale = number(*v, pw + ".scale_factor");
       r.inverse = opt_bool((*pp)[i], "inverse", pw);
+    }
+  }
+
+  /// A batch is batch_size x input genes dense floats: bounded like the model, now that the genes
+  /// are known, so a huge batch_size is an error naming its key rather than a failed allocation.
+  void check_batches() const {
+    constexpr double kMaxBatchValues = 0x1p32;  // 16 GiB of float32
+    const double genes = static_cast<double>(data_.n_genes());
+    auto check = [&](const SplitConfig& sc, const std::string& where) {
+      sakura::detail::require(static_cast<double>(sc.batch_size) * genes <= kMaxBatchValues, where,
+                              ".batch_size: ", sc.batch_size, " cells x ", data_.n_genes(),
+                              " input genes is more than 2^32 values (16 GiB) in one batch; use a smaller batch_size");
+    };
+    for (const auto& a : setup_.story) {
+      if (a.kind == ActionConfig::Kind::Train) check(a.train, a.where);
+      for (const auto& sc : a.splits) check(sc, a.where + ".split_configs." + sc.key);
     }
   }
 

@@ -121,6 +121,36 @@ def write_bad_h5ad():
         f.create_group("var")["_index"] = np.array([g.encode() for g in GENES], dtype="S6")
 
 
+def write_damaged_h5ad():
+    """Declared shapes far beyond what the file stores: each used to become a multi-GB allocation
+    (or a stall reading fill values). Unwritten chunked datasets take no space, so the files stay tiny."""
+    def base(name, kind="csr", **kw):
+        mat = {"csr": sp.csr_matrix, "csc": sp.csc_matrix}[kind](X.astype(np.float32))
+        ad.AnnData(mat, obs=pd.DataFrame(index=CELLS), var=pd.DataFrame(index=GENES)).write_h5ad(path(name), **kw)
+        return h5py.File(path(name), "a")
+    with base("csc_huge_shape.h5ad", "csc") as f:  # CSC with a huge shape attribute
+        f["X"].attrs["shape"] = np.array([2**31 - 1, 5], dtype=np.int64)
+    with base("indptr_huge.h5ad") as f:  # an indptr of 2^32 entries (never written)
+        del f["X/indptr"]
+        f["X"].create_dataset("indptr", shape=(2**32,), dtype=np.int64, chunks=(1024,))
+    with base("data_huge.h5ad") as f:  # 2^33 values declared, 7 stored
+        f["X/data"].resize((2**33,))
+    with base("index_huge.h5ad") as f:  # obs names and a dense X of 2^40 rows, nothing stored
+        del f["obs/_index"], f["X"]
+        f["obs"].create_dataset("_index", shape=(2**40,), dtype=h5py.string_dtype(), chunks=(4096,))
+        f.create_dataset("X", shape=(2**40, 5), dtype=np.float32, chunks=(1024, 5))
+    with base("obs_short_column.h5ad") as f:  # an obs column shorter than obs
+        f["obs"]["n"] = np.array([1, 2, 3], dtype=np.int64)
+        f["obs"].attrs["column-order"] = np.array(["n"], dtype=object).astype(h5py.string_dtype())
+    with base("dup_names.h5ad") as f:  # gene 'CD4' twice, cell 'AAAC-1' twice
+        del f["var/_index"], f["obs/_index"]
+        f["var/_index"] = np.array(["CD8A", "CD4", "CD4", "MT-CO1", "CD4-1"], dtype=object).astype(h5py.string_dtype())
+        f["obs/_index"] = np.array(["AAAC-1", "B", "AAAC-1", "C"], dtype=object).astype(h5py.string_dtype())
+    # Valid and compressed: every array gzip-compressed (and chunked), strings too.
+    ad.AnnData(sp.csr_matrix(X.astype(np.float32)), obs=pheno_frame(),
+               var=pd.DataFrame(index=pd.Index(GENES))).write_h5ad(path("x_gzip.h5ad"), compression="gzip")
+
+
 if __name__ == "__main__":
     write_r_csv("genes.csv", GENES)
     write_r_csv("cells.csv", CELLS)
@@ -129,3 +159,4 @@ if __name__ == "__main__":
     write_h5ad()
     write_legacy_h5ad()
     write_bad_h5ad()
+    write_damaged_h5ad()
