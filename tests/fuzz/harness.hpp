@@ -40,7 +40,7 @@ inline const std::filesystem::path& scratch_dir() {
   return dir;
 }
 
-/// Writes the bytes to scratch_dir() / name and returns the path.
+/// Writes the bytes to scratch_dir() / name (name may be an absolute path) and returns the path.
 inline std::string write_file(const std::string& name, const void* data, std::size_t size) {
   const std::string path = (scratch_dir() / name).string();
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -53,14 +53,18 @@ inline std::string write_file(const std::string& name, const void* data, std::si
   return path;
 }
 
-/// Runs f(): a sakura::Error is the expected end of a bad input. Any other exception is a
-/// finding: reported with its type and message, then abort(), so libFuzzer saves the input (a
-/// crash, a hang past -timeout or memory past -rss_limit_mb are findings by libFuzzer itself).
+/// Runs f(): a sakura::Error is the expected end of a bad input (printed when SAKURA_FUZZ_VERBOSE
+/// is set, to see what a replayed input gets). Any other exception is a finding: reported with its
+/// type and message, then abort(), so libFuzzer saves the input (a crash, a hang past -timeout or
+/// memory past -rss_limit_mb are findings by libFuzzer itself).
 template <class F>
 void expect_named_errors(const char* what, F&& f) {
+  static const bool verbose = std::getenv("SAKURA_FUZZ_VERBOSE") != nullptr;
   try {
     f();
-  } catch (const sakura::Error&) {
+    if (verbose) std::fprintf(stderr, "%s: accepted\n", what);
+  } catch (const sakura::Error& e) {
+    if (verbose) std::fprintf(stderr, "%s: %s\n", what, e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "FINDING: %s threw %s, not sakura::Error: %s\n", what, typeid(e).name(), e.what());
     std::abort();
