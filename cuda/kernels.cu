@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
-/// sakura::cuda kernels without a reduction to a scalar: elementwise ops and activations, blocks
-/// and bias, column sums, row softmax, the 1x1 scalar ops, the RMSProp step and the column sort.
+/// sakura::cuda kernels without a reduction to a scalar: the open elementwise set, activations,
+/// blocks and bias, row and column sums, row softmax, the 1x1 scalar ops, the RMSProp step and the
+/// column sort.
 /// Each mirrors its twin in backend/cpu/kernels.hpp operation for operation.
 #include "common.cuh"
 
@@ -9,6 +10,7 @@ namespace sakura::cuda {
 namespace {
 
 using impl::kThreads;
+namespace pw = sakura::pointwise;  // the functions of the open elementwise set
 
 /// dst = acc ? dst + v : v, written once.
 template <class T>
@@ -81,9 +83,53 @@ template <class T>
 __global__ void sigmoid_bwd_k(T* dx, const T* dy, const T* y, Index n, bool acc) {
   SAKURA_GRID_STRIDE(i, n) put(dx + i, dy[i] * (T(1) - y[i]) * y[i], acc);
 }
+
+// ------------------------------------------------------------------ the open elementwise set
+// The functions and derivatives are backend/pointwise.hpp's, shared with the CPU.
+template <Pointwise F, class T>
+__global__ void pointwise_k(T* y, const T* x, Index n, T c0, T c1) {
+  SAKURA_GRID_STRIDE(i, n) y[i] = pw::value<F>(x[i], c0, c1);
+}
+template <Pointwise F, class T>
+__global__ void pointwise_bwd_k(T* dx, const T* dy, const T* x, const T* y, Index n, T c0, bool acc) {
+  SAKURA_GRID_STRIDE(i, n) put(dx + i, pw::grad<F>(dy[i], x[i], y[i], c0), acc);
+}
+template <Binary F, class T>
+__global__ void binary_k(T* y, const T* a, const T* b, Index n) {
+  SAKURA_GRID_STRIDE(i, n) y[i] = pw::value<F>(a[i], b[i]);
+}
+template <Binary F, class T>
+__global__ void binary_bwd_k(bool wrt_b, T* d, const T* dy, const T* a, const T* b, Index n, bool acc) {
+  SAKURA_GRID_STRIDE(i, n) put(d + i, pw::grad<F>(wrt_b, dy[i], a[i], b[i]), acc);
+}
 template <class T>
-__global__ void mul_k(T* out, const T* x, const T* mask, Index n, bool acc) {
-  SAKURA_GRID_STRIDE(i, n) put(out + i, x[i] * mask[i], acc);
+__global__ void where_k(T* y, const T* mask, const T* a, const T* b, Index n) {
+  SAKURA_GRID_STRIDE(i, n) y[i] = mask[i] != T(0) ? a[i] : b[i];
+}
+template <class T>
+__global__ void where_bwd_k(T* d, const T* dy, const T* mask, bool selected, Index n, bool acc) {
+  SAKURA_GRID_STRIDE(i, n) put(d + i, (mask[i] != T(0)) == selected ? dy[i] : T(0), acc);
+}
+template <class T>
+__global__ void mean_bwd_k(T* dx, const T* g, Index n, bool acc) {
+  const T v = g[0] / T(n);
+  SAKURA_GRID_STRIDE(i, n) put(dx + i, v, acc);
+}
+/// One warp per row, summed in double and rounded once (as cpu::row_sums).
+template <class T>
+__global__ void row_sum_k(T* y, const T* x, Index rows, Index cols) {
+  const int lane = threadIdx.x & 31;
+  const Index warps = Index(gridDim.x) * (blockDim.x >> 5);
+  for (Index r = Index(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    double s = 0;
+    for (Index c = lane; c < cols; c += 32) s += x[r * cols + c];
+    s = impl::warp_sum(s);
+    if (lane == 0) y[r] = static_cast<T>(s);
+  }
+}
+template <class T>
+__global__ void row_sum_bwd_k(T* dx, const T* dy, Index rows, Index cols, bool acc) {
+  SAKURA_GRID_STRIDE(i, rows * cols) put(dx + i, dy[i / cols], acc);
 }
 
 // ------------------------------------------------------------------ row softmax: one warp per row
@@ -133,14 +179,6 @@ __global__ void scale_fwd_k(T* out, const T* s, const T* w) {
 template <class T>
 __global__ void scale_bwd_k(T* ds, const T* g, const T* w, bool acc) {
   put(ds, g[0] * w[0], acc);
-}
-template <class T>
-__global__ void add_fwd_k(T* out, const T* a, const T* b) {
-  out[0] = a[0] + b[0];
-}
-template <class T>
-__global__ void add_bwd_k(T* d, const T* g, bool acc) {
-  put(d, g[0], acc);
 }
 
 // ------------------------------------------------------------------ RMSProp
@@ -342,8 +380,56 @@ void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bo
     SAKURA_LAUNCH(softmax_bwd_k<T>, grid_for(rows, kThreads / 32), kThreads, 0, dx, dy, y, rows, cols, log, acc);
 }
 template <class T>
-void mul(T* out, const T* x, const T* mask, Index n, bool acc) {
-  if (n > 0) SAKURA_LAUNCH(mul_k<T>, grid_for(n), kThreads, 0, out, x, mask, n, acc);
+void pointwise(Pointwise f, T* y, const T* x, Index n, T c0, T c1) {
+  if (n > 0)
+    pw::dispatch(f, [&]<Pointwise F>() {
+      auto* kernel = &pointwise_k<F, T>;
+      SAKURA_LAUNCH(kernel, grid_for(n), kThreads, 0, y, x, n, c0, c1);
+    });
+}
+template <class T>
+void pointwise_bwd(Pointwise f, T* dx, const T* dy, const T* x, const T* y, Index n, T c0, bool acc) {
+  if (n > 0)
+    pw::dispatch(f, [&]<Pointwise F>() {
+      auto* kernel = &pointwise_bwd_k<F, T>;
+      SAKURA_LAUNCH(kernel, grid_for(n), kThreads, 0, dx, dy, x, y, n, c0, acc);
+    });
+}
+template <class T>
+void binary(Binary f, T* y, const T* a, const T* b, Index n) {
+  if (n > 0)
+    pw::dispatch(f, [&]<Binary F>() {
+      auto* kernel = &binary_k<F, T>;
+      SAKURA_LAUNCH(kernel, grid_for(n), kThreads, 0, y, a, b, n);
+    });
+}
+template <class T>
+void binary_bwd(Binary f, bool wrt_b, T* d, const T* dy, const T* a, const T* b, Index n, bool acc) {
+  if (n > 0)
+    pw::dispatch(f, [&]<Binary F>() {
+      auto* kernel = &binary_bwd_k<F, T>;
+      SAKURA_LAUNCH(kernel, grid_for(n), kThreads, 0, wrt_b, d, dy, a, b, n, acc);
+    });
+}
+template <class T>
+void where(T* y, const T* mask, const T* a, const T* b, Index n) {
+  if (n > 0) SAKURA_LAUNCH(where_k<T>, grid_for(n), kThreads, 0, y, mask, a, b, n);
+}
+template <class T>
+void where_bwd(T* d, const T* dy, const T* mask, bool selected, Index n, bool acc) {
+  if (n > 0) SAKURA_LAUNCH(where_bwd_k<T>, grid_for(n), kThreads, 0, d, dy, mask, selected, n, acc);
+}
+template <class T>
+void mean_bwd(T* dx, const T* g, Index n, bool acc) {
+  if (n > 0) SAKURA_LAUNCH(mean_bwd_k<T>, grid_for(n), kThreads, 0, dx, g, n, acc);
+}
+template <class T>
+void row_sum_fwd(T* y, const T* x, Index rows, Index cols) {
+  if (rows > 0) SAKURA_LAUNCH(row_sum_k<T>, grid_for(rows, kThreads / 32), kThreads, 0, y, x, rows, cols);
+}
+template <class T>
+void row_sum_bwd(T* dx, const T* dy, Index rows, Index cols, bool acc) {
+  if (rows * cols > 0) SAKURA_LAUNCH(row_sum_bwd_k<T>, grid_for(rows * cols), kThreads, 0, dx, dy, rows, cols, acc);
 }
 template <class T>
 void scale_fwd(T* out, const T* s, const T* w) {
@@ -352,14 +438,6 @@ void scale_fwd(T* out, const T* s, const T* w) {
 template <class T>
 void scale_bwd(T* ds, const T* g, const T* w, bool acc) {
   SAKURA_LAUNCH(scale_bwd_k<T>, 1, 1, 0, ds, g, w, acc);
-}
-template <class T>
-void add_fwd(T* out, const T* a, const T* b) {
-  SAKURA_LAUNCH(add_fwd_k<T>, 1, 1, 0, out, a, b);
-}
-template <class T>
-void add_bwd(T* d, const T* g, bool acc) {
-  SAKURA_LAUNCH(add_bwd_k<T>, 1, 1, 0, d, g, acc);
 }
 template <class T>
 void rmsprop_step(T* p, const T* grad, T* v, T* buf, Index n, const T* hyper) {
@@ -408,11 +486,17 @@ void unsort_columns(T* dx, const T* dsorted, const std::int32_t* perm, Index row
   template void sigmoid_bwd<T>(T*, const T*, const T*, Index, bool);                                         \
   template void softmax_rows_fwd<T>(T*, const T*, Index, Index, bool);                                       \
   template void softmax_rows_bwd<T>(T*, const T*, const T*, Index, Index, bool, bool);                       \
-  template void mul<T>(T*, const T*, const T*, Index, bool);                                                 \
+  template void pointwise<T>(Pointwise, T*, const T*, Index, T, T);                                          \
+  template void pointwise_bwd<T>(Pointwise, T*, const T*, const T*, const T*, Index, T, bool);               \
+  template void binary<T>(Binary, T*, const T*, const T*, Index);                                            \
+  template void binary_bwd<T>(Binary, bool, T*, const T*, const T*, const T*, Index, bool);                  \
+  template void where<T>(T*, const T*, const T*, const T*, Index);                                           \
+  template void where_bwd<T>(T*, const T*, const T*, bool, Index, bool);                                     \
+  template void mean_bwd<T>(T*, const T*, Index, bool);                                                      \
+  template void row_sum_fwd<T>(T*, const T*, Index, Index);                                                  \
+  template void row_sum_bwd<T>(T*, const T*, Index, Index, bool);                                            \
   template void scale_fwd<T>(T*, const T*, const T*);                                                        \
   template void scale_bwd<T>(T*, const T*, const T*, bool);                                                  \
-  template void add_fwd<T>(T*, const T*, const T*);                                                          \
-  template void add_bwd<T>(T*, const T*, bool);                                                              \
   template void rmsprop_step<T>(T*, const T*, T*, T*, Index, const T*);                                      \
   template void sort_columns<T>(T*, std::int32_t*, const T*, Index, Index, void*);                           \
   template void unsort_columns<T>(T*, const T*, const std::int32_t*, Index, Index, bool);

@@ -80,6 +80,11 @@ void reduce_rows(T* out, Index rows, double denom, F f) {
 
 // ------------------------------------------------------------------ item functors
 template <class T>
+struct Item {  // x[i] (the mean of the open set)
+  const T* x;
+  __device__ double operator()(Index i) const { return double(x[i]); }
+};
+template <class T>
 struct SqDiff {  // (a - b)^2 with the difference and square in T, as cpu::sq_diff_sum
   const T *a, *b;
   __device__ double operator()(Index i) const {
@@ -265,6 +270,10 @@ __global__ void kl_bwd_k(T* dx, const T* g, const T* x, const T* m, Index rows, 
 using impl::grid_for;
 
 template <class T>
+void mean_fwd(T* out, const T* x, Index n) {
+  reduce_items(out, n, double(n), Item<T>{x});
+}
+template <class T>
 void mse_fwd(T* out, const T* a, const T* b, Index n) {
   reduce_items(out, n, double(n), SqDiff<T>{a, b});
 }
@@ -332,6 +341,7 @@ void kl_bwd(T* dx, const T* g, const T* x, const T* moments, Index rows, Index c
 }
 
 #define SAKURA_INST(T)                                                                                 \
+  template void mean_fwd<T>(T*, const T*, Index);                                                      \
   template void mse_fwd<T>(T*, const T*, const T*, Index);                                             \
   template void mse_bwd<T>(T*, const T*, const T*, const T*, Index, bool);                             \
   template void l1_fwd<T>(T*, const T*, const T*, Index);                                              \

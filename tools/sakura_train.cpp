@@ -19,10 +19,16 @@
 #include <sakura/story/runner.hpp>
 #include <sakura/version.hpp>
 
+#include "h5ad_commands.hpp"
+#include "results_h5ad.hpp"
+#include "tensorboard.hpp"
+
 namespace {
 
 const char* kUsage = R"(usage: sakura-train -c CONFIG [options]
        sakura-train --demo [--demo-out DIR]
+       sakura-train convert ...   (to a CSR .h5ad; see sakura-train convert --help)
+       sakura-train synth ...     (a synthetic atlas .h5ad; see sakura-train synth --help)
 
 Runs a SAKURA config (upstream's JSON format: dataset, splits, model, story) on the CPU.
 
@@ -32,7 +38,11 @@ Runs a SAKURA config (upstream's JSON format: dataset, splits, model, story) on 
   -y, --inference_story PATH the inference story (test items; default ./inference.json)
   -s, --suppress_train       set up data and model, then stop
   -v, --verbose              more messages
-  -x, --suppress_tensorboardX  accepted and ignored (losses go to <log_path>/losses.tsv)
+  -x, --suppress_tensorboardX  no TensorBoard event files (the losses still go to losses.tsv)
+      --write-h5ad PATH      also write the results as AnnData: latents and head outputs in obsm
+                             (X_sakura_main, X_sakura_<block>, X_sakura_<block>_out), losses and
+                             config in uns["sakura"], obs/var copied from the input (X only with
+                             --h5ad-with-x); --h5ad-results-only: obs holds only the cell names
   -C, --base-dir DIR         resolve relative paths of the config against DIR
                              (default: the working directory, as upstream)
       --max-ticks N          stop after N training ticks (checkpoints already written stay valid)
@@ -49,7 +59,8 @@ Runs a SAKURA config (upstream's JSON format: dataset, splits, model, story) on 
   -h, --help                 this text
       --version              the version
 
-Outputs under the config's log_path: losses.tsv (tick, upstream scalar name, value),
+Outputs under the config's log_path: losses.tsv (tick, upstream scalar name, value), the same
+scalars as TensorBoard event files (events.out.tfevents.*; point TensorBoard at log_path),
 <epoch>_<latent_prefix>.csv latents (cell names first), <log_path><checkpoint_prefix>_tick_<N>.ckpt.
 Each file is written to <file>.tmp, synced and renamed; losses.tsv is synced at each checkpoint.
 SIGINT/SIGTERM stop the run at the next tick, naming the checkpoint to resume from.
@@ -64,7 +75,8 @@ struct Usage : std::runtime_error {
 struct Args {
   std::string config = "./config.json", resume, inference, inference_story = "./inference.json", base_dir;
   std::string demo_out, progress;
-  bool verbose = false, suppress_train = false, demo = false;
+  bool verbose = false, suppress_train = false, demo = false, suppress_tensorboard = false;
+  sakura::tools::ResultsH5ad h5ad;
   long long max_ticks = -1, eval_chunk = 2048, demo_cells = 2000, demo_genes = 2000, demo_ticks = 2000;
 };
 
@@ -129,7 +141,10 @@ Args parse(int argc, char** argv) {
     else if (f == "-C" || f == "--base-dir") a.base_dir = value();
     else if (f == "-v" || f == "--verbose") a.verbose = flag();
     else if (f == "-s" || f == "--suppress_train") a.suppress_train = flag();
-    else if (f == "-x" || f == "--suppress_tensorboardX") (void)flag();
+    else if (f == "-x" || f == "--suppress_tensorboardX") a.suppress_tensorboard = flag();
+    else if (f == "--write-h5ad") a.h5ad.path = value();
+    else if (f == "--h5ad-with-x") a.h5ad.with_x = true;
+    else if (f == "--h5ad-results-only") a.h5ad.results_only = true;
     else if (f == "-e" || f == "--external_module" || f == "-E" || f == "--external_module_path")
       throw Usage(f + ": inserting external (PyTorch) modules is not supported");
     else if (f == "--max-ticks") a.max_ticks = to_int(f, value());
@@ -147,6 +162,9 @@ Args parse(int argc, char** argv) {
   if (a.eval_chunk <= 0) throw Usage("--eval-chunk must be positive");
   if (a.max_ticks != -1 && a.max_ticks <= 0) throw Usage("--max-ticks must be positive");
   if (!a.resume.empty() && !a.inference.empty()) throw Usage("-r/--resume and -i/--inference exclude each other");
+  if ((a.h5ad.with_x || a.h5ad.results_only) && a.h5ad.path.empty())
+    throw Usage("--h5ad-with-x and --h5ad-results-only need --write-h5ad PATH");
+  if (a.h5ad.with_x && a.h5ad.results_only) throw Usage("--h5ad-with-x and --h5ad-results-only exclude each other");
   if (a.demo && (a.demo_cells < 100 || a.demo_genes < 60 || a.demo_ticks < 1))
     throw Usage("--demo needs at least 100 cells, 60 genes and 1 tick");
   return a;
@@ -209,10 +227,13 @@ int run(const Args& a) {
                  static_cast<long long>(session.data().n_cells()), static_cast<long long>(session.data().n_genes()));
     return 0;
   }
+  sakura::tools::tensorboard::Sink events(session.setup().log_path);
+  if (!a.suppress_tensorboard) ro.scalars = &events;
   Runner runner(session, ro);
   if (!a.inference.empty()) runner.inference(a.inference, inference);
   else if (!a.resume.empty()) runner.resume(a.resume);
   else runner.run();
+  if (!a.h5ad.path.empty()) sakura::tools::write_results_h5ad(session, runner, a.h5ad);
   if (runner.stopped())
     std::fprintf(stderr, "sakura-train: stopped after %lld ticks (--max-ticks)\n",
                  static_cast<long long>(runner.ticks_run()));
@@ -227,6 +248,8 @@ const char* text(const sakura::Error& e) { return e.what() + (std::strncmp(e.wha
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1)
+    if (const int rc = sakura::tools::run_subcommand(argv[1], argc - 2, argv + 2); rc >= 0) return rc;
   Args a;
   try {
     a = parse(argc, argv);

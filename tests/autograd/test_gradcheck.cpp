@@ -808,6 +808,78 @@ TEST_CASE("gradcheck: add", "[autograd]") {
         {&x});
 }
 
+// ====================================================================== the open elementwise set
+
+namespace {
+/// x with every entry made positive (magnitudes as param(): away from 0).
+P positive(P x) {
+  for (double& v : x.value) v = std::abs(v);
+  return x;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: pointwise functions", "[autograd][elementwise]") {
+  P x = param(5, 4, 261), pos = positive(param(5, 4, 262));
+  const Tensor<double> c = uniform(5, 4, 263);
+  using Unary = std::function<Var(Tape<double>&, Var)>;
+  const std::vector<std::tuple<std::string, Unary, P*>> cases = {
+      {"abs (|x| >= 0.05)", [](Tape<double>& t, Var v) { return t.abs(v); }, &x},
+      {"square", [](Tape<double>& t, Var v) { return t.square(v); }, &x},
+      {"sqrt (x > 0)", [](Tape<double>& t, Var v) { return t.sqrt(v); }, &pos},
+      {"exp", [](Tape<double>& t, Var v) { return t.exp(v); }, &x},
+      {"log1p (x > 0)", [](Tape<double>& t, Var v) { return t.log1p(v); }, &pos},
+      {"affine x * -1.7 + 0.3", [](Tape<double>& t, Var v) { return t.affine(v, -1.7, 0.3); }, &x},
+      {"clamp_min(x, 0) (|x| >= 0.05)", [](Tape<double>& t, Var v) { return t.clamp_min(v, 0.0); }, &x},
+  };
+  for (const auto& [name, f, in] : cases)
+    check(name, [&](Tape<double>& t, std::span<const Var> v) { return probe(t, f(t, v[0]), c); }, {in});
+  // less() is a constant mask: no node, no gradient
+  Tape<double> t;
+  Var m = t.less(t.param(x), 0.0);
+  CHECK_FALSE(t.requires_grad(m));
+  CHECK(t.node_count() == 0);
+  for (Index i = 0; i < x.value.size(); ++i) CHECK(t.data(m).data[i] == (x.value[i] < 0.0 ? 1.0 : 0.0));
+}
+
+TEST_CASE("gradcheck: binary ops, both operands", "[autograd][elementwise]") {
+  P a = param(5, 4, 271), b = param(5, 4, 272, 0.5, 1.5);  // b away from 0 for the division
+  const Tensor<double> c = uniform(5, 4, 273);
+  for (const auto& [name, f] : std::vector<std::pair<std::string, sakura::Binary>>{
+           {"add", sakura::Binary::Add}, {"sub", sakura::Binary::Sub}, {"mul", sakura::Binary::Mul},
+           {"div", sakura::Binary::Div}})
+    check(name + "  [a, b]",
+          [&](Tape<double>& t, std::span<const Var> v) { return probe(t, t.binary(f, v[0], v[1]), c); }, {&a, &b});
+  check("mul(a, a)  (one operand twice: accumulation)",
+        [&](Tape<double>& t, std::span<const Var> v) { return probe(t, t.mul(v[0], v[0]), c); }, {&a});
+}
+
+TEST_CASE("gradcheck: where, mean, row_sum", "[autograd][elementwise]") {
+  P a = param(5, 4, 281), b = param(5, 4, 282), x = param(5, 4, 283);
+  const Tensor<double> c = uniform(5, 4, 284), c1 = uniform(5, 1, 285);
+  check("where(x < 0, a, b)  [a, b, x: no gradient through the mask]",
+        [&](Tape<double>& t, std::span<const Var> v) {
+          return probe(t, t.where(t.less(v[2], 0.0), v[0], v[1]), c);
+        },
+        {&a, &b, &x}, false);
+  CHECK(max_abs(x.grad) == 0.0);  // gradcheck left x's gradient: nothing reached it
+  check("mean", [&](Tape<double>& t, std::span<const Var> v) { return t.mean(t.celu(v[0])); }, {&a});
+  check("row_sum", [&](Tape<double>& t, std::span<const Var> v) { return probe(t, t.row_sum(v[0]), c1); }, {&a});
+  // where() refuses a mask that needs a gradient
+  Tape<double> t;
+  Var pa = t.param(a);
+  REQUIRE_THROWS_WITH(t.where(pa, pa, pa), Catch::Contains("where: the mask must be a constant"));
+}
+
+TEST_CASE("sqrt's gradient at 0 is 0, as a norm's", "[autograd][elementwise]") {
+  P x("zero", "test", "", 2, 3);
+  x.value.fill(0.0);
+  x.value(1, 0) = 4.0;
+  const Grads g = analytic([](Tape<double>& t, std::span<const Var> v) { return t.mean(t.sqrt(t.row_sum(t.square(v[0])))); },
+                           {&x});
+  for (Index i = 0; i < 3; ++i) CHECK(g[0](0, i) == 0.0);  // the zero row: 0, not NaN
+  CHECK(g[0](1, 0) == 0.5);                                 // d/dx ||x|| / 2 = x / (2 ||x||)
+}
+
 // ====================================================================== composition rules
 
 TEST_CASE("gradcheck: composition (accumulation, shared parameters, weighted sums)", "[autograd]") {
@@ -868,7 +940,8 @@ TEST_CASE("gradcheck: every rule's accumulate branch (input gradient already wri
   P x = param(5, 4, 241, 0.05, 1.5);
   const Tensor<double> c = uniform(5, 4, 242), d = uniform(5, 4, 243), c3 = uniform(5, 3, 244),
                        prior = uniform(7, 4, 245), wt = uniform(4, 3, 246), w = uniform(3, 4, 247),
-                       c5 = uniform(5, 5, 249), y01 = uniform(5, 4, 250, 0.0, 1.0);
+                       c5 = uniform(5, 5, 249), y01 = uniform(5, 4, 250, 0.0, 1.0), c1 = uniform(5, 1, 251),
+                       pos = uniform(5, 4, 252, 0.5, 1.5);
   Tensor<double> mask(5, 4), away(5, 4);
   sakura::Rng rng(248);
   for (Index i = 0; i < mask.size(); ++i) {
@@ -910,6 +983,25 @@ TEST_CASE("gradcheck: every rule's accumulate branch (input gradient already wri
          return t.add(b, t.mse(p, t.constant(c.ref())));
        }},
       {"kl_gauss", [&](Tape<double>& t, Var v) { return t.kl_gauss(v, t.constant(prior.ref())); }},
+      {"abs", [&](Tape<double>& t, Var v) { return probe(t, t.abs(v), c); }},
+      {"square", [&](Tape<double>& t, Var v) { return probe(t, t.square(v), c); }},
+      {"sqrt", [&](Tape<double>& t, Var v) { return probe(t, t.sqrt(t.abs(v)), c); }},
+      {"exp", [&](Tape<double>& t, Var v) { return probe(t, t.exp(v), c); }},
+      {"log1p", [&](Tape<double>& t, Var v) { return probe(t, t.log1p(t.abs(v)), c); }},
+      {"affine", [&](Tape<double>& t, Var v) { return probe(t, t.affine(v, 0.6, -0.2), c); }},
+      {"clamp_min", [&](Tape<double>& t, Var v) { return probe(t, t.clamp_min(v, 0.0), c); }},
+      {"add (a side)", [&](Tape<double>& t, Var v) { return probe(t, t.add(v, t.constant(d.ref())), c); }},
+      {"sub (b side)", [&](Tape<double>& t, Var v) { return probe(t, t.sub(t.constant(d.ref()), v), c); }},
+      {"mul (both sides)", [&](Tape<double>& t, Var v) { return probe(t, t.mul(v, t.celu(v)), c); }},
+      {"div (a side)", [&](Tape<double>& t, Var v) { return probe(t, t.div(v, t.constant(pos.ref())), c); }},
+      {"div (b side)", [&](Tape<double>& t, Var v) {
+         return probe(t, t.div(t.constant(d.ref()), t.affine(t.abs(v), 1.0, 0.5)), c);
+       }},
+      {"where (both sides)", [&](Tape<double>& t, Var v) {
+         return probe(t, t.where(t.constant(mask.ref()), v, t.celu(v)), c);
+       }},
+      {"mean", [&](Tape<double>& t, Var v) { return t.mean(t.celu(v)); }},
+      {"row_sum", [&](Tape<double>& t, Var v) { return probe(t, t.row_sum(v), c1); }},
       {"scale (one scalar scaled twice)", [&](Tape<double>& t, Var v) {
          Var s = probe(t, t.celu(v), c);
          Var a = t.scale(s, 0.3);  // created first: accumulates into ds
@@ -936,10 +1028,19 @@ namespace {
 template <class L>
 constexpr bool wants_probability = std::is_same_v<L, sakura::Bce>;
 
+/// A loss's options for the checks: the defaults, but SmoothL1's beta inside the checks' range of
+/// |pred - target| (0.1 to 0.5), so that both of its branches are checked.
 template <class L>
+typename L::Options loss_options() {
+  typename L::Options o{};
+  if constexpr (requires { o.beta; }) o.beta = 0.3;
+  return o;
+}
+
+template <class L, sakura::Evaluation E>
 void check_loss_term(bool squash) {
-  const std::string name(L::names[0]);
-  const typename L::Options opt{};
+  const std::string name = std::string(L::names[0]) + (E == sakura::Evaluation::Generic ? " (generic)" : "");
+  const typename L::Options opt = loss_options<L>();
   P x = param(5, 4, 301, 0.05, 2.0);
   static const std::int64_t labels[5] = {1, 0, 3, 2, 1};
   // target away from the prediction (|pred - target| >= 0.1) and, for probabilities, in [0, 1]
@@ -954,7 +1055,7 @@ void check_loss_term(bool squash) {
     sakura::LossArgs<double> a{t, squash ? t.sigmoid(v[0]) : v[0],
                                L::needs_target ? t.constant(target.ref()) : Var{},
                                L::needs_labels ? labels : nullptr};
-    return L::apply(a, opt);
+    return L::template apply<E>(a, opt);
   };
   check("loss " + name + (squash ? " (pred = sigmoid(x))" : " (pred = x)"), f, {&x});
 }
@@ -1011,8 +1112,12 @@ void check_regularizer_term(bool with_labels) {
 TEMPLATE_LIST_TEST_CASE("gradcheck: every registered loss term", "[autograd][terms]", sakura::LossTypes) {
   using L = TestType;
   static_assert(sakura::LossFn<L, double>);
-  if (!wants_probability<L>) check_loss_term<L>(false);
-  check_loss_term<L>(true);
+  // as the step runs it (fused primitives where the formula has one), and primitive by primitive
+  for (bool squash : {false, true}) {
+    if (!squash && wants_probability<L>) continue;
+    check_loss_term<L, sakura::Evaluation::Fused>(squash);
+    check_loss_term<L, sakura::Evaluation::Generic>(squash);
+  }
 }
 
 TEMPLATE_LIST_TEST_CASE("gradcheck: every registered regularizer term", "[autograd][terms]",

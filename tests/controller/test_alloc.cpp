@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 // After the first step, train() allocates nothing: counted with a replaced global operator new,
-// on the runtime (JSON) path, the compile-time path, with sparse input, and with eval().
+// on the runtime (JSON) path, the compile-time path, with sparse input, with eval(), and with losses
+// evaluated primitive by primitive.
 #include <catch2/catch.hpp>
 
 #include "support/counting_new.hpp"
@@ -59,4 +60,15 @@ TEST_CASE("the steady-state step with sparse input allocates nothing", "[alloc][
   batch.expr = Tensor<float>();
   CHECK(steady_allocations([&] { ctl.train(batch); }) == 0);
   CHECK(steady_allocations([&] { ctl.train<Fixture, All>(batch); }) == 0);
+}
+
+TEST_CASE("the steady-state step with formula-only losses allocates nothing", "[alloc][losses]") {
+  // SmoothL1 and LogCosh run primitive by primitive: their intermediates come from the arena too
+  Json config = base_config(), signatures = base_signature();
+  config["main_latent"]["loss"] = {{"huber", term("SmoothL1", 1.0, {{"beta", 0.5}})}, {"logcosh", term("LogCosh")}};
+  signatures["a"]["loss"]["logcosh"] = term("LogCosh");
+  Controller<float> ctl(spec_of(config, base_pheno(), signatures));
+  const auto batch = base_batch();
+  CHECK(steady_allocations([&] { ctl.train(batch); }) == 0);
+  CHECK(steady_allocations([&] { ctl.eval(batch); }) == 0);
 }

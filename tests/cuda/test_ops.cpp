@@ -255,7 +255,7 @@ TEMPLATE_TEST_CASE("cuda fill, axpy, add_block, add_bias, col_sum", "[cuda]", fl
 }
 
 // ====================================================================== activations
-TEMPLATE_TEST_CASE("cuda activations and dropout, forward and backward", "[cuda]", float, double) {
+TEMPLATE_TEST_CASE("cuda activations, forward and backward", "[cuda]", float, double) {
   using T = TestType;
   for (auto [r, c] : kShapes) {
     const std::size_t n = static_cast<std::size_t>(r * c);
@@ -291,13 +291,98 @@ TEMPLATE_TEST_CASE("cuda activations and dropout, forward and backward", "[cuda]
           n, std::string(a.name) + " backward", [&](T* d, bool acc) { a.cpu_b(d, dy.data(), saved.data(), N, acc); },
           [&](T* d, bool acc) { a.gpu_b(d, ddy.p(), dsaved.p(), N, acc); });
     }
-    // dropout: mask in {0, 1/(1-p)}
-    auto mask = uniform<T>(n, 0, 1, 5);
-    for (auto& m : mask) m = m < T(0.3) ? T(0) : T(1) / T(0.7);
-    DBuf<T> dmask(mask);
+  }
+}
+
+// ====================================================================== the open elementwise set
+TEMPLATE_TEST_CASE("cuda pointwise functions, binary ops and where, forward and backward", "[cuda]", float, double) {
+  using T = TestType;
+  SAKURA_REQUIRE_DEVICE();
+  using sakura::Binary;
+  using sakura::Pointwise;
+  for (auto [r, c] : kShapes) {
+    const std::size_t n = static_cast<std::size_t>(r * c);
+    const Index N = Index(n);
+    CAPTURE(r, c);
+    auto x = with_zeros(uniform<T>(n, -3, 3, 21), 7);  // exact zeros: abs's and sqrt's kinks
+    const auto b = uniform<T>(n, 0.5, 2, 22), dy = uniform<T>(n, -1, 1, 23);
+    DBuf<T> dx(x), db(b), ddy(dy);
+    struct Fn {
+      Pointwise f;
+      T c0, c1;
+      bool positive;  // sqrt, log1p: their input made non-negative
+    };
+    for (const Fn& f : {Fn{Pointwise::Abs, 0, 0, false}, Fn{Pointwise::Square, 0, 0, false},
+                        Fn{Pointwise::Sqrt, 0, 0, true}, Fn{Pointwise::Exp, 0, 0, false},
+                        Fn{Pointwise::Log1p, 0, 0, true}, Fn{Pointwise::Affine, T(-1.5), T(0.25), false},
+                        Fn{Pointwise::ClampMin, T(0.5), 0, false}, Fn{Pointwise::Less, T(0.5), 0, false}}) {
+      CAPTURE(int(f.f));
+      std::vector<T> in = x;
+      if (f.positive)
+        for (auto& v : in) v = std::abs(v);
+      DBuf<T> din(in);
+      std::vector<T> y(n);
+      DBuf<T> dyv(n);
+      CpuOps<T>::pointwise(f.f, y.data(), in.data(), N, f.c0, f.c1);
+      GpuOps<T>::pointwise(f.f, dyv.p(), din.p(), N, f.c0, f.c1);
+      expect_close(y, dyv.get(), "pointwise forward");
+      DBuf<T> dyo(y);  // the backward reads the CPU forward on both sides
+      check_grad<T>(
+          n, "pointwise backward",
+          [&](T* d, bool acc) { CpuOps<T>::pointwise_bwd(f.f, d, dy.data(), in.data(), y.data(), N, f.c0, acc); },
+          [&](T* d, bool acc) { GpuOps<T>::pointwise_bwd(f.f, d, ddy.p(), din.p(), dyo.p(), N, f.c0, acc); });
+    }
+    for (Binary f : {Binary::Add, Binary::Sub, Binary::Mul, Binary::Div}) {
+      CAPTURE(int(f));
+      std::vector<T> y(n);
+      DBuf<T> dyv(n);
+      CpuOps<T>::binary(f, y.data(), x.data(), b.data(), N);
+      GpuOps<T>::binary(f, dyv.p(), dx.p(), db.p(), N);
+      expect_close(y, dyv.get(), "binary forward");
+      for (bool wrt_b : {false, true})
+        check_grad<T>(
+            n, wrt_b ? "binary backward (b)" : "binary backward (a)",
+            [&](T* d, bool acc) { CpuOps<T>::binary_bwd(f, wrt_b, d, dy.data(), x.data(), b.data(), N, acc); },
+            [&](T* d, bool acc) { GpuOps<T>::binary_bwd(f, wrt_b, d, ddy.p(), dx.p(), db.p(), N, acc); });
+    }
+    // where: the mask from less()
+    std::vector<T> mask(n), y(n);
+    CpuOps<T>::pointwise(Pointwise::Less, mask.data(), x.data(), N, T(0), T(0));
+    DBuf<T> dmask(mask), dyv(n);
+    CpuOps<T>::where(y.data(), mask.data(), x.data(), b.data(), N);
+    GpuOps<T>::where(dyv.p(), dmask.p(), dx.p(), db.p(), N);
+    expect_same(y, dyv.get(), "where forward");
+    for (bool selected : {true, false})
+      check_grad<T>(
+          n, selected ? "where backward (a)" : "where backward (b)",
+          [&](T* d, bool acc) { CpuOps<T>::where_bwd(d, dy.data(), mask.data(), selected, N, acc); },
+          [&](T* d, bool acc) { GpuOps<T>::where_bwd(d, ddy.p(), dmask.p(), selected, N, acc); });
+  }
+}
+
+TEMPLATE_TEST_CASE("cuda mean and row sums, forward and backward", "[cuda]", float, double) {
+  using T = TestType;
+  SAKURA_REQUIRE_DEVICE();
+  const std::vector<T> g{T(0.75)};
+  DBuf<T> dg(g);
+  for (auto [r, c] : std::vector<std::pair<Index, Index>>{{37, 53}, {100, 200}, {5, 1000}, {3000, 1001}}) {
+    const std::size_t n = static_cast<std::size_t>(r * c);
+    CAPTURE(r, c);
+    const auto x = uniform<T>(n, -2, 2, 31), dy = uniform<T>(static_cast<std::size_t>(r), -1, 1, 32);
+    DBuf<T> dx(x), ddy(dy);
+    check_scalar<T>("mean forward", [&](T* o) { CpuOps<T>::mean_fwd(o, x.data(), Index(n)); },
+                    [&](T* o) { GpuOps<T>::mean_fwd(o, dx.p(), Index(n)); });
     check_grad<T>(
-        n, "mul (dropout)", [&](T* o, bool acc) { CpuOps<T>::mul(o, x.data(), mask.data(), N, acc); },
-        [&](T* o, bool acc) { GpuOps<T>::mul(o, dx.p(), dmask.p(), N, acc); });
+        n, "mean backward", [&](T* d, bool acc) { CpuOps<T>::mean_bwd(d, g.data(), Index(n), acc); },
+        [&](T* d, bool acc) { GpuOps<T>::mean_bwd(d, dg.p(), Index(n), acc); });
+    std::vector<T> y(static_cast<std::size_t>(r));
+    DBuf<T> dyv(static_cast<std::size_t>(r));
+    CpuOps<T>::row_sum_fwd(y.data(), x.data(), r, c);
+    GpuOps<T>::row_sum_fwd(dyv.p(), dx.p(), r, c);
+    expect_close(y, dyv.get(), "row_sum forward");
+    check_grad<T>(
+        n, "row_sum backward", [&](T* d, bool acc) { CpuOps<T>::row_sum_bwd(d, dy.data(), r, c, acc); },
+        [&](T* d, bool acc) { GpuOps<T>::row_sum_bwd(d, ddy.p(), r, c, acc); });
   }
 }
 
@@ -512,20 +597,15 @@ TEMPLATE_TEST_CASE("cuda column sort (stable, NaN last, exact) and unsort", "[cu
 }
 
 // ====================================================================== scalars and optimizer
-TEMPLATE_TEST_CASE("cuda scalar scale and add, forward and backward", "[cuda]", float, double) {
+TEMPLATE_TEST_CASE("cuda scalar scale, forward and backward", "[cuda]", float, double) {
   using T = TestType;
   const std::vector<T> s{T(1.7)}, w{T(0.3)}, g{T(-2.1)};
   DBuf<T> ds(s), dw(w), dg(g);
   check_scalar<T>("scale forward", [&](T* o) { CpuOps<T>::scale_fwd(o, s.data(), w.data()); },
                   [&](T* o) { GpuOps<T>::scale_fwd(o, ds.p(), dw.p()); });
-  check_scalar<T>("add forward", [&](T* o) { CpuOps<T>::add_fwd(o, s.data(), w.data()); },
-                  [&](T* o) { GpuOps<T>::add_fwd(o, ds.p(), dw.p()); });
   check_grad<T>(
       1, "scale backward", [&](T* d, bool acc) { CpuOps<T>::scale_bwd(d, g.data(), w.data(), acc); },
       [&](T* d, bool acc) { GpuOps<T>::scale_bwd(d, dg.p(), dw.p(), acc); });
-  check_grad<T>(
-      1, "add backward", [&](T* d, bool acc) { CpuOps<T>::add_bwd(d, g.data(), acc); },
-      [&](T* d, bool acc) { GpuOps<T>::add_bwd(d, dg.p(), acc); });
 }
 
 TEMPLATE_TEST_CASE("cuda RMSProp step with and without momentum and weight decay", "[cuda]", float, double) {

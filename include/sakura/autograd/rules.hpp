@@ -15,16 +15,23 @@ template <class T, class Dev>
 void Tape<T, Dev>::apply_rule(const Node& n) {
   Value& out = values_[n.out];
   const T* gy = out.grad;
+  const Index count = out.rows * out.cols;
   auto needs = [&](int v) { return v >= 0 && values_[v].requires_grad; };
   auto in = [&](int v) -> const Value& { return values_[v]; };
+  // write(d, acc) gives input v its gradient, if it needs one (d: its buffer; acc: add to it)
+  auto to_input = [&](int v, auto&& write) {
+    if (!needs(v)) return;
+    auto [d, acc] = grad_target(v);
+    write(d, acc);
+  };
 
   switch (n.op) {
     case Op::Linear: {
       const Value &x = in(n.a), &w = in(n.b);
-      const bool tr = (n.i0 & kLinearTransposed) != 0;
+      const bool tr = n.linear.transposed;
       const Index rows = x.rows, fin = x.cols, fout = out.cols;
       bool bias_done = out.grad_relu_done;  // the reconstruction's pair rule did ReLU and bias
-      if ((n.i0 & kLinearRelu) && !bias_done && (needs(n.a) || needs(n.b) || needs(n.c))) {
+      if (n.linear.relu && !bias_done && (needs(n.a) || needs(n.b) || needs(n.c))) {
         // fused ReLU: gy masked by the output, and the bias gradient, in one pass
         T* masked = arena_.template alloc<T>(rows * fout);
         T* db = nullptr;
@@ -34,72 +41,46 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
         gy = masked;
         bias_done = true;
       }
-      if (needs(n.a)) {  // dx = dy W  (or dy W^T when stored input-major)
-        auto [dx, acc] = grad_target(n.a);
+      to_input(n.a, [&](T* dx, bool acc) {  // dx = dy W  (or dy W^T when stored input-major)
         K::gemm(false, tr, rows, fin, fout, T(1), gy, fout, w.data, tr ? fout : fin, acc ? T(1) : T(0), dx, fin);
-      }
-      if (needs(n.b)) {  // dW = dy^T x  (or x^T dy)
-        auto [dw, acc] = grad_target(n.b);
+      });
+      to_input(n.b, [&](T* dw, bool acc) {  // dW = dy^T x  (or x^T dy)
         if (tr)
           K::gemm(true, false, fin, fout, rows, T(1), x.data, fin, gy, fout, acc ? T(1) : T(0), dw, fout);
         else
           K::gemm(true, false, fout, fin, rows, T(1), gy, fout, x.data, fin, acc ? T(1) : T(0), dw, fin);
-      }
-      if (needs(n.c) && !bias_done) {
-        auto [db, acc] = grad_target(n.c);
-        K::col_sum(db, MatrixRef<const T>(gy, rows, fout), acc);
-      }
+      });
+      if (!bias_done)
+        to_input(n.c, [&](T* db, bool acc) { K::col_sum(db, MatrixRef<const T>(gy, rows, fout), acc); });
       break;
     }
-    case Op::SparseLinear: {  // the input is constant: only dW and db (CPU only)
+    case Op::SparseLinear:  // the input is constant: only dW and db (CPU only)
       if constexpr (K::host_memory) {
-        const auto& csc = *static_cast<const cpu::Csc<T>*>(n.aux);
-        if (needs(n.b)) {
-          auto [dw, acc] = grad_target(n.b);
-          cpu::csc_weight_grad(dw, csc, gy, out.cols, n.i0 == 1, acc);
-        }
-        if (needs(n.c)) {
-          auto [db, acc] = grad_target(n.c);
-          K::col_sum(db, MatrixRef<const T>(gy, out.rows, out.cols), acc);
-        }
+        to_input(n.b, [&](T* dw, bool acc) {
+          cpu::csc_weight_grad(dw, *n.linear.sparse_input, gy, out.cols, n.linear.transposed, acc);
+        });
+        to_input(n.c, [&](T* db, bool acc) { K::col_sum(db, MatrixRef<const T>(gy, out.rows, out.cols), acc); });
       }
       break;
-    }
-    case Op::Celu: {
-      if (!needs(n.a)) break;
-      auto [dx, acc] = grad_target(n.a);
-      K::celu_bwd(dx, gy, in(n.a).data, out.rows * out.cols, acc);
+    case Op::Celu:
+      to_input(n.a, [&](T* dx, bool acc) { K::celu_bwd(dx, gy, in(n.a).data, count, acc); });
       break;
-    }
-    case Op::Relu: {
-      if (!needs(n.a)) break;
-      auto [dx, acc] = grad_target(n.a);
-      K::relu_bwd(dx, gy, out.data, out.rows * out.cols, acc);
+    case Op::Relu:
+      to_input(n.a, [&](T* dx, bool acc) { K::relu_bwd(dx, gy, out.data, count, acc); });
       break;
-    }
-    case Op::Sigmoid: {
-      if (!needs(n.a)) break;
-      auto [dx, acc] = grad_target(n.a);
-      K::sigmoid_bwd(dx, gy, out.data, out.rows * out.cols, acc);
+    case Op::Sigmoid:
+      to_input(n.a, [&](T* dx, bool acc) { K::sigmoid_bwd(dx, gy, out.data, count, acc); });
       break;
-    }
     case Op::Softmax:
-    case Op::LogSoftmax: {
-      if (!needs(n.a)) break;
-      auto [dx, acc] = grad_target(n.a);
-      K::softmax_rows_bwd(dx, gy, out.data, out.rows, out.cols, n.op == Op::LogSoftmax, acc);
+    case Op::LogSoftmax:
+      to_input(n.a, [&](T* dx, bool acc) {
+        K::softmax_rows_bwd(dx, gy, out.data, out.rows, out.cols, n.op == Op::LogSoftmax, acc);
+      });
       break;
-    }
-    case Op::Dropout: {
-      if (!needs(n.a)) break;
-      auto [dx, acc] = grad_target(n.a);
-      K::mul(dx, gy, in(n.b).data, out.rows * out.cols, acc);
-      break;
-    }
     case Op::Concat: {
       Index off = 0;
-      for (int k = 0; k < n.extra_cnt; ++k) {
-        const int id = extra_[n.extra_off + k];
+      for (int k = 0; k < n.parts_count; ++k) {
+        const int id = concat_parts_[n.parts_begin + k];
         const Index w = values_[id].cols;
         if (needs(id)) {
           auto [dx, acc] = grad_target(id);
@@ -109,95 +90,84 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
       }
       break;
     }
-    case Op::SliceCols: {
-      if (!needs(n.a)) break;
-      const Value& x = in(n.a);
-      auto [dx, acc] = grad_target(n.a);
-      if (!acc) K::fill(dx, x.rows * x.cols, T(0));
-      K::add_block(MatrixRef<T>(dx + n.i0, x.rows, out.cols, x.cols), MatrixRef<const T>(gy, out.rows, out.cols), true);
+    case Op::SliceCols:
+      to_input(n.a, [&](T* dx, bool acc) {
+        const Value& x = in(n.a);
+        if (!acc) K::fill(dx, x.rows * x.cols, T(0));
+        K::add_block(MatrixRef<T>(dx + n.first_col, x.rows, out.cols, x.cols),
+                     MatrixRef<const T>(gy, out.rows, out.cols), true);
+      });
       break;
-    }
-    case Op::ReverseGrad: {
-      if (!needs(n.a)) break;
-      auto [dx, acc] = grad_target(n.a);
-      K::axpy(dx, gy, out.rows * out.cols, T(-1), acc);
+    case Op::ReverseGrad:
+      to_input(n.a, [&](T* dx, bool acc) { K::axpy(dx, gy, count, T(-1), acc); });
       break;
-    }
-    case Op::SortCols: {
-      if (!needs(n.a)) break;
-      auto [dx, acc] = grad_target(n.a);
-      K::unsort_columns(dx, gy, static_cast<const std::int32_t*>(n.aux), out.rows, out.cols, acc);
+    case Op::SortCols:
+      to_input(n.a, [&](T* dx, bool acc) { K::unsort_columns(dx, gy, n.perm, out.rows, out.cols, acc); });
       break;
-    }
+    case Op::Pointwise:  // each function's derivative is beside it in backend/pointwise.hpp
+      to_input(n.a, [&](T* dx, bool acc) {
+        K::pointwise_bwd(n.pointwise.fn, dx, gy, in(n.a).data, out.data, count, n.pointwise.constant, acc);
+      });
+      break;
+    case Op::Binary:
+      for (const bool wrt_b : {false, true})
+        to_input(wrt_b ? n.b : n.a, [&](T* d, bool acc) {
+          K::binary_bwd(n.binary, wrt_b, d, gy, in(n.a).data, in(n.b).data, count, acc);
+        });
+      break;
+    case Op::Where:  // a (input b) where the constant mask (input a) is set, b (input c) elsewhere
+      for (const bool selected : {true, false})
+        to_input(selected ? n.b : n.c,
+                 [&](T* d, bool acc) { K::where_bwd(d, gy, in(n.a).data, selected, count, acc); });
+      break;
+    case Op::Mean:
+      to_input(n.a, [&](T* dx, bool acc) { K::mean_bwd(dx, gy, in(n.a).rows * in(n.a).cols, acc); });
+      break;
+    case Op::RowSum:
+      to_input(n.a, [&](T* dx, bool acc) { K::row_sum_bwd(dx, gy, out.rows, in(n.a).cols, acc); });
+      break;
     case Op::Mse:
     case Op::L1: {
       const Value &a = in(n.a), &b = in(n.b);
-      const Index cnt = a.rows * a.cols;
       auto kernel = n.op == Op::Mse ? &K::mse_bwd : &K::l1_bwd;
-      if (needs(n.a)) {
-        auto [da, acc] = grad_target(n.a);
-        kernel(da, gy, a.data, b.data, cnt, acc);
-      }
-      if (needs(n.b)) {
-        auto [db, acc] = grad_target(n.b);
-        kernel(db, gy, b.data, a.data, cnt, acc);
-      }
+      to_input(n.a, [&](T* da, bool acc) { kernel(da, gy, a.data, b.data, a.rows * a.cols, acc); });
+      to_input(n.b, [&](T* db, bool acc) { kernel(db, gy, b.data, a.data, a.rows * a.cols, acc); });
       break;
     }
     case Op::Cosine: {
       const Value &a = in(n.a), &b = in(n.b);
-      if (needs(n.a)) {
-        auto [da, acc] = grad_target(n.a);
-        K::cosine_bwd(da, gy, a.data, b.data, n.saved0, n.saved1, n.saved2, a.rows, a.cols, acc);
-      }
-      if (needs(n.b)) {
-        auto [db, acc] = grad_target(n.b);
-        K::cosine_bwd(db, gy, b.data, a.data, n.saved1, n.saved0, n.saved2, a.rows, a.cols, acc);
-      }
+      const auto& c = n.cosine;
+      to_input(n.a, [&](T* da, bool acc) {
+        K::cosine_bwd(da, gy, a.data, b.data, c.norm_a, c.norm_b, c.dot, a.rows, a.cols, acc);
+      });
+      to_input(n.b, [&](T* db, bool acc) {
+        K::cosine_bwd(db, gy, b.data, a.data, c.norm_b, c.norm_a, c.dot, a.rows, a.cols, acc);
+      });
       break;
     }
-    case Op::RowNormMean: {
-      if (!needs(n.a)) break;
-      const Value& x = in(n.a);
-      auto [dx, acc] = grad_target(n.a);
-      K::row_norm_bwd(dx, gy, x.data, n.saved0, x.rows, x.cols, n.i0, acc);
+    case Op::RowNormMean:
+      to_input(n.a, [&](T* dx, bool acc) {
+        const Value& x = in(n.a);
+        K::row_norm_bwd(dx, gy, x.data, n.row_norm.norms, x.rows, x.cols, n.row_norm.ord, acc);
+      });
       break;
-    }
-    case Op::Nll: {
-      if (!needs(n.a)) break;
-      const Value& x = in(n.a);
-      auto [dx, acc] = grad_target(n.a);
-      K::nll_bwd(dx, gy, static_cast<const std::int64_t*>(n.aux), x.rows, x.cols, acc);
+    case Op::Nll:
+      to_input(n.a, [&](T* dx, bool acc) { K::nll_bwd(dx, gy, n.labels, in(n.a).rows, in(n.a).cols, acc); });
       break;
-    }
-    case Op::Bce: {
-      if (!needs(n.a)) break;
-      const Value &p = in(n.a), &y = in(n.b);
-      auto [dp, acc] = grad_target(n.a);
-      K::bce_bwd(dp, gy, p.data, y.data, p.rows * p.cols, acc);
+    case Op::Bce:
+      to_input(n.a, [&](T* dp, bool acc) {
+        K::bce_bwd(dp, gy, in(n.a).data, in(n.b).data, in(n.a).rows * in(n.a).cols, acc);
+      });
       break;
-    }
-    case Op::KlGauss: {
-      if (!needs(n.a)) break;
-      const Value& x = in(n.a);
-      auto [dx, acc] = grad_target(n.a);
-      K::kl_bwd(dx, gy, x.data, n.saved0, x.rows, x.cols, acc);
+    case Op::KlGauss:
+      to_input(n.a, [&](T* dx, bool acc) {
+        const Value& x = in(n.a);
+        K::kl_bwd(dx, gy, x.data, n.moments, x.rows, x.cols, acc);
+      });
       break;
-    }
-    case Op::Scale: {
-      if (!needs(n.a)) break;
-      auto [ds, acc] = grad_target(n.a);
-      K::scale_bwd(ds, gy, static_cast<const T*>(n.aux), acc);
+    case Op::Scale:
+      to_input(n.a, [&](T* ds, bool acc) { K::scale_bwd(ds, gy, n.weight, acc); });
       break;
-    }
-    case Op::Add: {
-      for (int id : {n.a, n.b}) {
-        if (!needs(id)) continue;
-        auto [d, acc] = grad_target(id);
-        K::add_bwd(d, gy, acc);
-      }
-      break;
-    }
   }
 }
 
@@ -263,12 +233,12 @@ auto Tape<T, Dev>::relu_producer(int v, std::size_t below) const -> const Node* 
   }
   if (p == std::size_t(-1)) return nullptr;
   const Node& lin = nodes_[p];
-  if (lin.op != Op::Linear || !(lin.i0 & kLinearRelu)) return nullptr;
+  if (lin.op != Op::Linear || !lin.linear.relu) return nullptr;
   auto reads = [&](const Node& n, int id) {
     if (id < 0) return false;
     if (n.a == id || n.b == id || n.c == id) return true;
-    for (int k = 0; k < n.extra_cnt; ++k)
-      if (extra_[n.extra_off + k] == id) return true;
+    for (int k = 0; k < n.parts_count; ++k)
+      if (concat_parts_[n.parts_begin + k] == id) return true;
     return false;
   };
   for (std::size_t k = p + 1; k < below; ++k)

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
-/// Tape<T>: a small reverse-mode autograd over a closed set of primitives.
+/// Tape<T>: a small reverse-mode autograd over a set of primitives.
 ///
 /// Every forward op computes its value at once (into the step's arena) and, when an input
 /// requires a gradient, appends a Node. Nodes are appended in execution order, so the tape is
 /// already topologically sorted: backward() walks it in reverse and applies each primitive's
 /// rule from autograd/rules.hpp, the one place where gradients are written.
+///
+/// Losses are formulas over the open elementwise set (pointwise functions, + - * /, where, mean,
+/// row sums; autograd/expr.hpp writes them). The fused primitives (MSE, L1, cosine, row norms)
+/// compute some whole formulas in fewer passes; expr.hpp's evaluate() picks them by the
+/// formula's type.
 ///
 /// Example:
 ///   Tape<double> t;  auto x = t.param(p);  auto y = t.mse(t.celu(x), t.constant(target));
@@ -19,13 +24,15 @@
 #include <vector>
 
 #include "sakura/autograd/arena.hpp"
+#include "sakura/backend/pointwise.hpp"
 #include "sakura/backend/cpu/ops.hpp"
 #include "sakura/nn/parameter.hpp"
 #include "sakura/tensor/draw.hpp"
 
 namespace sakura {
 
-/// The closed primitive set. Adding one means: a forward method below + one case in rules.hpp.
+/// The primitives. Adding one means: a forward method below + one case in rules.hpp (a pointwise
+/// function is only an enumerator of backend/pointwise.hpp).
 enum class Op : std::uint8_t {
   Linear,      // y = x W^T + b  (or x W when the weight is stored input-major)
   SparseLinear,// the same with a constant CSR input x (the first layer on sparse expression)
@@ -34,20 +41,26 @@ enum class Op : std::uint8_t {
   Sigmoid,
   Softmax,     // row-wise
   LogSoftmax,  // row-wise
-  Dropout,     // y = x * mask, mask in {0, 1/(1-p)}
   Concat,      // column-wise
   SliceCols,   // a block of columns
   ReverseGrad, // identity forward, -gradient backward (GRL)
   SortCols,    // per-column ascending sort with its permutation (sliced Wasserstein)
+  // the open elementwise set and its reductions
+  Pointwise,   // y = f(x) elementwise: abs, square, sqrt, exp, log1p, affine, clamp_min (backend/pointwise.hpp)
+  Binary,      // y = a + b, a - b, a * b, a / b elementwise (dropout: x * mask)
+  Where,       // y = mask ? a : b elementwise, the mask a constant (from less())
+  Mean,        // mean of all elements (1 x 1)
+  RowSum,      // sum of each row (rows x 1)
+  // fused: one kernel for a whole formula of the set above (expr.hpp chooses them)
   Mse,         // mean (a - b)^2
   L1,          // mean |a - b|
   Cosine,      // mean over rows of 1 - cos(a_r, b_r)
   RowNormMean, // mean over rows of ||x_r||_p, p in {1, 2}
+  // the remaining terms' own primitives
   Nll,         // mean over rows of -logp[r, label_r]
   Bce,         // mean binary cross-entropy
   KlGauss,     // KL between diagonal Gaussians fitted to x and to a prior sample
-  Scale,       // scalar * constant weight
-  Add,         // scalar + scalar
+  Scale,       // scalar * a weight read at run time
 };
 
 /// A handle to one value on the tape.
@@ -71,29 +84,50 @@ class Tape {
     bool grad_ready = false;  // holds a gradient this backward (first write overwrites)
     bool grad_relu_done = false;  // grad is already through its fused Linear's ReLU and bias (rules.hpp)
   };
-  static constexpr int kLinearTransposed = 1, kLinearRelu = 2;  // Op::Linear's i0 flags
+  /// A layer's layout: weight stored input-major ([in, out]), ReLU fused after it, and for
+  /// Op::SparseLinear the CSC copy of its sparse input.
+  struct LinearLayout {
+    bool transposed, relu;
+    const cpu::Csc<T>* sparse_input;
+  };
   struct Node {
     Op op;
-    int out = -1, a = -1, b = -1, c = -1;
-    int extra_off = 0, extra_cnt = 0;  // Concat's inputs
-    int i0 = 0;                        // op-specific integer (norm order, slice start, layout)
-    T* saved0 = nullptr;               // op-specific saved buffers
-    T* saved1 = nullptr;
-    T* saved2 = nullptr;
-    const void* aux = nullptr;         // labels, permutation
+    int out = -1, a = -1, b = -1, c = -1;  // value ids: the output and up to three inputs (-1: none)
+    int parts_begin = 0, parts_count = 0;  // Concat: its inputs are concat_parts_[parts_begin, + parts_count)
+    /// What the op's backward reads besides its inputs and output; the member in use follows `op`.
+    union {
+      LinearLayout linear;                 // Linear, SparseLinear
+      Index first_col;                     // SliceCols
+      const std::int32_t* perm;            // SortCols: the source row of every sorted entry
+      struct {
+        T *norm_a, *norm_b, *dot;          // per row
+      } cosine;                            // Cosine
+      struct {
+        T* norms;                          // per row
+        int ord;
+      } row_norm;                          // RowNormMean
+      const std::int64_t* labels;          // Nll
+      T* moments;                          // KlGauss: mean and variance of x, then of the prior
+      const T* weight;                     // Scale: read when the rule runs (a device buffer on a GPU)
+      struct {
+        Pointwise fn;
+        T constant;                        // Affine's scale, ClampMin's bound
+      } pointwise;                         // Pointwise
+      Binary binary;                       // Binary
+    };
   };
 
   Tape() : stamp_(next_stamp()) {
     values_.reserve(256);
     nodes_.reserve(256);
-    extra_.reserve(64);
+    concat_parts_.reserve(64);
   }
 
   /// Forget every value and node of the previous step (memory is kept for the next one).
   void reset() {
     values_.clear();
     nodes_.clear();
-    extra_.clear();
+    concat_parts_.clear();
     arena_.reset();
     if constexpr (!K::host_memory) staging_.reset();
     stamp_ = next_stamp();
@@ -227,7 +261,7 @@ class Tape {
             out);
     if (relu) K::bias_relu(data(y), bias ? ptr(bias) : nullptr);
     else if (bias) K::add_bias(data(y), ptr(bias));
-    push_node(Op::Linear, y, x, w, bias).i0 = (transposed ? kLinearTransposed : 0) | (relu ? kLinearRelu : 0);
+    push_node(Op::Linear, y, x, w, bias).linear = {transposed, relu, nullptr};
     return y;
   }
   /// linear() for a constant sparse input (cells x genes, CSR): the first pre-encoder layer on
@@ -247,9 +281,7 @@ class Tape {
       for (Index o = 0; o < out; ++o) yp[r * out + o] = bias ? ptr(bias)[o] : T(0);
     if (transposed) cpu::csr_linear_fwd_inmajor(yp, x, ptr(w), out);
     else cpu::csr_linear_fwd_outmajor(yp, x, ptr(w), out);
-    Node& nd = push_node(Op::SparseLinear, y, Var{}, w, bias);
-    nd.i0 = transposed ? 1 : 0;
-    nd.aux = csc;
+    push_node(Op::SparseLinear, y, Var{}, w, bias).linear = {transposed, false, csc};
     return y;
   }
   Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { K::celu_fwd(y, ptr(x), size(x)); }); }
@@ -262,11 +294,64 @@ class Tape {
     return unary(Op::LogSoftmax, x, [&](T* y) { K::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), true); });
   }
   /// y = x * mask; `mask` holds 0 or 1/(1-p) per element (drawn by the caller).
-  Var dropout(Var x, Var mask) {
-    require_same_shape(x, mask, "dropout mask");
-    Var y = alloc_like(rows(x), cols(x), x);
-    K::mul(ptr(y), ptr(x), ptr(mask), size(x), false);
-    push_node(Op::Dropout, y, x, mask);
+  Var dropout(Var x, Var mask) { return binary(Binary::Mul, x, mask, "dropout mask"); }
+
+  // ------------------------------------------------------------------ the open elementwise set
+  /// y = f(x) elementwise (backend/pointwise.hpp); the constants are rounded to T.
+  Var pointwise(Pointwise f, Var x, double c0 = 0, double c1 = 0) {
+    const bool mask = f == Pointwise::Less;  // a comparison: no gradient flows through it
+    Var y = alloc_like(rows(x), cols(x), mask ? Var{} : x);
+    K::pointwise(f, ptr(y), ptr(x), size(x), static_cast<T>(c0), static_cast<T>(c1));
+    push_node(Op::Pointwise, y, x).pointwise = {f, static_cast<T>(c0)};
+    return y;
+  }
+  Var abs(Var x) { return pointwise(Pointwise::Abs, x); }
+  Var square(Var x) { return pointwise(Pointwise::Square, x); }
+  /// Its gradient is taken as 0 where sqrt(x) = 0 (a norm's subgradient at 0).
+  Var sqrt(Var x) { return pointwise(Pointwise::Sqrt, x); }
+  Var exp(Var x) { return pointwise(Pointwise::Exp, x); }
+  Var log1p(Var x) { return pointwise(Pointwise::Log1p, x); }
+  /// x * scale + shift.
+  Var affine(Var x, double scale, double shift) { return pointwise(Pointwise::Affine, x, scale, shift); }
+  /// max(x, lo); the gradient passes where x >= lo (PyTorch's clamp_min).
+  Var clamp_min(Var x, double lo) { return pointwise(Pointwise::ClampMin, x, lo); }
+  /// 1 where x < bound, else 0: a constant mask for where().
+  Var less(Var x, double bound) { return pointwise(Pointwise::Less, x, bound); }
+  /// y = a f b elementwise on two values of the same shape (`what` names them in the error).
+  Var binary(Binary f, Var a, Var b, const char* what = "elementwise operands") {
+    require_same_shape(a, b, what);
+    Var y = alloc_like(rows(a), cols(a), a, b);
+    K::binary(f, ptr(y), ptr(a), ptr(b), size(a));
+    push_node(Op::Binary, y, a, b).binary = f;
+    return y;
+  }
+  Var add(Var a, Var b) { return binary(Binary::Add, a, b); }
+  Var sub(Var a, Var b) { return binary(Binary::Sub, a, b); }
+  Var mul(Var a, Var b) { return binary(Binary::Mul, a, b); }
+  Var div(Var a, Var b) { return binary(Binary::Div, a, b); }
+  /// mask ? a : b elementwise; the mask is a constant (less() makes one).
+  Var where(Var mask, Var a, Var b) {
+    detail::require(!requires_grad(mask), "where: the mask must be a constant (less() makes one), not a value "
+                                          "that needs a gradient");
+    require_same_shape(mask, a, "where: mask and first value");
+    require_same_shape(a, b, "where: values");
+    Var y = alloc_like(rows(a), cols(a), a, b);
+    K::where(ptr(y), ptr(mask), ptr(a), ptr(b), size(a));
+    push_node(Op::Where, y, mask, a, b);
+    return y;
+  }
+  /// The mean of every element (1 x 1).
+  Var mean(Var x) {
+    Var y = alloc_like(1, 1, x);
+    K::mean_fwd(ptr(y), ptr(x), size(x));
+    push_node(Op::Mean, y, x);
+    return y;
+  }
+  /// The sum of each row (rows x 1).
+  Var row_sum(Var x) {
+    Var y = alloc_like(rows(x), 1, x);
+    K::row_sum_fwd(ptr(y), ptr(x), rows(x), cols(x));
+    push_node(Op::RowSum, y, x);
     return y;
   }
 
@@ -290,9 +375,9 @@ class Tape {
     }
     if (rg) {
       Node& nd = push_node(Op::Concat, y);
-      nd.extra_off = static_cast<int>(extra_.size());
-      nd.extra_cnt = static_cast<int>(parts.size());
-      for (Var p : parts) extra_.push_back(p.id);
+      nd.parts_begin = static_cast<int>(concat_parts_.size());
+      nd.parts_count = static_cast<int>(parts.size());
+      for (Var p : parts) concat_parts_.push_back(p.id);
     }
     return y;
   }
@@ -301,7 +386,7 @@ class Tape {
                     ") of a tensor with ", cols(x));
     Var y = alloc_like(rows(x), count, x);
     K::add_block(data(y), MatrixRef<const T>(ptr(x) + start, rows(x), count, cols(x)), false);
-    push_node(Op::SliceCols, y, x).i0 = static_cast<int>(start);
+    push_node(Op::SliceCols, y, x).first_col = start;
     return y;
   }
   /// Same values, no gradient path (PyTorch's .detach(); also gradient neutralisation).
@@ -324,11 +409,11 @@ class Tape {
     void* scratch = arena_.alloc_bytes(K::sort_scratch_bytes(rows(x), cols(x)));
     if (requires_grad(x)) K::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
     else K::sort_column_values(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
-    push_node(Op::SortCols, y, x).aux = perm;
+    push_node(Op::SortCols, y, x).perm = perm;
     return y;
   }
 
-  // ------------------------------------------------------------------ losses (scalars)
+  // ------------------------------------------------------------------ fused formulas and other terms (scalars)
   Var mse(Var a, Var b) {
     require_same_shape(a, b, "MSE");
     return reduce(Op::Mse, a, b, [&](T* out) { paired_mean(Op::Mse, a, b, out); });
@@ -344,11 +429,7 @@ class Tape {
     T* nb = arena_.template alloc<T>(n);
     T* dot = arena_.template alloc<T>(n);
     Var y = reduce(Op::Cosine, a, b, [&](T* out) { K::cosine_fwd(out, na, nb, dot, ptr(a), ptr(b), n, cols(a)); });
-    if (Node* nd = last_node_for(y)) {
-      nd->saved0 = na;
-      nd->saved1 = nb;
-      nd->saved2 = dot;
-    }
+    if (Node* nd = last_node_for(y)) nd->cosine = {na, nb, dot};
     return y;
   }
   /// Mean over rows of the row's L1 (ord 1) or L2 (ord 2) norm.
@@ -356,21 +437,15 @@ class Tape {
     T* norms = arena_.template alloc<T>(rows(x));
     Var y = reduce(Op::RowNormMean, x, Var{},
                    [&](T* out) { K::row_norm_fwd(out, norms, ptr(x), rows(x), cols(x), ord); });
-    if (Node* nd = last_node_for(y)) {
-      nd->saved0 = norms;
-      nd->i0 = ord;
-    }
+    if (Node* nd = last_node_for(y)) nd->row_norm = {norms, ord};
     return y;
   }
   /// Mean over rows of -logp[r, labels[r]]; labels (from labels() on a GPU) stay alive until
   /// backward(). On the CPU they are checked here; a GPU controller checks them on upload.
   Var nll(Var logp, const std::int64_t* labels) {
-    if constexpr (K::host_memory)
-      for (Index r = 0; r < rows(logp); ++r)
-        detail::require(labels[r] >= 0 && labels[r] < cols(logp), "NLL: label ", labels[r], " of cell ", r,
-                        " is outside [0, ", cols(logp), ")");
+    if constexpr (K::host_memory) detail::require_labels(labels, rows(logp), cols(logp), "NLL");
     Var y = reduce(Op::Nll, logp, Var{}, [&](T* out) { K::nll_fwd(out, ptr(logp), labels, rows(logp), cols(logp)); });
-    if (Node* nd = last_node_for(y)) nd->aux = labels;
+    if (Node* nd = last_node_for(y)) nd->labels = labels;
     return y;
   }
   /// Binary cross-entropy of probabilities p against targets y (y gets no gradient).
@@ -385,7 +460,7 @@ class Tape {
     T* m = arena_.template alloc<T>(4 * L);
     Var y = reduce(Op::KlGauss, x, Var{},
                    [&](T* out) { K::kl_fwd(out, m, ptr(x), rows(x), ptr(prior), rows(prior), L, eps); });
-    if (Node* nd = last_node_for(y)) nd->saved0 = m;
+    if (Node* nd = last_node_for(y)) nd->moments = m;
     return y;
   }
   /// s * w for a scalar s and a weight w[0] read at run time (device memory on a GPU, so a
@@ -393,19 +468,13 @@ class Tape {
   Var scale(Var s, const T* w) {
     Var y = alloc_like(1, 1, s);
     K::scale_fwd(ptr(y), ptr(s), w);
-    push_node(Op::Scale, y, s).aux = w;
+    push_node(Op::Scale, y, s).weight = w;
     return y;
   }
   /// s * w with w rounded to T first, as PyTorch multiplies a float tensor by a double.
   Var scale(Var s, double w) {
     Var wv = host_filled(1, 1, [&](MatrixRef<T> m) { m.data[0] = static_cast<T>(w); });
     return scale(s, ptr(wv));
-  }
-  Var add(Var a, Var b) {
-    Var y = alloc_like(1, 1, a, b);
-    K::add_fwd(ptr(y), ptr(a), ptr(b));
-    push_node(Op::Add, y, a, b);
-    return y;
   }
 
   // ------------------------------------------------------------------ backward
@@ -440,7 +509,6 @@ class Tape {
   Value& value_at(int id) { return values_[id]; }
   /// While set, parameter gradients add to what they hold instead of overwriting it.
   void set_accumulate_parameters(bool on) { accumulate_params_ = on; }
-  const std::vector<int>& extra() const { return extra_; }
 
  private:
   void apply_rule(const Node& n);  // autograd/rules.hpp
@@ -475,10 +543,10 @@ class Tape {
   /// Appends a node only if the output needs a gradient; otherwise returns a dummy.
   Node& push_node(Op op, Var out, Var a = {}, Var b = {}, Var c = {}) {
     if (!requires_grad(out)) {
-      dummy_ = Node{op};
+      dummy_ = Node{op, -1, -1, -1, -1, 0, 0, {}};
       return dummy_;
     }
-    nodes_.push_back(Node{op, out.id, a.id, b.id, c.id});
+    nodes_.push_back(Node{op, out.id, a.id, b.id, c.id, 0, 0, {}});
     return nodes_.back();
   }
   Node* last_node_for(Var y) {
@@ -523,7 +591,7 @@ class Tape {
   BasicArena<typename K::HostAlloc> staging_;  // pinned host staging for uploads (GPU only)
   std::vector<Value> values_;
   std::vector<Node> nodes_;
-  std::vector<int> extra_;
+  std::vector<int> concat_parts_;  // Concat nodes' inputs (Node::parts_begin)
   struct PartnerMean {  // paired_mean's kept result: op of (a, b) is value
     Op op = Op::Mse;
     int a = -1, b = -1;
@@ -535,7 +603,7 @@ class Tape {
     return counter.fetch_add(1, std::memory_order_relaxed);
   }
 
-  Node dummy_{Op::Add};
+  Node dummy_{Op::Scale, -1, -1, -1, -1, 0, 0, {}};
   std::uint64_t stamp_;
   bool accumulate_params_ = false;
 };

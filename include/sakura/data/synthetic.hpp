@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,7 +33,8 @@ struct SyntheticData {
   std::vector<std::string> type_names;   ///< "CD8 T", "type1", ...
 };
 
-namespace detail {
+// Not `detail`: a sakura::data::detail would hide sakura::detail from the data headers included after this one.
+namespace synthetic_detail {
 /// Poisson sample (Knuth for small rates, normal approximation above 30).
 inline int poisson(Rng& rng, double lambda) {
   if (lambda > 30) return std::max(0, static_cast<int>(std::lround(rng.normal(lambda, std::sqrt(lambda)))));
@@ -45,37 +47,67 @@ inline int poisson(Rng& rng, double lambda) {
   } while (p > l);
   return k - 1;
 }
-}  // namespace detail
+}  // namespace synthetic_detail
 
-inline SyntheticData make_synthetic(const SyntheticOptions& o = {}) {
-  sakura::detail::require(o.cell_types >= 2 && o.genes >= 2 + 8 * o.cell_types && o.cells > 0,
-                          "synthetic data needs >= 2 cell types, >= 2 + 8 * types genes and some cells");
-  Rng rng(o.seed);
-  SyntheticData d;
-  d.expr = Tensor<float>(o.cells, o.genes);
-  for (Index g = 0; g < o.genes; ++g) d.genes.push_back(g == 0 ? "CD8A" : g == 1 ? "CD8B" : "G" + std::to_string(g));
-  for (int t = 0; t < o.cell_types; ++t) d.type_names.push_back(t == 0 ? "CD8 T" : "type" + std::to_string(t));
-  // per gene background rate (heavy-tailed), per type 8 marker genes at 20x
-  std::vector<double> base(static_cast<std::size_t>(o.genes));
-  for (auto& b : base) b = o.mean_count * std::exp(rng.normal(0.0, 0.8)) / std::exp(0.32);
-  auto is_marker = [&](Index g, int t) {
+/// The generative model: a heavy-tailed background rate per gene, 8 marker genes per cell type at
+/// 20x (CD8A/CD8B for type 0), a log-normal library size per cell, Poisson counts. The data sets
+/// of make_synthetic and of the large-atlas generator (io/synthetic_h5ad.hpp) are draws from it.
+class SyntheticModel {
+ public:
+  /// Draws the per-gene rates from rng.
+  SyntheticModel(const SyntheticOptions& o, Rng& rng) : o_(o), base_(static_cast<std::size_t>(o.genes)) {
+    sakura::detail::require(o.cell_types >= 2 && o.genes >= 2 + 8 * o.cell_types && o.cells > 0,
+                            "synthetic data needs >= 2 cell types, >= 2 + 8 * types genes and some cells");
+    for (auto& b : base_) b = o.mean_count * std::exp(rng.normal(0.0, 0.8)) / std::exp(0.32);
+  }
+  const SyntheticOptions& options() const { return o_; }
+
+  std::string gene_name(Index g) const { return g == 0 ? "CD8A" : g == 1 ? "CD8B" : "G" + std::to_string(g); }
+  std::string type_name(int t) const { return t == 0 ? "CD8 T" : "type" + std::to_string(t); }
+  bool is_marker(Index g, int t) const {
     if (t == 0 && g < 2) return true;
     return g >= 2 + 8 * t && g < 2 + 8 * (t + 1);
-  };
-  for (Index c = 0; c < o.cells; ++c) {
-    const int t = static_cast<int>(rng.below(static_cast<std::uint64_t>(o.cell_types)));
-    d.cell_type.push_back(t);
-    d.cells.push_back("cell" + std::to_string(c));
+  }
+
+  /// One cell: its type, and its counts per gene in `counts` (o.genes entries); returns the type.
+  int sample_cell(Rng& rng, std::vector<int>& counts, double& total) const {
+    const int t = static_cast<int>(rng.below(static_cast<std::uint64_t>(o_.cell_types)));
     const double depth = std::exp(rng.normal(0.0, 0.3));  // library size variation
-    double total = 0;
-    for (Index g = 0; g < o.genes; ++g) {
-      const double rate = base[static_cast<std::size_t>(g)] * depth * (is_marker(g, t) ? 20.0 : 1.0);
-      const int k = detail::poisson(rng, rate);
-      d.expr(c, g) = static_cast<float>(k);
-      total += k;
+    counts.resize(base_.size());
+    total = 0;
+    for (Index g = 0; g < o_.genes; ++g) {
+      const double rate = base_[static_cast<std::size_t>(g)] * depth * (is_marker(g, t) ? 20.0 : 1.0);
+      counts[static_cast<std::size_t>(g)] = synthetic_detail::poisson(rng, rate);
+      total += counts[static_cast<std::size_t>(g)];
     }
-    for (Index g = 0; g < o.genes; ++g)
-      if (d.expr(c, g) > 0) d.expr(c, g) = static_cast<float>(std::log1p(d.expr(c, g) / std::max(total, 1.0) * 1e4));
+    return t;
+  }
+  /// Seurat's LogNormalize of one count: log1p(count / total * 1e4).
+  static float normalised(int count, double total) {
+    return static_cast<float>(std::log1p(static_cast<float>(count) / std::max(total, 1.0) * 1e4));
+  }
+
+ private:
+  SyntheticOptions o_;
+  std::vector<double> base_;
+};
+
+inline SyntheticData make_synthetic(const SyntheticOptions& o = {}) {
+  Rng rng(o.seed);
+  const SyntheticModel model(o, rng);
+  SyntheticData d;
+  d.expr = Tensor<float>(o.cells, o.genes);
+  for (Index g = 0; g < o.genes; ++g) d.genes.push_back(model.gene_name(g));
+  for (int t = 0; t < o.cell_types; ++t) d.type_names.push_back(model.type_name(t));
+  std::vector<int> counts;
+  for (Index c = 0; c < o.cells; ++c) {
+    double total = 0;
+    d.cell_type.push_back(model.sample_cell(rng, counts, total));
+    d.cells.push_back("cell" + std::to_string(c));
+    for (Index g = 0; g < o.genes; ++g) {
+      const int k = counts[static_cast<std::size_t>(g)];
+      d.expr(c, g) = k > 0 ? SyntheticModel::normalised(k, total) : 0.0f;
+    }
   }
   return d;
 }

@@ -891,6 +891,31 @@ inline Node open_dataframe(const Node& root, const std::string& name) {
 
 inline Node index_node(const Node& df) { return open(df, index_name(df)); }
 
+/// An .h5ad opened for reading the guarded way: its heaps and object headers are checked (FileCtx)
+/// before libhdf5 follows them, and its errors are quiet. Every reader of untrusted files uses it.
+/// Example: `h5::InputFile in("a.h5ad"); auto obs = h5::open_dataframe(in.root(), "obs");`
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path)
+      : file_(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose), ctx_(opened(path, file_), file_.get()),
+        root_{Handle(H5Oopen(file_.get(), "/", H5P_DEFAULT), H5Oclose), path, "/", &ctx_} {
+    sakura::detail::require(root_.h.ok(), path, ": cannot open the root group (damaged file)");
+  }
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  const Node& root() const { return root_; }
+
+ private:
+  static const std::string& opened(const std::string& path, const Handle& file) {
+    sakura::detail::require(file.ok(), path, ": cannot open as an HDF5 file");
+    return path;
+  }
+  QuietErrors quiet_;
+  Handle file_;
+  FileCtx ctx_;
+  Node root_;
+};
+
 }  // namespace h5
 
 namespace detail {
@@ -1084,12 +1109,8 @@ inline void skip_x_arrays(const h5::Node& root) {
 /// Example: `auto ds = sakura::io::read_h5ad<float>("pbmc.h5ad"); ds.column("celltype");`
 template <class T = float>
 Dataset<T> read_h5ad(const std::string& path, const NameOptions& names = {}) {
-  h5::QuietErrors quiet;
-  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  sakura::detail::require(file.ok(), path, ": cannot open as an HDF5 file");
-  h5::FileCtx ctx(path, file.get());
-  const h5::Node root{h5::Handle(H5Oopen(file.get(), "/", H5P_DEFAULT), H5Oclose), path, "/", &ctx};
-  sakura::detail::require(root.h.ok(), path, ": cannot open the root group (damaged file)");
+  const h5::InputFile in(path);
+  const h5::Node& root = in.root();
   detail::skip_x_arrays(root);
   const h5::Node obs = h5::open_dataframe(root, "obs"), var = h5::open_dataframe(root, "var");
   const h5::Node obs_index = h5::index_node(obs), var_index = h5::index_node(var);

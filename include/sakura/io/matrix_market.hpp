@@ -389,44 +389,44 @@ T parse_value(std::string_view& s, MtxLines& src, MtxHeader::Field f, const MtxA
   return static_cast<T>(d);
 }
 
-template <class T>
-void read_coordinate(MtxLines& src, const MtxHeader& h, const MtxAxes& ax, Triplets<T>& t) {
+/// Calls add(i, j, x) (0-based, the file's orientation) for every stored entry in file order, with
+/// every check of the format: coordinates in range, whole lines, finite values, the declared count.
+/// The `array` format's zeros are not stored, so they are skipped. The one loop over an .mtx body:
+/// read_mtx and the out-of-core converter (io/h5ad_convert.hpp) both read through it.
+template <class T, class Add>
+void for_each_entry(MtxLines& src, const MtxHeader& h, const MtxAxes& ax, Add&& add) {
   const bool pattern = h.field == MtxHeader::Field::Pattern;
   std::string_view line;
   Index n = 0;
   for (; src.next(line); ++n) {
     // `if` rather than require(): its message (src.where()) would be built for every line.
-    if (n >= h.entries)
-      sakura::detail::fail(src.where(), ": more entries than the ", h.entries, " the size line declares");
-    const Index i = parse_number<Index>(line, src, "a row index");
-    const Index j = parse_number<Index>(line, src, "a column index");
-    if (i < 1 || i > h.rows || j < 1 || j > h.cols)
-      sakura::detail::fail(src.where(), ": entry (", i, ", ", j, ") outside the declared ", h.rows, " x ", h.cols,
-                           " matrix (indices are 1-based)");
-    const T x = parse_value<T>(line, src, h.field, ax, i - 1, j - 1);
-    expect_end(line, src, pattern ? "row column" : "row column value");
-    t.add(i - 1, j - 1, x);
-  }
-  sakura::detail::require(n == h.entries, src.path(), ": the size line declares ", h.entries,
-                          " entries but the file has ", n, " (the file looks truncated)");
-}
-
-/// Dense `array` values come column by column, one per line; zeros are not stored.
-template <class T>
-void read_array(MtxLines& src, const MtxHeader& h, const MtxAxes& ax, Triplets<T>& t) {
-  std::string_view line;
-  Index n = 0;
-  for (; src.next(line); ++n) {
-    if (n >= h.entries)
+    if (n >= h.entries) {
+      if (h.coordinate) sakura::detail::fail(src.where(), ": more entries than the ", h.entries, " the size line declares");
       sakura::detail::fail(src.where(), ": more values than the ", h.rows, " x ", h.cols, " = ", h.entries,
                            " the size line declares");
-    const Index i = n % h.rows, j = n / h.rows;  // rows > 0 here: entries = rows * cols > n
-    const T x = parse_value<T>(line, src, h.field, ax, i, j);
-    expect_end(line, src, "one value");
-    if (x != T(0)) t.add(i, j, x);
+    }
+    if (h.coordinate) {
+      const Index i = parse_number<Index>(line, src, "a row index");
+      const Index j = parse_number<Index>(line, src, "a column index");
+      if (i < 1 || i > h.rows || j < 1 || j > h.cols)
+        sakura::detail::fail(src.where(), ": entry (", i, ", ", j, ") outside the declared ", h.rows, " x ", h.cols,
+                             " matrix (indices are 1-based)");
+      const T x = parse_value<T>(line, src, h.field, ax, i - 1, j - 1);
+      expect_end(line, src, pattern ? "row column" : "row column value");
+      add(i - 1, j - 1, x);
+    } else {  // column by column, one value per line; rows > 0 here: entries = rows * cols > n
+      const Index i = n % h.rows, j = n / h.rows;
+      const T x = parse_value<T>(line, src, h.field, ax, i, j);
+      expect_end(line, src, "one value");
+      if (x != T(0)) add(i, j, x);
+    }
   }
-  sakura::detail::require(n == h.entries, src.path(), ": a ", h.rows, " x ", h.cols, " array needs ", h.entries,
-                          " values but the file has ", n, " (the file looks truncated)");
+  if (h.coordinate)
+    sakura::detail::require(n == h.entries, src.path(), ": the size line declares ", h.entries,
+                            " entries but the file has ", n, " (the file looks truncated)");
+  else
+    sakura::detail::require(n == h.entries, src.path(), ": a ", h.rows, " x ", h.cols, " array needs ", h.entries,
+                            " values but the file has ", n, " (the file looks truncated)");
 }
 
 }  // namespace detail
@@ -452,8 +452,7 @@ CsrMatrix<T> read_mtx(const std::string& path, bool transpose = false, const Mtx
   // and gzip rarely shrinks text 8-fold), so a damaged size line cannot reserve gigabytes.
   const auto disk = static_cast<Index>(std::min<std::uintmax_t>(src.source().size_on_disk(), Index{1} << 40));
   t.reserve(std::min<Index>(h.entries, src.source().gzip() ? disk * 4 : disk / 2) + 1);
-  if (h.coordinate) detail::read_coordinate(src, h, axes, t);
-  else detail::read_array(src, h, axes, t);
+  detail::for_each_entry<T>(src, h, axes, [&](Index i, Index j, T x) { t.add(i, j, x); });
   return transpose ? sakura::detail::csr_from_triplets(h.cols, h.rows, t.r, t.c, t.v)
                    : sakura::detail::csr_from_triplets(h.rows, h.cols, t.r, t.c, t.v);
 }

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 /// What a loss term is: a type with a JSON name, an Options aggregate, the slots it may fill,
-/// and an apply() built only from autograd primitives (no backward of its own).
+/// and its value as a formula of autograd/expr.hpp (no kernel and no backward of its own).
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <tuple>
 
+#include "sakura/autograd/expr.hpp"
 #include "sakura/autograd/tape.hpp"
 #include "sakura/detail/fields.hpp"
 
@@ -24,6 +26,43 @@ struct LossArgs {
   Var pred;
   Var target;                            // empty for L1_norm / L2_norm
   const std::int64_t* labels = nullptr;  // class indices (NLL)
+};
+
+/// A loss's operands in its formula (autograd/expr.hpp).
+struct LossInputs {
+  expr::Leaf pred, target;               // target: empty for L1_norm / L2_norm
+  const std::int64_t* labels = nullptr;  // class indices (NLL)
+};
+
+/// Every loss type derives from Loss<itself> and declares `names`, `slots` and its value:
+///   static auto formula(const LossInputs& in, const Options& o) { return mean(square(in.pred - in.target)); }
+/// Loss<> gives the defaults (a target, no labels, no options; a loss with options declares its
+/// own Options, `fields` for the JSON keys and, if some values are invalid, `invalid(o)`), and
+/// apply(), which puts the formula on the tape: through the tape's fused primitives where the
+/// formula has one, primitive by primitive otherwise (E = Evaluation::Generic forces the latter).
+template <class L>
+struct Loss {
+  static constexpr bool needs_target = true, needs_labels = false;
+  struct Options {};
+  static constexpr std::tuple<> fields{};
+  template <Evaluation E = Evaluation::Fused, class T, class Dev, class O>
+  static Var apply(LossArgs<T, Dev>& a, const O& o) {
+    return evaluate<E>(a.tape, L::formula(LossInputs{{a.pred}, {a.target}, a.labels}, o));
+  }
+};
+
+/// Loss<L> for NLL and BCE, with upstream's `weighted` option: a TODO there, refused when set.
+template <class L>
+struct UnweightedLoss : Loss<L> {
+  struct Options {
+    bool weighted = false;
+  };
+  static constexpr std::tuple fields{detail::field("weighted", &Options::weighted)};
+  static const char* invalid(const Options& o) {
+    static const std::string why =
+        "weighted " + std::string(L::names[0]) + " is not implemented (an upstream TODO); remove \"weighted\"";
+    return o.weighted ? why.c_str() : nullptr;
+  }
 };
 
 template <class L, class T = float>

@@ -10,15 +10,12 @@
 
 namespace sakura {
 
-struct Cosine {
+struct Cosine : Loss<Cosine> {
   static constexpr std::array<std::string_view, 1> names{"Cosine"};
   static constexpr unsigned slots = Reconstruction | Head;
-  static constexpr bool needs_target = true, needs_labels = false;
-  struct Options {};
-  static constexpr std::tuple<> fields{};
-  template <class T, class Dev>
-  static Var apply(LossArgs<T, Dev>& a, const Options&) {
-    return a.tape.cosine(a.target, a.pred);
+  static auto formula(const LossInputs& in, const Options&) {
+    auto norm = [](auto x) { return clamp_min(row_norm<2>(x), 1e-8); };
+    return mean(1.0 - row_sum(in.target * in.pred) / (norm(in.target) * norm(in.pred)));
   }
 };
 

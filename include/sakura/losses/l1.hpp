@@ -9,16 +9,10 @@
 
 namespace sakura {
 
-struct L1 {
+struct L1 : Loss<L1> {
   static constexpr std::array<std::string_view, 1> names{"L1"};
   static constexpr unsigned slots = Reconstruction | Head;
-  static constexpr bool needs_target = true, needs_labels = false;
-  struct Options {};
-  static constexpr std::tuple<> fields{};
-  template <class T, class Dev>
-  static Var apply(LossArgs<T, Dev>& a, const Options&) {
-    return a.tape.l1(a.pred, a.target);
-  }
+  static auto formula(const LossInputs& in, const Options&) { return mean(abs(in.pred - in.target)); }
 };
 
 }  // namespace sakura

@@ -10,16 +10,10 @@
 namespace sakura {
 
 /// Example: "L2": {"type": "MSE", "init_weight": 1.0, ...}
-struct Mse {
+struct Mse : Loss<Mse> {
   static constexpr std::array<std::string_view, 2> names{"MSE", "L2"};
   static constexpr unsigned slots = Reconstruction | Head;
-  static constexpr bool needs_target = true, needs_labels = false;
-  struct Options {};
-  static constexpr std::tuple<> fields{};
-  template <class T, class Dev>
-  static Var apply(LossArgs<T, Dev>& a, const Options&) {
-    return a.tape.mse(a.pred, a.target);
-  }
+  static auto formula(const LossInputs& in, const Options&) { return mean(square(in.pred - in.target)); }
 };
 
 }  // namespace sakura

@@ -10,21 +10,11 @@
 
 namespace sakura {
 
-struct Nll {
+struct Nll : UnweightedLoss<Nll> {
   static constexpr std::array<std::string_view, 1> names{"NLL"};
   static constexpr unsigned slots = Head;
   static constexpr bool needs_target = false, needs_labels = true;
-  struct Options {
-    bool weighted = false;
-  };
-  static constexpr std::tuple fields{detail::field("weighted", &Options::weighted)};
-  static const char* invalid(const Options& o) {
-    return o.weighted ? "weighted NLL is not implemented (an upstream TODO); remove \"weighted\"" : nullptr;
-  }
-  template <class T, class Dev>
-  static Var apply(LossArgs<T, Dev>& a, const Options&) {
-    return a.tape.nll(a.pred, a.labels);
-  }
+  static auto formula(const LossInputs& in, const Options&) { return nll(in.pred, in.labels); }
 };
 
 }  // namespace sakura

@@ -10,15 +10,12 @@
 namespace sakura {
 
 template <int Ord>
-struct ReconNorm {
+struct ReconNorm : Loss<ReconNorm<Ord>> {
   static constexpr std::array<std::string_view, 1> names{Ord == 1 ? "L1_norm" : "L2_norm"};
   static constexpr unsigned slots = Reconstruction;
-  static constexpr bool needs_target = false, needs_labels = false;
-  struct Options {};
-  static constexpr std::tuple<> fields{};
-  template <class T, class Dev>
-  static Var apply(LossArgs<T, Dev>& a, const Options&) {
-    return a.tape.row_norm_mean(a.pred, Ord);
+  static constexpr bool needs_target = false;
+  static auto formula(const LossInputs& in, const typename Loss<ReconNorm>::Options&) {
+    return mean(row_norm<Ord>(in.pred));
   }
 };
 using L1Norm = ReconNorm<1>;

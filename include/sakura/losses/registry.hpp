@@ -8,12 +8,14 @@
 #include "sakura/losses/bce.hpp"
 #include "sakura/losses/cosine.hpp"
 #include "sakura/losses/l1.hpp"
+#include "sakura/losses/log_cosh.hpp"
 #include "sakura/losses/mse.hpp"
 #include "sakura/losses/nll.hpp"
 #include "sakura/losses/norms.hpp"
+#include "sakura/losses/smooth_l1.hpp"
 
 namespace sakura {
 
-using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce>;
+using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce, SmoothL1, LogCosh>;
 
 }  // namespace sakura

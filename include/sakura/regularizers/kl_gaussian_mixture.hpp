@@ -28,10 +28,7 @@ struct KlGaussianMixture {
   template <class T, class Dev>
   static Var apply(RegArgs<T, Dev>& a, const Options& o) {
     Tape<T, Dev>& t = a.tape;
-    if (a.labels)
-      for (Index r = 0; r < t.rows(a.z); ++r)
-        sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
-                                " of cell ", r, " is outside [0, ", o.n_labels, ")");
+    if (a.labels) sakura::detail::require_labels(a.labels, t.rows(a.z), o.n_labels, a.site);
     Var prior = a.draws.draw(t, a.site, DrawKind::prior_samples,
                              priors::gaussian_mixture(t.rows(a.z), t.cols(a.z), o.n_labels, o.x_std, o.y_std), a.labels);
     return t.kl_gauss(a.z, prior);

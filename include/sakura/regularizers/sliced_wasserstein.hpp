@@ -87,9 +87,7 @@ struct Sw2UniformSupervised {
   }
   template <class T, class Dev>
   static Var apply(RegArgs<T, Dev>& a, const Options& o) {
-    for (Index r = 0; r < a.tape.rows(a.z); ++r)
-      sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
-                              " of cell ", r, " is outside [0, ", o.n_labels, ")");
+    sakura::detail::require_labels(a.labels, a.tape.rows(a.z), o.n_labels, a.site);
     return detail::sw2_with_prior(a, o.projections, priors::uniform(0, 0, o.low, o.high), a.labels, &o.offsets);
   }
 };
@@ -117,10 +115,7 @@ struct Sw2GaussianMixtureT {
   }
   template <class T, class Dev>
   static Var apply(RegArgs<T, Dev>& a, const Options& o) {
-    if (a.labels)
-      for (Index r = 0; r < a.tape.rows(a.z); ++r)
-        sakura::detail::require(a.labels[r] >= 0 && a.labels[r] < o.n_labels, a.site, ": label ", a.labels[r],
-                                " of cell ", r, " is outside [0, ", o.n_labels, ")");
+    if (a.labels) sakura::detail::require_labels(a.labels, a.tape.rows(a.z), o.n_labels, a.site);
     return detail::sw2_with_prior(a, o.projections,
                                   priors::gaussian_mixture(0, 0, o.n_labels, o.x_std, o.y_std), a.labels);
   }

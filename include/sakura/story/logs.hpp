@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -26,6 +27,16 @@ inline std::string_view format_number(F v, char (&buf)[64]) {
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
   return {buf, static_cast<std::size_t>(r.ptr - buf)};
 }
+
+/// Receives every scalar the loss log writes, e.g. sakura-train's TensorBoard event files.
+/// begin(purge_step) starts a log: steps >= purge_step logged before are void (0: a fresh run,
+/// the checkpoint's tick: a resumed one, -1: nothing void, as for inference appending).
+struct ScalarSink {
+  virtual ~ScalarSink() = default;
+  virtual void begin(std::int64_t purge_step) = 0;
+  virtual void scalar(std::int64_t tick, std::string_view name, double value) = 0;
+  virtual void flush() = 0;
+};
 
 /// The loss log. Scalar names are upstream's Logger.log_loss names:
 ///   <prefix>_pheno_<name>_<group>_<term>, <prefix>_signature_<name>_<group>_<term>,
@@ -63,15 +74,19 @@ class LossLog {
   }
   bool is_open() const { return out_.is_open(); }
   const std::string& path() const { return path_; }
+  /// Every line written from now on also goes to sink (nullptr: none).
+  void set_sink(ScalarSink* sink) { sink_ = sink; }
 
   /// Bytes in the log so far, including what is still buffered.
   std::uint64_t bytes() const { return base_ + out_.written(); }
   void flush() {
     if (out_.is_open()) out_.flush();
+    if (sink_) sink_->flush();
   }
   /// flush() + fsync: the lines written so far survive a crash or a power loss.
   void sync() {
     if (out_.is_open()) out_.sync();
+    if (sink_) sink_->flush();
   }
 
   /// Why a log cannot be cut back to `bytes` for a resume (empty: it can): it must exist, hold at
@@ -164,11 +179,17 @@ class LossLog {
       out_.put('\t');
       out_.put(format_number(v.values[i], num));
       out_.put('\n');
+      if (sink_) {
+        name_.assign(prefix).append(kind).append(block).append("_").append(g).append("_").append(v.names[i]);
+        sink_->scalar(tick, name_, v.values[i]);
+      }
     }
   }
   io::FileWriter out_;
   std::string path_;
   std::uint64_t base_ = 0;  ///< bytes in the file before this process wrote to it
+  ScalarSink* sink_ = nullptr;
+  std::string name_;  // the sink's scalar name, built in place
 };
 
 /// A CSV of per-cell rows (latents, outputs), written chunk by chunk into a temp file that

@@ -41,6 +41,8 @@ struct RunnerOptions {
   /// Set to a signal number (by a SIGINT/SIGTERM handler) to stop at the next tick or evaluation
   /// chunk: the runner throws Interrupted, files being written are removed, checkpoints stay.
   const std::atomic<int>* interrupt = nullptr;
+  /// Also receives every loss-log scalar (sakura-train's TensorBoard writer), when set.
+  ScalarSink* scalars = nullptr;
 };
 
 /// The run was stopped through RunnerOptions::interrupt; the message names the newest checkpoint.
@@ -58,12 +60,14 @@ class Runner {
   Runner(Session& s, RunnerOptions o = {})
       : s_(s), ctl_(s.controller()), loader_(s.data()), opt_(std::move(o)) {
     detail::require(opt_.eval_chunk > 0, "eval chunk size must be positive");
+    log_.set_sink(opt_.scalars);
   }
 
   /// Runs the whole story from its first item.
   void run() {
     prepare_outputs();
     log_.open(loss_log_path());
+    begin_scalars(0);  // losses.tsv starts anew, so does what TensorBoard shows
     for (std::size_t i = 0; i < story().size() && !stopped_; ++i) run_item(i, nullptr);
     log_.close();
   }
@@ -81,6 +85,7 @@ class Runner {
                                             "' was written with; continuing with the current one");
     prepare_outputs();
     log_.open_resume(loss_log_path(), ck.story.log_bytes);
+    begin_scalars(ctl_.ticks());  // lines after the checkpoint were cut from losses.tsv
     std::size_t i = static_cast<std::size_t>(ck.story.item);
     if (!ck.story.item_done) run_item(i++, &ck);
     else ++i;
@@ -94,6 +99,7 @@ class Runner {
     io::restore(ctl_, ck, path);
     prepare_outputs();
     log_.open_append(loss_log_path());
+    begin_scalars(-1);
     for (const auto& t : tests) run_test(t);
     log_.close();
   }
@@ -127,6 +133,9 @@ class Runner {
 
   static std::string join(const std::string& dir, const std::string& file) {
     return (std::filesystem::path(dir) / file).string();
+  }
+  void begin_scalars(std::int64_t purge_step) {
+    if (opt_.scalars) opt_.scalars->begin(purge_step);
   }
   void note(const std::string& m) {
     if (opt_.log) *opt_.log << "sakura-train: " << m << "\n";

@@ -23,6 +23,7 @@
 #endif
 
 #include "sakura/backend/cpu/gemm.hpp"
+#include "sakura/backend/pointwise.hpp"
 #include "sakura/backend/cpu/register_sort.hpp"
 #include "sakura/backend/cpu/rmsprop_update.hpp"
 #include "sakura/tensor/tensor.hpp"
@@ -607,11 +608,77 @@ void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bo
   });
 }
 
-// ---------------------------------------------------------------- dropout
-/// out = x * mask (mask already holds 0 or 1/(1-p)); also the backward (dx = dy * mask).
+// ---------------------------------------------------------------- the open elementwise set
+/// y = f(x) elementwise (backend/pointwise.hpp), vectorised, threaded above kParallelMinElems.
 template <class T>
-void mul(T* out, const T* x, const T* mask, Index n, bool acc) {
-  parallel_for_simd(n, [=](Index i) { out[i] = acc ? out[i] + x[i] * mask[i] : x[i] * mask[i]; });
+void pointwise_fwd(Pointwise f, T* y, const T* x, Index n, T c0, T c1) {
+  pointwise::dispatch(f, [&]<Pointwise F>() {
+    parallel_for_simd(n, [=](Index i) { y[i] = pointwise::value<F>(x[i], c0, c1); });
+  });
+}
+/// dx (+)= dy f'(x), with x the input and y the output of pointwise_fwd.
+template <class T>
+void pointwise_bwd(Pointwise f, T* dx, const T* dy, const T* x, const T* y, Index n, T c0, bool acc) {
+  pointwise::dispatch(f, [&]<Pointwise F>() {
+    if (acc) parallel_for_simd(n, [=](Index i) { dx[i] += pointwise::grad<F>(dy[i], x[i], y[i], c0); });
+    else parallel_for_simd(n, [=](Index i) { dx[i] = pointwise::grad<F>(dy[i], x[i], y[i], c0); });
+  });
+}
+/// y = a f b elementwise (dropout: x * mask, the mask holding 0 or 1/(1-p)).
+template <class T>
+void binary_fwd(Binary f, T* y, const T* a, const T* b, Index n) {
+  pointwise::dispatch(f, [&]<Binary F>() {
+    parallel_for_simd(n, [=](Index i) { y[i] = pointwise::value<F>(a[i], b[i]); });
+  });
+}
+/// d (+)= the gradient of a f b with respect to a, or b when `wrt_b`.
+template <class T>
+void binary_bwd(Binary f, bool wrt_b, T* d, const T* dy, const T* a, const T* b, Index n, bool acc) {
+  pointwise::dispatch(f, [&]<Binary F>() {
+    if (acc) parallel_for_simd(n, [=](Index i) { d[i] += pointwise::grad<F>(wrt_b, dy[i], a[i], b[i]); });
+    else parallel_for_simd(n, [=](Index i) { d[i] = pointwise::grad<F>(wrt_b, dy[i], a[i], b[i]); });
+  });
+}
+/// y = mask != 0 ? a : b elementwise.
+template <class T>
+void where_fwd(T* y, const T* mask, const T* a, const T* b, Index n) {
+  parallel_for_simd(n, [=](Index i) { y[i] = mask[i] != T(0) ? a[i] : b[i]; });
+}
+/// where()'s gradient for a (selected) or b (!selected): d (+)= dy where the mask picks that side.
+template <class T>
+void where_bwd(T* d, const T* dy, const T* mask, bool selected, Index n, bool acc) {
+  parallel_for_simd(n, [=](Index i) {
+    const T g = (mask[i] != T(0)) == selected ? dy[i] : T(0);
+    d[i] = acc ? d[i] + g : g;
+  });
+}
+/// dx (+)= v everywhere: the gradient of a mean (v = g / n).
+template <class T>
+void fill_or_add(T* dx, Index n, T v, bool acc) {
+  if (acc) parallel_for_simd(n, [=](Index i) { dx[i] += v; });
+  else fill(dx, n, v);
+}
+/// y[r] = the sum of row r (in double, rounded once).
+template <class T>
+void row_sums(T* y, const T* x, Index rows, Index cols) {
+  parallel_for(rows, rows * cols > kParallelMinElems, [=](Index r) {
+    const T* xr = x + r * cols;
+    double s = 0;
+    for (Index c = 0; c < cols; ++c) s += xr[c];
+    y[r] = static_cast<T>(s);
+  });
+}
+/// dx[r, c] (+)= dy[r]: row_sums' gradient.
+template <class T>
+void row_sums_bwd(T* dx, const T* dy, Index rows, Index cols, bool acc) {
+  parallel_for(rows, rows * cols > kParallelMinElems, [=](Index r) {
+    T* d = dx + r * cols;
+    const T g = dy[r];
+    if (acc)
+      for (Index c = 0; c < cols; ++c) d[c] += g;
+    else
+      for (Index c = 0; c < cols; ++c) d[c] = g;
+  });
 }
 
 // ---------------------------------------------------------------- elementwise losses (means)
@@ -628,6 +695,15 @@ double run_sum(Index m, F f) {
     acc += double(s);
   }
   return acc;
+}
+/// Sum of x[0, n): the blocks and runs of the fused losses' sums, so that mean(square(a - b))
+/// and mean(abs(a - b)) sum their terms as MSE's and L1's kernels do.
+template <class T>
+double sum(const T* x, Index n) {
+  return blocked_reduce(n, [=](Index o, Index m) {
+    const T* __restrict xx = x + o;
+    return run_sum<T>(m, [=](Index i) { return xx[i]; });
+  });
 }
 template <class T>
 double sq_diff_sum(const T* a, const T* b, Index n) {

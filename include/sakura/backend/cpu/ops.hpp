@@ -55,7 +55,28 @@ struct Ops<T, Cpu> {
   static void softmax_rows_bwd(T* dx, const T* dy, const T* y, Index rows, Index cols, bool log, bool acc) {
     cpu::softmax_rows_bwd(dx, dy, y, rows, cols, log, acc);
   }
-  static void mul(T* out, const T* x, const T* mask, Index n, bool acc) { cpu::mul(out, x, mask, n, acc); }
+
+  // ---- the open elementwise set (backend/pointwise.hpp) and its reductions
+  static void pointwise(Pointwise f, T* y, const T* x, Index n, T c0, T c1) { cpu::pointwise_fwd(f, y, x, n, c0, c1); }
+  static void pointwise_bwd(Pointwise f, T* dx, const T* dy, const T* x, const T* y, Index n, T c0, bool acc) {
+    cpu::pointwise_bwd(f, dx, dy, x, y, n, c0, acc);
+  }
+  static void binary(Binary f, T* y, const T* a, const T* b, Index n) { cpu::binary_fwd(f, y, a, b, n); }
+  static void binary_bwd(Binary f, bool wrt_b, T* d, const T* dy, const T* a, const T* b, Index n, bool acc) {
+    cpu::binary_bwd(f, wrt_b, d, dy, a, b, n, acc);
+  }
+  static void where(T* y, const T* mask, const T* a, const T* b, Index n) { cpu::where_fwd(y, mask, a, b, n); }
+  static void where_bwd(T* d, const T* dy, const T* mask, bool selected, Index n, bool acc) {
+    cpu::where_bwd(d, dy, mask, selected, n, acc);
+  }
+  /// out[0] = the mean of x[0, n); its backward dx (+)= g[0] / n.
+  static void mean_fwd(T* out, const T* x, Index n) { out[0] = mean(cpu::sum(x, n), n); }
+  static void mean_bwd(T* dx, const T* g, Index n, bool acc) { cpu::fill_or_add(dx, n, g[0] / T(n), acc); }
+  /// y[r] = the sum of row r of x (rows x cols); its backward dx[r, :] (+)= dy[r].
+  static void row_sum_fwd(T* y, const T* x, Index rows, Index cols) { cpu::row_sums(y, x, rows, cols); }
+  static void row_sum_bwd(T* dx, const T* dy, Index rows, Index cols, bool acc) {
+    cpu::row_sums_bwd(dx, dy, rows, cols, acc);
+  }
 
   // ---- losses: forward writes the mean into out[0]; backward reads the upstream gradient g[0]
   static T mean(double sum, Index n) { return static_cast<T>(sum / double(n)); }
@@ -138,11 +159,9 @@ struct Ops<T, Cpu> {
     cpu::unsort_columns(dx, dsorted, perm, rows, cols, acc);
   }
 
-  // ---- scalars (the weighted total)
+  // ---- a scalar times a weight read at run time (the weighted terms)
   static void scale_fwd(T* out, const T* s, const T* w) { out[0] = s[0] * w[0]; }
   static void scale_bwd(T* ds, const T* g, const T* w, bool acc) { ds[0] = acc ? ds[0] + g[0] * w[0] : g[0] * w[0]; }
-  static void add_fwd(T* out, const T* a, const T* b) { out[0] = a[0] + b[0]; }
-  static void add_bwd(T* d, const T* g, bool acc) { d[0] = acc ? d[0] + g[0] : g[0]; }
 
   // ---- optimizer
   /// hyper: kRmsHyper values {-lr, alpha, 1 - alpha, eps, weight_decay, momentum}.
