@@ -2,7 +2,7 @@
 # Builds everything (library tests, examples, benchmarks, tools) and runs every test; then the
 # whole test suite again under AddressSanitizer + UndefinedBehaviorSanitizer (build-sanitize/,
 # CPU, no benchmarks or examples), where any finding fails; then each fuzz harness for
-# SAKURA_FUZZ_SECONDS (default 60; 0 skips) via scripts/fuzz.sh.
+# SAKURA_FUZZ_SECONDS (default 60; 0 skips) via scripts/fuzz.sh (SAKURA_FUZZ_KINDS: which, default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -21,5 +21,6 @@ ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_
 
 fuzz_seconds=${SAKURA_FUZZ_SECONDS:-60}
 if ((fuzz_seconds > 0)); then
-  scripts/fuzz.sh "$fuzz_seconds"
+  # shellcheck disable=SC2086  # a list of kinds
+  scripts/fuzz.sh "$fuzz_seconds" ${SAKURA_FUZZ_KINDS:-}
 fi
