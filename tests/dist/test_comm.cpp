@@ -128,7 +128,7 @@ TEST_CASE("GradientSum lays out buckets back to back and checks its use") {
   CHECK_THROWS_WITH(sum.start(3, g.data()), Catch::Contains("bucket 3 outside [0, 3)"));
 }
 
-TEST_CASE("run_or_abort on one process lets the exception through; abort writes the message and exits") {
+TEST_CASE("run_or_abort on one process lets the exception through, and abort writes the message and exits") {
   const Comm comm;
   CHECK(dist::run_or_abort(comm, [] { return 7; }) == 7);
   CHECK_THROWS_WITH(dist::run_or_abort(comm, []() -> int { throw Error("bad input x.json"); }),
