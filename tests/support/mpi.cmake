@@ -62,7 +62,13 @@ function(sakura_mpi_test name)
       set_tests_properties("${test}" PROPERTIES SKIP_RETURN_CODE 77)
     endif()
     math(EXPR ctest_timeout "${arg_TIMEOUT} + 30")
-    set_tests_properties("${test}" PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE"
+    set(env "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
+    if(SAKURA_SANITIZE)
+      # Open MPI's own allocations at exit are not ours to report (see the file)
+      list(APPEND env "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_FUNCTION_LIST_DIR}/lsan_openmpi.supp:print_suppressions=0:fast_unwind_on_malloc=0"
+                      "OMPI_MCA_mca_base_component_disable_dlclose=1")
+    endif()
+    set_tests_properties("${test}" PROPERTIES ENVIRONMENT "${env}"
                          TIMEOUT ${ctest_timeout} PROCESSORS ${np} LABELS mpi)
   endforeach()
 endfunction()
