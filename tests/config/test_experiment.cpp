@@ -33,7 +33,16 @@ TermOptions<Sw2Uniform> sw2(double init, double low, double high, double constan
 }
 Experiment small() { return Experiment({.genes = 12, .encoder_neurons = 8, .decoder_neurons = 8, .latent_dim = 3}); }
 RmsPropSettings rms() { return {.lr = 0.01, .alpha = 0.9}; }
-PhenoBlock p_nll() { return PhenoBlock("p", {.lat_dim = 2, .out_dim = 3}).head(HeadType::LinClassifier).loss<Nll>("nll", w<Nll>(1)); }
+/// The golden cases' usual blocks: phenotype "p" (3 classes, NLL) and a linear signature (MSE).
+PhenoBlock p_nll(double weight = 1) {
+  return PhenoBlock("p", {.lat_dim = 2, .out_dim = 3}).head(HeadType::LinClassifier).loss<Nll>("nll", w<Nll>(weight));
+}
+SignatureBlock fc_on_main(const std::string& name) {
+  return SignatureBlock(name, {.lat_dim = 3, .out_dim = 2}).head(HeadType::FCRegressor, {.width = 5}).attach_to_main();
+}
+SignatureBlock lin_mse(const std::string& name, double weight = 1) {
+  return SignatureBlock(name, {.lat_dim = 2, .out_dim = 2}).head(HeadType::LinRegressor).loss<Mse>("mse", w<Mse>(weight));
+}
 
 /// The pbmc5k tutorial (examples/configs/pbmc5k_config.json + pbmc5k_signature_config.json).
 Experiment tutorial(Index genes) {
@@ -89,10 +98,8 @@ std::map<std::string, Experiment> golden_builders() {
                                .loss<L1>("l1", w<L1>(1))));
   b.emplace("golden_detach",
             base(0.1).pheno(p_nll())
-                .signature(SignatureBlock("s_lin", {.lat_dim = 2, .out_dim = 2}).head(HeadType::LinRegressor).loss<Mse>("mse", w<Mse>(1)))
-                .signature(SignatureBlock("s_main", {.lat_dim = 3, .out_dim = 2})
-                               .head(HeadType::FCRegressor, {.width = 5})
-                               .attach_to_main()
+                .signature(lin_mse("s_lin"))
+                .signature(fc_on_main("s_main")
                                .loss<Mse>("mse", w<Mse>(1))));
   b.emplace(
       "golden_dynamic_weights",
@@ -121,9 +128,7 @@ std::map<std::string, Experiment> golden_builders() {
                          .regularizer<L2Regularization>("l2r", w<L2Regularization>(0.001, 2.0))));
   b.emplace("golden_grl_gnl",
             base(0.1)
-                .pheno(PhenoBlock("p", {.lat_dim = 2, .out_dim = 3})
-                           .head(HeadType::LinClassifier)
-                           .loss<Nll>("nll", w<Nll>(1))
+                .pheno(p_nll()
                            .loss<Nll>("nll_grl", {.schedule = at(0.5), .flow = GradFlow::Reverse})
                            .regularizer<L2Regularization>("l2reg_grl", {.schedule = at(0.3), .flow = GradFlow::Reverse}))
                 .signature(SignatureBlock("s", {.lat_dim = 2, .out_dim = 2})
@@ -135,14 +140,8 @@ std::map<std::string, Experiment> golden_builders() {
                 .loss<Mse>("mse", w<Mse>(1))
                 .regularizer<Sw2GaussianMixture>("gm", {.schedule = at(0.2), .options = {.n_labels = 4, .x_std = 0.5, .y_std = 0.1}})
                 .optimizer(rms())
-                .pheno(PhenoBlock("p", {.lat_dim = 2, .out_dim = 3})
-                           .head(HeadType::LinClassifier)
-                           .loss<Nll>("nll", w<Nll>(1))
-                           .regularizer<Sw2Ring2d>("ring", w<Sw2Ring2d>(0.3)))
-                .signature(SignatureBlock("s", {.lat_dim = 2, .out_dim = 2})
-                               .head(HeadType::LinRegressor)
-                               .loss<Mse>("mse", w<Mse>(1))
-                               .regularizer<Sw2GaussianMixture>(
+                .pheno(p_nll().regularizer<Sw2Ring2d>("ring", w<Sw2Ring2d>(0.3)))
+                .signature(lin_mse("s").regularizer<Sw2GaussianMixture>(
                                    "gm2d", {.schedule = at(0.4), .options = {.n_labels = 3, .x_std = 0.3, .y_std = 0.2}})));
   b.emplace("golden_main_mse_l1_sw2uniform", main_five_losses().optimizer(rms()));
   b.emplace("golden_pheno_nll_linclassifier",
@@ -164,29 +163,17 @@ std::map<std::string, Experiment> golden_builders() {
                 .loss<L1>("l1", w<L1>(1.3))
                 .regularizer<Sw2Uniform>("sw2", sw2(0.25, -1, 1))
                 .optimizer(rms())
-                .pheno(PhenoBlock("p", {.lat_dim = 2, .out_dim = 3})
-                           .head(HeadType::LinClassifier)
-                           .loss<Nll>("nll", w<Nll>(0.4))
-                           .regularizer<L2Regularization>("l2reg", w<L2Regularization>(0.6)))
-                .signature(SignatureBlock("s", {.lat_dim = 2, .out_dim = 2})
-                               .head(HeadType::LinRegressor)
-                               .loss<Mse>("mse", w<Mse>(2.0))
-                               .regularizer<L1Regularization>("l1reg", w<L1Regularization>(0.3))));
+                .pheno(p_nll(0.4).regularizer<L2Regularization>("l2reg", w<L2Regularization>(0.6)))
+                .signature(lin_mse("s", 2.0).regularizer<L1Regularization>("l1reg", w<L1Regularization>(0.3))));
   b.emplace("golden_selection",
             base(0.1)
-                .pheno(PhenoBlock("p", {.lat_dim = 2, .out_dim = 3})
-                           .head(HeadType::LinClassifier)
-                           .loss<Nll>("nll", w<Nll>(1))
+                .pheno(p_nll()
                            .regularizer<L1Regularization>("l1reg", w<L1Regularization>(0.1))
                            .regularizer<L2Regularization>("l2reg", w<L2Regularization>(0.2)))
-                .signature(SignatureBlock("s_lin", {.lat_dim = 2, .out_dim = 2})
-                               .head(HeadType::LinRegressor)
-                               .loss<Mse>("mse", w<Mse>(1))
+                .signature(lin_mse("s_lin")
                                .loss<L1>("l1", w<L1>(0.5))
                                .regularizer<L2Regularization>("l2reg", w<L2Regularization>(0.1)))
-                .signature(SignatureBlock("s_main", {.lat_dim = 3, .out_dim = 2})
-                               .head(HeadType::FCRegressor, {.width = 5})
-                               .attach_to_main()
+                .signature(fc_on_main("s_main")
                                .loss<Mse>("mse", w<Mse>(1))
                                .loss<Cosine>("cos", w<Cosine>(0.5))));
   const Progressive quarter{.init_weight = 0.5, .constant = 0.25, .mode = Mode::Increment, .max_weight = 1.0};
@@ -196,14 +183,10 @@ std::map<std::string, Experiment> golden_builders() {
                 .loss<L1>("L1", w<L1>(1))
                 .regularizer<Sw2Uniform>("sw2", sw2(0.01, -10, 10, 1.01))
                 .optimizer(rms())
-                .signature(SignatureBlock("s_lin", {.lat_dim = 2, .out_dim = 2})
-                               .head(HeadType::LinRegressor)
-                               .loss<Mse>("mse", w<Mse>(1))
+                .signature(lin_mse("s_lin")
                                .loss<L1>("l1", w<L1>(0.5))
                                .loss<Cosine>("cos", w<Cosine>(0.25)))
-                .signature(SignatureBlock("s_fc_main", {.lat_dim = 3, .out_dim = 2})
-                               .head(HeadType::FCRegressor, {.width = 5})
-                               .attach_to_main()
+                .signature(fc_on_main("s_fc_main")
                                .loss<Mse>("regression_MSE", {.schedule = quarter})
                                .loss<L1>("regression_L1", {.schedule = quarter})
                                .loss<Cosine>("regression_cosine", {.schedule = quarter}))
@@ -216,10 +199,7 @@ std::map<std::string, Experiment> golden_builders() {
                 .loss<Mse>("mse", w<Mse>(1))
                 .regularizer<Sw2Uniform>("sw2", sw2(0.2, -1, 1, 1.0, 10))
                 .optimizer(rms())
-                .pheno(PhenoBlock("p", {.lat_dim = 2, .out_dim = 3})
-                           .head(HeadType::LinClassifier)
-                           .loss<Nll>("nll", w<Nll>(1))
-                           .regularizer<Sw2Uniform>("sw2", sw2(0.3, -2, 2, 1.0, 200))));
+                .pheno(p_nll().regularizer<Sw2Uniform>("sw2", sw2(0.3, -2, 2, 1.0, 200))));
   return b;
 }
 

@@ -310,6 +310,13 @@ class Experiment {
     return *this;
   }
 
+  /// Stores the first layer's weight gene-major, so batches given as sparse rows
+  /// (Batch::set_sparse) stream whole weight rows; parameter I/O is unchanged.
+  Experiment& sparse_input_layout() {
+    spec_.model.first_layer_input_major = true;
+    return *this;
+  }
+
   /// A reconstruction loss (x_hat vs x), e.g. Mse, L1, Cosine, L1Norm.
   template <class Fn>
   Experiment& loss(const std::string& name, const TermOptions<Fn>& o = {}) {
