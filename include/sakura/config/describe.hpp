@@ -16,7 +16,7 @@
 
 namespace sakura {
 
-namespace detail_describe {
+namespace detail_config {
 using io::Json;
 
 inline const char* name_of(Activation a) {
@@ -41,13 +41,13 @@ inline const char* name_of(GradFlow f) {
 }
 
 template <class V>
-Json optional(const std::optional<V>& v) {
+Json or_null(const std::optional<V>& v) {
   return v ? Json(*v) : Json();
 }
 
 inline Json stack(const std::optional<StackSpec>& s) {
   if (!s) return Json();
-  return Json{{"hidden_layers", optional(s->hidden_layers)},
+  return Json{{"hidden_layers", or_null(s->hidden_layers)},
               {"hidden_neurons", s->hidden_neurons},
               {"neurons_is_list", s->neurons_is_list},
               {"output_activation", name_of(s->output_activation)},
@@ -62,8 +62,8 @@ inline Json schedule(const Progressive& p) {
               {"constant", p.constant},
               {"start_epoch", p.start_epoch},
               {"mode", p.mode == Progressive::Mode::Multiply ? "multiply" : "increment"},
-              {"max_weight", optional(p.max_weight)},
-              {"min_weight", optional(p.min_weight)}};
+              {"max_weight", or_null(p.max_weight)},
+              {"min_weight", or_null(p.min_weight)}};
 }
 
 /// A term: its type's first name and every option it declares in `fields` (all of its options).
@@ -113,12 +113,12 @@ inline Json blocks(const std::vector<BlockSpec>& bs) {
   for (const auto& b : bs) j.push_back(block(b));
   return j;
 }
-}  // namespace detail_describe
+}  // namespace detail_config
 
 /// Every field of `e` (model shape, terms with their options and schedules, optimizer, device,
 /// seed) as JSON in a fixed layout: equal specs give equal values, whatever built them.
 inline io::Json describe(const ExperimentSpec& e) {
-  using namespace detail_describe;
+  using namespace detail_config;
   const ModelSpec& m = e.model;
   Json excludes = Json::array();
   for (const auto& [type, name] : e.optimizer.excludes) excludes.push_back(Json::array({type, name}));
