@@ -46,7 +46,7 @@ __global__ void draw_unit_rows_k(T* out, const DrawSpec* spec) {
     __syncthreads();
     if (threadIdx.x == 0) {
       double ss = 0;
-      for (Index c = 0; c < s.cols; ++c) ss += row[c] * row[c];
+      for (Index c = 0; c < s.cols; ++c) ss = mul_add(row[c], row[c], ss);  // as the host sums
       norm = sqrt(ss);
     }
     __syncthreads();

@@ -6,6 +6,8 @@ set -euo pipefail
 # python3-anndata, python3-protobuf, protobuf-compiler: independent readers of the .h5ad and TensorBoard files we write
 pkgs=(cmake g++ make python3 libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev zlib1g-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev
       python3-anndata python3-protobuf protobuf-compiler)
+# clang-16 + libclang-rt-16-dev: libFuzzer and clang's sanitizer runtimes for scripts/fuzz.sh
+pkgs+=(clang-16 libclang-rt-16-dev)
 # libopenblas0-pthread: without it Debian's torch falls back to the reference BLAS (libblas3), ~15x slower
 [[ "${1:-}" == "--bench" ]] && pkgs+=(python3-torch libopenblas0-pthread)
 missing=()

@@ -201,7 +201,7 @@ P distinct_param(Index r, Index c, std::uint64_t seed) {
 
 // ====================================================================== primitives
 
-TEST_CASE("gradcheck: linear (x, W, b; PyTorch and transposed storage)", "[autograd]") {
+TEST_CASE("gradcheck: linear (x, W, b, PyTorch and transposed storage)", "[autograd]") {
   P x = param(5, 4, 11), w = param(3, 4, 12), b = param(1, 3, 13), wt = param(4, 3, 14);
   const Tensor<double> c = uniform(5, 3, 15);
   check("linear x W^T + b  [x, W, b]",

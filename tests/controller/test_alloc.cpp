@@ -5,41 +5,8 @@
 // evaluated primitive by primitive.
 #include <catch2/catch.hpp>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
+#include "support/counting_new.hpp"
 #include "support/fixtures.hpp"
-
-// GCC 12 inlines these replacements into library code and then reports free() on a pointer
-// from operator new as a mismatch; here both sides are this file's malloc/free pair.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-namespace {
-std::atomic<long> g_allocations{0};
-}
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, std::align_val_t a) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::aligned_alloc(static_cast<std::size_t>(a), (n + static_cast<std::size_t>(a) - 1) &
-                                                                     ~(static_cast<std::size_t>(a) - 1)))
-    return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace sakura;
 using namespace sakura::test;
@@ -50,9 +17,9 @@ template <class F>
 long steady_allocations(F&& f, int steps = 5) {
   f();
   f();
-  const long before = g_allocations.load();
+  const CountedAllocations counted;
   for (int i = 0; i < steps; ++i) f();
-  return g_allocations.load() - before;
+  return counted.count();
 }
 }  // namespace
 

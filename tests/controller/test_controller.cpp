@@ -25,7 +25,7 @@ bool reached(Controller<float>& c, const std::string& module) {
 }
 }  // namespace
 
-TEST_CASE("one seed gives one run; another seed another", "[controller][rng]") {
+TEST_CASE("one seed gives one run, another seed another", "[controller][rng]") {
   auto run = [](std::uint64_t seed) {
     auto spec = spec_of(base_config(), base_pheno(), base_signature());
     spec.seed = seed;

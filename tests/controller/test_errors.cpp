@@ -54,11 +54,13 @@ struct Snapshot {
     terms(BlockKind::Signature, "s", {"mse"}, {});
     terms(BlockKind::Signature, "a", {"mse", "cos"}, {});
   }
-  /// Bitwise comparison (memcmp, so NaN payloads and -0 count too).
+  /// Bitwise comparison (memcmp, so NaN payloads and -0 count too; an empty vector's data() may
+  /// be null, which memcmp must not get even for 0 bytes).
   static bool same(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i)
-      if (a[i].size() != b[i].size() || std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0)
+      if (a[i].size() != b[i].size() ||
+          (!a[i].empty() && std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0))
         return false;
     return true;
   }

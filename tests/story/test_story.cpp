@@ -26,20 +26,11 @@ using sakura::io::Json;
 namespace fs = std::filesystem;
 
 // Counts heap allocations while enabled (the training-loop test below).
+#include "support/counting_new.hpp"
 namespace {
-std::atomic<bool> g_count{false};
-std::atomic<long> g_allocs{0};
+std::atomic<bool>& g_count = sakura::test::count_allocations;
+std::atomic<long>& g_allocs = sakura::test::allocations;
 }  // namespace
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-  if (g_count.load(std::memory_order_relaxed)) g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace {
 

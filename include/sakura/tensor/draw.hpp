@@ -8,6 +8,10 @@
 ///
 /// Layout: columns (2p, 2p+1) of row r come from Philox block base + r * ceil(cols / 2) + p;
 /// a row's drawn class label (unsupervised gaussian mixture) from block label_base + r.
+///
+/// Every product that meets a sum is a mul_add (tensor/mul_add.hpp): the host's loops, a pair
+/// computed alone and the GPU (nvcc --fmad=false: only explicit fma fuse) round it alike, whatever
+/// the compiler would contract where (GCC's AMD tunings, for one, keep FMAs out of loop-carried sums).
 #pragma once
 
 #include <algorithm>
@@ -101,8 +105,8 @@ SAKURA_HD inline void shape_pair_values(const DrawSpec& s, std::int64_t r, std::
   const std::int64_t c0 = 2 * p, c1 = c0 + 1;
   switch (s.form) {
     case DrawSpec::Uniform:
-      v0 = s.a + (s.b - s.a) * v0;
-      v1 = s.a + (s.b - s.a) * v1;
+      v0 = mul_add(s.b - s.a, v0, s.a);
+      v1 = mul_add(s.b - s.a, v1, s.a);
       if (offsets) {
         v0 += static_cast<double>(offsets[label * s.cols + c0]);
         if (c1 < s.cols) v1 += static_cast<double>(offsets[label * s.cols + c1]);
@@ -116,14 +120,14 @@ SAKURA_HD inline void shape_pair_values(const DrawSpec& s, std::int64_t r, std::
       }
       const double theta = 6.283185307179586476925 / s.n_labels * static_cast<double>(label);
       const double ct = cos(theta), st = sin(theta);
-      v0 = x * ct - y * st + 1.4 * ct;
-      v1 = x * st + y * ct + 1.4 * st;
+      v0 = mul_add(x, ct, mul_add(-y, st, 1.4 * ct));  // x ct - y st + 1.4 ct
+      v1 = mul_add(x, st, mul_add(y, ct, 1.4 * st));   // x st + y ct + 1.4 st
       break;
     }
     case DrawSpec::Ring2d: {
       const double ang = 6.283185307179586476925 * static_cast<double>(r) / static_cast<double>(s.rows);
-      v0 = cos(ang) + 0.01 * v0;
-      v1 = sin(ang) + 0.01 * v1;
+      v0 = mul_add(0.01, v0, cos(ang));
+      v1 = mul_add(0.01, v1, sin(ang));
       break;
     }
     case DrawSpec::UnitProjections: break;
@@ -176,8 +180,8 @@ void draw_fill_host(T* out, const DrawSpec& s, const std::int64_t* labels, const
       const std::int64_t p = p0 + i;
       const bool two = 2 * p + 1 < s.cols;
       if (unit) {  // the sum of squares in column order, as the GPU sums it
-        ss += a[i] * a[i];
-        if (two) ss += b[i] * b[i];
+        ss = mul_add(a[i], a[i], ss);
+        if (two) ss = mul_add(b[i], b[i], ss);
         continue;
       }
       shape_pair_values(s, r, p, lab, offsets, a[i], b[i]);
@@ -207,7 +211,7 @@ void draw_fill_host(T* out, const DrawSpec& s, const std::int64_t* labels, const
           double norm[kChunk];
           for (std::int64_t r = 0; r < nr; ++r) {
             double ss = 0;  // column order, as emit sums
-            for (std::int64_t p = r * P; p < (r + 1) * P; ++p) ss += v0[p] * v0[p], ss += v1[p] * v1[p];
+            for (std::int64_t p = r * P; p < (r + 1) * P; ++p) ss = mul_add(v1[p], v1[p], mul_add(v0[p], v0[p], ss));
             std::fill(norm + r * P, norm + (r + 1) * P, sqrt(ss));
           }
           SAKURA_DRAW_SIMD
@@ -219,8 +223,8 @@ void draw_fill_host(T* out, const DrawSpec& s, const std::int64_t* labels, const
           const double low = s.a, width = s.b - s.a;
           SAKURA_DRAW_SIMD
           for (std::int64_t j = 0; j < np; ++j) {
-            o[2 * j] = static_cast<T>(low + width * v0[j]);
-            o[2 * j + 1] = static_cast<T>(low + width * v1[j]);
+            o[2 * j] = static_cast<T>(mul_add(width, v0[j], low));
+            o[2 * j + 1] = static_cast<T>(mul_add(width, v1[j], low));
           }
         }
         continue;

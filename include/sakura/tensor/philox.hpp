@@ -9,11 +9,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define SAKURA_HD __host__ __device__
-#else
-#define SAKURA_HD
-#endif
+#include "sakura/tensor/mul_add.hpp"
 
 // the host's batch of blocks in AVX-512 (not under nvcc, whose host pass needs none of it)
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && !defined(__CUDACC__)
@@ -113,7 +109,8 @@ inline void uniform_pairs_host(std::uint64_t key, std::uint64_t ctr, std::int64_
 /// Host math for Box-Muller, branch-free so that loops over many pairs vectorise (libm's log
 /// and sincos are scalar calls and were most of the cost of drawing SW2 projections). fdlibm's
 /// polynomials (Sun Microsystems, freely redistributable): errors below 1 ulp, as libm's; the
-/// GPU uses its own log/sincos, so the two agree up to that rounding, as before.
+/// GPU uses its own log/sincos, so the two agree up to that rounding, as before. Written with
+/// mul_add, so a pair drawn alone (draw_raw_pair) equals the same pair of a vector loop bit for bit.
 namespace host {
 /// log(u) for a positive normal u (Box-Muller clamps u >= 1e-300).
 inline double log_normal(double u) {
@@ -128,11 +125,14 @@ inline double log_normal(double u) {
   const bool big = m > 1.41421356237309504880;  // m in [sqrt(1/2), sqrt(2)): f small
   m = big ? 0.5 * m : m;
   k += big ? 1 : 0;
-  const double f = m - 1.0, dk = static_cast<double>(k);
+  // fdlibm's expression with every product that meets a sum in a mul_add (the same bits in the
+  // vector loops and one pair at a time, whatever the compiler would contract)
+  const double f = m - 1.0, dk = static_cast<double>(k), hf = 0.5 * f;
   const double s = f / (2.0 + f), z = s * s, w = z * z;
-  const double R = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7))) + w * (Lg2 + w * (Lg4 + w * Lg6));
-  const double hfsq = 0.5 * f * f;
-  return dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
+  const double odd = z * mul_add(w, mul_add(w, mul_add(w, Lg7, Lg5), Lg3), Lg1);
+  const double R = mul_add(w, mul_add(w, mul_add(w, Lg6, Lg4), Lg2), odd);
+  const double t = mul_add(s, mul_add(hf, f, R), dk * ln2_lo);  // s (hfsq + R) + k ln2_lo, hfsq = f^2 / 2
+  return mul_add(dk, ln2_hi, f - mul_add(hf, f, -t));            // k ln2_hi - ((hfsq - t) - f)
 }
 struct SinCos {
   double s, c;
@@ -145,20 +145,20 @@ inline SinCos sincos_small(double x) {
   constexpr double C1 = 4.16666666666666019037e-02, C2 = -1.38888888888741095749e-03,
                    C3 = 2.48015872894767294178e-05, C4 = -2.75573143513906633035e-07,
                    C5 = 2.08757232129817482790e-09, C6 = -1.13596475577881948265e-11;
-  const double z = x * x;
-  const double sn = x + z * x * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
-  const double r = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
-  const double hz = 0.5 * z, w = 1.0 - hz;
-  return {sn, w + (((1.0 - w) - hz) + z * r)};
+  const double z = x * x;  // products meeting sums in mul_adds, as in log_normal
+  const double sn = mul_add(z * x, mul_add(z, mul_add(z, mul_add(z, mul_add(z, mul_add(z, S6, S5), S4), S3), S2), S1), x);
+  const double r = z * mul_add(z, mul_add(z, mul_add(z, mul_add(z, mul_add(z, C6, C5), C4), C3), C2), C1);
+  const double w = mul_add(-0.5, z, 1.0);  // 1 - z / 2
+  return {sn, w + mul_add(z, r, mul_add(-0.5, z, 1.0 - w))};  // w + (((1 - w) - z / 2) + z r)
 }
 /// sin and cos of 2 pi u for u in [0, 1): the quadrant comes exactly from 4u (no pi-sized
 /// rounding in the argument), the rest from sincos_small.
 inline SinCos sincos_turn(double u) {
-  const double t4 = 4.0 * u;
-  // the nearest quadrant 0..4 (4 is 0); truncation, not floor(), so the loop vectorises
-  const std::int64_t quadrant = static_cast<std::int64_t>(t4 + 0.5);
+  // the nearest quadrant 0..4 (4 is 0); truncation, not floor(), so the loop vectorises. 4u is
+  // exact, so these mul_adds round as 4u + 0.5 and 4u - q would: they only pin that down.
+  const std::int64_t quadrant = static_cast<std::int64_t>(mul_add(4.0, u, 0.5));
   const double q = static_cast<double>(quadrant);
-  const SinCos k = sincos_small((t4 - q) * 1.57079632679489661923);
+  const SinCos k = sincos_small(mul_add(4.0, u, -q) * 1.57079632679489661923);
   const double s = (quadrant & 1) ? k.c : k.s;  // quadrants 1, 3: sin(x + pi/2) = cos x
   const double c = (quadrant & 1) ? k.s : k.c;
   return {(quadrant & 2) ? -s : s, ((quadrant + 1) & 2) ? -c : c};  // 2, 3: -sin; 1, 2: -cos
