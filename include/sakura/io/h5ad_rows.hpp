@@ -141,17 +141,19 @@ inline void read_selection(const h5::Node& d, hid_t memtype, const h5::Handle& f
 }
 
 /// A dataset opened again with its own chunk cache: compressed chunks are cached (a block of
-/// consecutive cells inflates each chunk once), uncompressed ones are read in place (a few
-/// rows never pull in a whole chunk).
-inline h5::Node reopen_with_cache(const h5::Node& parent, const std::string& name, const h5::Node& checked) {
+/// consecutive cells inflates each chunk once), uncompressed ones are read in place (a few rows
+/// never pull in a whole chunk). `checked` is closed first: libhdf5 shares an open dataset, cache
+/// settings included, with every later open of it.
+inline h5::Node reopen_with_cache(const h5::Node& parent, const std::string& name, h5::Node&& checked) {
   h5::Handle dcpl(H5Dget_create_plist(checked.id()), H5Pclose), dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
   const bool filtered = dcpl.ok() && H5Pget_nfilters(dcpl.get()) > 0;
   const std::size_t bytes = filtered ? std::size_t{64} << 20 : 0;
   sakura::detail::require(dapl.ok() && H5Pset_chunk_cache(dapl.get(), 12421, bytes, 1.0) >= 0, checked.where(),
                           ": cannot set up the chunk cache");
-  h5::Node n{h5::Handle(H5Dopen2(parent.id(), name.c_str(), dapl.get()), H5Dclose), checked.file, checked.path,
-             checked.ctx};
-  sakura::detail::require(n.h.ok(), checked.where(), ": cannot open for reading");
+  h5::Node n{h5::Handle(), checked.file, checked.path, checked.ctx};
+  checked.h = h5::Handle();
+  n.h = h5::Handle(H5Dopen2(parent.id(), name.c_str(), dapl.get()), H5Dclose);
+  sakura::detail::require(n.h.ok(), n.where(), ": cannot open for reading");
   return n;
 }
 
@@ -197,8 +199,8 @@ template <class T = float>
 class H5adRows final : public data::RowSource<T> {
  public:
   explicit H5adRows(const std::string& path, const NameOptions& names = {})
-      : in_(std::make_unique<h5::InputFile>(path)), watch_(path), path_(path) {
-    const h5::Node& root = in_->root();
+      : check_(std::make_unique<h5::InputFile>(path)), watch_(path), path_(path) {
+    const h5::Node& root = check_->root();
     detail::skip_x_arrays(root);
     detail_rows::skip_x_chunks(root);  // before any string is read: the heap scan then skips X
     obs_ = h5::open_dataframe(root, "obs");
@@ -207,24 +209,37 @@ class H5adRows final : public data::RowSource<T> {
     const h5::Node var_index = h5::index_node(var);
     n_obs_ = h5::length_1d(obs_index_);
     const Index n_var = h5::length_1d(var_index);
-    x_ = h5::open(root, "X");
-    const detail::XLayout layout = detail::x_layout(x_);
+    const h5::Node x = h5::open(root, "X");
+    const detail::XLayout layout = detail::x_layout(x);
     sakura::detail::require(layout.rows == n_obs_ && layout.cols == n_var, path, ": X is ",
                             shape_str(layout.rows, layout.cols), " but obs has ", n_obs_, " names and var has ", n_var);
     sakura::detail::require(
-        layout.kind != detail::XLayout::Kind::Csc, x_.where(),
+        layout.kind != detail::XLayout::Kind::Csc, x.where(),
         ": X is stored by genes (csc_matrix), so one cell's values are spread over the whole matrix and a backed run, "
         "which reads cells, cannot read them; write a copy stored by cells once (out of core) with `sakura-train "
         "convert --h5ad ",
         path, " -o cells.h5ad` and train on that, or read the file into memory (drop \"backed\" / --backed)");
     dense_ = layout.kind == detail::XLayout::Kind::Dense;
     cols_ = layout.cols;
-    if (dense_) open_dense(root);
-    else open_csr();
+    if (dense_) (void)h5::extent(x);  // its storage can hold its shape
+    else check_csr(x);
     genes_ = h5::read_strings(var_index);
     repeated_genes_ = settle_names(genes_, "gene", var_index.where(), names,
                                    [](Index r) { return std::to_string(r + 1); });
     check_cell_names(names);
+    index_name_ = h5::index_name(obs_);
+  }
+
+  /// Ends the checks of the open (phenotype fitting included): closes the file they read strings
+  /// through, and with it the index of every string in it and libhdf5's cache of them (tens of
+  /// bytes per cell), then opens it again for reading. The first read() does it if not done.
+  void done_checking() {
+    if (in_) return;
+    obs_ = h5::Node{};
+    obs_index_ = h5::Node{};
+    check_.reset();
+    H5garbage_collect();
+    open_for_reading();
   }
 
   Index rows() const override { return n_obs_; }
@@ -238,6 +253,8 @@ class H5adRows final : public data::RowSource<T> {
 
   void read(std::span<const Index> rows, CsrMatrix<T>& out) override {
     std::lock_guard lock(mu_);
+    const h5::QuietErrors quiet;  // libhdf5's error printing is per thread: this one reads
+    done_checking();
     for (std::size_t i = 0; i < rows.size(); ++i)
       sakura::detail::require(rows[i] >= 0 && rows[i] < n_obs_ && (i == 0 || rows[i - 1] < rows[i]), path_,
                               ": backed read of row ", rows[i], " (rows must ascend within [0, ", n_obs_, "))");
@@ -269,6 +286,7 @@ class H5adRows final : public data::RowSource<T> {
 
   void names(std::span<const Index> rows, std::vector<std::string>& out) override {
     std::lock_guard lock(mu_);
+    const h5::QuietErrors quiet;  // read through the checking file until done_checking(), then the other
     out.resize(rows.size());
     if (!cells_.empty()) {  // kept in memory (repeated names renamed)
       for (std::size_t i = 0; i < rows.size(); ++i) out[i] = cells_[static_cast<std::size_t>(rows[i])];
@@ -281,7 +299,8 @@ class H5adRows final : public data::RowSource<T> {
     for (const auto& o : order)
       if (sorted.empty() || sorted.back() != o.first) sorted.push_back(o.first);
     std::vector<std::string> got;
-    read_names(sorted, got);
+    check_unchanged(obs_index_);  // the names' heaps were checked at open: only in an unchanged file
+    read_names(obs_index_, sorted, got);
     std::size_t j = 0;
     for (const auto& o : order) {
       while (sorted[j] != o.first) ++j;
@@ -290,16 +309,22 @@ class H5adRows final : public data::RowSource<T> {
     check_unchanged(obs_index_);
   }
 
+  /// obs while the open is being checked (before done_checking()).
+  const h5::Node& checking() const {
+    sakura::detail::require(check_ != nullptr, path_, ": obs columns are read while the file is opened (a bug)");
+    return obs_;
+  }
   /// The obs column names (anndata's column-order), for phenotype errors that list them.
-  std::vector<std::string> column_names() const { return h5::column_names(obs_); }
+  std::vector<std::string> column_names() const { return h5::column_names(checking()); }
   /// One obs column as text per cell (what the in-memory reader keeps for every column).
   std::vector<std::string> column_text(const std::string& name) const {
-    return h5::column_values(obs_, name, n_obs_);
+    return h5::column_values(checking(), name, n_obs_);
   }
 
   /// A categorical obs column as its categories and, block by block, its codes (-1: missing):
   /// f(first cell, codes). nullopt when the column is not stored categorical.
   std::optional<std::vector<std::string>> categories(const std::string& name) const {
+    const h5::Node& obs_ = checking();
     if (!h5::has(obs_, name)) return std::nullopt;
     const h5::Node c = h5::open(obs_, name);
     if (c.is_group()) {
@@ -312,6 +337,7 @@ class H5adRows final : public data::RowSource<T> {
   }
   template <class F>
   void for_each_code_block(const std::string& name, std::size_t levels, F&& f) const {
+    const h5::Node& obs_ = checking();
     const h5::Node c = h5::open(obs_, name);
     const h5::Node codes = c.is_group() ? h5::open(c, "codes") : h5::open(obs_, name);
     h5::require_length(codes, n_obs_, "codes");
@@ -328,8 +354,9 @@ class H5adRows final : public data::RowSource<T> {
   }
 
  private:
-  void open_csr() {
-    const h5::Node data = h5::open(x_, "data"), indices = h5::open(x_, "indices"), indptr = h5::open(x_, "indptr");
+  /// X's arrays: lengths against each other and the shape, indptr read once into the row index.
+  void check_csr(const h5::Node& x) {
+    const h5::Node data = h5::open(x, "data"), indices = h5::open(x, "indices"), indptr = h5::open(x, "indptr");
     const Index nnz = h5::length_1d(data), n_idx = h5::length_1d(indices), n_ptr = h5::length_1d(indptr);
     sakura::detail::require(n_idx == nnz, indices.where(), ": ", n_idx, " indices for ", nnz, " values");
     sakura::detail::require(n_ptr == n_obs_ + 1, indptr.where(), ": ", n_ptr, " entries, expected ", n_obs_ + 1,
@@ -345,21 +372,32 @@ class H5adRows final : public data::RowSource<T> {
       for (std::size_t i = 0; i < buf.size(); ++i) {
         const hsize_t at = off + i;
         if (at == 0) {
-          sakura::detail::require(buf[i] == 0, x_.where(), "/indptr: runs from ", buf[i], " (not 0)");
+          sakura::detail::require(buf[i] == 0, x.where(), "/indptr: runs from ", buf[i], " (not 0)");
         } else {
-          if (buf[i] < prev) sakura::detail::fail(x_.where(), "/indptr: decreases at position ", at);
+          if (buf[i] < prev) sakura::detail::fail(x.where(), "/indptr: decreases at position ", at);
           index_.push(buf[i] - prev);
         }
         prev = buf[i];
       }
     });
-    sakura::detail::require(prev == nnz, x_.where(), "/indptr: runs from 0 to ", prev, " but data has ", nnz,
+    sakura::detail::require(prev == nnz, x.where(), "/indptr: runs from 0 to ", prev, " but data has ", nnz,
                             " values");
-    data_ = detail_rows::reopen_with_cache(x_, "data", data);
-    indices_ = detail_rows::reopen_with_cache(x_, "indices", indices);
   }
 
-  void open_dense(const h5::Node& root) { x_ = detail_rows::reopen_with_cache(root, "X", x_); }
+  /// The file the run reads from: opened again, and no string is read through it (names are read
+  /// as checked at open), so its heap index stays empty. Nodes are opened by path.
+  void open_for_reading() {
+    in_ = std::make_unique<h5::InputFile>(path_);
+    const h5::Node& root = in_->root();
+    obs_index_ = h5::open(h5::open(root, "obs"), index_name_);
+    x_ = h5::open(root, "X");
+    if (dense_) {
+      x_ = detail_rows::reopen_with_cache(root, "X", std::move(x_));
+      return;
+    }
+    data_ = detail_rows::reopen_with_cache(x_, "data", h5::open(x_, "data"));
+    indices_ = detail_rows::reopen_with_cache(x_, "indices", h5::open(x_, "indices"));
+  }
 
   /// Consecutive rows are read as one run, and so are rows kGap entries apart or less.
   /// A gap of this many entries between two rows read is read through rather than starting another
@@ -463,8 +501,8 @@ class H5adRows final : public data::RowSource<T> {
                          "are complete: put the original file back and continue from the newest one (sakura-train -r)");
   }
 
-  /// Reads the names of `sorted` rows (ascending, distinct) from the obs index.
-  void read_names(const std::vector<Index>& sorted, std::vector<std::string>& out) {
+  /// Reads the names of `sorted` rows (ascending, distinct) from the obs index `d`.
+  void read_names(const h5::Node& d, const std::vector<Index>& sorted, std::vector<std::string>& out) {
     out.clear();
     runs_.clear();
     for (Index r : sorted) {
@@ -474,15 +512,15 @@ class H5adRows final : public data::RowSource<T> {
     }
     if (sorted.empty()) return;
     const auto n = static_cast<hsize_t>(sorted.size());
-    const h5::Handle fs = detail_rows::runs_selection(obs_index_, runs_);
-    h5::Handle ft(H5Dget_type(obs_index_.id()), H5Tclose);
+    const h5::Handle fs = detail_rows::runs_selection(d, runs_);
+    h5::Handle ft(H5Dget_type(d.id()), H5Tclose);
     if (H5Tis_variable_str(ft.get()) > 0) {
       h5::Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
       H5Tset_size(mt.get(), H5T_VARIABLE);
       H5Tset_cset(mt.get(), H5Tget_cset(ft.get()));
-      h5::VlenStrings mem(2 * obs_index_.ctx->bytes() + 65536);  // references were checked at open
+      h5::VlenStrings mem(2 * d.ctx->bytes() + 65536);  // references were checked at open
       std::vector<char*> p(static_cast<std::size_t>(n), nullptr);
-      detail_rows::read_selection(obs_index_, mt.get(), fs, n, p.data(), mem.dxpl());
+      detail_rows::read_selection(d, mt.get(), fs, n, p.data(), mem.dxpl());
       for (char* s : p) out.emplace_back(s ? s : "");
       return;
     }
@@ -490,7 +528,7 @@ class H5adRows final : public data::RowSource<T> {
     const bool space_padded = H5Tget_strpad(ft.get()) == H5T_STR_SPACEPAD;
     h5::Handle mt(H5Tcopy(ft.get()), H5Tclose);
     std::vector<char> buf(static_cast<std::size_t>(n) * sz);
-    detail_rows::read_selection(obs_index_, mt.get(), fs, n, buf.data());
+    detail_rows::read_selection(d, mt.get(), fs, n, buf.data());
     for (hsize_t i = 0; i < n; ++i) out.push_back(h5::fixed_text(buf.data() + i * sz, sz, space_padded));
   }
 
@@ -521,7 +559,7 @@ class H5adRows final : public data::RowSource<T> {
           candidates.push_back(r0 + static_cast<Index>(i));
     });
     std::vector<std::string> got;
-    read_names(candidates, got);
+    read_names(obs_index_, candidates, got);
     auto row = [&](Index i) { return std::to_string(candidates[static_cast<std::size_t>(i)] + 1); };
     if (sakura::detail::repeated_names(got).empty()) return;  // equal hashes, different names
     if (!o.make_unique) (void)settle_names(got, "cell", obs_index_.where(), o, row);  // throws
@@ -538,20 +576,23 @@ class H5adRows final : public data::RowSource<T> {
     for (Index r0 = 0; r0 < n_obs_; r0 += 65536) {
       block.resize(static_cast<std::size_t>(std::min<Index>(65536, n_obs_ - r0)));
       for (std::size_t i = 0; i < block.size(); ++i) block[i] = r0 + static_cast<Index>(i);
-      read_names(block, got);
+      read_names(obs_index_, block, got);
       f(r0, got);
     }
   }
 
-  std::unique_ptr<h5::InputFile> in_;
+  h5::QuietErrors quiet_;  // first: outlives both files (each restores the handler it found when closed)
+  std::unique_ptr<h5::InputFile> check_, in_;  ///< the checks read strings through check_; reads use in_
   FileWatch watch_;
   std::string path_;
   std::mutex mu_;
-  h5::Node obs_, obs_index_, x_, data_, indices_;
+  h5::Node obs_;                              ///< in check_
+  h5::Node obs_index_, x_, data_, indices_;  ///< in check_ while checking, then in in_
   Index n_obs_ = 0, cols_ = 0;
   bool dense_ = false;
   detail_rows::RowIndex index_;
   std::vector<std::string> genes_, cells_;
+  std::string index_name_;  ///< the obs index dataset's name
   std::vector<RepeatedName> repeated_genes_;
   // read buffers (they grow to the largest read, then stay)
   std::vector<std::pair<hsize_t, hsize_t>> runs_;
@@ -642,7 +683,7 @@ std::optional<data::PhenoTable> fit_categorical(const H5adRows<T>& src, const st
 /// fit_pheno on the per-cell text of the columns a phenotype reads (only those: the in-memory
 /// reader keeps every obs column), for what fit_categorical cannot fit.
 template <class T>
-data::PhenoTable fit_per_cell(const H5adRows<T>& src, const std::string& name, const data::PhenoJson& meta,
+data::PhenoTable fit_per_cell(H5adRows<T>& src, const std::string& name, const data::PhenoJson& meta,
                               const std::string& where) {
   Dataset<T> ds;
   const auto keys = pheno_keys(meta);
@@ -653,7 +694,7 @@ data::PhenoTable fit_per_cell(const H5adRows<T>& src, const std::string& name, c
   if (!ds.pheno.empty()) {  // fit_pheno names cells in its errors
     std::vector<Index> all(static_cast<std::size_t>(src.rows()));
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<Index>(i);
-    const_cast<H5adRows<T>&>(src).names(all, ds.cells);
+    src.names(all, ds.cells);
   }
   return data::fit_pheno(name, meta, ds, where);
 }
@@ -675,6 +716,7 @@ data::TrainingData<T> read_h5ad_backed(const std::string& path, const NameOption
     auto t = detail_rows::fit_categorical(*src, it.key(), it.value(), where);
     phenos.push_back(t ? std::move(*t) : detail_rows::fit_per_cell(*src, it.key(), it.value(), where));
   }
+  src->done_checking();
   Dataset<T> genes_only;
   genes_only.genes = src->genes();
   genes_only.repeated_genes = src->repeated_genes();
