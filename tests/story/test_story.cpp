@@ -1257,6 +1257,12 @@ TEST_CASE("a backed run is bit-identical to the run in memory: losses, latents, 
   const Outcome exact = full_run(w, true);
   const Outcome blocks = full_run(h5ad_workdir(XKind::Csr, "blocks"), true);
   CHECK(exact.files.at("losses.tsv") != blocks.files.at("losses.tsv"));
+  // no gene excluded from the input (the tutorial's case): a backed batch copies its rows whole
+  const fs::path all_genes = h5ad_workdir(XKind::CsrGzip, "exact");
+  Json sig = io::read_json_file((all_genes / "signature.json").string());
+  sig["cd8"]["exclude_from_input"] = "False";
+  write(all_genes / "signature.json", sig.dump(2));
+  require_same(full_run(all_genes, false), full_run(all_genes, true));
 }
 
 TEST_CASE("a backed blocks-mode run stopped at a checkpoint and resumed ends bit-identical", "[stream][resume]") {

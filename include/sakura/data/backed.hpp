@@ -11,6 +11,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sakura/data/batch.hpp"
@@ -96,6 +97,10 @@ class BackedStage {
     }
     local_rows_.resize(cap);
     std::iota(local_rows_.begin(), local_rows_.end(), Index{0});
+    identity_ = true;  // no gene excluded nor moved: rows are copied as they are
+    for (std::size_t g = 0; g < in.to_input.size(); ++g) identity_ = identity_ && in.to_input[g] == std::int32_t(g);
+    for (std::size_t g = 0; g < in.to_signature.size(); ++g)
+      if (in.to_signature[g] >= 0) markers_.emplace_back(static_cast<std::int32_t>(g), in.to_signature[g]);
   }
 
   /// Fills b with `rows` (batch order); every row must be in one of `fetched`.
@@ -113,15 +118,24 @@ class BackedStage {
     for (Index r : rows) {
       const auto [f, i] = locate(r, fetched);
       const CsrMatrix<T>& src = f->x;
-      for (std::int64_t k = src.indptr[i]; k < src.indptr[i + 1]; ++k) {
-        const std::int32_t g = src.indices[k];
-        if (const std::int32_t c = in.to_input[g]; c >= 0) {  // monotone maps keep each row sorted
-          x.indices.push_back(c);
-          x.values.push_back(src.values[k]);
-        }
-        if (const std::int32_t c = in.to_signature[g]; c >= 0) {
+      const std::int32_t *g0 = src.indices.data() + src.indptr[i], *g1 = src.indices.data() + src.indptr[i + 1];
+      const T* v0 = src.values.data() + src.indptr[i];
+      if (identity_) {
+        x.indices.insert(x.indices.end(), g0, g1);
+        x.values.insert(x.values.end(), v0, v0 + (g1 - g0));
+      } else {
+        for (const std::int32_t* g = g0; g != g1; ++g)
+          if (const std::int32_t c = in.to_input[*g]; c >= 0) {  // monotone maps keep each row sorted
+            x.indices.push_back(c);
+            x.values.push_back(v0[g - g0]);
+          }
+      }
+      for (const std::int32_t* g = g0; const auto& [gene, c] : markers_) {  // a row's columns ascend, once each
+        g = std::lower_bound(g, g1, gene);
+        if (g == g1) break;
+        if (*g == gene) {
           s.indices.push_back(c);
-          s.values.push_back(src.values[k]);
+          s.values.push_back(v0[g - g0]);
         }
       }
       x.indptr.push_back(x.nnz());
@@ -156,6 +170,8 @@ class BackedStage {
   const TrainingData<T>* d_;
   TrainingData<T> local_;
   std::vector<Index> local_rows_;
+  bool identity_ = false;                                   ///< file genes are the input columns
+  std::vector<std::pair<std::int32_t, std::int32_t>> markers_;  ///< (file gene, signature column), ascending
 };
 
 }  // namespace sakura::data
