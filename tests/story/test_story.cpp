@@ -522,6 +522,23 @@ void require_same(const Outcome& a, const Outcome& b) {
 }
 }  // namespace
 
+namespace {
+/// Runs `config` in a fresh session until `stop` ticks; the newest checkpoint it wrote.
+std::string run_until(const std::string& config, const story::SessionOptions& so, std::int64_t stop) {
+  std::string ckpt;
+  story::Session s(config, so);
+  story::RunnerOptions ro;
+  ro.max_ticks = stop;
+  story::Runner r(s, ro);
+  r.run();
+  REQUIRE(r.stopped());
+  for (const auto& f : r.written())
+    if (f.ends_with(".ckpt")) ckpt = f;
+  REQUIRE_FALSE(ckpt.empty());
+  return ckpt;
+}
+}  // namespace
+
 TEST_CASE("a run stopped at any checkpoint and resumed in a fresh session ends bit-identical", "[run][resume]") {
   const fs::path w = resume_workdir();
   story::SessionOptions so;
@@ -560,18 +577,7 @@ TEST_CASE("a run stopped at any checkpoint and resumed in a fresh session ends b
   for (std::int64_t stop : {10, 35, 40, 42, 44, 46, 50, 53, 58}) {
     DYNAMIC_SECTION("stopped after tick " << stop) {
       fs::remove_all(w / "log");
-      std::string ckpt;
-      {
-        story::Session s(config, so);
-        story::RunnerOptions ro;
-        ro.max_ticks = stop;
-        story::Runner r(s, ro);
-        r.run();
-        REQUIRE(r.stopped());
-        for (const auto& f : r.written())
-          if (f.ends_with(".ckpt")) ckpt = f;
-      }
-      REQUIRE_FALSE(ckpt.empty());
+      const std::string ckpt = run_until(config, so, stop);
       // the interrupted process may have logged past its last checkpoint; resume must drop that
       std::ofstream(w / "log" / "losses.tsv", std::ios::app) << "999\tjunk\t1\n";
       story::Session s(config, so);
@@ -889,33 +895,42 @@ TEST_CASE("story errors are reported at load with their path", "[config]") {
              Catch::Contains("pheno2.json: ct") && Catch::Contains("not in its order"));
 }
 
+namespace {
+/// Allocations of the config in w's first story item (as `mode`, logging every tick, no tests or
+/// checkpoints) stopped after 5 (warm-up), 60 and 180 ticks: ticks 61..180 must add nothing.
+std::vector<long> allocations_per_run(const fs::path& w, const char* mode, bool backed) {
+  const Json cfg = io::read_json_file((w / "config.json").string());
+  Json item = cfg["story"][0];
+  item["hybrid_mode"] = mode;
+  item["ticks"] = 1000;
+  item["perform_test"] = "False";
+  item["perform_checkpoint"] = "False";
+  Json c = cfg;
+  c["story"] = Json::array({item});
+  write(w / "alloc.json", c.dump());
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  so.backed = backed;
+  std::vector<long> allocs;
+  for (std::int64_t ticks : {5, 60, 180}) {
+    story::Session s((w / "alloc.json").string(), so);
+    story::RunnerOptions ro;
+    ro.max_ticks = ticks;
+    story::Runner r(s, ro);
+    g_allocs = 0;
+    g_count = true;
+    r.run();
+    g_count = false;
+    allocs.push_back(g_allocs.load());
+  }
+  return allocs;
+}
+}  // namespace
+
 TEST_CASE("the training loop allocates nothing per tick once warm (interleave and sum)", "[run][alloc]") {
   const fs::path w = resume_workdir();
-  Json cfg = io::read_json_file((w / "config.json").string());
   for (const char* mode : {"interleave", "sum"}) {
-    Json item = cfg["story"][0];  // logs every tick (make_logs), no tests or checkpoints
-    item["hybrid_mode"] = mode;
-    item["ticks"] = 1000;
-    item["perform_test"] = "False";
-    item["perform_checkpoint"] = "False";
-    Json c = cfg;
-    c["story"] = Json::array({item});
-    write(w / "alloc.json", c.dump());
-    story::SessionOptions so;
-    so.base_dir = w.string();
-    // the same story stopped after 5 (warm-up), 60 and 180 ticks: ticks 61..180 must add nothing
-    std::vector<long> allocs;
-    for (std::int64_t ticks : {5, 60, 180}) {
-      story::Session s((w / "alloc.json").string(), so);
-      story::RunnerOptions ro;
-      ro.max_ticks = ticks;
-      story::Runner r(s, ro);
-      g_allocs = 0;
-      g_count = true;
-      r.run();
-      g_count = false;
-      allocs.push_back(g_allocs.load());
-    }
+    const std::vector<long> allocs = allocations_per_run(w, mode, false);
     INFO(mode << ": " << allocs[1] << " allocations in a run of 60 ticks, " << allocs[2] << " in 180");
     CHECK(allocs[2] == allocs[1]);
   }
@@ -1275,17 +1290,7 @@ TEST_CASE("a backed blocks-mode run stopped at a checkpoint and resumed ends bit
   for (std::int64_t stop : {10, 42, 53}) {
     DYNAMIC_SECTION("stopped after tick " << stop) {
       fs::remove_all(w / "log");
-      std::string ckpt;
-      {
-        story::Session s(config, so);
-        story::RunnerOptions ro;
-        ro.max_ticks = stop;
-        story::Runner r(s, ro);
-        r.run();
-        for (const auto& f : r.written())
-          if (f.ends_with(".ckpt")) ckpt = f;
-      }
-      REQUIRE_FALSE(ckpt.empty());
+      const std::string ckpt = run_until(config, so, stop);
       story::Session s(config, so);
       story::Runner r(s);
       r.resume(ckpt);
@@ -1297,31 +1302,8 @@ TEST_CASE("a backed blocks-mode run stopped at a checkpoint and resumed ends bit
 TEST_CASE("a backed training loop allocates nothing per tick once warm", "[stream][alloc]") {
   for (const char* sampling : {"exact", "blocks"}) {
     const fs::path w = h5ad_workdir(XKind::CsrGzip, sampling);
-    Json cfg = io::read_json_file((w / "config.json").string());
     for (const char* mode : {"interleave", "sum"}) {
-      Json item = cfg["story"][0];
-      item["hybrid_mode"] = mode;
-      item["ticks"] = 1000;
-      item["perform_test"] = "False";
-      item["perform_checkpoint"] = "False";
-      Json c = cfg;
-      c["story"] = Json::array({item});
-      write(w / "alloc.json", c.dump());
-      story::SessionOptions so;
-      so.base_dir = w.string();
-      so.backed = true;
-      std::vector<long> allocs;
-      for (std::int64_t ticks : {5, 60, 180}) {
-        story::Session s((w / "alloc.json").string(), so);
-        story::RunnerOptions ro;
-        ro.max_ticks = ticks;
-        story::Runner r(s, ro);
-        g_allocs = 0;
-        g_count = true;
-        r.run();
-        g_count = false;
-        allocs.push_back(g_allocs.load());
-      }
+      const std::vector<long> allocs = allocations_per_run(w, mode, true);
       INFO(sampling << ", " << mode << ": " << allocs[1] << " allocations in 60 ticks, " << allocs[2] << " in 180");
       CHECK(allocs[2] == allocs[1]);
     }
@@ -1344,7 +1326,7 @@ struct AtTick : story::ScalarSink {
 };
 }  // namespace
 
-TEST_CASE("a file changed during a backed run stops it, naming file and HDF5 path; checkpoints stay good",
+TEST_CASE("a file changed during a backed run stops it, naming file and HDF5 path, and checkpoints stay good",
           "[stream][fault]") {
   const fs::path w = h5ad_workdir(XKind::Csr, "exact");
   const fs::path data = w / "data.h5ad", kept = w / "data.h5ad.kept", other = w / "other.h5ad";
