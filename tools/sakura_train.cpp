@@ -43,6 +43,9 @@ Runs a SAKURA config (upstream's JSON format: dataset, splits, model, story) on 
                              (X_sakura_main, X_sakura_<block>, X_sakura_<block>_out), losses and
                              config in uns["sakura"], obs/var copied from the input (X only with
                              --h5ad-with-x); --h5ad-results-only: obs holds only the cell names
+      --backed               read the .h5ad's X from disk as it trains (the config's dataset.backed);
+                             dataset.sampling "exact" (default: the batches of an in-memory run) or
+                             "blocks" (blocks of consecutive cells, for throughput on disk)
   -C, --base-dir DIR         resolve relative paths of the config against DIR
                              (default: the working directory, as upstream)
       --max-ticks N          stop after N training ticks (checkpoints already written stay valid)
@@ -75,7 +78,7 @@ struct Usage : std::runtime_error {
 struct Args {
   std::string config = "./config.json", resume, inference, inference_story = "./inference.json", base_dir;
   std::string demo_out, progress;
-  bool verbose = false, suppress_train = false, demo = false, suppress_tensorboard = false;
+  bool verbose = false, suppress_train = false, demo = false, suppress_tensorboard = false, backed = false;
   sakura::tools::ResultsH5ad h5ad;
   long long max_ticks = -1, eval_chunk = 2048, demo_cells = 2000, demo_genes = 2000, demo_ticks = 2000;
 };
@@ -145,6 +148,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--write-h5ad") a.h5ad.path = value();
     else if (f == "--h5ad-with-x") a.h5ad.with_x = true;
     else if (f == "--h5ad-results-only") a.h5ad.results_only = true;
+    else if (f == "--backed") a.backed = true;
     else if (f == "-e" || f == "--external_module" || f == "-E" || f == "--external_module_path")
       throw Usage(f + ": inserting external (PyTorch) modules is not supported");
     else if (f == "--max-ticks") a.max_ticks = to_int(f, value());
@@ -214,6 +218,7 @@ int run(const Args& a) {
   so.base_dir = a.base_dir;
   so.log = &std::cerr;
   so.verbose = a.verbose;
+  so.backed = a.backed;
   Setup setup = load_setup(a.config, so);  // validates config and story before any data is read
   std::vector<TestConfig> inference;
   if (!a.inference.empty())

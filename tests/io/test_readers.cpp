@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -582,6 +583,13 @@ TEST_CASE("h5ad: a damaged string heap or string reference is an error, not a cr
   const std::size_t first_object = heap + 16;
   REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", first_object + 8, le64(1u << 30))),
                       Contains("damaged global heap") && Contains("at byte " + std::to_string(heap)));
+  // The second object given the first one's index (objects are kept sorted by index: a repeat is
+  // found after the sort, named at the later object's place).
+  std::uint64_t first_size = 0;
+  std::memcpy(&first_size, file.data() + first_object + 8, 8);  // little-endian, as the test host
+  const std::size_t second = first_object + 16 + (first_size + 7) / 8 * 8;
+  REQUIRE_THROWS_WITH(io::read_h5ad(patched("x_csr.h5ad", second, file.substr(first_object, 2))),
+                      Contains("an object index used twice at byte " + std::to_string(second)));
   // A heap reference of obs/_index pointing at an object index that does not exist.
   io::h5::QuietErrors quiet;
   haddr_t at = HADDR_UNDEF;

@@ -16,6 +16,11 @@
 #include <sstream>
 #include <unistd.h>
 
+#if defined(SAKURA_WITH_HDF5)
+#include <sakura/io/h5ad_convert.hpp>
+#include <sakura/io/synthetic_h5ad.hpp>
+#endif
+
 using namespace sakura;
 using sakura::io::Json;
 namespace fs = std::filesystem;
@@ -517,6 +522,23 @@ void require_same(const Outcome& a, const Outcome& b) {
 }
 }  // namespace
 
+namespace {
+/// Runs `config` in a fresh session until `stop` ticks; the newest checkpoint it wrote.
+std::string run_until(const std::string& config, const story::SessionOptions& so, std::int64_t stop) {
+  std::string ckpt;
+  story::Session s(config, so);
+  story::RunnerOptions ro;
+  ro.max_ticks = stop;
+  story::Runner r(s, ro);
+  r.run();
+  REQUIRE(r.stopped());
+  for (const auto& f : r.written())
+    if (f.ends_with(".ckpt")) ckpt = f;
+  REQUIRE_FALSE(ckpt.empty());
+  return ckpt;
+}
+}  // namespace
+
 TEST_CASE("a run stopped at any checkpoint and resumed in a fresh session ends bit-identical", "[run][resume]") {
   const fs::path w = resume_workdir();
   story::SessionOptions so;
@@ -555,18 +577,7 @@ TEST_CASE("a run stopped at any checkpoint and resumed in a fresh session ends b
   for (std::int64_t stop : {10, 35, 40, 42, 44, 46, 50, 53, 58}) {
     DYNAMIC_SECTION("stopped after tick " << stop) {
       fs::remove_all(w / "log");
-      std::string ckpt;
-      {
-        story::Session s(config, so);
-        story::RunnerOptions ro;
-        ro.max_ticks = stop;
-        story::Runner r(s, ro);
-        r.run();
-        REQUIRE(r.stopped());
-        for (const auto& f : r.written())
-          if (f.ends_with(".ckpt")) ckpt = f;
-      }
-      REQUIRE_FALSE(ckpt.empty());
+      const std::string ckpt = run_until(config, so, stop);
       // the interrupted process may have logged past its last checkpoint; resume must drop that
       std::ofstream(w / "log" / "losses.tsv", std::ios::app) << "999\tjunk\t1\n";
       story::Session s(config, so);
@@ -884,33 +895,42 @@ TEST_CASE("story errors are reported at load with their path", "[config]") {
              Catch::Contains("pheno2.json: ct") && Catch::Contains("not in its order"));
 }
 
+namespace {
+/// Allocations of the config in w's first story item (as `mode`, logging every tick, no tests or
+/// checkpoints) stopped after 5 (warm-up), 60 and 180 ticks: ticks 61..180 must add nothing.
+std::vector<long> allocations_per_run(const fs::path& w, const char* mode, bool backed) {
+  const Json cfg = io::read_json_file((w / "config.json").string());
+  Json item = cfg["story"][0];
+  item["hybrid_mode"] = mode;
+  item["ticks"] = 1000;
+  item["perform_test"] = "False";
+  item["perform_checkpoint"] = "False";
+  Json c = cfg;
+  c["story"] = Json::array({item});
+  write(w / "alloc.json", c.dump());
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  so.backed = backed;
+  std::vector<long> allocs;
+  for (std::int64_t ticks : {5, 60, 180}) {
+    story::Session s((w / "alloc.json").string(), so);
+    story::RunnerOptions ro;
+    ro.max_ticks = ticks;
+    story::Runner r(s, ro);
+    g_allocs = 0;
+    g_count = true;
+    r.run();
+    g_count = false;
+    allocs.push_back(g_allocs.load());
+  }
+  return allocs;
+}
+}  // namespace
+
 TEST_CASE("the training loop allocates nothing per tick once warm (interleave and sum)", "[run][alloc]") {
   const fs::path w = resume_workdir();
-  Json cfg = io::read_json_file((w / "config.json").string());
   for (const char* mode : {"interleave", "sum"}) {
-    Json item = cfg["story"][0];  // logs every tick (make_logs), no tests or checkpoints
-    item["hybrid_mode"] = mode;
-    item["ticks"] = 1000;
-    item["perform_test"] = "False";
-    item["perform_checkpoint"] = "False";
-    Json c = cfg;
-    c["story"] = Json::array({item});
-    write(w / "alloc.json", c.dump());
-    story::SessionOptions so;
-    so.base_dir = w.string();
-    // the same story stopped after 5 (warm-up), 60 and 180 ticks: ticks 61..180 must add nothing
-    std::vector<long> allocs;
-    for (std::int64_t ticks : {5, 60, 180}) {
-      story::Session s((w / "alloc.json").string(), so);
-      story::RunnerOptions ro;
-      ro.max_ticks = ticks;
-      story::Runner r(s, ro);
-      g_allocs = 0;
-      g_count = true;
-      r.run();
-      g_count = false;
-      allocs.push_back(g_allocs.load());
-    }
+    const std::vector<long> allocs = allocations_per_run(w, mode, false);
     INFO(mode << ": " << allocs[1] << " allocations in a run of 60 ticks, " << allocs[2] << " in 180");
     CHECK(allocs[2] == allocs[1]);
   }
@@ -966,3 +986,410 @@ TEST_CASE("the demo's trained model beats the untrained one on held-out cells", 
   CHECK(rep.trained.knn_accuracy > rep.untrained.knn_accuracy + 0.15);
   CHECK(fs::exists(fs::path(rep.log_path) / "losses.tsv"));
 }
+
+// ====================================================================== streaming: splits, samplers
+TEST_CASE("a row set keeps a split as bits: members in order, the k-th member, every cell", "[stream]") {
+  std::vector<char> mask(1500, 0);
+  std::vector<Index> want;
+  for (Index i = 0; i < 1500; ++i)
+    if ((i * 7) % 5 == 1 || (i > 600 && i < 1100)) mask[static_cast<std::size_t>(i)] = 1, want.push_back(i);
+  const auto s = data::RowSet::from_mask(mask);
+  CHECK(s.size() == static_cast<Index>(want.size()));
+  CHECK(std::vector<Index>(s.begin(), s.end()) == want);
+  for (std::size_t k = 0; k < want.size(); k += 37) CHECK(s.select(static_cast<Index>(k)) == want[k]);
+  CHECK(s.select(static_cast<Index>(want.size()) - 1) == want.back());
+  CHECK_FALSE(s.contains(0));
+  CHECK(s.contains(601));
+  std::vector<Index> some(10);
+  CHECK(s.copy(static_cast<Index>(want.size()) - 4, some) == 4);
+  CHECK(std::vector<Index>(some.begin(), some.begin() + 4) == std::vector<Index>(want.end() - 4, want.end()));
+  CHECK_THROWS_WITH(s.select(static_cast<Index>(want.size())), Catch::Contains("member"));
+  const auto all = data::RowSet::all(5);
+  CHECK(std::vector<Index>(all.begin(), all.end()) == std::vector<Index>{0, 1, 2, 3, 4});
+  CHECK(all == data::RowSet::from_mask(std::vector<char>(5, 1)));
+  CHECK(data::RowSet::from_mask(std::vector<char>(3, 0)).empty());
+}
+
+TEST_CASE("the exact sampler draws BatchSampler's batches and states, with 4 bytes per cell", "[stream][sampler]") {
+  std::vector<char> mask(300, 0);
+  std::vector<Index> rows;
+  for (Index i = 0; i < 300; i += 3) mask[static_cast<std::size_t>(i)] = 1, rows.push_back(i);
+  const auto set = data::RowSet::from_mask(mask);
+  for (const bool drop_last : {false, true}) {
+    data::BatchSampler old(rows, 7, 42, drop_last);
+    data::Sampler now(set, 7, 42, drop_last);
+    CHECK(now.batches() == old.batches());
+    for (int pass = 0; pass < 3; ++pass) {
+      old.begin_epoch();
+      now.begin_epoch();
+      while (!old.exhausted()) {
+        REQUIRE_FALSE(now.exhausted());
+        const auto a = old.take();
+        const auto b = now.take();
+        CHECK(std::vector<Index>(a.begin(), a.end()) == std::vector<Index>(b.begin(), b.end()));
+        const auto sa = old.state(), sb = now.state();
+        CHECK(sa.order == sb.order);
+        CHECK(sa.rng == sb.rng);
+        CHECK(sa.position == sb.position);
+        CHECK(sa.epochs == sb.epochs);
+      }
+      CHECK(now.exhausted());
+    }
+  }
+  // a BatchSampler's state (what checkpoints hold) continues in a Sampler
+  data::BatchSampler old(rows, 7, 5);
+  old.begin_epoch();
+  old.take();
+  data::Sampler now(set, 7, 1);
+  now.set_state(old.state());
+  for (int i = 0; i < 40; ++i) {
+    if (old.exhausted()) old.begin_epoch(), now.begin_epoch();
+    const auto a = old.take();
+    const auto b = now.take();
+    CHECK(std::vector<Index>(a.begin(), a.end()) == std::vector<Index>(b.begin(), b.end()));
+  }
+  auto bad = old.state();
+  bad.order[0] = 1;  // not a cell of the split
+  CHECK_THROWS_WITH(now.set_state(bad, "saved", "the fix"),
+                    Catch::Contains("saved, field order") && Catch::Contains("not a permutation") &&
+                        Catch::EndsWith("; the fix"));
+  bad = old.state();
+  bad.order[1] = bad.order[0];  // a cell twice
+  CHECK_THROWS_WITH(now.set_state(bad), Catch::Contains("not a permutation"));
+  bad = old.state();
+  bad.position = 99;
+  CHECK_THROWS_WITH(now.set_state(bad), Catch::Contains("field position"));
+  bad = old.state();
+  bad.epochs = 0;
+  CHECK_THROWS_WITH(now.set_state(bad), Catch::Contains("field epochs"));
+}
+
+TEST_CASE("the blocks sampler: shuffled blocks of consecutive cells, each cell once a pass, resumable",
+          "[stream][sampler]") {
+  std::vector<char> mask(1000, 0);
+  std::vector<Index> rows;
+  for (Index i = 0; i < 1000; ++i)
+    if (i % 4 != 1) mask[static_cast<std::size_t>(i)] = 1, rows.push_back(i);  // 750 cells
+  const auto set = data::RowSet::from_mask(mask);
+  const data::SamplingOptions blocks{data::SamplingOptions::Mode::Blocks, 16, 3};  // fetches of 48 cells
+  data::Sampler s(set, 20, 9, false, blocks);
+  CHECK(s.batches() == 38);  // as exact: ceil(750 / 20)
+  std::vector<std::vector<Index>> passes;
+  for (int pass = 0; pass < 2; ++pass) {
+    s.begin_epoch();
+    std::vector<Index> seq;
+    while (!s.exhausted()) {
+      const Index p = s.position();
+      const auto [f0, f1] = s.batch_fetches(p);
+      const auto b = s.take();
+      CHECK(b.size() == (p + 1 < s.batches() ? 20u : 10u));
+      std::vector<Index> fetched;  // every cell of a batch is in one of the fetches it names
+      for (Index f = f0; f <= f1; ++f) {
+        std::vector<Index> fr;
+        s.fetch_rows(f, fr);
+        CHECK(std::is_sorted(fr.begin(), fr.end()));
+        CHECK(fr.size() <= 48u);
+        fetched.insert(fetched.end(), fr.begin(), fr.end());
+      }
+      std::sort(fetched.begin(), fetched.end());
+      for (Index r : b) CHECK(std::binary_search(fetched.begin(), fetched.end(), r));
+      seq.insert(seq.end(), b.begin(), b.end());
+    }
+    std::vector<Index> sorted = seq;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(sorted == rows);  // each cell once
+    // a fetch is 3 blocks of 16 consecutive cells (of the split): its 48 cells come from 3 runs
+    std::vector<Index> first(seq.begin(), seq.begin() + 48);
+    std::sort(first.begin(), first.end());
+    int runs = 1;
+    for (std::size_t i = 1; i < first.size(); ++i) {
+      const auto a = std::lower_bound(rows.begin(), rows.end(), first[i - 1]) - rows.begin();
+      const auto b = std::lower_bound(rows.begin(), rows.end(), first[i]) - rows.begin();
+      runs += b != a + 1;
+    }
+    CHECK(runs <= 3);
+    CHECK(seq != sorted);  // shuffled
+    passes.push_back(seq);
+  }
+  CHECK(passes[0] != passes[1]);
+  // its state is the block order (47 blocks) and the position; a fresh sampler continues from it
+  data::Sampler t(set, 20, 9, false, blocks);
+  t.begin_epoch();
+  for (int i = 0; i < 5; ++i) t.take();
+  const auto st = t.state();
+  CHECK(st.order.size() == 47u);
+  data::Sampler u(set, 20, 9, false, blocks);
+  u.set_state(st);
+  for (int i = 0; i < 80; ++i) {
+    if (t.exhausted()) t.begin_epoch(), u.begin_epoch();
+    const auto a = t.take();
+    const auto b = u.take();
+    CHECK(std::vector<Index>(a.begin(), a.end()) == std::vector<Index>(b.begin(), b.end()));
+  }
+  // an exact sampler's state is not a blocks sampler's (a checkpoint of the other mode)
+  data::Sampler exact(set, 20, 9);
+  exact.begin_epoch();
+  CHECK_THROWS_WITH(u.set_state(exact.state()), Catch::Contains("field order") && Catch::Contains("sampling"));
+}
+
+// ====================================================================== streaming: backed .h5ad
+#if defined(SAKURA_WITH_HDF5)
+namespace {
+/// Every row of a file, as the in-memory reader reads it, against a backed read of `rows`.
+void require_rows(const std::string& file, const std::vector<Index>& rows) {
+  INFO(file);
+  const auto whole = io::read_h5ad<float>(file);
+  io::H5adRows<float> backed(file);
+  REQUIRE(backed.rows() == whole.n_cells());
+  REQUIRE(backed.cols() == whole.n_genes());
+  CHECK(backed.genes() == whole.genes);
+  CsrMatrix<float> got;
+  backed.read(rows, got);
+  REQUIRE(got.rows == static_cast<Index>(rows.size()));
+  got.validate("backed rows");
+  std::vector<float> a(static_cast<std::size_t>(got.cols)), b(a.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    whole.expr.gather_dense(std::span<const Index>(&rows[i], 1), a.data());
+    const std::vector<Index> one{static_cast<Index>(i)};
+    got.gather_dense(one, b.data());
+    INFO("row " << rows[i]);
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  }
+  std::vector<std::string> names;
+  backed.names(rows, names);
+  for (std::size_t i = 0; i < rows.size(); ++i) CHECK(names[i] == whole.cells[static_cast<std::size_t>(rows[i])]);
+}
+}  // namespace
+
+TEST_CASE("a backed .h5ad reads the rows and names the in-memory reader reads", "[stream][h5ad]") {
+  const std::string dir = SAKURA_IO_DATA_DIR;
+  for (const char* f : {"x_csr.h5ad", "x_dense.h5ad", "x_gzip.h5ad", "legacy_fixed.h5ad"})
+    require_rows(dir + "/" + f, {0, 2, 3});  // legacy: row 0 unsorted with a repeated column, summed
+  // many chunks (plain and gzip, CSR and dense): runs of rows, scattered rows, rows across chunks
+  const fs::path w = scratch("h5ad-rows");
+  std::vector<Index> rows;
+  for (Index r = 0; r < 900; r += (r % 50 < 20 ? 1 : 7)) rows.push_back(r);
+  for (const int gzip : {0, 3}) {
+    io::SyntheticAtlasOptions o;
+    o.model = {.cells = 900, .genes = 120, .cell_types = 4};
+    o.block_cells = 100;
+    o.layout.chunk_bytes = 1000;
+    o.layout.gzip = gzip;
+    const std::string csr = (w / ("csr" + std::to_string(gzip) + ".h5ad")).string();
+    io::write_synthetic_h5ad(csr, o);
+    require_rows(csr, rows);
+    const auto ds = io::read_h5ad<float>(csr);  // the same cells with a dense X
+    std::vector<float> dense(static_cast<std::size_t>(ds.n_cells() * ds.n_genes()));
+    std::vector<Index> all(static_cast<std::size_t>(ds.n_cells()));
+    std::iota(all.begin(), all.end(), Index{0});
+    ds.expr.gather_dense(all, dense.data());
+    const std::string dn = (w / ("dense" + std::to_string(gzip) + ".h5ad")).string();
+    io::H5adFile f(dn);
+    io::write_obs_var(f.root(), ds.cells, ds.genes, ds.pheno, o.layout);
+    io::h5w::write_array<float>(f.root(), "X", dense, static_cast<hsize_t>(ds.n_genes()), o.layout);
+    f.commit();
+    require_rows(dn, rows);
+  }
+  // what a backed run cannot read, or must not: named as the in-memory reader names it, or better
+  CHECK_THAT(error_of([&] { io::H5adRows<float> x(dir + "/x_csc.h5ad"); }),
+             Catch::Contains("x_csc.h5ad: HDF5 path '/X'") && Catch::Contains("csc_matrix") &&
+                 Catch::Contains("sakura-train convert --h5ad"));
+  CHECK(error_of([&] { io::H5adRows<float> x(dir + "/dup_names.h5ad"); }) ==
+        error_of([&] { io::read_h5ad<float>(dir + "/dup_names.h5ad"); }));
+  for (const char* f : {"indptr_huge.h5ad", "data_huge.h5ad", "index_huge.h5ad", "bad_shape.h5ad"}) {
+    INFO(f);
+    CHECK_THAT(error_of([&] { io::H5adRows<float> x(dir + "/" + f); }), Catch::Contains(f));
+  }
+  io::H5adRows<float> x(dir + "/x_csr.h5ad");
+  CsrMatrix<float> m;
+  CHECK_THROWS_WITH(x.read(std::vector<Index>{2, 1}, m), Catch::Contains("rows must ascend"));
+}
+
+namespace {
+enum class XKind { Csr, CsrGzip, Dense, DenseGzip };
+
+/// resume_workdir's data and story, the data in an .h5ad: X as `kind`, in chunks of a few cells
+/// (reads cross chunks), obs columns as anndata types them (cell_type categorical).
+fs::path h5ad_workdir(XKind kind, const std::string& sampling) {
+  const fs::path w = resume_workdir();
+  const std::string d = (w / "data").string(), out = (w / "data.h5ad").string();
+  io::ConvertOptions o;
+  o.layout.chunk_bytes = 512;
+  o.layout.gzip = kind == XKind::CsrGzip || kind == XKind::DenseGzip ? 4 : 0;
+  if (kind == XKind::Csr || kind == XKind::CsrGzip) {
+    io::convert_mtx_to_h5ad<float>(d + "/matrix.mtx", d + "/genes.csv", d + "/cells.csv", d + "/pheno.csv", out, o);
+  } else {
+    const auto ds = io::read_mtx_dataset<float>(d + "/matrix.mtx", d + "/genes.csv", d + "/cells.csv", d + "/pheno.csv");
+    std::vector<float> dense(static_cast<std::size_t>(ds.n_cells() * ds.n_genes()));
+    std::vector<Index> all(static_cast<std::size_t>(ds.n_cells()));
+    std::iota(all.begin(), all.end(), Index{0});
+    ds.expr.gather_dense(all, dense.data());
+    io::H5adFile f(out);
+    io::write_obs_var(f.root(), ds.cells, ds.genes, ds.pheno, o.layout);
+    io::h5w::write_array<float>(f.root(), "X", dense, static_cast<hsize_t>(ds.n_genes()), o.layout);
+    f.commit();
+  }
+  Json cfg = io::read_json_file((w / "config.json").string());
+  Json ds = cfg["dataset"];
+  for (const char* k : {"gene_expr_MM_path", "gene_name_csv_path", "cell_name_csv_path", "pheno_csv_path"}) ds.erase(k);
+  ds["type"] = "h5ad";
+  ds["h5ad_path"] = "data.h5ad";
+  ds["sampling"] = sampling;
+  ds["block_cells"] = 8;
+  ds["blocks_per_fetch"] = 3;
+  cfg["dataset"] = ds;
+  write(w / "config.json", cfg.dump(2));
+  return w;
+}
+
+/// A full run of the config in w, in memory or backed; its log folder and the controller.
+Outcome full_run(const fs::path& w, bool backed, story::RunnerOptions ro = {}) {
+  fs::remove_all(w / "log");
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  so.backed = backed;
+  story::Session s((w / "config.json").string(), so);
+  CHECK(static_cast<bool>(s.data().backed) == backed);
+  story::Runner r(s, ro);
+  r.run();
+  return outcome(s, w);
+}
+}  // namespace
+
+TEST_CASE("a backed run is bit-identical to the run in memory: losses, latents, checkpoints", "[stream][run]") {
+  for (const XKind kind : {XKind::Csr, XKind::CsrGzip, XKind::Dense, XKind::DenseGzip})
+    for (const char* sampling : {"exact", "blocks"}) {
+      DYNAMIC_SECTION("X kind " << static_cast<int>(kind) << ", sampling " << sampling) {
+        const fs::path w = h5ad_workdir(kind, sampling);
+        const Outcome memory = full_run(w, false);
+        REQUIRE(memory.files.count("hyb_tick_40.ckpt"));
+        REQUIRE(memory.files.count("splits.csv"));
+        require_same(memory, full_run(w, true));
+      }
+    }
+  // the two modes draw different batches (blocks is not exact)
+  const fs::path w = h5ad_workdir(XKind::Csr, "exact");
+  const Outcome exact = full_run(w, true);
+  const Outcome blocks = full_run(h5ad_workdir(XKind::Csr, "blocks"), true);
+  CHECK(exact.files.at("losses.tsv") != blocks.files.at("losses.tsv"));
+  // no gene excluded from the input (the tutorial's case): a backed batch copies its rows whole
+  const fs::path all_genes = h5ad_workdir(XKind::CsrGzip, "exact");
+  Json sig = io::read_json_file((all_genes / "signature.json").string());
+  sig["cd8"]["exclude_from_input"] = "False";
+  write(all_genes / "signature.json", sig.dump(2));
+  require_same(full_run(all_genes, false), full_run(all_genes, true));
+}
+
+TEST_CASE("a backed blocks-mode run stopped at a checkpoint and resumed ends bit-identical", "[stream][resume]") {
+  const fs::path w = h5ad_workdir(XKind::CsrGzip, "blocks");
+  const Outcome full = full_run(w, true);
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  so.backed = true;
+  const std::string config = (w / "config.json").string();
+  for (std::int64_t stop : {10, 42, 53}) {
+    DYNAMIC_SECTION("stopped after tick " << stop) {
+      fs::remove_all(w / "log");
+      const std::string ckpt = run_until(config, so, stop);
+      story::Session s(config, so);
+      story::Runner r(s);
+      r.resume(ckpt);
+      require_same(full, outcome(s, w));
+    }
+  }
+}
+
+TEST_CASE("a backed training loop allocates nothing per tick once warm", "[stream][alloc]") {
+  for (const char* sampling : {"exact", "blocks"}) {
+    const fs::path w = h5ad_workdir(XKind::CsrGzip, sampling);
+    for (const char* mode : {"interleave", "sum"}) {
+      const std::vector<long> allocs = allocations_per_run(w, mode, true);
+      INFO(sampling << ", " << mode << ": " << allocs[1] << " allocations in 60 ticks, " << allocs[2] << " in 180");
+      CHECK(allocs[2] == allocs[1]);
+    }
+  }
+}
+
+namespace {
+/// Calls `act` once, when the loss log reaches tick `at` (a hook into a running story).
+struct AtTick : story::ScalarSink {
+  std::int64_t at = 0;
+  std::function<void()> act;
+  bool done = false;
+  void begin(std::int64_t) override {}
+  void scalar(std::int64_t tick, std::string_view, double) override {
+    if (done || tick < at) return;
+    done = true;
+    act();
+  }
+  void flush() override {}
+};
+}  // namespace
+
+TEST_CASE("a file changed during a backed run stops it, naming file and HDF5 path, and checkpoints stay good",
+          "[stream][fault]") {
+  const fs::path w = h5ad_workdir(XKind::Csr, "exact");
+  const fs::path data = w / "data.h5ad", kept = w / "data.h5ad.kept", other = w / "other.h5ad";
+  const Outcome full = full_run(w, true);
+  fs::copy_file(data, kept);
+  write_synthetic(w / "d2", 240, 48, 8);  // the same shape, other values
+  io::convert_mtx_to_h5ad<float>((w / "d2/matrix.mtx").string(), (w / "d2/genes.csv").string(),
+                                 (w / "d2/cells.csv").string(), (w / "d2/pheno.csv").string(), other.string());
+  const std::vector<std::pair<const char*, std::function<void()>>> changes = {
+      {"truncated", [&] { fs::resize_file(data, fs::file_size(data) / 2); }},
+      {"replaced", [&] { fs::rename(other, data); }},
+      {"rewritten in place", [&] { fs::copy_file(other, data, fs::copy_options::overwrite_existing); }},
+  };
+  for (const auto& [what, change] : changes) {
+    DYNAMIC_SECTION("the file " << what) {
+      fs::remove_all(w / "log");
+      if (!fs::exists(other)) fs::copy_file(kept, other);  // "replaced" used it up: any other file will do
+      AtTick hook;
+      hook.at = 25;  // after the checkpoint of tick 20, before that of tick 30
+      hook.act = change;
+      story::RunnerOptions ro;
+      ro.scalars = &hook;
+      story::SessionOptions so;
+      so.base_dir = w.string();
+      so.backed = true;
+      std::string e;
+      {
+        story::Session s((w / "config.json").string(), so);
+        story::Runner r(s, ro);
+        e = error_of([&] { r.run(); });
+      }
+      CHECK(hook.done);
+      CHECK_THAT(e, Catch::Contains(data.string() + ": HDF5 path '/") && Catch::Contains("changed while the run") &&
+                        Catch::Contains("sakura-train -r"));
+      CHECK_FALSE(fs::exists(w / "log" / "hyb_tick_30.ckpt"));
+      fs::copy_file(kept, data, fs::copy_options::overwrite_existing);  // the original back
+      story::Session s((w / "config.json").string(), so);
+      story::Runner r(s);
+      r.resume((w / "log" / "hyb_tick_20.ckpt").string());
+      require_same(full, outcome(s, w));
+    }
+  }
+}
+
+TEST_CASE("backed input: what the config may say and what it may not", "[stream][config]") {
+  const fs::path w = h5ad_workdir(XKind::Csr, "exact");
+  story::SessionOptions so;
+  so.base_dir = w.string();
+  Json cfg = io::read_json_file((w / "config.json").string());
+  auto load_with = [&](const std::string& key, const Json& value) {
+    Json c = cfg;
+    c["dataset"][key] = value;
+    write(w / "c.json", c.dump());
+    return error_of([&] { story::load_setup((w / "c.json").string(), so); });
+  };
+  CHECK_THAT(load_with("sampling", "random"), Catch::Contains("config.dataset.sampling must be \"exact\" or \"blocks\""));
+  CHECK_THAT(load_with("block_cells", 0), Catch::Contains("config.dataset.block_cells must be in [1, 16777216]"));
+  CHECK_THAT(load_with("backed", "yes"), Catch::Contains("config.dataset.backed must be true, false"));
+  CHECK(load_with("backed", true) == "(no error)");
+  const fs::path m = resume_workdir();  // MatrixMarket
+  so.base_dir = m.string();
+  so.backed = true;
+  CHECK_THAT(error_of([&] { story::load_setup((m / "config.json").string(), so); }),
+             Catch::Contains("--backed: only an AnnData .h5ad") && Catch::Contains("sakura-train convert -c CONFIG"));
+}
+#endif

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "sakura/data/backed.hpp"
 #include "sakura/data/batch.hpp"
 #include "sakura/data/dataset.hpp"
 #include "sakura/data/pheno.hpp"
@@ -50,7 +52,10 @@ struct TrainingData {
   std::vector<SignatureTarget> signatures;
   std::vector<PhenoTable> phenos;
   std::vector<PhenoColumn> columns;        ///< the raw phenotype columns, kept for reports
-  Index n_cells() const { return static_cast<Index>(cells.size()); }
+  /// Set when X stays on disk (data/backed.hpp): `input` and `signature_expr` then hold no cells,
+  /// `cells` and `columns` are empty, and batches and names are read through it.
+  std::shared_ptr<BackedInput<T>> backed;
+  Index n_cells() const { return backed ? backed->source->rows() : static_cast<Index>(cells.size()); }
   Index n_genes() const { return static_cast<Index>(genes.size()); }
 };
 

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "sakura/data/row_set.hpp"
 #include "sakura/error.hpp"
 #include "sakura/tensor/rng.hpp"
 #include "sakura/tensor/tensor.hpp"
@@ -61,9 +62,7 @@ inline TrainTestMasks incremental_train_test_split(std::span<const int> bins, in
 class Splits {
  public:
   void set(const std::string& name, std::span<const char> mask) {
-    std::vector<Index> rows;
-    for (std::size_t i = 0; i < mask.size(); ++i)
-      if (mask[i]) rows.push_back(static_cast<Index>(i));
+    RowSet rows = RowSet::from_mask(mask);  // a bit per cell: splits of an atlas stay small
     for (auto& s : splits_)
       if (s.first == name) {
         s.second = std::move(rows);
@@ -77,7 +76,7 @@ class Splits {
     return false;
   }
   /// Rows of a split; throws naming it and the splits that exist.
-  const std::vector<Index>& rows(const std::string& name) const {
+  const RowSet& rows(const std::string& name) const {
     for (auto& s : splits_)
       if (s.first == name) return s.second;
     detail::fail("no split named '", name, "'; splits: ", names_str());
@@ -88,7 +87,7 @@ class Splits {
     for (Index r : rows(name)) m[static_cast<std::size_t>(r)] = 1;
     return m;
   }
-  const std::vector<std::pair<std::string, std::vector<Index>>>& all() const { return splits_; }
+  const std::vector<std::pair<std::string, RowSet>>& all() const { return splits_; }
   std::string names_str() const {
     std::string s;
     for (auto& p : splits_) s += (s.empty() ? "" : ", ") + p.first;
@@ -96,7 +95,7 @@ class Splits {
   }
 
  private:
-  std::vector<std::pair<std::string, std::vector<Index>>> splits_;
+  std::vector<std::pair<std::string, RowSet>> splits_;
 };
 
 }  // namespace sakura::data

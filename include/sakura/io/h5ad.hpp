@@ -138,8 +138,9 @@ class FileCtx {
     scan_heaps();
     const auto h = heaps_.find(base_ + addr);
     if (h == heaps_.end()) return nullptr;
-    const auto o = h->second.find(idx);
-    return o == h->second.end() ? nullptr : &o->second;
+    const auto o = std::lower_bound(h->second.begin(), h->second.end(), idx,
+                                    [](const auto& e, std::uint32_t i) { return e.first < i; });
+    return o == h->second.end() || o->first != idx ? nullptr : &o->second;
   }
 
   /// Finds every global heap collection ("GCOL", version 1) and checks its object list the way
@@ -197,10 +198,13 @@ class FileCtx {
       if (osize > size - p) damaged(p, "an object larger than its collection");
       const std::uint64_t need = idx == 0 ? osize : objhdr + (osize + 7) / 8 * 8;
       if (need < (idx == 0 ? objhdr : 1) || need > size - p) damaged(p, "an object overrunning its collection");
-      if (idx != 0 && !objects.emplace(idx, HeapObject{off + p + objhdr, osize}).second)
-        damaged(p, "an object index used twice");
+      if (idx != 0) objects.emplace_back(idx, HeapObject{off + p + objhdr, osize});
       p += need;
     }
+    std::stable_sort(objects.begin(), objects.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    const auto twice = std::adjacent_find(objects.begin(), objects.end(),
+                                          [](const auto& a, const auto& b) { return a.first == b.first; });
+    if (twice != objects.end()) damaged(twice[1].second.offset - off - objhdr, "an object index used twice");
   }
 
   std::string path_;
@@ -209,7 +213,8 @@ class FileCtx {
   std::size_t sizeof_addr_ = 8, sizeof_size_ = 8;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> skip_;
   bool scanned_ = false;
-  std::unordered_map<std::uint64_t, std::unordered_map<std::uint32_t, HeapObject>> heaps_;  // by file offset
+  // by file offset; each heap's objects sorted by index (24 bytes an object: an atlas's names are millions)
+  std::unordered_map<std::uint64_t, std::vector<std::pair<std::uint32_t, HeapObject>>> heaps_;
 
  public:
   std::unordered_map<std::uint64_t, bool> headers_checked;  ///< object header address -> walked

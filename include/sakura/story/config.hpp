@@ -11,6 +11,7 @@
 
 #include "sakura/config/json.hpp"
 #include "sakura/controller/controller.hpp"
+#include "sakura/data/sampling.hpp"
 
 namespace sakura::story {
 
@@ -103,6 +104,8 @@ struct DatasetConfig {
   std::string signature_config_path, pheno_meta_path;        ///< resolved; empty when absent
   std::vector<std::string> selected_signature, selected_pheno;
   bool make_names_unique = false;  ///< rename repeated gene/cell names (AnnData's make_unique) instead of failing
+  bool backed = false;             ///< h5ad: X stays on disk, batches are read as they are needed
+  data::SamplingOptions sampling;  ///< how batches are drawn (exact: as in memory; blocks: for disks)
 };
 
 namespace detail_story {
@@ -358,6 +361,25 @@ inline std::vector<TestConfig> inference_from_json(const ModelSpec& m, const Jso
                               opt_bool(*items[i], "save_raw_loss", where)));
   }
   return out;
+}
+
+/// The dataset keys of streaming input: "backed" (h5ad only), "sampling" ("exact" or "blocks"),
+/// "block_cells" and "blocks_per_fetch" (blocks mode; defaults 64 and 16). `backed` forces it on
+/// (sakura-train --backed).
+inline void stream_options_from_json(const Json& ds, DatasetConfig& d, bool backed) {
+  using namespace detail_story;
+  d.backed = backed || opt_bool(ds, "backed", "config.dataset");
+  require(!d.backed || d.type == DatasetConfig::Type::H5ad,
+          backed ? "--backed" : "config.dataset.backed",
+          ": only an AnnData .h5ad is read from disk as it trains; write one from this data set with `sakura-train "
+          "convert -c CONFIG -o data.h5ad` and set \"type\": \"h5ad\", \"h5ad_path\": \"data.h5ad\"");
+  const std::string mode = opt_string(ds, "sampling", "config.dataset", "exact");
+  require(mode == "exact" || mode == "blocks", "config.dataset.sampling must be \"exact\" or \"blocks\", got \"",
+          mode, "\"");
+  d.sampling.mode = mode == "exact" ? data::SamplingOptions::Mode::Exact : data::SamplingOptions::Mode::Blocks;
+  for (auto [key, field] : {std::pair{"block_cells", &d.sampling.block_cells},
+                            std::pair{"blocks_per_fetch", &d.sampling.blocks_per_fetch}})
+    if (const Json* v = find(ds, key)) *field = integer_in(*v, std::string("config.dataset.") + key, 1, 1 << 24);
 }
 
 }  // namespace sakura::story

@@ -21,8 +21,9 @@
 #include <vector>
 
 #include "sakura/data/loader.hpp"
-#include "sakura/data/sampler.hpp"
+#include "sakura/data/sampling.hpp"
 #include "sakura/io/checkpoint.hpp"
+#include "sakura/story/feed.hpp"
 #include "sakura/story/logs.hpp"
 #include "sakura/story/progress.hpp"
 #include "sakura/story/session.hpp"
@@ -58,7 +59,7 @@ class Interrupted : public Error {
 class Runner {
  public:
   Runner(Session& s, RunnerOptions o = {})
-      : s_(s), ctl_(s.controller()), loader_(s.data()), opt_(std::move(o)) {
+      : s_(s), ctl_(s.controller()), opt_(std::move(o)), feed_(s.data()) {
     detail::require(opt_.eval_chunk > 0, "eval chunk size must be positive");
     log_.set_sink(opt_.scalars);
   }
@@ -105,21 +106,15 @@ class Runner {
   }
 
   /// Evaluates `rows` in chunks; f(chunk_rows) is called after each chunk's eval(), while
-  /// controller().forward() holds its tensors.
+  /// controller().forward() holds its tensors. Backed data: the next chunk is read meanwhile.
   template <class F>
   void evaluate(std::span<const Index> rows, const EvalOptions& eo, F&& f) {
-    const Index cap = std::min<Index>(opt_.eval_chunk, s_.data().n_cells());
-    if (eval_cap_ < cap) {
-      eval_batch_ = loader_.make_batch(cap);
-      eval_cap_ = cap;
-    }
-    for (std::size_t b = 0; b < rows.size(); b += static_cast<std::size_t>(cap)) {
-      check_interrupt();
-      const auto chunk = rows.subspan(b, std::min<std::size_t>(static_cast<std::size_t>(cap), rows.size() - b));
-      loader_.fill(chunk, eval_batch_);
-      ctl_.eval(eval_batch_, eo);
-      f(chunk);
-    }
+    evaluate_rows(rows, eo, f);
+  }
+  /// The same over a split's cells (ascending).
+  template <class F>
+  void evaluate(const data::RowSet& rows, const EvalOptions& eo, F&& f) {
+    evaluate_rows(rows, eo, f);
   }
 
   bool stopped() const { return stopped_; }
@@ -130,6 +125,16 @@ class Runner {
 
  private:
   const std::vector<ActionConfig>& story() const { return s_.setup().story; }
+
+  template <class Rows, class F>
+  void evaluate_rows(const Rows& rows, const EvalOptions& eo, F& f) {
+    const Index cap = std::min<Index>(opt_.eval_chunk, s_.data().n_cells());
+    feed_.chunks(rows, cap, [&](std::span<const Index> chunk, Batch<float>& batch) {
+      check_interrupt();
+      ctl_.eval(batch, eo);
+      f(chunk);
+    });
+  }
 
   static std::string join(const std::string& dir, const std::string& file) {
     return (std::filesystem::path(dir) / file).string();
@@ -174,16 +179,18 @@ class Runner {
     if (on("dump_splits")) {
       const std::string p = join(st.log_path, "splits.csv");
       std::vector<std::string> header{"cell"};
-      std::vector<std::vector<char>> masks;
-      for (const auto& [name, rows] : s_.splits().all()) {
-        header.push_back(name);
-        masks.push_back(s_.splits().mask(name, s_.data().n_cells()));
-      }
+      for (const auto& [name, rows] : s_.splits().all()) header.push_back(name);
       CsvWriter w(p, header);
-      for (Index c = 0; c < s_.data().n_cells(); ++c) {
-        w.begin_row(s_.data().cells[static_cast<std::size_t>(c)]);
-        for (const auto& m : masks) w.value(m[static_cast<std::size_t>(c)] ? 1.0f : 0.0f);
-        w.end_row();
+      std::vector<Index> cells;
+      for (Index c0 = 0; c0 < s_.data().n_cells(); c0 += 4096) {  // names a block at a time (backed: from the file)
+        cells.resize(static_cast<std::size_t>(std::min<Index>(4096, s_.data().n_cells() - c0)));
+        for (std::size_t i = 0; i < cells.size(); ++i) cells[i] = c0 + static_cast<Index>(i);
+        feed_.names(cells, cell_names_);
+        for (std::size_t i = 0; i < cells.size(); ++i) {
+          w.begin_row(cell_names_[i]);
+          for (const auto& [name, rows] : s_.splits().all()) w.value(rows.contains(cells[i]) ? 1.0f : 0.0f);
+          w.end_row();
+        }
       }
       w.close();
     }
@@ -245,16 +252,16 @@ class Runner {
   }
 
   /// An item's samplers as a fresh run starts them (seeded per item and split).
-  std::vector<data::BatchSampler> make_samplers(std::size_t item) const {
+  std::vector<data::Sampler> make_samplers(std::size_t item) const {
     const ActionConfig& a = story()[item];
-    std::vector<data::BatchSampler> out;
+    std::vector<data::Sampler> out;
     std::size_t k = 0;
     for (const SplitConfig& sc : action_splits(a)) {
       const std::string where = a.where + (sc.key == "train" ? "" : ".split_configs." + sc.key);
       const auto& rows = s_.splits().rows(sc.use_split);
       detail::require(!rows.empty(), where, ": split '", sc.use_split, "' has no cells");
       const bool drop_last = a.kind == ActionConfig::Kind::TrainHybrid && a.drop_last;
-      out.emplace_back(rows, sc.batch_size, seed_for(item, k++), drop_last);
+      out.emplace_back(rows, sc.batch_size, seed_for(item, k++), drop_last, s_.setup().dataset.sampling);
     }
     return out;
   }
@@ -296,15 +303,14 @@ class Runner {
     const auto splits = action_splits(story()[item]);
     samplers_ = make_samplers(item);
     names_.clear();
-    batches_.resize(splits.size());
     options_.clear();
     for (std::size_t k = 0; k < splits.size(); ++k) {
       const SplitConfig& sc = splits[k];
       names_.push_back(sc.key);
-      if (batches_[k].expr.rows() < sc.batch_size) batches_[k] = loader_.make_batch(sc.batch_size);
       options_.push_back(sc.options(story()[item].save_raw));
       if (ck) samplers_[k].set_state(ck->samplers.at(k).state, "checkpoint sampler '" + names_[k] + "'");
     }
+    feed_.reset(samplers_);
   }
 
   /// Checks a checkpoint's story position, counters and samplers against this config and data,
@@ -340,7 +346,7 @@ class Runner {
             either);
 
     // where each sampler must be: (passes begun, batches taken in the pass), from the item's ticks
-    std::vector<data::BatchSampler> samplers = make_samplers(item);
+    std::vector<data::Sampler> samplers = make_samplers(item);
     const std::size_t n = samplers.size();
     std::vector<std::pair<std::int64_t, std::int64_t>> expect(n);
     const std::int64_t t = p.tick;
@@ -395,9 +401,7 @@ class Runner {
 
   /// One training tick on split k: batch, train, log. Returns the total loss.
   double step(std::size_t k, const ActionConfig& a) {
-    auto rows = samplers_[k].take();
-    loader_.fill(rows, batches_[k]);
-    const LossRecord& rec = ctl_.train(batches_[k], options_[k]);
+    const LossRecord& rec = ctl_.train(feed_.next(k, samplers_[k]), options_[k]);
     if (a.make_logs) log_.write(rec, ctl_.ticks(), a.log_prefix, a.log_groups);
     return rec.total;
   }
@@ -527,9 +531,7 @@ class Runner {
     double total = 0;
     for (std::size_t k = 0; k < a.splits.size(); ++k) {
       epoch_end(a, k);
-      auto rows = samplers_[k].take();
-      loader_.fill(rows, batches_[k]);
-      const LossRecord& rec = ctl_.accumulate(batches_[k], options_[k]);
+      const LossRecord& rec = ctl_.accumulate(feed_.next(k, samplers_[k]), options_[k]);
       if (a.make_logs) log_.write(rec, ctl_.ticks(), a.log_prefix, a.log_groups);
       total += rec.total;
       ctl_.tick();
@@ -579,8 +581,9 @@ class Runner {
                                             : c.prefix + std::to_string(j + 1));
           csv = std::make_unique<CsvWriter>(path, header);
         }
+        feed_.names(chunk, cell_names_);
         for (std::size_t r = 0; r < chunk.size(); ++r) {
-          csv->begin_row(s_.data().cells[static_cast<std::size_t>(chunk[r])]);
+          csv->begin_row(cell_names_[r]);
           for (const auto& c : cols) {
             const auto m = ctl_.view(c.var);
             for (Index j = 0; j < m.cols; ++j) csv->value(m(static_cast<Index>(r), j));
@@ -655,20 +658,18 @@ class Runner {
 
   Session& s_;
   Controller<float>& ctl_;
-  data::Loader<float> loader_;
   RunnerOptions opt_;
   LossLog log_;
-  std::vector<data::BatchSampler> samplers_;
+  std::vector<data::Sampler> samplers_;
   std::vector<std::string> names_;
-  std::vector<Batch<float>> batches_;
   std::vector<TrainOptions> options_;
-  Batch<float> eval_batch_;
-  Index eval_cap_ = 0;
+  std::vector<std::string> cell_names_;  ///< of the chunk being dumped
   LossRecord mean_;
   std::int64_t ticks_run_ = 0;
   bool stopped_ = false;
   std::vector<std::string> written_;
   std::string last_checkpoint_;  ///< the newest checkpoint written or resumed from
+  Feed feed_;  ///< last: destroyed first, so its reading thread stops before the samplers go
 };
 
 }  // namespace sakura::story

@@ -23,6 +23,7 @@
 #include "sakura/story/config.hpp"
 #if defined(SAKURA_WITH_HDF5)
 #include "sakura/io/h5ad.hpp"
+#include "sakura/io/h5ad_rows.hpp"
 #endif
 
 namespace sakura::story {
@@ -31,6 +32,7 @@ struct SessionOptions {
   std::string base_dir;         ///< relative config paths resolve here ("" = working directory)
   std::ostream* log = nullptr;  ///< warnings and -v messages (nullptr: quiet)
   bool verbose = false;
+  bool backed = false;          ///< read X from disk as it trains, whatever the config says (--backed)
 };
 
 /// Everything a config says, validated; no data read yet.
@@ -136,6 +138,7 @@ inline Setup load_setup_unguarded(const std::string& config_path, const SessionO
     fail("config.dataset.type: unknown \"", type, "\"; known: rna_count_sparse, h5ad");
   }
   s.dataset.make_names_unique = opt_bool(ds, "make_names_unique", "config.dataset");
+  stream_options_from_json(ds, s.dataset, o.backed);
   for (const char* k : {"pheno_df_na_filter", "expr_mat_pre_slice"}) (void)opt_bool(ds, k, "config.dataset");
   s.dataset.signature_config_path = path("signature_config_path", false);
   s.dataset.pheno_meta_path = path("pheno_meta_path", false);
@@ -204,8 +207,6 @@ class Session {
 
   Session(Setup setup, const SessionOptions& o) : setup_(std::move(setup)), opt_(o) {
     const Setup& s = setup_;
-    // data
-    Dataset<float> ds = read_dataset();
     // signatures and phenotypes
     std::vector<data::SignatureRequest> sigs;
     for (const auto& b : s.probe.model.signatures) {
@@ -213,11 +214,16 @@ class Session {
       signature_post(r, s.signature_config[b.name]);
       sigs.push_back(std::move(r));
     }
-    std::vector<data::PhenoTable> phenos;
     const std::string meta_file = s.dataset.pheno_meta_path.empty() ? "pheno_meta" : s.dataset.pheno_meta_path;
-    for (auto it = s.pheno_meta.begin(); it != s.pheno_meta.end(); ++it)
-      phenos.push_back(data::fit_pheno(it.key(), it.value(), ds, meta_file + ": "));
-    data_ = data::prepare_training_data(std::move(ds), sigs, std::move(phenos));
+    if (s.dataset.backed) {
+      data_ = read_backed(sigs, meta_file + ": ");
+    } else {
+      Dataset<float> ds = read_dataset();
+      std::vector<data::PhenoTable> phenos;
+      for (auto it = s.pheno_meta.begin(); it != s.pheno_meta.end(); ++it)
+        phenos.push_back(data::fit_pheno(it.key(), it.value(), ds, meta_file + ": "));
+      data_ = data::prepare_training_data(std::move(ds), sigs, std::move(phenos));
+    }
     check_batches();
     check_labels();
     make_splits();
@@ -253,6 +259,18 @@ class Session {
     }
     return io::read_mtx_dataset<float>(d.mtx, d.gene_names, d.cell_names, d.pheno_csv,
                                        NameOptions{d.make_names_unique});
+  }
+
+  /// X stays in the .h5ad (io/h5ad_rows.hpp); genes, signatures and phenotypes as in memory.
+  data::TrainingData<float> read_backed(const std::vector<data::SignatureRequest>& sigs, const std::string& where) const {
+#if defined(SAKURA_WITH_HDF5)
+    return io::read_h5ad_backed<float>(setup_.dataset.h5ad, NameOptions{setup_.dataset.make_names_unique}, sigs,
+                                       setup_.pheno_meta, where);
+#else
+    (void)sigs, (void)where;
+    sakura::detail::fail("config.dataset.backed: this build has no HDF5 support (configure with the HDF5 C library "
+                         "installed, e.g. Debian's libhdf5-dev)");
+#endif
   }
 
   static void signature_post(data::SignatureRequest& r, const Json& cfg) {
