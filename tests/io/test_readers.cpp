@@ -652,6 +652,11 @@ TEST_CASE("h5ad: damaged metadata is a named error before libhdf5 reads it (fuzz
                       Contains("HDF5 path '/': damaged local heap") && Contains("a broken free list"));
   CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x2a8 + 8, le64(std::uint64_t{1} << 40))),
                       Contains("its data beyond the end of the file"));
+  // The superblock's end-of-file address (at 0x28) before the root header's continuation block:
+  // libhdf5 refused that read inside H5Fopen and leaked what it had loaded of the root header.
+  REQUIRE(file.substr(0x28, 8) == le64(file.size()));
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x28, le64(0x390))),
+                    Contains("HDF5 path '/': damaged") && Contains("beyond the end of the file"));
   // A chunked layout (version 3: class, rank + 1, B-tree address, then the chunk sizes) with a
   // chunk of extent 0: libhdf5 divided by it when opening the dataset (SIGFPE).
   const std::size_t layout = message_offset("x_csc.h5ad", "/X/indptr", 0x08) + 8;

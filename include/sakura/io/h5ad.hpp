@@ -172,9 +172,11 @@ class FileCtx {
   std::optional<std::uint64_t> extension() const { return ext_; }
   std::optional<std::pair<std::uint64_t, std::uint64_t>> root_cached_stab() const { return root_stab_; }
   bool defined(std::uint64_t addr) const { return addr != undefined_address(sizeof_addr_); }
-  /// Whether a structure of n bytes at addr (relative to base()) lies within the file.
+  /// Whether a structure of n bytes at addr (relative to base()) lies within the file and below
+  /// its end-of-file address (libhdf5 refuses reads past that; its error paths then leaked).
   bool within(std::uint64_t addr, std::uint64_t n) const {
-    return base_ <= bytes_ && addr <= bytes_ - base_ && n <= bytes_ - base_ - addr;
+    const std::uint64_t end = std::min(eof_, bytes_ - std::min(base_, bytes_));
+    return addr <= end && n <= end - addr;
   }
 
   /// Reads n bytes at a file offset (bounds already checked by the caller).
@@ -259,7 +261,7 @@ class FileCtx {
     if (version >= 2) {
       c.take(1 + A);  // flags, base address
       const std::uint64_t ext = c.get(A);
-      c.take(A);  // end of file address: libhdf5 compares it with the file's size
+      eof_ = c.get(A);
       root_ = c.get(A);
       if (defined(ext)) ext_ = ext;
       return;
@@ -275,7 +277,7 @@ class FileCtx {
     c.need(group_leaf_k_ > 0 && group_internal_k_ > 0 && chunk_k_ > 0, "a B-tree fan-out of 0");
     c.take(A);  // base address
     const std::uint64_t ext = c.get(A);
-    c.take(A);  // end of file address
+    eof_ = c.get(A);
     c.need(!defined(c.get(A)), "a driver information block: the file was written for the family or multi "
                                "driver, which this reader does not use");
     if (defined(ext)) ext_ = ext;
@@ -322,7 +324,7 @@ class FileCtx {
   std::uint64_t bytes_ = 0, base_ = 0;
   std::size_t sizeof_addr_ = 8, sizeof_size_ = 8;
   unsigned group_internal_k_ = 16, group_leaf_k_ = 4, chunk_k_ = 32;  // libhdf5's defaults
-  std::uint64_t root_ = 0;
+  std::uint64_t root_ = 0, eof_ = 0;  // eof_: the superblock's end-of-file address (libhdf5's limit)
   std::optional<std::uint64_t> ext_;
   std::optional<std::pair<std::uint64_t, std::uint64_t>> root_stab_;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> skip_;
