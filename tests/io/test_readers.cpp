@@ -657,6 +657,10 @@ TEST_CASE("h5ad: damaged metadata is a named error before libhdf5 reads it (fuzz
   REQUIRE(file.substr(0x28, 8) == le64(file.size()));
   CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x28, le64(0x390))),
                     Contains("HDF5 path '/': damaged") && Contains("beyond the end of the file"));
+  // A base address (at 0x18) past the signature's position: libhdf5 moves the end-of-file address
+  // down by the difference, and that leaked the same way.
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x18, le64(0x7000))),
+                    Contains("HDF5 path '/': damaged") && Contains("beyond the end of the file"));
   // A chunked layout (version 3: class, rank + 1, B-tree address, then the chunk sizes) with a
   // chunk of extent 0: libhdf5 divided by it when opening the dataset (SIGFPE).
   const std::size_t layout = message_offset("x_csc.h5ad", "/X/indptr", 0x08) + 8;

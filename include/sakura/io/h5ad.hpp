@@ -259,9 +259,9 @@ class FileCtx {
     const std::size_t A = sizeof_addr_;
     base_ = at;  // libhdf5 takes the signature's position as the base address
     if (version >= 2) {
-      c.take(1 + A);  // flags, base address
-      const std::uint64_t ext = c.get(A);
-      eof_ = c.get(A);
+      c.take(1);  // flags
+      const std::uint64_t base = c.get(A), ext = c.get(A);
+      set_eof(base, c.get(A));
       root_ = c.get(A);
       if (defined(ext)) ext_ = ext;
       return;
@@ -275,9 +275,8 @@ class FileCtx {
       c.take(2);
     }
     c.need(group_leaf_k_ > 0 && group_internal_k_ > 0 && chunk_k_ > 0, "a B-tree fan-out of 0");
-    c.take(A);  // base address
-    const std::uint64_t ext = c.get(A);
-    eof_ = c.get(A);
+    const std::uint64_t base = c.get(A), ext = c.get(A);
+    set_eof(base, c.get(A));
     c.need(!defined(c.get(A)), "a driver information block: the file was written for the family or multi "
                                "driver, which this reader does not use");
     if (defined(ext)) ext_ = ext;
@@ -287,6 +286,13 @@ class FileCtx {
     c.take(4);
     const unsigned char* scratch = c.take(16);
     if (cache == 1) root_stab_.emplace(le(scratch, A), le(scratch + A, A));
+  }
+
+  /// The end-of-file address as libhdf5 uses it: a base address other than the signature's
+  /// position is replaced by that position, and the end address shifted by the difference.
+  void set_eof(std::uint64_t base, std::uint64_t eof) {
+    if (base >= base_) eof_ = eof - std::min(eof, base - base_);
+    else eof_ = eof + std::min(base_ - base, ~eof);
   }
 
   void add_heap(std::uint64_t off) {
@@ -720,6 +726,22 @@ inline std::pair<std::string_view, std::string_view> check_attribute(const unsig
           std::string_view(reinterpret_cast<const char*>(d) + (size - c.left()), c.left())};
 }
 
+/// What libhdf5 1.10 refuses in a version-1 message's header while it loads an object header (its
+/// error path then leaked the header: H5Fopen on the root group, H5Oopen): sizes not a multiple
+/// of 8, contradictory flags, a reference count message (version 2 only), a type it does not know
+/// flagged "fail if unknown", "shared" or "shareable" on a type that cannot be shared.
+template <class Bad>
+void check_message_flags(std::uint64_t type, std::uint64_t size, unsigned flags, Bad&& bad) {
+  const bool shareable = type == 0x01 || type == 0x03 || type == 0x05 || type == 0x0b || type == 0x0c;
+  const bool known = type <= 0x17 && type != 0x09;
+  if (size % 8 != 0) bad("a message size that is not a multiple of 8");
+  if ((flags & 0x02) && (flags & 0x04)) bad("a message flagged both shared and not shareable");
+  if ((flags & 0x20) && ((flags & 0x08) || !(flags & 0x10))) bad("contradictory 'unknown message' flags");
+  if ((flags & 0x42) && !shareable) bad("a message of a type that cannot be shared flagged as shared");
+  if (type == 0x16) bad("a reference count message in a version-1 header");
+  if (!known && (flags & 0x80)) bad("a message of unknown type that readers must not ignore");
+}
+
 /// Walks the version-1 object header at `addr` (what h5py writes by default) and checks every
 /// message libhdf5 decodes when it opens the object: framing, continuation blocks and the message
 /// count, dataspace, datatype, fill value, data layout (with its chunk index), filters,
@@ -748,10 +770,12 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
     if (k >= 64 || !f.within(start, len)) bad("a header block beyond the file");
     c.resize(static_cast<std::size_t>(len));
     f.read_at(f.base() + start, c.data(), c.size());
-    for (std::size_t p = 0; p + 8 <= c.size(); ++messages) {
+    std::size_t p = 0;
+    for (; p + 8 <= c.size(); ++messages) {
       const auto type = le(&c[p], 2), size = le(&c[p + 2], 2);
       const unsigned flags = c[p + 4];
       if (size > c.size() - p - 8) bad("a message overrunning its block");
+      check_message_flags(type, size, flags, bad);
       const unsigned char* d = c.data() + p + 8;
       Cursor m(d, static_cast<std::size_t>(size), where, "object header");
       if (flags & 0x02) {  // shared: stored in another header (a committed datatype) or the shared heap
@@ -840,6 +864,7 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
       }
       p += 8 + size;
     }
+    if (p != c.size()) bad("a header block not filled by its messages");
   }
   if (messages != le(prefix + 2, 2)) bad("a message count that disagrees with its messages");
   if (chunk_rank > 0 && space_rank >= 0 && chunk_rank != space_rank + 1) bad("chunks of another rank than the data");
