@@ -577,6 +577,7 @@ void check_btree_node(FileCtx& f, std::uint64_t addr, unsigned type, unsigned k,
 inline void check_stab(FileCtx& f, std::uint64_t btree, std::uint64_t heap_addr, const std::string& where,
                        std::vector<Child>* children) {
   if (!children && f.trees_checked.count(btree)) return;
+  f.trees_checked.insert(btree);  // now: a member caching its own group's table must not recurse
   const auto& heap = check_local_heap(f, heap_addr, where);
   const std::size_t A = f.sizeof_addr(), L = f.sizeof_size(), entry = L + A + 24;
   const unsigned leaf_k = f.group_leaf_k();
@@ -612,7 +613,6 @@ inline void check_stab(FileCtx& f, std::uint64_t btree, std::uint64_t heap_addr,
                      });
   };
   node(btree, -1);
-  f.trees_checked.insert(btree);
 }
 
 /// A chunked dataset's version-1 B-tree index (III.A.1, node type 1): nodes within the file at
