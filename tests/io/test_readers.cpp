@@ -668,6 +668,10 @@ TEST_CASE("h5ad: damaged metadata is a named error before libhdf5 reads it (fuzz
   REQUIRE(file[layout + 1] == 2);
   CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", layout + 3 + 8, std::string(4, '\0'))),
                       Contains("HDF5 path '/X/indptr': damaged object header: a chunk of extent 0"));
+  // The same layout's element size (its last chunk dimension) other than the datatype's: libhdf5
+  // sized the chunk by one and copied out by the other (heap-buffer-overflow).
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", layout + 3 + 8 + 4, std::string("\x08", 1))),
+                    Contains("HDF5 path '/X/indptr': damaged object header (chunks laid out for another element size)"));
   // A variable-length string whose characters claim 4096 bytes: libhdf5 allocated length x 4096
   // bytes per string converting them (25 GB).
   const std::size_t type = message_offset("x_csc.h5ad", "/obs/_index", 0x03) + 8;

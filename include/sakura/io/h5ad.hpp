@@ -634,20 +634,21 @@ inline void check_chunk_index(FileCtx& f, std::uint64_t btree, unsigned ndims, c
 
 /// A data layout message (IV.A.2.i), versions 3 and 4 (HDF5 >= 1.6.3): storage within the file,
 /// chunks of no zero extent (libhdf5 divided by it: SIGFPE) and at most 4 GiB, a sound chunk index.
-/// Returns the chunk rank (with the element dimension), 0 when not chunked.
-inline unsigned check_layout(Cursor& c, FileCtx& f, const std::string& where) {
+/// Returns the chunk rank (with the element dimension; 0 when not chunked) and the element size the
+/// chunks are laid out for.
+inline std::pair<unsigned, std::uint64_t> check_layout(Cursor& c, FileCtx& f, const std::string& where) {
   const std::size_t A = f.sizeof_addr(), L = f.sizeof_size();
   const std::uint64_t version = c.get(1);
   c.need(version == 3 || version == 4, "a data layout of a version before HDF5 1.6.3 or unknown");
   const std::uint64_t cls = c.get(1);
   if (cls == 0) {  // compact: the data is in the message
     c.take(c.get(2));
-    return 0;
+    return {0, 0};
   }
   if (cls == 1) {  // contiguous
     const std::uint64_t addr = c.get(A), size = c.get(L);
     c.need(!f.defined(addr) || f.within(addr, size), "contiguous data beyond the end of the file");
-    return 0;
+    return {0, 0};
   }
   c.need(cls == 2, "virtual or unknown storage (anndata writes contiguous or chunked data)");
   const std::uint64_t flags = version == 4 ? c.get(1) : 0, ndims = c.get(1);
@@ -656,15 +657,16 @@ inline unsigned check_layout(Cursor& c, FileCtx& f, const std::string& where) {
   c.need(version == 3 || (dim_bytes >= 1 && dim_bytes <= 8), "chunk sizes of an unknown width");
   std::uint64_t addr = version == 3 ? c.get(A) : 0;
   double bytes = 1;
+  std::uint64_t dim = 0;
   for (std::uint64_t i = 0; i < ndims; ++i) {
-    const std::uint64_t dim = c.get(version == 3 ? 4 : dim_bytes);
+    dim = c.get(version == 3 ? 4 : dim_bytes);
     c.need(dim >= 1, "a chunk of extent 0");
     bytes *= static_cast<double>(dim);
   }
   c.need(bytes < 0x1p32, "chunks of 4 GiB or more");
   if (version == 3) {
     check_chunk_index(f, addr, static_cast<unsigned>(ndims), where);
-    return static_cast<unsigned>(ndims);
+    return {static_cast<unsigned>(ndims), dim};
   }
   const std::uint64_t index = c.get(1);  // version 4: the index structures carry checksums
   switch (index) {
@@ -677,7 +679,7 @@ inline unsigned check_layout(Cursor& c, FileCtx& f, const std::string& where) {
   }
   addr = c.get(A);
   c.need(!f.defined(addr) || f.within(addr, 0), "a chunk index beyond the end of the file");
-  return static_cast<unsigned>(ndims);
+  return {static_cast<unsigned>(ndims), dim};
 }
 
 /// The object a shared message (IV.A.2, "shared") lives in, when it is another object header.
@@ -764,6 +766,7 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
   std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks{{addr + 16, le(prefix + 8, 4)}};
   std::uint64_t messages = 0;
   int space_rank = -1, chunk_rank = -1;
+  std::uint64_t type_size = 0, chunk_elem = 0;
   std::vector<unsigned char> c;
   for (std::size_t k = 0; k < chunks.size(); ++k) {
     const auto [start, len] = chunks[k];
@@ -785,7 +788,7 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
       }
       switch (type) {
         case 0x01: space_rank = static_cast<int>(check_dataspace(m, L)); break;
-        case 0x03: check_datatype(m); break;
+        case 0x03: type_size = check_datatype(m); break;
         case 0x04: m.take(m.get(4)); break;  // old fill value
         case 0x05: {                          // fill value
           const std::uint64_t version = m.get(1);
@@ -832,7 +835,12 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
           }
           break;
         }
-        case 0x08: chunk_rank = static_cast<int>(check_layout(m, f, where)); break;
+        case 0x08: {
+          const auto [rank, elem] = check_layout(m, f, where);
+          chunk_rank = static_cast<int>(rank);
+          chunk_elem = elem;
+          break;
+        }
         case 0x0b: check_filters(m); break;
         case 0x0c: {  // an attribute
           const auto [name, data] = check_attribute(d, static_cast<std::size_t>(size), f, where);
@@ -868,6 +876,8 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
   }
   if (messages != le(prefix + 2, 2)) bad("a message count that disagrees with its messages");
   if (chunk_rank > 0 && space_rank >= 0 && chunk_rank != space_rank + 1) bad("chunks of another rank than the data");
+  // libhdf5 sizes a chunk by the layout and copies out by the datatype: a heap overflow if they differ
+  if (chunk_rank > 0 && type_size > 0 && chunk_elem != type_size) bad("chunks laid out for another element size");
   return out;
 }
 
