@@ -464,14 +464,18 @@ inline std::uint64_t check_datatype(Cursor& c, int depth = 0) {
   return size;
 }
 
-/// A dataspace message (IV.A.2.b): rank, sizes and maximum sizes. Returns the rank.
-inline unsigned check_dataspace(Cursor& c, std::size_t L) {
+/// A dataspace message (IV.A.2.b): rank, sizes and maximum sizes. Returns the rank, and the
+/// number of elements when `elements` is given.
+inline unsigned check_dataspace(Cursor& c, std::size_t L, double* elements = nullptr) {
   const std::uint64_t version = c.get(1), rank = c.get(1), flags = c.get(1);
   c.need(version == 1 || version == 2, "a dataspace of unknown version");
   c.need(rank <= 32, "a dataspace of more than 32 dimensions");
-  c.take(version == 1 ? 5 : 1);  // reserved, or the dataspace type
+  const bool null = version == 2 && c.get(1) == 2;  // version 2: the dataspace type (2: null)
+  if (version == 1) c.take(5);
   std::uint64_t dims[32];
-  for (std::uint64_t r = 0; r < rank; ++r) dims[r] = c.get(L);
+  double n = null ? 0 : 1;
+  for (std::uint64_t r = 0; r < rank; ++r) n *= static_cast<double>(dims[r] = c.get(L));
+  if (elements) *elements = n;
   if (flags & 1)
     for (std::uint64_t r = 0; r < rank; ++r) {
       const std::uint64_t max = c.get(L);
@@ -634,21 +638,28 @@ inline void check_chunk_index(FileCtx& f, std::uint64_t btree, unsigned ndims, c
 
 /// A data layout message (IV.A.2.i), versions 3 and 4 (HDF5 >= 1.6.3): storage within the file,
 /// chunks of no zero extent (libhdf5 divided by it: SIGFPE) and at most 4 GiB, a sound chunk index.
-/// Returns the chunk rank (with the element dimension; 0 when not chunked) and the element size the
-/// chunks are laid out for.
-inline std::pair<unsigned, std::uint64_t> check_layout(Cursor& c, FileCtx& f, const std::string& where) {
+/// What a layout message says: the chunk rank (with the element dimension; 0 when not chunked) and
+/// the element size the chunks are laid out for, or the bytes of contiguous or compact data.
+struct LayoutInfo {
+  unsigned chunk_rank = 0;
+  std::uint64_t chunk_elem = 0;
+  std::optional<std::uint64_t> bytes;
+};
+
+inline LayoutInfo check_layout(Cursor& c, FileCtx& f, const std::string& where) {
   const std::size_t A = f.sizeof_addr(), L = f.sizeof_size();
   const std::uint64_t version = c.get(1);
   c.need(version == 3 || version == 4, "a data layout of a version before HDF5 1.6.3 or unknown");
   const std::uint64_t cls = c.get(1);
   if (cls == 0) {  // compact: the data is in the message
-    c.take(c.get(2));
-    return {0, 0};
+    const std::uint64_t bytes = c.get(2);
+    c.take(bytes);
+    return {0, 0, bytes};
   }
   if (cls == 1) {  // contiguous
     const std::uint64_t addr = c.get(A), size = c.get(L);
     c.need(!f.defined(addr) || f.within(addr, size), "contiguous data beyond the end of the file");
-    return {0, 0};
+    return {0, 0, size};
   }
   c.need(cls == 2, "virtual or unknown storage (anndata writes contiguous or chunked data)");
   const std::uint64_t flags = version == 4 ? c.get(1) : 0, ndims = c.get(1);
@@ -666,7 +677,7 @@ inline std::pair<unsigned, std::uint64_t> check_layout(Cursor& c, FileCtx& f, co
   c.need(bytes < 0x1p32, "chunks of 4 GiB or more");
   if (version == 3) {
     check_chunk_index(f, addr, static_cast<unsigned>(ndims), where);
-    return {static_cast<unsigned>(ndims), dim};
+    return {static_cast<unsigned>(ndims), dim, std::nullopt};
   }
   const std::uint64_t index = c.get(1);  // version 4: the index structures carry checksums
   switch (index) {
@@ -679,7 +690,7 @@ inline std::pair<unsigned, std::uint64_t> check_layout(Cursor& c, FileCtx& f, co
   }
   addr = c.get(A);
   c.need(!f.defined(addr) || f.within(addr, 0), "a chunk index beyond the end of the file");
-  return {static_cast<unsigned>(ndims), dim};
+  return {static_cast<unsigned>(ndims), dim, std::nullopt};
 }
 
 /// The object a shared message (IV.A.2, "shared") lives in, when it is another object header.
@@ -765,8 +776,11 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
   const std::size_t A = f.sizeof_addr(), L = f.sizeof_size();
   std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks{{addr + 16, le(prefix + 8, 4)}};
   std::uint64_t messages = 0;
-  int space_rank = -1, chunk_rank = -1;
-  std::uint64_t type_size = 0, chunk_elem = 0;
+  int space_rank = -1;
+  std::uint64_t type_size = 0;
+  double elements = -1;
+  LayoutInfo layout;
+  std::uint32_t present = 0;  // bit t: a message of type t (< 32) was seen
   std::vector<unsigned char> c;
   for (std::size_t k = 0; k < chunks.size(); ++k) {
     const auto [start, len] = chunks[k];
@@ -779,6 +793,7 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
       const unsigned flags = c[p + 4];
       if (size > c.size() - p - 8) bad("a message overrunning its block");
       check_message_flags(type, size, flags, bad);
+      if (type < 32) present |= std::uint32_t{1} << type;
       const unsigned char* d = c.data() + p + 8;
       Cursor m(d, static_cast<std::size_t>(size), where, "object header");
       if (flags & 0x02) {  // shared: stored in another header (a committed datatype) or the shared heap
@@ -787,7 +802,7 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
         continue;
       }
       switch (type) {
-        case 0x01: space_rank = static_cast<int>(check_dataspace(m, L)); break;
+        case 0x01: space_rank = static_cast<int>(check_dataspace(m, L, &elements)); break;
         case 0x03: type_size = check_datatype(m); break;
         case 0x04: m.take(m.get(4)); break;  // old fill value
         case 0x05: {                          // fill value
@@ -835,12 +850,7 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
           }
           break;
         }
-        case 0x08: {
-          const auto [rank, elem] = check_layout(m, f, where);
-          chunk_rank = static_cast<int>(rank);
-          chunk_elem = elem;
-          break;
-        }
+        case 0x08: layout = check_layout(m, f, where); break;
         case 0x0b: check_filters(m); break;
         case 0x0c: {  // an attribute
           const auto [name, data] = check_attribute(d, static_cast<std::size_t>(size), f, where);
@@ -875,9 +885,15 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
     if (p != c.size()) bad("a header block not filled by its messages");
   }
   if (messages != le(prefix + 2, 2)) bad("a message count that disagrees with its messages");
+  // a datatype and a dataspace make a dataset for libhdf5, which then leaked on a missing layout
+  const auto has = [&](unsigned t) { return (present >> t) & 1u; };
+  if (has(0x01) && has(0x03) && !has(0x08)) bad("a dataset without a data layout message");
+  const int chunk_rank = static_cast<int>(layout.chunk_rank);
   if (chunk_rank > 0 && space_rank >= 0 && chunk_rank != space_rank + 1) bad("chunks of another rank than the data");
   // libhdf5 sizes a chunk by the layout and copies out by the datatype: a heap overflow if they differ
-  if (chunk_rank > 0 && type_size > 0 && chunk_elem != type_size) bad("chunks laid out for another element size");
+  if (chunk_rank > 0 && type_size > 0 && layout.chunk_elem != type_size) bad("chunks laid out for another element size");
+  if (layout.bytes && type_size > 0 && elements >= 0 && static_cast<double>(*layout.bytes) != elements * static_cast<double>(type_size))
+    bad("data of another size than its shape and type");  // libhdf5 refuses it opening the dataset, and leaked
   return out;
 }
 
