@@ -682,6 +682,33 @@ TEST_CASE("h5ad: damaged metadata is a named error before libhdf5 reads it (fuzz
                                "characters wider than 1 byte"));
 }
 
+#if defined(SAKURA_HDF5_ZLIB)
+TEST_CASE("h5ad: a compressed chunk that inflates to less than a chunk is an error, not a read past libhdf5's buffer",
+          "[io][h5ad]") {
+  // X/data of the gzip fixture is one deflate-compressed chunk of 7 floats; a valid stream of one
+  // float written over it (the index still gives the old size; inflate stops at the stream's end).
+  haddr_t at = HADDR_UNDEF;
+  hsize_t size = 0;
+  {
+    io::h5::QuietErrors quiet;
+    io::h5::Handle f(H5Fopen(data("x_gzip.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    io::h5::Handle d(H5Dopen2(f.get(), "/X/data", H5P_DEFAULT), H5Dclose);
+    io::h5::Handle space(H5Dget_space(d.get()), H5Sclose);
+    hsize_t offset = 0;
+    unsigned mask = 0;
+    REQUIRE(H5Dget_chunk_info(d.get(), space.get(), 0, &offset, &mask, &at, &size) >= 0);
+  }
+  const float one = 1.0f;
+  unsigned char packed[64];
+  uLongf packed_size = sizeof packed;
+  REQUIRE(compress2(packed, &packed_size, reinterpret_cast<const Bytef*>(&one), sizeof one, 6) == Z_OK);
+  REQUIRE(packed_size <= size);
+  const std::string file = patched("x_gzip.h5ad", at, std::string(reinterpret_cast<const char*>(packed), packed_size));
+  REQUIRE_THROWS_WITH(io::read_h5ad(file), Contains("HDF5 path '/X/data': chunk 0 holds 4 bytes once decompressed, not "
+                                                    "the 28 of a chunk"));
+}
+#endif
+
 TEST_CASE("h5ad: a file rejected at its superblock leaves no descriptor open", "[io][h5ad]") {
   if (!std::filesystem::is_directory("/proc/self/fd")) return;  // Linux only: nothing to count elsewhere
   auto open_fds = [] {

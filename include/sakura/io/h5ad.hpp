@@ -17,6 +17,9 @@
 #endif
 
 #include <hdf5.h>
+#if defined(SAKURA_HDF5_ZLIB)
+#include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <charconv>
@@ -341,6 +344,7 @@ class FileCtx {
   std::unordered_map<std::uint64_t, bool> headers_checked;  ///< object header address -> walked
   std::unordered_set<std::uint64_t> trees_checked;  ///< B-tree roots (groups, chunk indexes) checked
   std::unordered_map<std::uint64_t, std::vector<unsigned char>> local_heaps;  ///< checked, by address
+  std::unordered_set<std::uint64_t> filtered_checked;  ///< datasets whose filtered chunks were checked
 };
 
 /// An open group or dataset with the file and HDF5 path that error messages name. `ctx` (set by
@@ -988,6 +992,84 @@ inline bool bounded_filter(H5Z_filter_t f) {
   return f == H5Z_FILTER_DEFLATE || f == H5Z_FILTER_SHUFFLE || f == H5Z_FILTER_FLETCHER32 || f == 32000;
 }
 
+#if defined(SAKURA_HDF5_ZLIB)
+/// The bytes a zlib stream inflates to, counted up to `cap` + 1 (no buffer of that size is kept);
+/// nullopt when the stream is damaged or cut short.
+inline std::optional<std::uint64_t> inflated_size(const unsigned char* p, std::uint64_t n, std::uint64_t cap) {
+  z_stream z{};
+  if (inflateInit(&z) != Z_OK) return std::nullopt;
+  unsigned char out[1 << 16];
+  z.next_in = const_cast<unsigned char*>(p);
+  z.avail_in = static_cast<uInt>(std::min<std::uint64_t>(n, std::numeric_limits<uInt>::max()));
+  int rc = Z_OK;
+  while (rc == Z_OK && z.total_out <= cap) {
+    z.next_out = out;
+    z.avail_out = sizeof out;
+    rc = inflate(&z, Z_NO_FLUSH);
+  }
+  const std::uint64_t total = z.total_out;
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END && total <= cap) return std::nullopt;
+  return total;
+}
+#endif
+
+/// libhdf5 1.10 copies a whole chunk out of what its filters return without checking that they
+/// returned a whole chunk: a deflate stream that inflates short made it read past its buffer. So
+/// each chunk of a filtered dataset is read raw (H5Dread_chunk) and its filters undone by size,
+/// deflate inflated here (counting bytes only), once per dataset before libhdf5 decompresses it.
+/// Filters whose size we cannot follow (szip, n-bit, scale-offset, plugins) are left to libhdf5;
+/// without zlib (SAKURA_HDF5_ZLIB, sakura::hdf5 adds it when found) nothing is checked here.
+inline void check_filtered_chunks(const Node& d, hid_t dcpl, hid_t space, std::uint64_t chunk_bytes) {
+#if defined(SAKURA_HDF5_ZLIB)
+  if (!d.ctx || !d.ctx->filtered_checked.insert(header_address(d)).second) return;
+  const int nfilters = H5Pget_nfilters(dcpl);
+  std::vector<H5Z_filter_t> ids;
+  for (int i = 0; i < nfilters; ++i) {
+    unsigned flags = 0, cd[8];
+    std::size_t nelem = 8;
+    ids.push_back(H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nelem, cd, 0, nullptr, nullptr));
+  }
+  hsize_t chunks = 0;
+  if (H5Dget_num_chunks(d.id(), space, &chunks) < 0) return;
+  std::vector<hsize_t> offset(static_cast<std::size_t>(std::max(1, H5Sget_simple_extent_ndims(space))));
+  std::vector<unsigned char> raw;
+  for (hsize_t k = 0; k < chunks; ++k) {
+    unsigned mask = 0;
+    haddr_t at = HADDR_UNDEF;
+    hsize_t size = 0;
+    std::uint32_t read_mask = 0;
+    sakura::detail::require(H5Dget_chunk_info(d.id(), space, k, offset.data(), &mask, &at, &size) >= 0 &&
+                                size <= d.ctx->bytes(),
+                            d.where(), ": unreadable chunk ", k, " (damaged file)");
+    raw.resize(static_cast<std::size_t>(size));
+    sakura::detail::require(H5Dread_chunk(d.id(), H5P_DEFAULT, offset.data(), &read_mask, raw.data()) >= 0, d.where(),
+                            ": cannot read chunk ", k, " (damaged file)");
+    std::uint64_t n = size;
+    bool bytes_known = true;  // whether raw still holds the data at this stage (it does until deflate)
+    for (int i = nfilters - 1; i >= 0; --i) {
+      if (mask & (1u << i)) continue;  // this filter was skipped for this chunk
+      if (ids[static_cast<std::size_t>(i)] == H5Z_FILTER_FLETCHER32) {
+        sakura::detail::require(n >= 4, d.where(), ": chunk ", k, " is shorter than its checksum (damaged file)");
+        n -= 4;
+      } else if (ids[static_cast<std::size_t>(i)] == H5Z_FILTER_DEFLATE && bytes_known) {
+        const auto inflated = inflated_size(raw.data(), n, chunk_bytes);
+        sakura::detail::require(inflated.has_value(), d.where(), ": chunk ", k,
+                                " holds a damaged deflate stream; the file is corrupt, write it again from its source");
+        n = *inflated;
+        bytes_known = false;
+      } else if (ids[static_cast<std::size_t>(i)] != H5Z_FILTER_SHUFFLE) {
+        return;
+      }
+    }
+    sakura::detail::require(n >= chunk_bytes, d.where(), ": chunk ", k, " holds ", n, " bytes once decompressed, not the ",
+                            chunk_bytes, " of a chunk; the file is corrupt, write it again from its source");
+  }
+#else
+  (void)d, (void)dcpl, (void)space, (void)chunk_bytes;
+#endif
+}
+
 /// The extent of a dataset, after checking that its storage can hold it: uncompressed storage
 /// must be as large as the extent, compressed storage (deflate, lzf) no more than 1100 times
 /// smaller, every chunk stored, chunks at most 256 MiB, storage within the file. So a damaged
@@ -1065,6 +1147,7 @@ inline Extent extent(const Node& d) {
                             " chunks) but stores ", have,
                             " chunks; the file is damaged or was not completely written");
     if (rank == 1) e.block = std::max<hsize_t>(1, (hsize_t{1} << 20) / chunk[0]) * chunk[0];
+    if (nfilters > 0) check_filtered_chunks(d, dcpl.get(), space.get(), static_cast<std::uint64_t>(chunk_bytes));
   }
   return e;
 }
