@@ -94,7 +94,9 @@ inline std::uint64_t le(const unsigned char* p, std::size_t n) {
 }
 
 /// The all-ones address HDF5 writes for "undefined" (for `n`-byte addresses).
-inline std::uint64_t undefined_address(std::size_t n) { return n >= 8 ? ~std::uint64_t{0} : (std::uint64_t{1} << (8 * n)) - 1; }
+inline std::uint64_t undefined_address(std::size_t n) {
+  return n >= 8 ? ~std::uint64_t{0} : (std::uint64_t{1} << (8 * n)) - 1;
+}
 
 /// Bounds-checked little-endian reads over the bytes of one on-disk structure: running past its
 /// end, or a failed check, is a sakura::Error naming the place (file and HDF5 path) and the structure.
@@ -242,7 +244,8 @@ class FileCtx {
     std::uint64_t at = 0;  // the signature is at 0, 512, 1024, 2048, ... (after a user block)
     unsigned char sig[8];
     for (;; at = at ? 2 * at : 512) {
-      sakura::detail::require(at <= bytes_ && bytes_ - at >= 8, path_, ": cannot open as an HDF5 file (no HDF5 signature)");
+      sakura::detail::require(at <= bytes_ && bytes_ - at >= 8, path_,
+                              ": cannot open as an HDF5 file (no HDF5 signature)");
       read_at(at, sig, 8);
       if (std::memcmp(sig, kSig, 8) == 0) break;
     }
@@ -500,7 +503,8 @@ inline void check_filters(Cursor& c) {
     const std::uint64_t values = c.get(2);
     if (name_length > 0) {
       const unsigned char* name = c.take(name_length);
-      c.need(std::memchr(name, '\0', static_cast<std::size_t>(name_length)) != nullptr, "a filter name without its terminator");
+      c.need(std::memchr(name, '\0', static_cast<std::size_t>(name_length)) != nullptr,
+             "a filter name without its terminator");
     }
     c.take(4 * values + (version == 1 && values % 2 ? 4 : 0));
   }
@@ -896,7 +900,8 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
   if (chunk_rank > 0 && space_rank >= 0 && chunk_rank != space_rank + 1) bad("chunks of another rank than the data");
   // libhdf5 sizes a chunk by the layout and copies out by the datatype: a heap overflow if they differ
   if (chunk_rank > 0 && type_size > 0 && layout.chunk_elem != type_size) bad("chunks laid out for another element size");
-  if (layout.bytes && type_size > 0 && elements >= 0 && static_cast<double>(*layout.bytes) != elements * static_cast<double>(type_size))
+  const double data_bytes = elements * static_cast<double>(type_size);
+  if (layout.bytes && type_size > 0 && elements >= 0 && static_cast<double>(*layout.bytes) != data_bytes)
     bad("data of another size than its shape and type");  // libhdf5 refuses it opening the dataset, and leaked
   return out;
 }
@@ -907,14 +912,16 @@ inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std:
 /// object loads its header, layout, chunk index and its group's B-tree and heap, trusting them.
 inline void check_file(FileCtx& f) {
   if (const auto ext = f.extension()) walk_header_at(f, *ext, f.path() + ": superblock extension");
-  if (const auto stab = f.root_cached_stab()) check_stab(f, stab->first, stab->second, f.path() + ": HDF5 path '/'", nullptr);
+  if (const auto stab = f.root_cached_stab())
+    check_stab(f, stab->first, stab->second, f.path() + ": HDF5 path '/'", nullptr);
   std::vector<std::pair<std::uint64_t, std::string>> todo{{f.root_header(), "/"}};
   for (std::size_t i = 0; i < todo.size(); ++i) {
     const auto [addr, path] = todo[i];
     auto& done = f.headers_checked[addr];
     if (done) continue;
     done = true;
-    sakura::detail::require(todo.size() < (std::size_t{1} << 20), f.path(), ": more than a million objects (damaged file?)");
+    sakura::detail::require(todo.size() < (std::size_t{1} << 20), f.path(),
+                            ": more than a million objects (damaged file?)");
     std::vector<Child> children;
     walk_header_at(f, addr, f.path() + ": HDF5 path '" + path + "'", {}, &children);
     for (auto& c : children) todo.emplace_back(c.addr, (path == "/" ? "/" : path + "/") + c.name);
