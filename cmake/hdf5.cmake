@@ -33,6 +33,15 @@ else()
   target_compile_definitions(sakura_hdf5 INTERFACE ${HDF5_DEFINITIONS})
 endif()
 
+# The reader inflates deflate-compressed chunks once itself, to check their size before libhdf5
+# copies them (libhdf5 1.10 trusts it and reads past its buffer): zlib, which libhdf5 links anyway.
+find_package(ZLIB QUIET)
+if(ZLIB_FOUND)
+  target_link_libraries(sakura_hdf5 INTERFACE ZLIB::ZLIB)
+  target_compile_definitions(sakura_hdf5 INTERFACE SAKURA_HDF5_ZLIB=1)
+  string(APPEND SAKURA_CONFIG_EXTRA "find_dependency(ZLIB)\n")
+endif()
+
 # For sakuraConfig.cmake: consumers need the same C language FindHDF5 needs here.
 string(APPEND SAKURA_CONFIG_EXTRA [=[
 get_property(_sakura_languages GLOBAL PROPERTY ENABLED_LANGUAGES)

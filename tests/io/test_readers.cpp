@@ -625,6 +625,110 @@ TEST_CASE("h5ad: damaged attribute messages and attribute string references are 
                       Contains("HDF5 path '/obs' attribute 'column-order': string 0 refers to no valid heap object"));
 }
 
+namespace {
+/// The file offset of the first message of `type` in the version-1 object header of `object`
+/// (its first block), found through libhdf5 on the intact fixture.
+std::size_t message_offset(const std::string& fixture, const char* object, unsigned type) {
+  io::h5::QuietErrors quiet;
+  io::h5::Handle f(H5Fopen(data(fixture).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  H5O_info_t info;
+  REQUIRE(H5Oget_info_by_name2(f.get(), object, &info, H5O_INFO_BASIC, H5P_DEFAULT) >= 0);
+  const std::string file = slurp_file(data(fixture));
+  const auto u16 = [&](std::size_t at) { return unsigned(static_cast<unsigned char>(file[at])) | unsigned(static_cast<unsigned char>(file[at + 1])) << 8; };
+  REQUIRE(file[info.addr] == 1);  // version 1
+  const std::size_t end = info.addr + 16 + (u16(info.addr + 8) | std::size_t(u16(info.addr + 10)) << 16);
+  for (std::size_t p = info.addr + 16; p + 8 <= end; p += 8 + u16(p + 2))
+    if (u16(p) == type) return p;
+  FAIL("no message of type " << type << " in " << object);
+  return 0;
+}
+}  // namespace
+
+TEST_CASE("h5ad: damaged metadata is a named error before libhdf5 reads it (fuzz findings inside libhdf5)",
+          "[io][h5ad]") {
+  // The root group's B-tree (its address is cached in the superblock): H5Fopen loaded it and
+  // allocated gigabytes or leaked on a damaged one.
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x88, "XXXX")),
+                      Contains("x_csc.h5ad: HDF5 path '/': damaged group B-tree: no node signature"));
+  // The root group's local heap: a free list that points at itself made libhdf5 allocate list
+  // entries forever (a hang); a data size beyond the file, a multi-GB allocation.
+  const std::string file = slurp_file(data("x_csc.h5ad"));
+  REQUIRE(file.substr(0x2a8, 4) == "HEAP");
+  const std::size_t heap_data = 30168, free_head = 80;  // the fixture's heap: data address, first free block
+  REQUIRE(file.substr(0x2a8 + 16, 16) == le64(free_head) + le64(heap_data));
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", heap_data + free_head, le64(free_head))),
+                      Contains("HDF5 path '/': damaged local heap") && Contains("a broken free list"));
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x2a8 + 8, le64(std::uint64_t{1} << 40))),
+                      Contains("its data beyond the end of the file"));
+  // The superblock's end-of-file address (at 0x28) before the root header's continuation block:
+  // libhdf5 refused that read inside H5Fopen and leaked what it had loaded of the root header.
+  REQUIRE(file.substr(0x28, 8) == le64(file.size()));
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x28, le64(0x390))),
+                    Contains("HDF5 path '/': damaged") && Contains("beyond the end of the file"));
+  // A base address (at 0x18) past the signature's position: libhdf5 moves the end-of-file address
+  // down by the difference, and that leaked the same way.
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", 0x18, le64(0x7000))),
+                    Contains("HDF5 path '/': damaged") && Contains("beyond the end of the file"));
+  // A chunked layout (version 3: class, rank + 1, B-tree address, then the chunk sizes) with a
+  // chunk of extent 0: libhdf5 divided by it when opening the dataset (SIGFPE).
+  const std::size_t layout = message_offset("x_csc.h5ad", "/X/indptr", 0x08) + 8;
+  REQUIRE(file[layout] == 3);
+  REQUIRE(file[layout + 1] == 2);
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", layout + 3 + 8, std::string(4, '\0'))),
+                      Contains("HDF5 path '/X/indptr': damaged object header: a chunk of extent 0"));
+  // The same layout's element size (its last chunk dimension) other than the datatype's: libhdf5
+  // sized the chunk by one and copied out by the other (heap-buffer-overflow).
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", layout + 3 + 8 + 4, std::string("\x08", 1))),
+                    Contains("HDF5 path '/X/indptr': damaged object header (chunks laid out for another element size)"));
+  // A variable-length string whose characters claim 4096 bytes: libhdf5 allocated length x 4096
+  // bytes per string converting them (25 GB).
+  const std::size_t type = message_offset("x_csc.h5ad", "/obs/_index", 0x03) + 8;
+  REQUIRE((file[type] & 15) == 9);
+  REQUIRE(static_cast<unsigned char>(file[type + 8 + 4]) == 1);  // the base type's size
+  CHECK_THROWS_WITH(io::read_h5ad(patched("x_csc.h5ad", type + 8 + 4, std::string("\x00\x10", 2))),
+                      Contains("HDF5 path '/obs/_index': damaged object header: a variable-length string of "
+                               "characters wider than 1 byte"));
+}
+
+#if defined(SAKURA_HDF5_ZLIB)
+TEST_CASE("h5ad: a compressed chunk that inflates to less than a chunk is an error, not a read past libhdf5's buffer",
+          "[io][h5ad]") {
+  // X/data of the gzip fixture is one deflate-compressed chunk of 7 floats; a valid stream of one
+  // float written over it (the index still gives the old size; inflate stops at the stream's end).
+  haddr_t at = HADDR_UNDEF;
+  hsize_t size = 0;
+  {
+    io::h5::QuietErrors quiet;
+    io::h5::Handle f(H5Fopen(data("x_gzip.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    io::h5::Handle d(H5Dopen2(f.get(), "/X/data", H5P_DEFAULT), H5Dclose);
+    io::h5::Handle space(H5Dget_space(d.get()), H5Sclose);
+    hsize_t offset = 0;
+    unsigned mask = 0;
+    REQUIRE(H5Dget_chunk_info(d.get(), space.get(), 0, &offset, &mask, &at, &size) >= 0);
+  }
+  const float one = 1.0f;
+  unsigned char packed[64];
+  uLongf packed_size = sizeof packed;
+  REQUIRE(compress2(packed, &packed_size, reinterpret_cast<const Bytef*>(&one), sizeof one, 6) == Z_OK);
+  REQUIRE(packed_size <= size);
+  const std::string file = patched("x_gzip.h5ad", at, std::string(reinterpret_cast<const char*>(packed), packed_size));
+  REQUIRE_THROWS_WITH(io::read_h5ad(file), Contains("HDF5 path '/X/data': chunk 0 holds 4 bytes once decompressed, not "
+                                                    "the 28 of a chunk"));
+}
+#endif
+
+TEST_CASE("h5ad: a file rejected at its superblock leaves no descriptor open", "[io][h5ad]") {
+  if (!std::filesystem::is_directory("/proc/self/fd")) return;  // Linux only: nothing to count elsewhere
+  auto open_fds = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), std::filesystem::directory_iterator{});
+  };
+  const std::string bad = patched("x_csc.h5ad", 13, std::string(1, '\x03'));  // 3-byte addresses
+  const auto before = open_fds();
+  for (int i = 0; i < 10; ++i)
+    REQUIRE_THROWS_WITH(io::read_h5ad(bad), Contains("damaged HDF5 superblock: address or length sizes"));
+  CHECK(open_fds() == before);
+}
+
 TEST_CASE("h5ad: repeated names are an error naming both positions, or made unique on request", "[io][h5ad][names]") {
   REQUIRE_THROWS_WITH(io::read_h5ad(data("dup_names.h5ad")),
                       Contains("dup_names.h5ad: HDF5 path '/var/_index': gene name 'CD4' occurs 2 times: rows 2 and 3") &&

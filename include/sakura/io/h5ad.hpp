@@ -17,6 +17,9 @@
 #endif
 
 #include <hdf5.h>
+#if defined(SAKURA_HDF5_ZLIB)
+#include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <charconv>
@@ -26,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -33,6 +37,7 @@
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -88,6 +93,45 @@ inline std::uint64_t le(const unsigned char* p, std::size_t n) {
   return v;
 }
 
+/// The all-ones address HDF5 writes for "undefined" (for `n`-byte addresses).
+inline std::uint64_t undefined_address(std::size_t n) {
+  return n >= 8 ? ~std::uint64_t{0} : (std::uint64_t{1} << (8 * n)) - 1;
+}
+
+/// Bounds-checked little-endian reads over the bytes of one on-disk structure: running past its
+/// end, or a failed check, is a sakura::Error naming the place (file and HDF5 path) and the structure.
+class Cursor {
+ public:
+  Cursor(const unsigned char* p, std::size_t n, const std::string& where, const char* what)
+      : p_(p), n_(n), where_(where), what_(what) {}
+  [[noreturn]] void bad(const char* why) const {
+    sakura::detail::fail(where_, ": damaged ", what_, ": ", why, "; the file is corrupt, write it again from its source");
+  }
+  void need(bool ok, const char* why) const {
+    if (!ok) bad(why);
+  }
+  const unsigned char* take(std::uint64_t k) {
+    need(k <= n_ - at_, "it ends early");
+    const unsigned char* q = p_ + at_;
+    at_ += static_cast<std::size_t>(k);
+    return q;
+  }
+  std::uint64_t get(std::size_t k) { return le(take(k), k); }
+  /// The length (with its NUL) of the NUL-terminated name that starts here.
+  std::size_t name_length() const {
+    const void* z = std::memchr(p_ + at_, '\0', n_ - at_);
+    need(z != nullptr, "a name without its terminator");
+    return static_cast<std::size_t>(static_cast<const unsigned char*>(z) - (p_ + at_)) + 1;
+  }
+  std::size_t left() const { return n_ - at_; }
+
+ private:
+  const unsigned char* p_;
+  std::size_t n_, at_ = 0;
+  const std::string& where_;
+  const char* what_;
+};
+
 /// The file behind a reader: its size and layout facts (for bounds), a plain read handle, and
 /// the global heap collections (where variable-length strings live), validated once.
 class FileCtx {
@@ -97,36 +141,53 @@ class FileCtx {
     std::uint64_t offset = 0, size = 0;
   };
 
-  FileCtx(std::string path, hid_t file) : path_(std::move(path)) {
+  /// Opens the file and reads its superblock here, not through libhdf5: sizes, base address,
+  /// B-tree fan-outs and the root group's header address (check_file() walks from there before
+  /// H5Fopen, which loads the root header and trusts it).
+  explicit FileCtx(std::string path) : path_(std::move(path)) {
     std::error_code ec;
     bytes_ = std::filesystem::file_size(path_, ec);
     sakura::detail::require(!ec, path_, ": cannot read the file size (", ec.message(), ")");
-    raw_ = std::fopen(path_.c_str(), "rb");
+    raw_.reset(std::fopen(path_.c_str(), "rb"));
     sakura::detail::require(raw_ != nullptr, path_, ": cannot open file");
-    Handle fcpl(H5Fget_create_plist(file), H5Pclose);
-    hsize_t ub = 0;
-    sakura::detail::require(fcpl.ok() && H5Pget_sizes(fcpl.get(), &sizeof_addr_, &sizeof_size_) >= 0 &&
-                                H5Pget_userblock(fcpl.get(), &ub) >= 0 && sizeof_addr_ >= 2 && sizeof_addr_ <= 8 &&
-                                sizeof_size_ >= 2 && sizeof_size_ <= 8,
-                            path_, ": unreadable HDF5 superblock (address and length sizes)");
-    base_ = ub;
+    read_superblock();
   }
+  /// The same, for callers that opened the file already (the handle is not needed).
+  FileCtx(std::string path, hid_t /*file*/) : FileCtx(std::move(path)) {}
   FileCtx(const FileCtx&) = delete;
   FileCtx& operator=(const FileCtx&) = delete;
-  ~FileCtx() {
-    if (raw_) std::fclose(raw_);
-  }
 
   const std::string& path() const { return path_; }
   std::uint64_t bytes() const { return bytes_; }
   std::uint64_t base() const { return base_; }
   std::size_t sizeof_addr() const { return sizeof_addr_; }
   std::size_t sizeof_size() const { return sizeof_size_; }
+  /// B-tree fan-outs (superblock): group nodes, symbol table nodes, chunk index nodes.
+  unsigned group_internal_k() const { return group_internal_k_; }
+  unsigned group_leaf_k() const { return group_leaf_k_; }
+  unsigned chunk_k() const { return chunk_k_; }
+  void set_k(unsigned chunk, unsigned internal, unsigned leaf) {  // a superblock extension's K message
+    chunk_k_ = chunk;
+    group_internal_k_ = internal;
+    group_leaf_k_ = leaf;
+  }
+  /// Address (relative to base()) of the root group's object header, and of its superblock
+  /// extension and cached symbol table (B-tree, local heap) where those are defined.
+  std::uint64_t root_header() const { return root_; }
+  std::optional<std::uint64_t> extension() const { return ext_; }
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> root_cached_stab() const { return root_stab_; }
+  bool defined(std::uint64_t addr) const { return addr != undefined_address(sizeof_addr_); }
+  /// Whether a structure of n bytes at addr (relative to base()) lies within the file and below
+  /// its end-of-file address (libhdf5 refuses reads past that; its error paths then leaked).
+  bool within(std::uint64_t addr, std::uint64_t n) const {
+    const std::uint64_t end = std::min(eof_, bytes_ - std::min(base_, bytes_));
+    return addr <= end && n <= end - addr;
+  }
 
   /// Reads n bytes at a file offset (bounds already checked by the caller).
   void read_at(std::uint64_t off, void* buf, std::size_t n) const {
-    const bool ok = off <= bytes_ && n <= bytes_ - off && fseeko(raw_, static_cast<off_t>(off), SEEK_SET) == 0 &&
-                    std::fread(buf, 1, n, raw_) == n;
+    const bool ok = off <= bytes_ && n <= bytes_ - off && fseeko(raw_.get(), static_cast<off_t>(off), SEEK_SET) == 0 &&
+                    std::fread(buf, 1, n, raw_.get()) == n;
     sakura::detail::require(ok, path_, ": cannot read ", n, " bytes at byte ", off, " (the file is truncated?)");
   }
 
@@ -177,6 +238,70 @@ class FileCtx {
   }
 
  private:
+  /// Superblock versions 0-3 (format spec III.A). Versions 2 and 3 carry a checksum that libhdf5
+  /// verifies; the fields read here are checked by what uses them.
+  void read_superblock() {
+    static constexpr unsigned char kSig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    std::uint64_t at = 0;  // the signature is at 0, 512, 1024, 2048, ... (after a user block)
+    unsigned char sig[8];
+    for (;; at = at ? 2 * at : 512) {
+      sakura::detail::require(at <= bytes_ && bytes_ - at >= 8, path_,
+                              ": cannot open as an HDF5 file (no HDF5 signature)");
+      read_at(at, sig, 8);
+      if (std::memcmp(sig, kSig, 8) == 0) break;
+    }
+    unsigned char b[128] = {};
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof b, bytes_ - at));
+    read_at(at, b, n);
+    Cursor c(b, n, path_, "HDF5 superblock");
+    c.take(8);
+    const auto version = c.get(1);
+    c.need(version <= 3, "unknown version");
+    if (version <= 1) c.take(4);  // free-space, root group and shared-header versions, reserved
+    sizeof_addr_ = c.get(1);
+    sizeof_size_ = c.get(1);
+    c.need((sizeof_addr_ == 2 || sizeof_addr_ == 4 || sizeof_addr_ == 8) &&
+               (sizeof_size_ == 2 || sizeof_size_ == 4 || sizeof_size_ == 8),
+           "address or length sizes other than 2, 4 or 8 bytes");
+    const std::size_t A = sizeof_addr_;
+    base_ = at;  // libhdf5 takes the signature's position as the base address
+    if (version >= 2) {
+      c.take(1);  // flags
+      const std::uint64_t base = c.get(A), ext = c.get(A);
+      set_eof(base, c.get(A));
+      root_ = c.get(A);
+      if (defined(ext)) ext_ = ext;
+      return;
+    }
+    c.take(1);
+    group_leaf_k_ = static_cast<unsigned>(c.get(2));
+    group_internal_k_ = static_cast<unsigned>(c.get(2));
+    c.take(4);  // file consistency flags
+    if (version == 1) {
+      chunk_k_ = static_cast<unsigned>(c.get(2));
+      c.take(2);
+    }
+    c.need(group_leaf_k_ > 0 && group_internal_k_ > 0 && chunk_k_ > 0, "a B-tree fan-out of 0");
+    const std::uint64_t base = c.get(A), ext = c.get(A);
+    set_eof(base, c.get(A));
+    c.need(!defined(c.get(A)), "a driver information block: the file was written for the family or multi "
+                               "driver, which this reader does not use");
+    if (defined(ext)) ext_ = ext;
+    c.take(sizeof_size_);  // the root's link name offset
+    root_ = c.get(A);
+    const std::uint64_t cache = c.get(4);
+    c.take(4);
+    const unsigned char* scratch = c.take(16);
+    if (cache == 1) root_stab_.emplace(le(scratch, A), le(scratch + A, A));
+  }
+
+  /// The end-of-file address as libhdf5 uses it: a base address other than the signature's
+  /// position is replaced by that position, and the end address shifted by the difference.
+  void set_eof(std::uint64_t base, std::uint64_t eof) {
+    if (base >= base_) eof_ = eof - std::min(eof, base - base_);
+    else eof_ = eof + std::min(base_ - base, ~eof);
+  }
+
   void add_heap(std::uint64_t off) {
     const std::size_t L = sizeof_size_, hdr = 8 + L, objhdr = 8 + L;
     if (heaps_.count(off) || off + hdr > bytes_) return;
@@ -208,9 +333,16 @@ class FileCtx {
   }
 
   std::string path_;
-  std::FILE* raw_ = nullptr;
+  struct Close {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<std::FILE, Close> raw_;  // closed also when the constructor throws (a damaged superblock)
   std::uint64_t bytes_ = 0, base_ = 0;
   std::size_t sizeof_addr_ = 8, sizeof_size_ = 8;
+  unsigned group_internal_k_ = 16, group_leaf_k_ = 4, chunk_k_ = 32;  // libhdf5's defaults
+  std::uint64_t root_ = 0, eof_ = 0;  // eof_: the superblock's end-of-file address (libhdf5's limit)
+  std::optional<std::uint64_t> ext_;
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> root_stab_;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> skip_;
   bool scanned_ = false;
   // by file offset; each heap's objects sorted by index (24 bytes an object: an atlas's names are millions)
@@ -218,6 +350,9 @@ class FileCtx {
 
  public:
   std::unordered_map<std::uint64_t, bool> headers_checked;  ///< object header address -> walked
+  std::unordered_set<std::uint64_t> trees_checked;  ///< B-tree roots (groups, chunk indexes) checked
+  std::unordered_map<std::uint64_t, std::vector<unsigned char>> local_heaps;  ///< checked, by address
+  std::unordered_set<std::uint64_t> filtered_checked;  ///< datasets whose filtered chunks were checked
 };
 
 /// An open group or dataset with the file and HDF5 path that error messages name. `ctx` (set by
@@ -250,68 +385,552 @@ inline std::uint64_t header_address(const Node& n) {
   return addr;
 }
 
-/// Walks the version-1 object header at `addr` (what h5py writes by default): message framing,
-/// continuation blocks, the message count, and every attribute message's parts, since libhdf5 1.10
-/// decodes them trusting their sizes (a damaged name length made it read past its buffer; a
-/// damaged header leaked what it had loaded). Returns the raw data of attribute `want` when found.
-/// Version-2 headers carry checksums libhdf5 verifies: not walked.
+/// Checks an encoded datatype (with its members and base types: format spec IV.A.2.d) and returns
+/// its size in bytes. libhdf5 1.10 trusts these fields: a damaged size or base type made it
+/// allocate gigabytes converting variable-length strings (H5T__conv_vlen).
+inline std::uint64_t check_datatype(Cursor& c, int depth = 0) {
+  c.need(depth < 8, "datatypes nested too deeply");
+  const auto cv = static_cast<unsigned>(c.get(1));
+  const unsigned cls = cv & 15, version = cv >> 4;
+  const unsigned char* bits = c.take(3);
+  const std::uint64_t size = c.get(4), nbits = 8 * size;
+  c.need(version >= 1 && version <= 4, "a datatype of unknown version");
+  c.need(size >= 1 && size <= (std::uint64_t{1} << 24), "a datatype of 0 or more than 16 MiB per element");
+  auto padded = [&](std::size_t k) { return version >= 3 ? k : (k + 7) / 8 * 8; };
+  switch (cls) {
+    case 0:
+    case 4: {  // integer, bitfield
+      const std::uint64_t offset = c.get(2), precision = c.get(2);
+      c.need(precision >= 1 && offset + precision <= nbits, "integer bits outside its size");
+      break;
+    }
+    case 1: {  // floating point
+      const std::uint64_t offset = c.get(2), precision = c.get(2), epos = c.get(1), esize = c.get(1), mpos = c.get(1),
+                          msize = c.get(1);
+      c.get(4);  // exponent bias
+      c.need(precision >= 1 && offset + precision <= nbits && esize >= 1 && msize >= 1 && epos + esize <= precision &&
+                 mpos + msize <= precision && bits[1] < precision,
+             "floating-point fields outside its size");
+      break;
+    }
+    case 2: c.get(2); break;  // time
+    case 3:                   // fixed-length string
+    case 7: break;            // reference
+    case 5: c.take(bits[0]); break;  // opaque: its tag
+    case 6: {                        // compound
+      const std::size_t members = le(bits, 2);
+      c.need(members >= 1, "a compound of no members");
+      std::size_t offset_bytes = 1;  // version 3: as few bytes as the size needs
+      while (offset_bytes < 4 && (size >> (8 * offset_bytes)) != 0) ++offset_bytes;
+      for (std::size_t m = 0; m < members; ++m) {
+        c.take(padded(c.name_length()));
+        const std::uint64_t offset = c.get(version >= 3 ? offset_bytes : 4);
+        double count = 1;
+        if (version == 1) {  // dimensionality, reserved, permutation, reserved, four dimension sizes
+          const std::uint64_t rank = c.get(1);
+          c.take(3 + 4 + 4);
+          c.need(rank <= 4, "a compound member of more than 4 dimensions");
+          for (std::uint64_t r = 0; r < 4; ++r) {
+            const std::uint64_t dim = c.get(4);
+            if (r < rank) count *= static_cast<double>(dim);
+          }
+        }
+        const double member = count * static_cast<double>(check_datatype(c, depth + 1));
+        c.need(static_cast<double>(offset) + member <= static_cast<double>(size), "a compound member outside its size");
+      }
+      break;
+    }
+    case 8: {  // enumeration: base type, names, values
+      const std::uint64_t base = check_datatype(c, depth + 1);
+      c.need(base == size, "an enumeration of another size than its base type");  // libhdf5 copies size x members
+      const std::size_t members = le(bits, 2);
+      for (std::size_t m = 0; m < members; ++m) c.take(padded(c.name_length()));
+      c.take(members * base);
+      break;
+    }
+    case 9: {  // variable length: a sequence, or a string of 1-byte characters
+      const unsigned kind = bits[0] & 15;
+      c.need(kind <= 1, "a variable-length type of unknown kind");
+      const std::uint64_t base = check_datatype(c, depth + 1);
+      c.need(kind == 0 || base == 1, "a variable-length string of characters wider than 1 byte");
+      c.need(base <= (std::uint64_t{1} << 16), "a variable-length sequence of elements over 64 KiB");
+      break;
+    }
+    case 10: {  // array
+      const std::uint64_t rank = c.get(1);
+      c.need(rank >= 1 && rank <= 32, "an array type of 0 or more than 32 dimensions");
+      if (version < 3) c.take(3);
+      double count = 1;
+      for (std::uint64_t r = 0; r < rank; ++r) {
+        const std::uint64_t dim = c.get(4);
+        c.need(dim >= 1, "an array type with a dimension of 0");
+        count *= static_cast<double>(dim);
+      }
+      if (version < 3) c.take(4 * rank);  // permutation
+      c.need(count * static_cast<double>(check_datatype(c, depth + 1)) == static_cast<double>(size),
+             "an array type of another size than its elements");
+      break;
+    }
+    default: c.bad("a datatype of unknown class");
+  }
+  return size;
+}
+
+/// A dataspace message (IV.A.2.b): rank, sizes and maximum sizes. Returns the rank, and the
+/// number of elements when `elements` is given.
+inline unsigned check_dataspace(Cursor& c, std::size_t L, double* elements = nullptr) {
+  const std::uint64_t version = c.get(1), rank = c.get(1), flags = c.get(1);
+  c.need(version == 1 || version == 2, "a dataspace of unknown version");
+  c.need(rank <= 32, "a dataspace of more than 32 dimensions");
+  const bool null = version == 2 && c.get(1) == 2;  // version 2: the dataspace type (2: null)
+  if (version == 1) c.take(5);
+  std::uint64_t dims[32];
+  double n = null ? 0 : 1;
+  for (std::uint64_t r = 0; r < rank; ++r) n *= static_cast<double>(dims[r] = c.get(L));
+  if (elements) *elements = n;
+  if (flags & 1)
+    for (std::uint64_t r = 0; r < rank; ++r) {
+      const std::uint64_t max = c.get(L);
+      c.need(max >= dims[r] || max == undefined_address(L), "a maximum size below the size");
+    }
+  return static_cast<unsigned>(rank);
+}
+
+/// A filter pipeline message (IV.A.2.l): every filter's name and parameters within the message.
+inline void check_filters(Cursor& c) {
+  const std::uint64_t version = c.get(1), n = c.get(1);
+  c.need((version == 1 || version == 2) && n <= 32, "a filter pipeline of unknown version or over 32 filters");
+  if (version == 1) c.take(6);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const std::uint64_t id = c.get(2);
+    const std::uint64_t name_length = version == 1 || id >= 256 ? c.get(2) : 0;
+    c.take(2);  // flags
+    const std::uint64_t values = c.get(2);
+    if (name_length > 0) {
+      const unsigned char* name = c.take(name_length);
+      c.need(std::memchr(name, '\0', static_cast<std::size_t>(name_length)) != nullptr,
+             "a filter name without its terminator");
+    }
+    c.take(4 * values + (version == 1 && values % 2 ? 4 : 0));
+  }
+}
+
+/// A local heap (III.D): its header, its data within the file, and its free list (a cycle there
+/// made libhdf5 allocate list entries forever; a damaged size made it allocate gigabytes).
+/// Returns the heap's data, kept for the names that symbol tables point into.
+inline const std::vector<unsigned char>& check_local_heap(FileCtx& f, std::uint64_t addr, const std::string& where) {
+  if (const auto it = f.local_heaps.find(addr); it != f.local_heaps.end()) return it->second;
+  const std::size_t A = f.sizeof_addr(), L = f.sizeof_size(), n = 8 + 2 * L + A;
+  unsigned char h[8 + 2 * 8 + 8];
+  Cursor head(h, n, where, "local heap (a group's link names)");
+  head.need(f.within(addr, n), "beyond the end of the file");
+  f.read_at(f.base() + addr, h, n);
+  head.need(std::memcmp(head.take(4), "HEAP", 4) == 0, "no heap signature");
+  head.need(head.get(1) == 0, "unknown version");
+  head.take(3);
+  const std::uint64_t size = head.get(L), free_list = head.get(L), data_at = head.get(A);
+  head.need(f.within(data_at, size), "its data beyond the end of the file");
+  std::vector<unsigned char> data(static_cast<std::size_t>(size));
+  f.read_at(f.base() + data_at, data.data(), data.size());
+  Cursor c(data.data(), data.size(), where, "local heap (a group's link names)");
+  std::unordered_set<std::uint64_t> seen;
+  for (std::uint64_t at = free_list; at != 1;) {  // 1: the end of the list
+    c.need(at < size && size - at >= 2 * L && seen.insert(at).second, "a broken free list");
+    const std::uint64_t next = le(&data[at], L), bytes = le(&data[at + L], L);
+    c.need(bytes >= 2 * L && bytes <= size - at, "a free block outside the heap");
+    at = next;
+  }
+  return f.local_heaps.emplace(addr, std::move(data)).first->second;
+}
+
+/// The NUL-terminated name at `offset` of a local heap's data.
+inline std::string heap_name(const std::vector<unsigned char>& heap, std::uint64_t offset, const Cursor& c) {
+  c.need(offset < heap.size(), "a name offset beyond its local heap");
+  const void* end = std::memchr(heap.data() + offset, '\0', heap.size() - static_cast<std::size_t>(offset));
+  c.need(end != nullptr, "a name running past its local heap");
+  const auto* begin = reinterpret_cast<const char*>(heap.data() + offset);
+  return std::string(begin, static_cast<const char*>(end));
+}
+
+/// The place of a group's member: "<file>: HDF5 path '/obs'" and "celltype" give ".../obs/celltype'".
+inline std::string member_where(const std::string& where, const std::string& name) {
+  if (where.empty() || where.back() != '\'') return where + "/" + name;
+  const std::string head = where.substr(0, where.size() - 1);
+  return head + (head.back() == '/' ? "" : "/") + name + "'";
+}
+
+/// A hard-linked object found while walking a group (or a committed datatype a header refers to).
+struct Child {
+  std::uint64_t addr;
+  std::string name;
+};
+
+/// One version-1 B-tree node (III.A.1): `key` bytes per key, read whole as libhdf5 reads it.
+/// Calls child(i, key_i, address_i, level) for each of its entries.
+template <class F>
+void check_btree_node(FileCtx& f, std::uint64_t addr, unsigned type, unsigned k, std::size_t key, int level,
+                      std::unordered_set<std::uint64_t>& seen, const std::string& where, F&& child) {
+  const char* what = type == 0 ? "group B-tree" : "chunk index B-tree";
+  const std::size_t A = f.sizeof_addr(), n = 8 + 2 * A + (2 * std::size_t{k} + 1) * key + 2 * std::size_t{k} * A;
+  std::vector<unsigned char> b(n);
+  Cursor c(b.data(), n, where, what);
+  c.need(f.within(addr, n), "a node beyond the end of the file");
+  c.need(seen.insert(addr).second, "a node reached twice");
+  f.read_at(f.base() + addr, b.data(), n);
+  c.need(std::memcmp(c.take(4), "TREE", 4) == 0 && c.get(1) == type, "no node signature");
+  const auto node_level = static_cast<int>(c.get(1));
+  const std::uint64_t entries = c.get(2);
+  c.need(level < 0 || node_level == level, "a node at the wrong level");
+  c.need(entries <= 2 * std::uint64_t{k}, "more entries than a node holds");
+  c.take(2 * A);  // siblings
+  for (std::uint64_t i = 0; i < entries; ++i) {
+    const unsigned char* key_i = c.take(key);
+    child(key_i, c.get(A), node_level, c);
+  }
+}
+
+/// A group's symbol table (III.B-C, D): B-tree, symbol table nodes, link names. Collects the
+/// linked objects when `children` is given.
+inline void check_stab(FileCtx& f, std::uint64_t btree, std::uint64_t heap_addr, const std::string& where,
+                       std::vector<Child>* children) {
+  if (!children && f.trees_checked.count(btree)) return;
+  f.trees_checked.insert(btree);  // now: a member caching its own group's table must not recurse
+  const auto& heap = check_local_heap(f, heap_addr, where);
+  const std::size_t A = f.sizeof_addr(), L = f.sizeof_size(), entry = L + A + 24;
+  const unsigned leaf_k = f.group_leaf_k();
+  std::unordered_set<std::uint64_t> seen;
+  auto snod = [&](std::uint64_t addr) {
+    const std::size_t n = 8 + 2 * std::size_t{leaf_k} * entry;
+    std::vector<unsigned char> b(n);
+    Cursor c(b.data(), n, where, "symbol table node");
+    c.need(f.within(addr, n), "beyond the end of the file");
+    c.need(seen.insert(addr).second, "a node reached twice");
+    f.read_at(f.base() + addr, b.data(), n);
+    c.need(std::memcmp(c.take(4), "SNOD", 4) == 0 && c.get(1) == 1, "no node signature");
+    c.take(1);
+    const std::uint64_t symbols = c.get(2);
+    c.need(symbols <= 2 * std::uint64_t{leaf_k}, "more entries than a node holds");
+    for (std::uint64_t i = 0; i < symbols; ++i) {
+      const std::string name = heap_name(heap, c.get(L), c);
+      const std::uint64_t header = c.get(A), cache = c.get(4);
+      c.take(4);
+      const unsigned char* scratch = c.take(16);
+      c.need(cache <= 2, "an entry of unknown cache type");
+      if (cache == 2) heap_name(heap, le(scratch, 4), c);  // a soft link's value
+      if (cache == 1) check_stab(f, le(scratch, A), le(scratch + A, A), member_where(where, name), nullptr);
+      if (cache != 2 && children) children->push_back({header, name});
+    }
+  };
+  std::function<void(std::uint64_t, int)> node = [&](std::uint64_t addr, int level) {
+    check_btree_node(f, addr, 0, f.group_internal_k(), L, level, seen, where,
+                     [&](const unsigned char* key, std::uint64_t child, int at_level, const Cursor& c) {
+                       heap_name(heap, le(key, L), c);
+                       if (at_level == 0) snod(child);
+                       else node(child, at_level - 1);
+                     });
+  };
+  node(btree, -1);
+}
+
+/// A chunked dataset's version-1 B-tree index (III.A.1, node type 1): nodes within the file at
+/// the right levels, every chunk within the file.
+inline void check_chunk_index(FileCtx& f, std::uint64_t btree, unsigned ndims, const std::string& where) {
+  if (!f.defined(btree) || f.trees_checked.count(btree)) return;
+  std::unordered_set<std::uint64_t> seen;
+  std::function<void(std::uint64_t, int)> node = [&](std::uint64_t addr, int level) {
+    check_btree_node(f, addr, 1, f.chunk_k(), 8 + 8 * std::size_t{ndims}, level, seen, where,
+                     [&](const unsigned char* key, std::uint64_t child, int at_level, const Cursor& c) {
+                       if (at_level > 0) return node(child, at_level - 1);
+                       const std::uint64_t bytes = le(key, 4);
+                       c.need(bytes > 0 && f.within(child, bytes), "a chunk beyond the end of the file");
+                     });
+  };
+  node(btree, -1);
+  f.trees_checked.insert(btree);
+}
+
+/// A data layout message (IV.A.2.i), versions 3 and 4 (HDF5 >= 1.6.3): storage within the file,
+/// chunks of no zero extent (libhdf5 divided by it: SIGFPE) and at most 4 GiB, a sound chunk index.
+/// What a layout message says: the chunk rank (with the element dimension; 0 when not chunked) and
+/// the element size the chunks are laid out for, or the bytes of contiguous or compact data.
+struct LayoutInfo {
+  unsigned chunk_rank = 0;
+  std::uint64_t chunk_elem = 0;
+  std::optional<std::uint64_t> bytes;
+};
+
+inline LayoutInfo check_layout(Cursor& c, FileCtx& f, const std::string& where) {
+  const std::size_t A = f.sizeof_addr(), L = f.sizeof_size();
+  const std::uint64_t version = c.get(1);
+  c.need(version == 3 || version == 4, "a data layout of a version before HDF5 1.6.3 or unknown");
+  const std::uint64_t cls = c.get(1);
+  if (cls == 0) {  // compact: the data is in the message
+    const std::uint64_t bytes = c.get(2);
+    c.take(bytes);
+    return {0, 0, bytes};
+  }
+  if (cls == 1) {  // contiguous
+    const std::uint64_t addr = c.get(A), size = c.get(L);
+    c.need(!f.defined(addr) || f.within(addr, size), "contiguous data beyond the end of the file");
+    return {0, 0, size};
+  }
+  c.need(cls == 2, "virtual or unknown storage (anndata writes contiguous or chunked data)");
+  const std::uint64_t flags = version == 4 ? c.get(1) : 0, ndims = c.get(1);
+  c.need(flags <= 3 && ndims >= 2 && ndims <= 33, "a chunk of 0 or more than 32 dimensions");
+  const std::size_t dim_bytes = version == 4 ? c.get(1) : 0;
+  c.need(version == 3 || (dim_bytes >= 1 && dim_bytes <= 8), "chunk sizes of an unknown width");
+  std::uint64_t addr = version == 3 ? c.get(A) : 0;
+  double bytes = 1;
+  std::uint64_t dim = 0;
+  for (std::uint64_t i = 0; i < ndims; ++i) {
+    dim = c.get(version == 3 ? 4 : dim_bytes);
+    c.need(dim >= 1, "a chunk of extent 0");
+    bytes *= static_cast<double>(dim);
+  }
+  c.need(bytes < 0x1p32, "chunks of 4 GiB or more");
+  if (version == 3) {
+    check_chunk_index(f, addr, static_cast<unsigned>(ndims), where);
+    return {static_cast<unsigned>(ndims), dim, std::nullopt};
+  }
+  const std::uint64_t index = c.get(1);  // version 4: the index structures carry checksums
+  switch (index) {
+    case 1: if (flags & 2) c.take(L + 4); break;  // single chunk: its filtered size and mask
+    case 2: break;                                // implicit
+    case 3: c.need(c.get(1) > 0, "a fixed array index of 0 page bits"); break;
+    case 4: c.take(5); break;  // extensible array parameters
+    case 5: c.take(6); break;  // version-2 B-tree parameters
+    default: c.bad("an unknown chunk index type");
+  }
+  addr = c.get(A);
+  c.need(!f.defined(addr) || f.within(addr, 0), "a chunk index beyond the end of the file");
+  return {static_cast<unsigned>(ndims), dim, std::nullopt};
+}
+
+/// The object a shared message (IV.A.2, "shared") lives in, when it is another object header.
+inline std::optional<std::uint64_t> shared_header(Cursor& c, std::size_t A) {
+  const std::uint64_t version = c.get(1), type = c.get(1);
+  c.need(version >= 1 && version <= 3, "a shared message of unknown version");
+  if (version == 1) c.take(6);
+  if (version == 3 && type == 1) return std::nullopt;  // in the shared message heap (checksummed)
+  return c.get(A);
+}
+
+/// An attribute message (IV.A.2.m): name, datatype and dataspace within it, and the data as large
+/// as they say (libhdf5 copies elements x size bytes without comparing). Returns {name, data}.
+inline std::pair<std::string_view, std::string_view> check_attribute(const unsigned char* d, std::size_t size,
+                                                                     const FileCtx& f, const std::string& where) {
+  Cursor c(d, size, where, "object header (attribute message)");
+  const std::uint64_t version = c.get(1), flags = c.get(1);
+  c.need(version >= 1 && version <= 3, "unknown version");
+  const std::size_t name_len = c.get(2), dt_len = c.get(2), ds_len = c.get(2);
+  if (version == 3) c.take(1);  // name encoding
+  auto part = [&](std::size_t n) { return c.take(version == 1 ? (n + 7) / 8 * 8 : n); };
+  const unsigned char* name = part(name_len);
+  c.need(name_len > 0 && std::memchr(name, '\0', name_len) != nullptr, "a name without its terminator");
+  const unsigned char* dt = part(dt_len);
+  const unsigned char* ds = part(ds_len);
+  const unsigned shared = version == 1 ? 0 : static_cast<unsigned>(flags);
+  double bytes = 1;
+  if (!(shared & 1)) {
+    Cursor t(dt, dt_len, where, "object header (attribute datatype)");
+    bytes = static_cast<double>(check_datatype(t));
+  }
+  if (!(shared & 2)) {
+    Cursor s(ds, ds_len, where, "object header (attribute dataspace)");
+    std::uint64_t dims[32];
+    const std::uint64_t ds_version = ds_len >= 4 ? ds[0] : 0;
+    const unsigned rank = check_dataspace(s, f.sizeof_size());
+    const std::size_t dims_at = ds_version == 1 ? 8 : 4;
+    if (ds_version >= 2 && ds[3] == 2) bytes = 0;  // the null dataspace
+    for (unsigned r = 0; r < rank; ++r) {
+      dims[r] = le(ds + dims_at + r * f.sizeof_size(), f.sizeof_size());
+      bytes *= static_cast<double>(dims[r]);
+    }
+  }
+  c.need(bytes <= static_cast<double>(c.left()), "more data than the message holds");
+  return {std::string_view(reinterpret_cast<const char*>(name), std::strlen(reinterpret_cast<const char*>(name))),
+          std::string_view(reinterpret_cast<const char*>(d) + (size - c.left()), c.left())};
+}
+
+/// What libhdf5 1.10 refuses in a version-1 message's header while it loads an object header (its
+/// error path then leaked the header: H5Fopen on the root group, H5Oopen): sizes not a multiple
+/// of 8, contradictory flags, a reference count message (version 2 only), a type it does not know
+/// flagged "fail if unknown", "shared" or "shareable" on a type that cannot be shared.
+template <class Bad>
+void check_message_flags(std::uint64_t type, std::uint64_t size, unsigned flags, Bad&& bad) {
+  const bool shareable = type == 0x01 || type == 0x03 || type == 0x05 || type == 0x0b || type == 0x0c;
+  const bool known = type <= 0x17 && type != 0x09;
+  if (size % 8 != 0) bad("a message size that is not a multiple of 8");
+  if ((flags & 0x02) && (flags & 0x04)) bad("a message flagged both shared and not shareable");
+  if ((flags & 0x20) && ((flags & 0x08) || !(flags & 0x10))) bad("contradictory 'unknown message' flags");
+  if ((flags & 0x42) && !shareable) bad("a message of a type that cannot be shared flagged as shared");
+  if (type == 0x16) bad("a reference count message in a version-1 header");
+  if (!known && (flags & 0x80)) bad("a message of unknown type that readers must not ignore");
+}
+
+/// Walks the version-1 object header at `addr` (what h5py writes by default) and checks every
+/// message libhdf5 decodes when it opens the object: framing, continuation blocks and the message
+/// count, dataspace, datatype, fill value, data layout (with its chunk index), filters,
+/// attributes, links, external files, and a group's symbol table (B-tree, nodes, heap). libhdf5
+/// 1.10 trusts these: damaged ones crashed, hung, leaked or allocated gigabytes inside it.
+/// Returns the raw data of attribute `want` when found; adds the objects a group links to (and
+/// committed datatypes) to `children` when given. Version-2 headers ("OHDR") carry checksums that
+/// libhdf5 verifies, so random damage cannot get past them: not walked.
 inline std::optional<std::vector<unsigned char>> walk_header_at(FileCtx& f, std::uint64_t addr, const std::string& where,
-                                                                const std::string& want = {}) {
-  const std::uint64_t at = f.base() + addr;
+                                                                const std::string& want = {},
+                                                                std::vector<Child>* children = nullptr) {
   std::optional<std::vector<unsigned char>> out;
   auto bad = [&](const char* why) { sakura::detail::fail(where, ": damaged object header (", why, ")"); };
   unsigned char prefix[16];
-  if (at > f.bytes() || f.bytes() - at < sizeof prefix) bad("beyond the end of the file");
-  f.read_at(at, prefix, sizeof prefix);
+  if (!f.within(addr, sizeof prefix)) bad("beyond the end of the file");
+  f.read_at(f.base() + addr, prefix, sizeof prefix);
   if (std::memcmp(prefix, "OHDR", 4) == 0) return out;  // version 2, checksummed
   if (prefix[0] != 1) bad("unknown version");
-  const std::size_t A = f.sizeof_addr();
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks{{at + 16, le(prefix + 8, 4)}};
+  const std::size_t A = f.sizeof_addr(), L = f.sizeof_size();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks{{addr + 16, le(prefix + 8, 4)}};
   std::uint64_t messages = 0;
+  int space_rank = -1;
+  std::uint64_t type_size = 0;
+  double elements = -1;
+  LayoutInfo layout;
+  std::uint32_t present = 0;  // bit t: a message of type t (< 32) was seen
   std::vector<unsigned char> c;
   for (std::size_t k = 0; k < chunks.size(); ++k) {
     const auto [start, len] = chunks[k];
-    if (k >= 64 || start > f.bytes() || len > f.bytes() - start) bad("a header block beyond the file");
+    if (k >= 64 || !f.within(start, len)) bad("a header block beyond the file");
     c.resize(static_cast<std::size_t>(len));
-    f.read_at(start, c.data(), c.size());
-    for (std::size_t p = 0; p + 8 <= c.size(); ++messages) {
+    f.read_at(f.base() + start, c.data(), c.size());
+    std::size_t p = 0;
+    for (; p + 8 <= c.size(); ++messages) {
       const auto type = le(&c[p], 2), size = le(&c[p + 2], 2);
       const unsigned flags = c[p + 4];
       if (size > c.size() - p - 8) bad("a message overrunning its block");
+      check_message_flags(type, size, flags, bad);
+      if (type < 32) present |= std::uint32_t{1} << type;
       const unsigned char* d = c.data() + p + 8;
-      if (type == 0x10) {  // continuation: another block of messages
-        if (size < A + 8) bad("a short continuation message");
-        chunks.emplace_back(f.base() + le(d, A), le(d + A, 8));
-      } else if (type == 0x0c && !(flags & 0x02)) {  // an attribute stored here (not shared)
-        const unsigned version = d[0];
-        if (size < 9 || version < 1 || version > 3) bad("an attribute message of unknown version");
-        const std::size_t name_len = le(d + 2, 2), dt_len = le(d + 4, 2), ds_len = le(d + 6, 2);
-        auto pad = [&](std::size_t x) { return version == 1 ? (x + 7) / 8 * 8 : x; };
-        const std::size_t name_at = version == 3 ? 9 : 8;
-        const std::size_t data_at = name_at + pad(name_len) + pad(dt_len) + pad(ds_len);
-        if (name_len == 0 || data_at > size || std::memchr(d + name_at, '\0', name_len) == nullptr)
-          bad("an attribute message whose parts overrun it");
-        // libhdf5 copies (elements x element size) bytes of data without comparing with the message
-        const unsigned shared = version == 1 ? 0 : d[1];
-        const unsigned char* dt = d + name_at + pad(name_len);
-        const unsigned char* ds = dt + pad(dt_len);
-        if (!(shared & 3) && dt_len >= 8 && ds_len >= 4) {
-          const unsigned ds_version = ds[0], rank = ds[1];
-          const std::size_t dims_at = ds_version == 1 ? 8 : 4;
-          if (rank > 32 || dims_at + rank * f.sizeof_size() > ds_len) bad("an attribute dataspace overrunning it");
-          double elements = ds_version >= 2 && ds[3] == 2 ? 0 : 1;  // type 2: the null dataspace
-          for (unsigned r = 0; r < rank; ++r) elements *= static_cast<double>(le(ds + dims_at + r * f.sizeof_size(), f.sizeof_size()));
-          if (elements * static_cast<double>(le(dt + 4, 4)) > static_cast<double>(size - data_at))
-            bad("an attribute with more data than its message holds");
+      Cursor m(d, static_cast<std::size_t>(size), where, "object header");
+      if (flags & 0x02) {  // shared: stored in another header (a committed datatype) or the shared heap
+        if (const auto at = shared_header(m, A); at && children) children->push_back({*at, "(committed datatype)"});
+        p += 8 + size;
+        continue;
+      }
+      switch (type) {
+        case 0x01: space_rank = static_cast<int>(check_dataspace(m, L, &elements)); break;
+        case 0x03: type_size = check_datatype(m); break;
+        case 0x04: m.take(m.get(4)); break;  // old fill value
+        case 0x05: {                          // fill value
+          const std::uint64_t version = m.get(1);
+          m.need(version >= 1 && version <= 3, "a fill value of unknown version");
+          bool defined = true;
+          if (version < 3) {
+            m.take(2);  // allocation and write times
+            defined = m.get(1) != 0 || version == 1;
+          } else {
+            defined = (m.get(1) & 0x20) != 0;
+          }
+          if (defined && m.left() >= 4) {
+            const std::uint64_t bytes = m.get(4);
+            if (bytes != 0xffffffffu) m.take(bytes);
+          }
+          break;
         }
-        if (!want.empty() && name_len == want.size() + 1 && std::memcmp(d + name_at, want.data(), want.size()) == 0)
-          out.emplace(d + data_at, d + size);
+        case 0x06: {  // link (new-style groups)
+          const std::uint64_t version = m.get(1), lflags = m.get(1);
+          m.need(version == 1, "a link of unknown version");
+          const std::uint64_t ltype = lflags & 0x08 ? m.get(1) : 0;
+          if (lflags & 0x04) m.take(8);  // creation order
+          if (lflags & 0x10) m.take(1);  // name encoding
+          const std::uint64_t name_len = m.get(std::size_t{1} << (lflags & 3));
+          m.need(name_len >= 1, "a link of an empty name");
+          const unsigned char* name = m.take(name_len);
+          if (ltype == 0) {
+            const std::uint64_t target = m.get(A);
+            if (children) children->push_back({target, std::string(reinterpret_cast<const char*>(name), name_len)});
+          } else {
+            m.take(m.get(2));  // soft, external or user-defined: its value
+          }
+          break;
+        }
+        case 0x07: {  // external file list: slots naming files in a local heap
+          m.need(m.get(1) == 1, "an external file list of unknown version");
+          m.take(3);
+          const std::uint64_t allocated = m.get(2), used = m.get(2);
+          m.need(used <= allocated, "more external files used than allocated");
+          const auto& heap = check_local_heap(f, m.get(A), where);
+          for (std::uint64_t i = 0; i < used; ++i) {
+            heap_name(heap, m.get(L), m);
+            m.take(2 * L);
+          }
+          break;
+        }
+        case 0x08: layout = check_layout(m, f, where); break;
+        case 0x0b: check_filters(m); break;
+        case 0x0c: {  // an attribute
+          const auto [name, data] = check_attribute(d, static_cast<std::size_t>(size), f, where);
+          if (!want.empty() && name == want) out.emplace(data.begin(), data.end());
+          break;
+        }
+        case 0x0d: m.name_length(); break;  // comment: a NUL-terminated string
+        case 0x0e: m.take(14); break;       // old modification time
+        case 0x10: {                        // continuation: another block of messages
+          const std::uint64_t at = m.get(A), n = m.get(L);
+          chunks.emplace_back(at, n);
+          break;
+        }
+        case 0x11: {  // symbol table (old-style groups)
+          const std::uint64_t btree = m.get(A), heap = m.get(A);
+          check_stab(f, btree, heap, where, children);
+          break;
+        }
+        case 0x12: m.take(8); break;  // modification time
+        case 0x13: {                  // B-tree fan-outs (superblock extension)
+          m.need(m.get(1) == 0, "a B-tree 'K' message of unknown version");
+          const auto chunk = static_cast<unsigned>(m.get(2)), internal = static_cast<unsigned>(m.get(2)),
+                     leaf = static_cast<unsigned>(m.get(2));
+          m.need(chunk > 0 && internal > 0 && leaf > 0, "a B-tree fan-out of 0");
+          f.set_k(chunk, internal, leaf);
+          break;
+        }
+        default: break;  // nothing libhdf5 reads beyond the message (link and attribute info: checksummed heaps)
       }
       p += 8 + size;
     }
+    if (p != c.size()) bad("a header block not filled by its messages");
   }
   if (messages != le(prefix + 2, 2)) bad("a message count that disagrees with its messages");
+  // a datatype and a dataspace make a dataset for libhdf5, which then leaked on a missing layout
+  const auto has = [&](unsigned t) { return (present >> t) & 1u; };
+  if (has(0x01) && has(0x03) && !has(0x08)) bad("a dataset without a data layout message");
+  const int chunk_rank = static_cast<int>(layout.chunk_rank);
+  if (chunk_rank > 0 && space_rank >= 0 && chunk_rank != space_rank + 1) bad("chunks of another rank than the data");
+  // libhdf5 sizes a chunk by the layout and copies out by the datatype: a heap overflow if they differ
+  if (chunk_rank > 0 && type_size > 0 && layout.chunk_elem != type_size) bad("chunks laid out for another element size");
+  const double data_bytes = elements * static_cast<double>(type_size);
+  if (layout.bytes && type_size > 0 && elements >= 0 && static_cast<double>(*layout.bytes) != data_bytes)
+    bad("data of another size than its shape and type");  // libhdf5 refuses it opening the dataset, and leaked
   return out;
+}
+
+/// Checks every object reachable from the root group through hard links (old-style symbol
+/// tables and link messages), the superblock extension and the root's cached symbol table, before
+/// libhdf5 opens the file: H5Fopen already loads the root's header, and opening or looking up any
+/// object loads its header, layout, chunk index and its group's B-tree and heap, trusting them.
+inline void check_file(FileCtx& f) {
+  if (const auto ext = f.extension()) walk_header_at(f, *ext, f.path() + ": superblock extension");
+  if (const auto stab = f.root_cached_stab())
+    check_stab(f, stab->first, stab->second, f.path() + ": HDF5 path '/'", nullptr);
+  std::vector<std::pair<std::uint64_t, std::string>> todo{{f.root_header(), "/"}};
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    const auto [addr, path] = todo[i];
+    auto& done = f.headers_checked[addr];
+    if (done) continue;
+    done = true;
+    sakura::detail::require(todo.size() < (std::size_t{1} << 20), f.path(),
+                            ": more than a million objects (damaged file?)");
+    std::vector<Child> children;
+    walk_header_at(f, addr, f.path() + ": HDF5 path '" + path + "'", {}, &children);
+    for (auto& c : children) todo.emplace_back(c.addr, (path == "/" ? "/" : path + "/") + c.name);
+  }
 }
 
 inline std::optional<std::vector<unsigned char>> walk_header(const Node& n, const std::string& want = {}) {
@@ -383,6 +1002,84 @@ struct Extent {
 /// Filters whose output can expand at most ~1032-fold (deflate's limit): shuffle, fletcher32, lzf.
 inline bool bounded_filter(H5Z_filter_t f) {
   return f == H5Z_FILTER_DEFLATE || f == H5Z_FILTER_SHUFFLE || f == H5Z_FILTER_FLETCHER32 || f == 32000;
+}
+
+#if defined(SAKURA_HDF5_ZLIB)
+/// The bytes a zlib stream inflates to, counted up to `cap` + 1 (no buffer of that size is kept);
+/// nullopt when the stream is damaged or cut short.
+inline std::optional<std::uint64_t> inflated_size(const unsigned char* p, std::uint64_t n, std::uint64_t cap) {
+  z_stream z{};
+  if (inflateInit(&z) != Z_OK) return std::nullopt;
+  unsigned char out[1 << 16];
+  z.next_in = const_cast<unsigned char*>(p);
+  z.avail_in = static_cast<uInt>(std::min<std::uint64_t>(n, std::numeric_limits<uInt>::max()));
+  int rc = Z_OK;
+  while (rc == Z_OK && z.total_out <= cap) {
+    z.next_out = out;
+    z.avail_out = sizeof out;
+    rc = inflate(&z, Z_NO_FLUSH);
+  }
+  const std::uint64_t total = z.total_out;
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END && total <= cap) return std::nullopt;
+  return total;
+}
+#endif
+
+/// libhdf5 1.10 copies a whole chunk out of what its filters return without checking that they
+/// returned a whole chunk: a deflate stream that inflates short made it read past its buffer. So
+/// each chunk of a filtered dataset is read raw (H5Dread_chunk) and its filters undone by size,
+/// deflate inflated here (counting bytes only), once per dataset before libhdf5 decompresses it.
+/// Filters whose size we cannot follow (szip, n-bit, scale-offset, plugins) are left to libhdf5;
+/// without zlib (SAKURA_HDF5_ZLIB, sakura::hdf5 adds it when found) nothing is checked here.
+inline void check_filtered_chunks(const Node& d, hid_t dcpl, hid_t space, std::uint64_t chunk_bytes) {
+#if defined(SAKURA_HDF5_ZLIB)
+  if (!d.ctx || !d.ctx->filtered_checked.insert(header_address(d)).second) return;
+  const int nfilters = H5Pget_nfilters(dcpl);
+  std::vector<H5Z_filter_t> ids;
+  for (int i = 0; i < nfilters; ++i) {
+    unsigned flags = 0, cd[8];
+    std::size_t nelem = 8;
+    ids.push_back(H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nelem, cd, 0, nullptr, nullptr));
+  }
+  hsize_t chunks = 0;
+  if (H5Dget_num_chunks(d.id(), space, &chunks) < 0) return;
+  std::vector<hsize_t> offset(static_cast<std::size_t>(std::max(1, H5Sget_simple_extent_ndims(space))));
+  std::vector<unsigned char> raw;
+  for (hsize_t k = 0; k < chunks; ++k) {
+    unsigned mask = 0;
+    haddr_t at = HADDR_UNDEF;
+    hsize_t size = 0;
+    std::uint32_t read_mask = 0;
+    sakura::detail::require(H5Dget_chunk_info(d.id(), space, k, offset.data(), &mask, &at, &size) >= 0 &&
+                                size <= d.ctx->bytes(),
+                            d.where(), ": unreadable chunk ", k, " (damaged file)");
+    raw.resize(static_cast<std::size_t>(size));
+    sakura::detail::require(H5Dread_chunk(d.id(), H5P_DEFAULT, offset.data(), &read_mask, raw.data()) >= 0, d.where(),
+                            ": cannot read chunk ", k, " (damaged file)");
+    std::uint64_t n = size;
+    bool bytes_known = true;  // whether raw still holds the data at this stage (it does until deflate)
+    for (int i = nfilters - 1; i >= 0; --i) {
+      if (mask & (1u << i)) continue;  // this filter was skipped for this chunk
+      if (ids[static_cast<std::size_t>(i)] == H5Z_FILTER_FLETCHER32) {
+        sakura::detail::require(n >= 4, d.where(), ": chunk ", k, " is shorter than its checksum (damaged file)");
+        n -= 4;
+      } else if (ids[static_cast<std::size_t>(i)] == H5Z_FILTER_DEFLATE && bytes_known) {
+        const auto inflated = inflated_size(raw.data(), n, chunk_bytes);
+        sakura::detail::require(inflated.has_value(), d.where(), ": chunk ", k,
+                                " holds a damaged deflate stream; the file is corrupt, write it again from its source");
+        n = *inflated;
+        bytes_known = false;
+      } else if (ids[static_cast<std::size_t>(i)] != H5Z_FILTER_SHUFFLE) {
+        return;
+      }
+    }
+    sakura::detail::require(n >= chunk_bytes, d.where(), ": chunk ", k, " holds ", n, " bytes once decompressed, not the ",
+                            chunk_bytes, " of a chunk; the file is corrupt, write it again from its source");
+  }
+#else
+  (void)d, (void)dcpl, (void)space, (void)chunk_bytes;
+#endif
 }
 
 /// The extent of a dataset, after checking that its storage can hold it: uncompressed storage
@@ -462,6 +1159,7 @@ inline Extent extent(const Node& d) {
                             " chunks) but stores ", have,
                             " chunks; the file is damaged or was not completely written");
     if (rank == 1) e.block = std::max<hsize_t>(1, (hsize_t{1} << 20) / chunk[0]) * chunk[0];
+    if (nfilters > 0) check_filtered_chunks(d, dcpl.get(), space.get(), static_cast<std::uint64_t>(chunk_bytes));
   }
   return e;
 }
@@ -902,8 +1600,7 @@ inline Node index_node(const Node& df) { return open(df, index_name(df)); }
 class InputFile {
  public:
   explicit InputFile(const std::string& path)
-      : file_(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose), ctx_(opened(path, file_), file_.get()),
-        root_{Handle(H5Oopen(file_.get(), "/", H5P_DEFAULT), H5Oclose), path, "/", &ctx_} {
+      : ctx_(path), file_(opened(path, ctx_)), root_{Handle(H5Oopen(file_.get(), "/", H5P_DEFAULT), H5Oclose), path, "/", &ctx_} {
     sakura::detail::require(root_.h.ok(), path, ": cannot open the root group (damaged file)");
   }
   InputFile(const InputFile&) = delete;
@@ -911,13 +1608,16 @@ class InputFile {
   const Node& root() const { return root_; }
 
  private:
-  static const std::string& opened(const std::string& path, const Handle& file) {
+  /// H5Fopen, after every object of the file has been checked (check_file).
+  static Handle opened(const std::string& path, FileCtx& ctx) {
+    check_file(ctx);
+    Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     sakura::detail::require(file.ok(), path, ": cannot open as an HDF5 file");
-    return path;
+    return file;
   }
   QuietErrors quiet_;
-  Handle file_;
   FileCtx ctx_;
+  Handle file_;
   Node root_;
 };
 
