@@ -23,11 +23,11 @@
 #include <span>
 #include <vector>
 
-#include "sakura/autograd/arena.hpp"
-#include "sakura/backend/pointwise.hpp"
 #include "sakura/backend/cpu/ops.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/backend/pointwise.hpp"
+#include "sakura/tensor/arena.hpp"
 #include "sakura/tensor/draw.hpp"
+#include "sakura/tensor/parameter.hpp"
 
 namespace sakura {
 

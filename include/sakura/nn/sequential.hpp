@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "sakura/autograd/tape.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/tensor/parameter.hpp"
 #include "sakura/tensor/rng.hpp"
 
 namespace sakura {

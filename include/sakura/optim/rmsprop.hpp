@@ -10,7 +10,7 @@
 
 #include "sakura/backend/cpu/ops.hpp"
 #include "sakura/config/spec.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/tensor/parameter.hpp"
 
 namespace sakura {
 

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <new>
 
-#include "sakura/autograd/arena.hpp"
 #include "sakura/backend/cpu/kernels.hpp"
 #include "sakura/backend/device.hpp"
+#include "sakura/tensor/arena.hpp"
 #include "sakura/tensor/draw.hpp"
 
 namespace sakura {
