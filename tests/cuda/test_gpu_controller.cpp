@@ -124,9 +124,9 @@ TEST_CASE("gpu: batches gathered from a DeviceMatrix train exactly like the same
   const Index cells = 4 * kCells;
   Tensor<float> all = random_tensor<float>(cells, kGenes, 77);
   for (Index i = 0; i < all.size(); i += 3) all[i] = 0.0f;
-  const cuda::DeviceMatrix<float> on_gpu(all);
+  const data::DeviceMatrix<float> on_gpu(all);
   REQUIRE(on_gpu.download(0, cells).size() == all.size());
-  const cuda::DeviceMatrix<float> from_csr(CsrMatrix<float>::from_dense(all.ref()));
+  const data::DeviceMatrix<float> from_csr(CsrMatrix<float>::from_dense(all.ref()));
   const Tensor<float> back = from_csr.download(0, cells);
   REQUIRE(std::equal(back.begin(), back.end(), all.begin()));
 
@@ -156,5 +156,5 @@ TEST_CASE("gpu: batches gathered from a DeviceMatrix train exactly like the same
   REQUIRE(params(dev) == before);
   // NaN is caught when the matrix is uploaded, with its position
   all(2, 5) = std::numeric_limits<float>::quiet_NaN();
-  REQUIRE_THROWS_WITH(cuda::DeviceMatrix<float>(all), Catch::Contains("NaN at [2, 5]"));
+  REQUIRE_THROWS_WITH(data::DeviceMatrix<float>(all), Catch::Contains("NaN at [2, 5]"));
 }

@@ -18,7 +18,7 @@
 #include "sakura/controller/policy.hpp"
 #include "sakura/controller/record.hpp"
 #include "sakura/controller/selection.hpp"
-#include "sakura/data/batch.hpp"
+#include "sakura/controller/batch.hpp"
 #include "sakura/nn/extractor.hpp"
 #include "sakura/optim/rmsprop.hpp"
 
@@ -65,7 +65,7 @@ struct TermState {
 /// Dev = Cuda trains on a GPU (library sakura::cuda): parameters, gradients, optimizer state and
 /// every activation live in device memory; random arrays are drawn by kernels from Philox
 /// counters the host reserves; a batch is staged from the host, or gathered on the GPU from a
-/// cuda::DeviceMatrix (Batch::set_device_rows).
+/// data::DeviceMatrix (Batch::set_device_rows).
 /// The parameters' host tensors are then copies, refreshed by sync_to_host().
 template <class T = float, class Dev = Cpu>
 class Controller {

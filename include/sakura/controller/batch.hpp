@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "sakura/data/dataset.hpp"
+#include "sakura/tensor/csr.hpp"
 #include "sakura/tensor/tensor.hpp"
 
 namespace sakura {
@@ -51,7 +51,7 @@ class Batch {
   const CsrMatrix<T>* sparse_input() const { return has_sparse_ ? &sparse_ : nullptr; }
   void clear_sparse() { has_sparse_ = false; }
 
-  /// Input rows of a matrix already in GPU memory (cuda::DeviceMatrix): cell i of the batch is
+  /// Input rows of a matrix already in GPU memory (data::DeviceMatrix): cell i of the batch is
   /// row index[i] of `data` (data_rows x genes, row-major); the GPU gathers them, so a step
   /// moves no expression through the host. Only a Controller<T, Cuda> reads it; the matrix was
   /// checked for NaN/Inf when uploaded. Refilling reuses the index storage (no allocation).
