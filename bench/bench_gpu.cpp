@@ -15,7 +15,7 @@
 #include <vector>
 
 using namespace sakura;
-using io::Json;
+using config::Json;
 using bench::TutorialModel;
 
 namespace {

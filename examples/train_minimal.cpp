@@ -6,18 +6,18 @@
 
 int main() {
   const auto data = sakura::data::make_synthetic({.cells = 800, .genes = 300, .cell_types = 4});
-  const auto config = sakura::io::Json::parse(R"({
+  const auto config = sakura::config::Json::parse(R"({
     "main_latent": {"encoder_neurons": 64, "decoder_neurons": 64, "latent_dim": 8,
       "loss": {"L2": {"type": "MSE", "init_weight": 1.0, "progressive_const": 1.0, "progressive_start_epoch": 100}},
       "regularization": {"uniform": {"type": "SW2_uniform", "init_weight": 0.01, "progressive_const": 1.01,
         "progressive_start_epoch": 1, "max_weight": 1.0, "uniform_low": -10, "uniform_high": 10}}},
     "optimizer": {"type": "RMSProp", "RMSProp_lr": 0.001, "RMSProp_alpha": 0.9}})");
-  const auto signature = sakura::io::Json::parse(R"({"cd8": {"signature_list": ["CD8A", "CD8B"],
+  const auto signature = sakura::config::Json::parse(R"({"cd8": {"signature_list": ["CD8A", "CD8B"],
     "signature_lat_dim": 8, "signature_out_dim": 2,
     "model": {"type": "FCRegressor", "hidden_neurons": 5, "attach": "True", "attach_to": "main_lat"},
     "loss": {"mse": {"type": "MSE", "init_weight": 1.0, "progressive_const": 1.0, "progressive_start_epoch": 1}}}})");
   sakura::Controller<float> ctl(
-      sakura::io::experiment_from_json(config, {}, signature, static_cast<sakura::Index>(data.genes.size())));
+      sakura::config::experiment_from_json(config, {}, signature, static_cast<sakura::Index>(data.genes.size())));
 
   const sakura::Index batch_size = 100, genes = data.expr.cols();
   sakura::Batch<float> batch(sakura::Tensor<float>(batch_size, genes));

@@ -20,7 +20,8 @@ LAYERS = [
     ("error.hpp", "version.hpp", "detail", "tensor"),  # one layer: no sibling rule inside
     (("backend", "dist"),),                            # siblings: devices, and the communicator
     ("autograd",),
-    (("nn", "losses", "regularizers", "schedule"),),   # siblings
+    ("schedule",),                                     # weight schedules and the term spec both term kinds share
+    (("nn", "losses", "regularizers"),),               # siblings
     ("optim",),
     ("controller",),
     ("config",),

@@ -76,7 +76,7 @@ TEST_CASE("eval computes the same losses as a train step would, without changing
 
 TEST_CASE("forward scope: a signature-only call computes and trains only what it needs", "[controller][scope]") {
   Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
-  const auto sel = io::selection_from_json(c.model_spec(), BlockKind::Signature,
+  const auto sel = config::selection_from_json(c.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions o;
   o.reconstruction = false;
@@ -194,7 +194,7 @@ TEST_CASE("the record exports as upstream's result dict", "[controller][record]"
   Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
   TrainOptions o;
   o.save_raw_loss = true;
-  const auto j = io::to_json(c.train(base_batch(), o));
+  const auto j = config::to_json(c.train(base_batch(), o));
   CHECK(j["main_latent_loss"]["loss"].contains("mse"));
   CHECK(j["main_latent_loss"]["regularization_raw"].contains("sw2"));
   CHECK(j["pheno_loss"]["p"]["regularization"].contains("l2"));
@@ -308,7 +308,7 @@ TEST_CASE("all five attachment modes read the right latent and train it", "[cont
     CHECK(md(r, 4) == ms(r, 1));
   }
   // a step on d alone trains the main compressor and s's compressor through the attachment
-  const auto only_d = io::selection_from_json(ctl.model_spec(), BlockKind::Signature,
+  const auto only_d = config::selection_from_json(ctl.model_spec(), BlockKind::Signature,
                                               Json::parse(R"({"d": {"loss": "*"}})"), "sel");
   TrainOptions o;
   o.reconstruction = o.main_regularization = o.pheno = false;

@@ -44,7 +44,7 @@ TEST_CASE("compile-time and runtime paths are bit-identical, step after step", "
   Controller<float> rt(spec_of(base_config(), base_pheno(), base_signature()));
   Controller<float> ct(spec_of(base_config(), base_pheno(), base_signature()));
   REQUIRE(same_bits(rt, ct));
-  const auto only_a = io::selection_from_json(rt.model_spec(), BlockKind::Signature,
+  const auto only_a = config::selection_from_json(rt.model_spec(), BlockKind::Signature,
                                               Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   for (int step = 0; step < 6; ++step) {
     const auto batch = base_batch(100 + step);

@@ -63,7 +63,7 @@ TEST_CASE("gpu: the GPU controller follows the CPU controller step by step", "[c
   Controller<float, Cpu> cpu(spec_of(base_config(), base_pheno(), base_signature()));
   Controller<float, Cuda> gpu(spec_of(base_config(), base_pheno(), base_signature()));
   copy_parameters(cpu, gpu);
-  const auto sel = io::selection_from_json(cpu.model_spec(), BlockKind::Signature,
+  const auto sel = config::selection_from_json(cpu.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   for (int step = 0; step < 6; ++step) {
     const auto batch = base_batch(20 + step);
@@ -89,7 +89,7 @@ TEST_CASE("gpu: a replayed CUDA graph gives the eager step's results bit for bit
   Controller<float, Cuda> eager(spec_of(base_config(), base_pheno(), base_signature()));
   Controller<float, Cuda> graph(spec_of(base_config(), base_pheno(), base_signature()));
   graph.enable_graphs(true);
-  const auto sel = io::selection_from_json(eager.model_spec(), BlockKind::Signature,
+  const auto sel = config::selection_from_json(eager.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions all, sig;
   sig.reconstruction = sig.main_regularization = sig.pheno = false;

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 using namespace sakura;
-using sakura::io::Json;
+using sakura::config::Json;
 namespace fs = std::filesystem;
 
 // Counts heap allocations while enabled (the training-loop test below).
@@ -277,7 +277,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
       "regularization": {"sw2": {"type": "SW2_uniform", "init_weight": 0.1, "progressive_const": 1.0,
         "progressive_start_epoch": 1, "uniform_low": -1, "uniform_high": 1}}},
     "optimizer": {"type": "RMSProp", "RMSProp_lr": 0.01, "RMSProp_alpha": 0.9, "RMSProp_momentum": 0.5}})");
-  Controller<float> a(io::experiment_from_json(cfg, {}, {}, 6));
+  Controller<float> a(config::experiment_from_json(cfg, {}, {}, 6));
   Batch<float> b(Tensor<float>(5, 6));
   for (Index i = 0; i < b.expr.size(); ++i) b.expr[i] = static_cast<float>((i * 7) % 5) * 0.3f;
   for (int i = 0; i < 3; ++i) a.train(b);
@@ -297,7 +297,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
   CHECK(back.samplers.at(0).state.order == std::vector<Index>{3, 1, 2});
   CHECK(back.params.size() == a.model().parameters().all().size());
 
-  Controller<float> c(io::experiment_from_json(cfg, {}, {}, 6));
+  Controller<float> c(config::experiment_from_json(cfg, {}, {}, 6));
   io::restore(c, back, path);
   CHECK(c.rng().state() == a.rng().state());
   for (int i = 0; i < 4; ++i) {
@@ -322,7 +322,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
   CHECK_THROWS_WITH(io::read_checkpoint((dir / "short.ckpt").string()), Catch::Contains("short.ckpt"));
   write(dir / "junk.ckpt", "PK\x03\x04 this is a torch zip");
   CHECK_THROWS_WITH(io::read_checkpoint((dir / "junk.ckpt").string()), Catch::Contains("not a sakura checkpoint"));
-  Controller<float> other(io::experiment_from_json(cfg, {}, {}, 7));
+  Controller<float> other(config::experiment_from_json(cfg, {}, {}, 7));
   CHECK_THROWS_WITH(io::restore(other, back, path),
                     Catch::Contains("a.ckpt") && Catch::Contains("model.pre_encoder") && Catch::Contains("[8, 7]"));
 }
@@ -359,7 +359,7 @@ TEST_CASE("the unmodified pbmc5k config fails at load, naming the split, cd4cd8 
 
 TEST_CASE("the pbmc5k config with cd4cd8 corrected trains on tutorial-shaped data from mtx + csv", "[config][run]") {
   const fs::path w = pbmc5k_workdir("pbmc5k", true);
-  Json cfg = io::read_json_file((kConfigs / "pbmc5k_config.json").string());
+  Json cfg = config::read_json_file((kConfigs / "pbmc5k_config.json").string());
   auto& item = cfg["story"][0];
   auto& sel = item["split_configs"]["cd8_focused"]["selected_signature"];
   sel["cd8"] = sel["cd4cd8"];
@@ -805,7 +805,7 @@ TEST_CASE("temp files of a killed run are removed at the next start, an interrup
 
 TEST_CASE("hybrid sum with one split steps exactly like interleave", "[run]") {
   const fs::path w = resume_workdir();
-  Json cfg = io::read_json_file((w / "config.json").string());
+  Json cfg = config::read_json_file((w / "config.json").string());
   Json item = cfg["story"][2];
   item["split_configs"].erase("b");
   item["perform_test"] = "False";
@@ -835,7 +835,7 @@ TEST_CASE("hybrid sum with one split steps exactly like interleave", "[run]") {
 
 TEST_CASE("story errors are reported at load with their path", "[config]") {
   const fs::path w = resume_workdir();
-  const Json base = io::read_json_file((w / "config.json").string());
+  const Json base = config::read_json_file((w / "config.json").string());
   story::SessionOptions so;
   so.base_dir = w.string();
   auto load = [&](const Json& cfg) {
@@ -886,7 +886,7 @@ TEST_CASE("story errors are reported at load with their path", "[config]") {
 
 TEST_CASE("the training loop allocates nothing per tick once warm (interleave and sum)", "[run][alloc]") {
   const fs::path w = resume_workdir();
-  Json cfg = io::read_json_file((w / "config.json").string());
+  Json cfg = config::read_json_file((w / "config.json").string());
   for (const char* mode : {"interleave", "sum"}) {
     Json item = cfg["story"][0];  // logs every tick (make_logs), no tests or checkpoints
     item["hybrid_mode"] = mode;

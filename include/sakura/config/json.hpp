@@ -5,7 +5,7 @@
 /// naming the key path ("signature_config.cd8.loss.regression_MSE.type"), never mid-training.
 ///
 /// Example:
-///   auto spec = sakura::io::experiment_from_json(config, pheno_config, signature_config, 10000);
+///   auto spec = sakura::config::experiment_from_json(config, pheno_config, signature_config, 10000);
 ///   sakura::Controller<float> ctl(std::move(spec));
 #pragma once
 
@@ -19,9 +19,11 @@
 #include <vector>
 
 #include "sakura/config/spec.hpp"
-#include "sakura/controller/controller.hpp"
+#include "sakura/controller/options.hpp"
+#include "sakura/controller/record.hpp"
+#include "sakura/controller/selection.hpp"
 
-namespace sakura::io {
+namespace sakura::config {
 
 /// Insertion-ordered JSON: term order decides draw order and the total's summation order.
 using Json = nlohmann::ordered_json;
@@ -49,7 +51,7 @@ inline Json read_json_file(const std::string& path) {
   }
 }
 
-namespace detail_json {
+namespace detail {
 using sakura::detail::fail;
 using sakura::detail::require;
 
@@ -436,13 +438,13 @@ inline void check_model_size(const ModelSpec& m) {
          " (2^30; 4 GiB per float32 copy, and training keeps 3 or 4 copies); its largest layer is ", lin, " -> ", lout,
          ", set by ", key, " (input genes: ", m.input_dim, "); make the layers narrower");
 }
-}  // namespace detail_json
+}  // namespace detail
 
 /// Builds the experiment from upstream's three dicts. `input_dim` is the number of input genes
 /// (after any signature genes excluded from the input).
 inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno_config, const Json& signature_config,
                                            Index input_dim, const UpstreamCompat& compat = {}) {
-  using namespace detail_json;
+  using namespace detail;
   require(config.is_object(), "config must be a JSON object");
   ExperimentSpec e;
   ModelSpec& m = e.model;
@@ -498,7 +500,7 @@ inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno
 /// (everything). A missing or null "regularization" means none (upstream documents None but
 /// raises on it: SPEC §9). `where` prefixes error messages, e.g. "story[0].cd8_focused.selected_signature".
 inline Selection selection_from_json(const ModelSpec& m, BlockKind kind, const Json& sel, const std::string& where) {
-  using namespace detail_json;
+  using namespace detail;
   const auto& blocks = kind == BlockKind::Signature ? m.signatures : m.phenos;
   if (sel.is_null() || (sel.is_string() && sel == "*")) return Selection::all(blocks);
   require(sel.is_object(), where, " must be null, \"*\" or an object {name: {loss, regularization}}, got ", sel.dump());
@@ -546,7 +548,7 @@ struct TrainCall {
 };
 
 inline TrainCall train_call_from_json(const ModelSpec& m, const Json& args) {
-  using namespace detail_json;
+  using namespace detail;
   TrainCall c;
   auto flag = [&](const char* k, bool d) { return find(args, k) ? boolean(args[k], std::string("train.") + k) : d; };
   c.options.reconstruction = flag("backward_reconstruction_loss", true);
@@ -598,4 +600,4 @@ inline Json to_json(const LossRecord& r, bool with_total = true) {
   return j;
 }
 
-}  // namespace sakura::io
+}  // namespace sakura::config

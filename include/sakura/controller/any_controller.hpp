@@ -4,7 +4,7 @@
 /// picks Controller<float, Cpu> or Controller<float, Cuda> behind one interface.
 ///
 /// Example:
-///   auto ctl = sakura::make_controller(sakura::io::experiment_from_json(config, pheno, sig, genes));
+///   auto ctl = sakura::make_controller(sakura::config::experiment_from_json(config, pheno, sig, genes));
 ///   ctl->train(batch);   // on the GPU when config.device is "cuda" (and sakura::cuda is linked)
 #pragma once
 

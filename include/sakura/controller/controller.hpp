@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "sakura/backend/cuda/ops.hpp"
+#include "sakura/controller/options.hpp"
 #include "sakura/controller/policy.hpp"
 #include "sakura/controller/record.hpp"
 #include "sakura/controller/selection.hpp"
@@ -23,44 +24,6 @@
 #include "sakura/optim/rmsprop.hpp"
 
 namespace sakura {
-
-/// The flags of upstream's train(); defaults compute and back-propagate everything.
-struct TrainOptions {
-  bool reconstruction = true;                     ///< backward_reconstruction_loss
-  bool main_regularization = true;                ///< backward_main_latent_regularization
-  bool pheno = true;                              ///< backward_pheno_loss
-  const Selection* selected_pheno = nullptr;      ///< nullptr: every phenotype, every term
-  bool signature = true;                          ///< backward_signature_loss
-  const Selection* selected_signature = nullptr;  ///< nullptr: every signature, every term
-  bool suppress_backward = false;                 ///< compute the record only; change nothing
-  DetachFrom detach = DetachFrom::None;           ///< detach + detach_from
-  bool save_raw_loss = false;                     ///< fill the *_raw groups
-};
-
-/// The flags of upstream's eval(). Upstream defaults every forward flag to False; here they
-/// default to true so that eval(batch) evaluates everything.
-struct EvalOptions {
-  bool reconstruction = true;  ///< forward_reconstruction
-  bool main_regularization = true;  ///< forward_main_latent
-  bool pheno = true;
-  const Selection* selected_pheno = nullptr;
-  bool signature = true;
-  const Selection* selected_signature = nullptr;
-  bool save_raw_loss = false;
-};
-
-/// The flags a compile-time step keeps at runtime (its selection is a type).
-struct StepOptions {
-  bool suppress_backward = false;
-  DetachFrom detach = DetachFrom::None;
-  bool save_raw_loss = false;
-};
-
-/// Current weight and epoch counter of one term (SPEC §4).
-struct TermState {
-  double weight = 1.0;
-  int epoch = 0;
-};
 
 /// Dev = Cuda trains on a GPU (library sakura::cuda): parameters, gradients, optimizer state and
 /// every activation live in device memory; random arrays are drawn by kernels from Philox
@@ -75,7 +38,7 @@ class Controller {
   explicit Controller(ExperimentSpec spec)
       : spec_(std::move(spec)), rng_(spec_.seed), model_(spec_.model, rng_),
         optimizer_(model_.parameters().all(), spec_.optimizer) {
-    const ModelSpec& m = model_.spec();
+    const ModelSpec& m = spec_.model;
     apply_excludes();
     if constexpr (!K::host_memory) {  // device mirrors of every parameter and its gradient
       for (auto& p : model_.parameters().all()) {
@@ -253,8 +216,8 @@ class Controller {
         for (int i : e.regs) advance(st[e.block].reg[i], specs[e.block].regularizations[i]);
       }
     };
-    if (prog_pheno) blocks(selected_pheno ? *selected_pheno : all_pheno_, ph_, model_.spec().phenos);
-    if (prog_signature) blocks(selected_signature ? *selected_signature : all_sig_, sig_, model_.spec().signatures);
+    if (prog_pheno) blocks(selected_pheno ? *selected_pheno : all_pheno_, ph_, spec_.model.phenos);
+    if (prog_signature) blocks(selected_signature ? *selected_signature : all_sig_, sig_, spec_.model.signatures);
   }
   void tick() { ++tick_; }
   /// Back to initial weights and counters (parameters and optimizer state are kept, as upstream).
@@ -269,8 +232,8 @@ class Controller {
         init(st[b].reg, specs[b].regularizations);
       }
     };
-    blocks(ph_, model_.spec().phenos);
-    blocks(sig_, model_.spec().signatures);
+    blocks(ph_, spec_.model.phenos);
+    blocks(sig_, spec_.model.signatures);
   }
 
   // ------------------------------------------------------------------ state access
@@ -288,7 +251,7 @@ class Controller {
     if (kind == BlockKind::Main)
       return loss ? main_loss_[index_of(spec_.main_losses, name, "main_latent.loss")]
                   : main_reg_[index_of(spec_.main_regularizations, name, "main_latent.regularization")];
-    const auto& specs = kind == BlockKind::Signature ? model_.spec().signatures : model_.spec().phenos;
+    const auto& specs = kind == BlockKind::Signature ? spec_.model.signatures : spec_.model.phenos;
     auto& st = kind == BlockKind::Signature ? sig_ : ph_;
     const int b = model_.find(kind, block);
     detail::require(b >= 0, "no ", kind == BlockKind::Signature ? "signature" : "phenotype", " named '", block, "'");
@@ -297,7 +260,7 @@ class Controller {
   }
 
   const ExperimentSpec& spec() const { return spec_; }
-  const ModelSpec& model_spec() const { return model_.spec(); }
+  const ModelSpec& model_spec() const { return spec_.model; }
   Extractor<T>& model() { return model_; }
   const Extractor<T>& model() const { return model_; }
   RmsProp<T, Dev>& optimizer() { return optimizer_; }
@@ -357,7 +320,7 @@ class Controller {
     template <class F>
     void each_entry(BlockKind kind, F&& f) const {
       const Selection& sel = kind == BlockKind::Pheno ? ps : ss;
-      const auto& specs = kind == BlockKind::Pheno ? ctl.model_.spec().phenos : ctl.model_.spec().signatures;
+      const auto& specs = kind == BlockKind::Pheno ? ctl.spec_.model.phenos : ctl.spec_.model.signatures;
       for (std::size_t k = 0; k < sel.entries.size(); ++k) {
         const auto& e = sel.entries[k];
         const BlockSpec& b = specs[e.block];
@@ -395,8 +358,8 @@ class Controller {
     }
     template <class F>
     void each_entry(BlockKind kind, F&& f) const {
-      if (kind == BlockKind::Pheno) entries<typename M::phenos, PhIdx>(ctl.model_.spec().phenos, f);
-      else entries<typename M::signatures, SigIdx>(ctl.model_.spec().signatures, f);
+      if (kind == BlockKind::Pheno) entries<typename M::phenos, PhIdx>(ctl.spec_.model.phenos, f);
+      else entries<typename M::signatures, SigIdx>(ctl.spec_.model.signatures, f);
     }
 
    private:
@@ -519,7 +482,7 @@ class Controller {
 
   // ------------------------------------------------------------------ validation
   void validate(const Batch<T>& batch, const Selection& ps, const Selection& ss) {
-    const ModelSpec& m = model_.spec();
+    const ModelSpec& m = spec_.model;
     const Index n = batch.cells();
     const CsrMatrix<T>* sp = batch.sparse_input();
     // messages are built only on failure: validation runs every step and must not allocate
@@ -707,7 +670,7 @@ class Controller {
                   DrawSource& draws) {
     const bool pheno = kind == BlockKind::Pheno;
     const Selection& sel = pheno ? c.pheno() : c.signature();
-    const auto& specs = pheno ? model_.spec().phenos : model_.spec().signatures;
+    const auto& specs = pheno ? spec_.model.phenos : spec_.model.signatures;
     const auto& blocks = pheno ? model_.phenos() : model_.signatures();
     auto& st = pheno ? ph_ : sig_;
     auto& rec = pheno ? record_.pheno : record_.signature;
@@ -869,7 +832,7 @@ class Controller {
     static const char tag = 0;  // one address per policy type
     for (const void* v : verified_)
       if (v == &tag) return;
-    const ModelSpec& m = model_.spec();
+    const ModelSpec& m = spec_.model;
     check_terms<LossVariant>(typename M::recon::list{}, spec_.main_losses, "main_latent.loss");
     check_terms<RegularizerVariant>(typename M::main_regs::list{}, spec_.main_regularizations,
                                     "main_latent.regularization");

@@ -19,7 +19,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "sakura/config/spec.hpp"
+#include "sakura/controller/experiment_spec.hpp"
 
 namespace sakura {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "sakura/config/spec.hpp"
+#include "sakura/controller/experiment_spec.hpp"
 
 namespace sakura {
 

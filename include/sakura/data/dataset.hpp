@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <numeric>
@@ -111,6 +112,15 @@ struct Dataset {
 };
 
 namespace detail {
+
+/// pandas' default na_values: upstream reads phenotypes with na_filter on, so these become NaN there.
+inline bool is_pandas_na(const std::string& s) {
+  static const std::array<std::string_view, 19> na{"",     "#N/A", "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN",
+                                                   "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",    "NA",      "NULL",
+                                                   "NaN",  "None", "n/a",      "nan",  "null"};
+  return std::find(na.begin(), na.end(), s) != na.end();
+}
+
 /// Every name that occurs more than once, with its rows, in order of its first repeat (one hash map).
 inline std::vector<RepeatedName> repeated_names(const std::vector<std::string>& names) {
   std::unordered_map<std::string_view, std::size_t> first;  // name -> first row, or repeat slot

@@ -35,7 +35,7 @@ class DeviceMatrix {
     check_finite(host.data, host.rows, host.cols, 0);
     allocate(host.rows, host.cols);
     Device::upload(data_, host.data, bytes(rows_ * cols_));
-    synchronize();
+    Device::synchronize();
   }
   explicit DeviceMatrix(const Tensor<T>& host) : DeviceMatrix(host.ref()) {}
   /// Densifies a CSR matrix block by block on the host (never whole) and uploads it.
@@ -52,7 +52,7 @@ class DeviceMatrix {
       host.gather_dense(sel, buf.data());
       check_finite(buf.data(), n, cols_, r0);
       Device::upload(data_ + r0 * cols_, buf.data(), bytes(n * cols_));
-      synchronize();  // buf is reused
+      Device::synchronize();  // buf is reused
     }
   }
   DeviceMatrix(DeviceMatrix&& o) noexcept { swap(o); }

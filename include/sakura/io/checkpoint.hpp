@@ -114,7 +114,7 @@ inline std::string checkpoint_field(const std::string& path, int record, const c
   return s;
 }
 
-namespace detail_ckpt {
+namespace detail {
 using sakura::detail::fail;
 using sakura::detail::require;
 
@@ -377,13 +377,13 @@ inline data::BatchSampler::State read_sampler_state(Reader& r) {
   if (s.order.empty() && s.position != 0) r.bad("position", s.position, " batches taken before any pass began");
   return s;
 }
-}  // namespace detail_ckpt
+}  // namespace detail
 
 /// Writes a checkpoint atomically and durably (temp file, fsync, rename, fsync of the directory;
 /// io/durable.hpp): an earlier file of the same name stays intact until the new one is complete,
 /// and a failure (a full disk) removes the temp file and names the file and the cause.
 inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
-  using namespace detail_ckpt;
+  using namespace detail;
   AtomicFile file(path);
   FileWriter& out = file.out();
   Writer head;
@@ -453,7 +453,7 @@ inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
 /// every field's own meaning (ranges, finite values, sizes that agree with each other). Errors
 /// name the file, the record (index and tag) and the field.
 inline Checkpoint read_checkpoint(const std::string& path) {
-  using namespace detail_ckpt;
+  using namespace detail;
   const std::vector<std::uint8_t> bytes = read_file(path);
   require(bytes.size() >= 16 && std::memcmp(bytes.data(), kMagic, 8) == 0, "'", path,
           "' is not a sakura checkpoint (bad magic; PyTorch .pth files cannot be read)");

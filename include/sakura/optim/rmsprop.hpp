@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "sakura/backend/cpu/ops.hpp"
-#include "sakura/config/spec.hpp"
+#include "sakura/optim/options.hpp"
 #include "sakura/tensor/parameter.hpp"
 
 namespace sakura {

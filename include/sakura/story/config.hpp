@@ -14,7 +14,7 @@
 
 namespace sakura::story {
 
-using io::Json;
+using config::Json;
 
 /// A phenotype or signature selection with its "all" flag (upstream's None).
 struct BlockSelection {
@@ -105,8 +105,10 @@ struct DatasetConfig {
   bool make_names_unique = false;  ///< rename repeated gene/cell names (AnnData's make_unique) instead of failing
 };
 
-namespace detail_story {
-using namespace io::detail_json;
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
+using namespace config::detail;
 
 inline constexpr long long kMaxBatch = 1LL << 20;  ///< batch_size (a full batch of a million cells fits)
 inline constexpr long long kMaxCount = 1LL << 40;  ///< epochs, ticks, segments
@@ -138,7 +140,7 @@ inline BlockSelection selection(const ModelSpec& m, BlockKind kind, const Json* 
     for (std::size_t i = 0; i < sel.size(); ++i) obj[string(sel[i], where + "[" + std::to_string(i) + "]")] = everything;
     sel = obj;
   }
-  s.sel = io::selection_from_json(m, kind, sel, where);
+  s.sel = config::selection_from_json(m, kind, sel, where);
   s.all = sel.is_string();  // "*"
   return s;
 }
@@ -251,12 +253,12 @@ inline std::int64_t positive(const Json& obj, const std::string& key, const std:
   require(v || !required, "missing required key ", where, ".", key);
   return v ? integer_in(*v, where + "." + key, 1, kMaxCount) : dflt;
 }
-}  // namespace detail_story
+}  // namespace detail
 
 /// Parses one story item. `splits` lists the split names the config defines.
 inline ActionConfig action_from_json(const ModelSpec& m, const Json& item, const std::string& where,
                                      const std::vector<std::string>& splits) {
-  using namespace detail_story;
+  using namespace detail;
   require(item.is_object(), where, " must be an object");
   ActionConfig a;
   a.where = where;
@@ -332,7 +334,7 @@ inline ActionConfig action_from_json(const ModelSpec& m, const Json& item, const
 inline std::vector<ActionConfig> story_from_json(const ModelSpec& m, const Json& story,
                                                  const std::vector<std::string>& splits,
                                                  const std::string& where = "story") {
-  io::detail_json::require(story.is_array(), where, " must be a list of actions");
+  config::detail::require(story.is_array(), where, " must be a list of actions");
   std::vector<ActionConfig> out;
   for (std::size_t i = 0; i < story.size(); ++i)
     out.push_back(action_from_json(m, story[i], where + "[" + std::to_string(i) + "]", splits));
@@ -342,7 +344,7 @@ inline std::vector<ActionConfig> story_from_json(const ModelSpec& m, const Json&
 /// An inference story (upstream's -y file): a list of test items, or a dict of them.
 inline std::vector<TestConfig> inference_from_json(const ModelSpec& m, const Json& j,
                                                    const std::vector<std::string>& splits, const std::string& file) {
-  using namespace detail_story;
+  using namespace detail;
   std::vector<const Json*> items;
   if (j.is_object())
     for (auto it = j.begin(); it != j.end(); ++it) items.push_back(&it.value());

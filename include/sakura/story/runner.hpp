@@ -159,7 +159,7 @@ class Runner {
         gene_meta[it.key()] = Json{{"gene_list", it.value().value("signature_list", Json::array())},
                                    {"pre_procedure", it.value().value("pre_procedure", Json::array())},
                                    {"post_procedure", it.value().value("post_procedure", Json::array())}};
-        if (io::detail_json::opt_bool(it.value(), "exclude_from_input", "signature_config." + it.key()))
+        if (config::detail::opt_bool(it.value(), "exclude_from_input", "signature_config." + it.key()))
           for (const auto& g : it.value()["signature_list"]) excluded.push_back(g);
       }
       gene_meta["all"] = excluded.empty()

@@ -21,6 +21,7 @@ struct Ops<T, Cpu> {
   static constexpr bool host_memory = true;
   static void upload(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
   static void download(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
+  static void synchronize() {}  // host work is done when a call returns
 
   // ---- dense algebra and blocks
   static void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,

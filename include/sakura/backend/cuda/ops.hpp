@@ -172,6 +172,8 @@ struct Ops<T, Cuda> {
   static constexpr bool host_memory = false;
   static void upload(void* dst, const void* src, std::size_t bytes) { launch<&cuda::copy_h2d>(dst, src, bytes); }
   static void download(void* dst, const void* src, std::size_t bytes) { cuda::copy_d2h(dst, src, bytes); }
+  /// Waits for every queued copy and kernel (a host buffer handed to upload() may then be reused).
+  static void synchronize() { cuda::synchronize(); }
 
   static void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
                    T beta, T* c, Index ldc) {
