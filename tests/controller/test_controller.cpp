@@ -176,18 +176,18 @@ TEST_CASE("next_epoch, tick and reset", "[controller][schedule]") {
   cfg["main_latent"]["regularization"]["sw2"]["max_weight"] = 0.5;
   Controller<float> c(spec_of(cfg, base_pheno(), base_signature()));
   c.next_epoch();
-  c.next_epoch(false);
+  c.next_epoch({.main = false});
   c.tick();
   CHECK(c.epoch() == 2);
   CHECK(c.ticks() == 1);
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.2);
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").epoch == 1);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.2);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").epoch == 1);
   for (int i = 0; i < 5; ++i) c.next_epoch();
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.5);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.5);
   c.reset();
   CHECK(c.epoch() == 0);
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.1);
-  CHECK(c.term(BlockKind::Pheno, "p", "loss", "nll").epoch == 0);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.1);
+  CHECK(c.term(BlockKind::Pheno, "p", TermGroup::Loss, "nll").epoch == 0);
 }
 
 TEST_CASE("the record exports as upstream's result dict", "[controller][record]") {

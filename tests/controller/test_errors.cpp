@@ -41,12 +41,12 @@ struct Snapshot {
     auto terms = [&](BlockKind k, const std::string& b, const std::vector<std::string>& loss,
                      const std::vector<std::string>& reg) {
       for (auto& n : loss) {
-        weights.push_back(c.term(k, b, "loss", n).weight);
-        epochs.push_back(c.term(k, b, "loss", n).epoch);
+        weights.push_back(c.term(k, b, TermGroup::Loss, n).weight);
+        epochs.push_back(c.term(k, b, TermGroup::Loss, n).epoch);
       }
       for (auto& n : reg) {
-        weights.push_back(c.term(k, b, "regularization", n).weight);
-        epochs.push_back(c.term(k, b, "regularization", n).epoch);
+        weights.push_back(c.term(k, b, TermGroup::Regularization, n).weight);
+        epochs.push_back(c.term(k, b, TermGroup::Regularization, n).epoch);
       }
     };
     terms(BlockKind::Main, "", {"mse"}, {"sw2"});
@@ -192,7 +192,7 @@ TEST_CASE("selections naming unknown blocks or terms are rejected, listing what 
                       Contains("selected_pheno.p.regularization") && Contains("l3"));
   REQUIRE_THROWS_WITH(config::selection_from_json(ctl.model_spec(), BlockKind::Pheno, Json::parse(R"(["p"])"), "sel"),
                       Contains("sel must be"));
-  REQUIRE_THROWS_WITH(ctl.term(BlockKind::Signature, "zz", "loss", "mse"), Contains("zz"));
+  REQUIRE_THROWS_WITH(ctl.term(BlockKind::Signature, "zz", TermGroup::Loss, "mse"), Contains("zz"));
 }
 
 // ------------------------------------------------------------------ batch errors (at train)

@@ -248,7 +248,7 @@ TEST_CASE("fix: a regularization of type none is skipped instead of raising", "[
 TEST_CASE("fix: gaussian mixture spreads default to 0.5 / 0.1 when absent", "[fixes][priors]") {
   Json reg = term("SW2_gaussian_mixture", 1.0, Json{{"gaussian_mixture_n_labels", 4}});
   auto spec = spec_of(main_only_config(reg), Json::object(), Json::object());
-  const auto& opt = std::get<Bound<Sw2GaussianMixture>>(spec.main_regularizations[0].fn).options;
+  const auto& opt = std::get<Configured<Sw2GaussianMixture>>(spec.main_regularizations[0].configured).options;
   CHECK(opt.x_std == 0.5);
   CHECK(opt.y_std == 0.1);
 }

@@ -115,6 +115,7 @@ TEST_CASE("the compile-time plan equals the runtime plan for every selection", "
   check(MainOnly{}, true, true, {0, 0}, {0});
   check(SignatureOnly<"a">{}, false, false, {0, 1}, {0});
   check(SignatureOnly<"s">{}, false, false, {1, 0}, {0});
-  check(PhenoOnly{}, false, false, {0, 0}, {1});
+  check(SignatureOnly<>{}, false, false, {1, 1}, {0});  // no names: every signature
+  check(PhenoOnly<>{}, false, false, {0, 0}, {1});
   check(Select<false, true, NoBlocks, NoBlocks>{}, false, true, {0, 0}, {0});
 }

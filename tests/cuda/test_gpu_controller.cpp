@@ -106,8 +106,8 @@ TEST_CASE("gpu: a replayed CUDA graph gives the eager step's results bit for bit
     if (step == 5) {  // a weight change reaches the replayed graph without a recapture
       eager.next_epoch();
       graph.next_epoch();
-      eager.term(BlockKind::Main, "", "loss", "mse").weight = 0.5;
-      graph.term(BlockKind::Main, "", "loss", "mse").weight = 0.5;
+      eager.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight = 0.5;
+      graph.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight = 0.5;
     }
   }
   // and the compile-time path replays too

@@ -309,7 +309,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
     CHECK(std::equal(p.value.begin(), p.value.end(), pa->value.begin()));
     ++pa;
   }
-  CHECK(c.term(BlockKind::Main, "", "loss", "mse").weight == a.term(BlockKind::Main, "", "loss", "mse").weight);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight == a.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight);
 
   // damage: a flipped byte, a truncated file, not a checkpoint, another model
   std::string bytes = slurp(path);

@@ -142,7 +142,7 @@ void compare_weights(Worst& w, const std::string& where, sakura::Controller<T, D
   auto check = [&](sakura::BlockKind k, const std::string& block, const Json& groups, const Json& eps) {
     for (const char* g : {"loss", "regularization"})
       for (auto it = groups[g].begin(); it != groups[g].end(); ++it) {
-        const auto& st = ctl.term(k, block, g, it.key());
+        const auto& st = ctl.term(k, block, sakura::term_group(g, "golden weights"), it.key());
         const double theirs = it.value().get<double>();
         const double err = std::abs(st.weight - theirs) / std::max(std::abs(theirs), 1e-300);
         w.weight = std::max(w.weight, theirs == 0 ? std::abs(st.weight) : err);
@@ -231,8 +231,11 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
       if (has_ss)
         ss = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Signature, a["selected_signature"],
                                              "selected_signature");
-      ctl.next_epoch(a.value("prog_main", true), a.value("prog_pheno", true), has_sp ? &sp : nullptr,
-                     a.value("prog_signature", true), has_ss ? &ss : nullptr);
+      ctl.next_epoch({.main = a.value("prog_main", true),
+                      .pheno = a.value("prog_pheno", true),
+                      .selected_pheno = has_sp ? &sp : nullptr,
+                      .signature = a.value("prog_signature", true),
+                      .selected_signature = has_ss ? &ss : nullptr});
       if (call.contains("weights_after")) compare_weights(w, where, ctl, call["weights_after"], call["epochs_after"]);
     } else {
       w.fail(where + ": unknown method " + method);

@@ -195,7 +195,7 @@ std::string known_names() {
   return s;
 }
 
-inline LossSpec loss_term(const std::string& name, const Json& j, const std::string& where, unsigned slot,
+inline LossSpec loss_term(const std::string& name, const Json& j, const std::string& where, Slot slot,
                           bool block_term) {
   LossSpec t;
   t.name = name;
@@ -203,13 +203,13 @@ inline LossSpec loss_term(const std::string& name, const Json& j, const std::str
   if (const char* why = rejected_type(type)) fail(where, ".type: ", why);
   const bool found = sakura::detail::for_each_type(LossTypes{}, [&]<class Fn>() {
     if (!sakura::detail::names_type<Fn>(type)) return false;
-    require((Fn::slots & slot) != 0, where, ".type: ", type, " cannot be used ",
-            slot == Reconstruction ? "as a reconstruction loss" : "on a phenotype/signature head");
-    Bound<Fn> b;
+    require(Fn::slots.has(slot), where, ".type: ", type, " cannot be used ",
+            slot == Slot::Reconstruction ? "as a reconstruction loss" : "on a phenotype/signature head");
+    Configured<Fn> b;
     read_fields(b.options, Fn::fields, j, where);
     if constexpr (requires { Fn::invalid(b.options); })
       if (const char* why = Fn::invalid(b.options)) fail(where, ": ", why);
-    t.fn = b;
+    t.configured = b;
     return true;
   });
   require(found, where, ".type: unknown loss type \"", type, "\"; known: ", known_names<LossTypes>());
@@ -228,13 +228,13 @@ inline bool reg_term(RegularizerSpec& t, const std::string& name, const Json& j,
   if (const char* why = rejected_type(type)) fail(where, ".type: ", why);
   const bool found = sakura::detail::for_each_type(RegularizerTypes{}, [&]<class Fn>() {
     if (!sakura::detail::names_type<Fn>(type)) return false;
-    Bound<Fn> b;
+    Configured<Fn> b;
     read_fields(b.options, Fn::fields, j, where);
     if constexpr (requires { b.options.projections; })
       if (compat.sw2_fixed_projections > 0) b.options.projections = compat.sw2_fixed_projections;
     if constexpr (requires { Fn::invalid(b.options, ctx); })
       if (const char* why = Fn::invalid(b.options, ctx)) fail(where, ": ", why);
-    t.fn = b;
+    t.configured = b;
     return true;
   });
   require(found, where, ".type: unknown regularization type \"", type, "\"; known: none, ",
@@ -245,7 +245,7 @@ inline bool reg_term(RegularizerSpec& t, const std::string& name, const Json& j,
 }
 
 /// A group of loss terms {name: term} at `where` (an object, or absent when optional).
-inline void loss_group(std::vector<LossSpec>& out, const Json* group, const std::string& where, unsigned slot,
+inline void loss_group(std::vector<LossSpec>& out, const Json* group, const std::string& where, Slot slot,
                        bool block_term) {
   require(group != nullptr, "missing required key ", where);
   require(group->is_object(), where, " must be an object of terms");
@@ -357,7 +357,7 @@ inline BlockSpec block(const std::string& name, const Json& j, BlockKind kind, c
   }
   if (const Json* e = find(j, "encoder_config")) b.encoder = stack(*e, where + ".encoder_config", Activation::Identity);
 
-  loss_group(b.losses, find(j, "loss"), where + ".loss", Head, true);
+  loss_group(b.losses, find(j, "loss"), where + ".loss", Slot::Head, true);
   reg_group(b.regularizations, find(j, "regularization"), where + ".regularization",
             std::string(sig ? "signature." : "pheno.") + name + ".regularization", RegContext{b.lat_dim, !sig}, compat,
             true);
@@ -465,7 +465,7 @@ inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno
   // upstream crashes on a decoder_config without output_activation_function; relu is its default
   if (const Json* p = find(ml, "decoder_config")) m.decoder = stack(*p, mw + ".decoder_config", Activation::Relu);
 
-  loss_group(e.main_losses, find(ml, "loss"), mw + ".loss", Reconstruction, false);
+  loss_group(e.main_losses, find(ml, "loss"), mw + ".loss", Slot::Reconstruction, false);
   reg_group(e.main_regularizations, find(ml, "regularization"), mw + ".regularization", "main_latent.regularization",
             RegContext{m.latent_dim, false}, compat, false);
   auto blocks = [&](const Json& cfg, BlockKind k, std::vector<BlockSpec>& out) {

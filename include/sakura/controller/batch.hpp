@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "sakura/detail/names.hpp"
 #include "sakura/tensor/csr.hpp"
 #include "sakura/tensor/tensor.hpp"
 
@@ -105,19 +106,13 @@ class Batch {
   const std::vector<Target>& signatures() const { return sigs_; }
   const std::vector<Pheno>& phenos() const { return phs_; }
   /// Slot index of a named entry, or -1.
-  int signature_slot(const std::string& name) const { return slot(sigs_, name); }
-  int pheno_slot_index(const std::string& name) const { return slot(phs_, name); }
+  int signature_slot(const std::string& name) const { return detail::index_of_name(sigs_, name); }
+  int pheno_slot_index(const std::string& name) const { return detail::index_of_name(phs_, name); }
 
   /// Changes whenever a named entry is added, so a controller can cache name -> slot.
   std::uint64_t layout_id() const { return layout_id_; }
 
  private:
-  template <class V>
-  static int slot(const V& v, const std::string& n) {
-    for (std::size_t i = 0; i < v.size(); ++i)
-      if (v[i].name == n) return static_cast<int>(i);
-    return -1;
-  }
   Pheno& pheno_slot(const std::string& name) {
     for (auto& p : phs_)
       if (p.name == name) return p;

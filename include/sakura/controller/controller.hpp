@@ -52,8 +52,8 @@ class Controller {
       Mirrors::allocate(model_.parameters().all());
       sync_to_device();
     }
-    all_pheno_ = Selection::all(m.phenos);
-    all_sig_ = Selection::all(m.signatures);
+    all_phenos_ = Selection::all(m.phenos);
+    all_signatures_ = Selection::all(m.signatures);
     reset();
     // preallocate the record once: names in config order, refilled in place by every call
     record_.main.name = "main_latent";
@@ -190,10 +190,9 @@ class Controller {
 
   // ------------------------------------------------------------------ schedules
   /// Advances the weight schedules of the selected terms by one epoch (SPEC §4).
-  void next_epoch(bool prog_main = true, bool prog_pheno = true, const Selection* selected_pheno = nullptr,
-                  bool prog_signature = true, const Selection* selected_signature = nullptr) {
+  void next_epoch(const EpochOptions& o = {}) {
     ++epoch_;
-    if (prog_main) {
+    if (o.main) {
       for (std::size_t i = 0; i < spec_.main_losses.size(); ++i) advance(main_loss_[i], spec_.main_losses[i]);
       for (std::size_t i = 0; i < spec_.main_regularizations.size(); ++i)
         advance(main_reg_[i], spec_.main_regularizations[i]);
@@ -204,8 +203,8 @@ class Controller {
         for (int i : e.regs) advance(st[e.block].reg[i], specs[e.block].regularizations[i]);
       }
     };
-    if (prog_pheno) blocks(selected_pheno ? *selected_pheno : all_pheno_, ph_, spec_.model.phenos);
-    if (prog_signature) blocks(selected_signature ? *selected_signature : all_sig_, sig_, spec_.model.signatures);
+    if (o.pheno) blocks(o.selected_pheno ? *o.selected_pheno : all_phenos_, pheno_states_, spec_.model.phenos);
+    if (o.signature) blocks(o.selected_signature ? *o.selected_signature : all_signatures_, signature_states_, spec_.model.signatures);
   }
   void tick() { ++tick_; }
   /// Back to initial weights and counters (parameters and optimizer state are kept, as upstream).
@@ -220,8 +219,8 @@ class Controller {
         init(st[b].reg, specs[b].regularizations);
       }
     };
-    blocks(ph_, spec_.model.phenos);
-    blocks(sig_, spec_.model.signatures);
+    blocks(pheno_states_, spec_.model.phenos);
+    blocks(signature_states_, spec_.model.signatures);
   }
 
   // ------------------------------------------------------------------ state access
@@ -231,16 +230,14 @@ class Controller {
     epoch_ = epoch;
     tick_ = ticks;
   }
-  /// Weight and epoch of a term: group is "loss" or "regularization"; block empty for main.
-  TermState& term(BlockKind kind, const std::string& block, const std::string& group, const std::string& name) {
-    detail::require(group == "loss" || group == "regularization", "term group must be loss or regularization, not '",
-                    group, "'");
-    const bool loss = group == "loss";
+  /// Weight and epoch of a term; block empty for main.
+  TermState& term(BlockKind kind, const std::string& block, TermGroup group, const std::string& name) {
+    const bool loss = group == TermGroup::Loss;
     if (kind == BlockKind::Main)
       return loss ? main_loss_[index_of(spec_.main_losses, name, "main_latent.loss")]
                   : main_reg_[index_of(spec_.main_regularizations, name, "main_latent.regularization")];
     const auto& specs = kind == BlockKind::Signature ? spec_.model.signatures : spec_.model.phenos;
-    auto& st = kind == BlockKind::Signature ? sig_ : ph_;
+    auto& st = kind == BlockKind::Signature ? signature_states_ : pheno_states_;
     const int b = model_.find(kind, block);
     detail::require(b >= 0, "no ", kind == BlockKind::Signature ? "signature" : "phenotype", " named '", block, "'");
     return loss ? st[b].loss[index_of(specs[b].losses, name, block + ".loss")]
@@ -310,7 +307,7 @@ class Controller {
       ++i;
     }
     for (const auto& t : c.terms) {
-      TermState& s = term(static_cast<BlockKind>(t.kind), t.block, t.group, t.name);
+      TermState& s = term(static_cast<BlockKind>(t.kind), t.block, term_group(t.group, "checkpoint term"), t.name);
       s.weight = t.weight;
       s.epoch = t.epoch;
     }
@@ -322,21 +319,21 @@ class Controller {
   /// each phenotype's losses and regularizations) with their current weights and epochs.
   std::vector<TermRecord> term_records() {
     std::vector<TermRecord> out;
-    auto terms = [&](BlockKind kind, const std::string& block, const std::string& group, const auto& specs) {
+    auto terms = [&](BlockKind kind, const std::string& block, TermGroup group, const auto& specs) {
       for (const auto& t : specs) {
         const TermState& s = term(kind, block, group, t.name);
-        out.push_back({static_cast<std::uint8_t>(kind), block, group, t.name, s.weight, s.epoch});
+        out.push_back({static_cast<std::uint8_t>(kind), block, term_group_name(group), t.name, s.weight, s.epoch});
       }
     };
-    terms(BlockKind::Main, "", "loss", spec_.main_losses);
-    terms(BlockKind::Main, "", "regularization", spec_.main_regularizations);
+    terms(BlockKind::Main, "", TermGroup::Loss, spec_.main_losses);
+    terms(BlockKind::Main, "", TermGroup::Regularization, spec_.main_regularizations);
     for (const auto& b : spec_.model.signatures) {
-      terms(BlockKind::Signature, b.name, "loss", b.losses);
-      terms(BlockKind::Signature, b.name, "regularization", b.regularizations);
+      terms(BlockKind::Signature, b.name, TermGroup::Loss, b.losses);
+      terms(BlockKind::Signature, b.name, TermGroup::Regularization, b.regularizations);
     }
     for (const auto& b : spec_.model.phenos) {
-      terms(BlockKind::Pheno, b.name, "loss", b.losses);
-      terms(BlockKind::Pheno, b.name, "regularization", b.regularizations);
+      terms(BlockKind::Pheno, b.name, TermGroup::Loss, b.losses);
+      terms(BlockKind::Pheno, b.name, TermGroup::Regularization, b.regularizations);
     }
     return out;
   }
@@ -350,8 +347,8 @@ class Controller {
   /// Queue of recorded draws to replay (golden tests); empty means draw from rng().
   DrawQueue& injected_draws() { return draws_; }
   const LossRecord& record() const { return record_; }
-  const Selection& all_phenos() const { return all_pheno_; }
-  const Selection& all_signatures() const { return all_sig_; }
+  const Selection& all_phenos() const { return all_phenos_; }
+  const Selection& all_signatures() const { return all_signatures_; }
   Tape<T, Dev>& tape() { return tape_; }
 
  private:
@@ -374,14 +371,14 @@ class Controller {
                           model_,
                           o.reconstruction,
                           o.main_regularization,
-                          pick(o.pheno, o.selected_pheno, all_pheno_),
-                          pick(o.signature, o.selected_signature, all_sig_),
+                          pick(o.pheno, o.selected_pheno, all_phenos_),
+                          pick(o.signature, o.selected_signature, all_signatures_),
                           o.save_raw_loss,
                           training};
   }
 
   /// Scalars to add into the total, in upstream's order (SPEC §4).
-  struct Pending {
+  struct PendingTerms {
     std::vector<Var> loss, reg;
   };
 
@@ -392,13 +389,8 @@ class Controller {
     return n;
   }
   template <class V>
-  static int index_of(const std::vector<V>& terms, const std::string& name, const std::string& where) {
-    std::string known;
-    for (std::size_t i = 0; i < terms.size(); ++i) {
-      if (terms[i].name == name) return static_cast<int>(i);
-      known += (i ? ", " : "") + terms[i].name;
-    }
-    detail::fail(where, ": no term named '", name, "'; configured: ", known.empty() ? "(none)" : known);
+  static std::size_t index_of(const std::vector<V>& terms, const std::string& name, const std::string& where) {
+    return detail::find_by_name(terms, name, where, "term");
   }
   template <class V>
   static void init(std::vector<TermState>& st, const std::vector<V>& terms) {
@@ -449,16 +441,16 @@ class Controller {
     sum_main_loss_.clear();
     sum_main_reg_.clear();
     detail::when(c.recon(), [&](auto) {
-      c.each_main_loss([&](auto i, const auto& bound) {
+      c.each_main_loss([&](auto i, const auto& configured) {
         LossArgs<T, Dev> a{tape_, fwd_.recon, x, nullptr};
-        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
+        Var raw = std::decay_t<decltype(configured)>::type::apply(a, configured.options);
         sum_main_loss_.push_back(weigh(raw, main_loss_[i].weight, record_.main.loss, record_.main.loss_raw, i, c));
       });
     });
     detail::when(c.main_reg(), [&](auto) {
-      c.each_main_reg([&](auto i, const auto& bound) {
+      c.each_main_reg([&](auto i, const auto& configured) {
         RegArgs<T, Dev> a{tape_, fwd_.main, nullptr, draws, spec_.main_regularizations[i].site};
-        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
+        Var raw = std::decay_t<decltype(configured)>::type::apply(a, configured.options);
         sum_main_reg_.push_back(
             weigh(raw, main_reg_[i].weight, record_.main.regularization, record_.main.regularization_raw, i, c));
       });
@@ -471,11 +463,11 @@ class Controller {
     auto add = [&](Var v) { total_ = total_ ? tape_.add(total_, v) : v; };
     for (Var v : sum_main_loss_) add(v);
     for (Var v : sum_main_reg_) add(v);
-    for (auto [pend, sel] : {std::pair{&pend_ph_, &ps}, std::pair{&pend_sig_, &ss}}) {
+    for (auto [group, sel] : {std::pair{&pending_pheno_, &ps}, std::pair{&pending_signature_, &ss}}) {
       for (std::size_t k = 0; k < sel->entries.size(); ++k)
-        for (Var v : (*pend)[k].loss) add(v);
+        for (Var v : (*group)[k].loss) add(v);
       for (std::size_t k = 0; k < sel->entries.size(); ++k)
-        for (Var v : (*pend)[k].reg) add(v);
+        for (Var v : (*group)[k].reg) add(v);
     }
     if (!total_) total_ = tape_.host_filled(1, 1, [](MatrixRef<T> m) { m.data[0] = T(0); });
   }
@@ -514,19 +506,19 @@ class Controller {
     const Selection& sel = pheno ? c.pheno() : c.signature();
     const auto& specs = pheno ? spec_.model.phenos : spec_.model.signatures;
     const auto& blocks = pheno ? model_.phenos() : model_.signatures();
-    auto& st = pheno ? ph_ : sig_;
+    auto& st = pheno ? pheno_states_ : signature_states_;
     auto& rec = pheno ? record_.pheno : record_.signature;
     const auto& lat = pheno ? fwd_.ph_lat : fwd_.sig_lat;
     const auto& out = pheno ? fwd_.ph_out : fwd_.sig_out;
     const auto& slot = pheno ? slots_.pheno : slots_.signature;
-    auto& pend = pheno ? pend_ph_ : pend_sig_;
-    if (pend.size() < sel.entries.size()) pend.resize(sel.entries.size());
+    auto& pending = pheno ? pending_pheno_ : pending_signature_;
+    if (pending.size() < sel.entries.size()) pending.resize(sel.entries.size());
     c.each_entry(kind, [&](auto k, auto b, auto for_losses, auto for_regs) {
       const BlockSpec& spec = specs[b];
       BlockRecord& r = rec[b];
       r.present = true;
-      pend[k].loss.clear();
-      pend[k].reg.clear();
+      pending[k].loss.clear();
+      pending[k].reg.clear();
       // targets: a signature's marker expression; a phenotype's labels and/or values
       const std::int64_t* labels = nullptr;
       Var target;
@@ -544,7 +536,7 @@ class Controller {
           target = tape_.constant(batch.signatures()[slot[b]].values);
         }
       }
-      for_losses([&](auto i, const auto& bound) {
+      for_losses([&](auto i, const auto& configured) {
         const LossSpec& term = spec.losses[i];
         Var pred = out[b];
         if (term.flow != GradFlow::Normal) {  // re-apply the head to the reversed / neutralised latent
@@ -552,17 +544,17 @@ class Controller {
           pred = model_.head(tape_, blocks[b], l, ctx);
         }
         LossArgs<T, Dev> a{tape_, pred, target, labels ? tape_.labels(labels, batch.cells()) : nullptr};
-        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
-        pend[k].loss.push_back(weigh(raw, st[b].loss[i].weight, r.loss, r.loss_raw, i, c));
+        Var raw = std::decay_t<decltype(configured)>::type::apply(a, configured.options);
+        pending[k].loss.push_back(weigh(raw, st[b].loss[i].weight, r.loss, r.loss_raw, i, c));
       });
-      for_regs([&](auto i, const auto& bound) {
+      for_regs([&](auto i, const auto& configured) {
         const RegularizerSpec& term = spec.regularizations[i];
         Var z = lat[b];
         if (term.flow == GradFlow::Reverse) z = tape_.reverse_grad(z);
         else if (term.flow == GradFlow::Neutralize) z = tape_.detach(z);
         RegArgs<T, Dev> a{tape_, z, pheno ? labels : nullptr, draws, term.site};
-        Var raw = std::decay_t<decltype(bound)>::fn::apply(a, bound.options);
-        pend[k].reg.push_back(weigh(raw, st[b].reg[i].weight, r.regularization, r.regularization_raw, i, c));
+        Var raw = std::decay_t<decltype(configured)>::type::apply(a, configured.options);
+        pending[k].reg.push_back(weigh(raw, st[b].reg[i].weight, r.regularization, r.regularization_raw, i, c));
       });
     });
   }
@@ -640,8 +632,8 @@ class Controller {
 
   int tick_ = 0, epoch_ = 0;
   std::vector<TermState> main_loss_, main_reg_;
-  std::vector<BlockState> ph_, sig_;
-  Selection all_pheno_, all_sig_;
+  std::vector<BlockState> pheno_states_, signature_states_;
+  Selection all_phenos_, all_signatures_;
 
   // per-call scratch, kept to avoid reallocating
   LossRecord record_;
@@ -649,7 +641,7 @@ class Controller {
   ForwardVars fwd_;
   Var total_;
   std::vector<Var> sum_main_loss_, sum_main_reg_;
-  std::vector<Pending> pend_ph_, pend_sig_;
+  std::vector<PendingTerms> pending_pheno_, pending_signature_;
   BatchSlots slots_;
   std::vector<const void*> verified_;
   bool accumulating_ = false;

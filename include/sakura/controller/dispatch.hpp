@@ -48,7 +48,7 @@ struct RuntimeCall {
     model.plan(s.plan, reconstruction, main_regularization, s.signature_heads, s.pheno_heads);
     return s.plan;
   }
-  /// f(index, bound term) for each reconstruction loss / main regularization, in order.
+  /// f(index, configured term) for each reconstruction loss / main regularization, in order.
   template <class F>
   void each_main_loss(F&& f) const {
     each_term(spec.main_losses, f);
@@ -57,7 +57,7 @@ struct RuntimeCall {
   void each_main_reg(F&& f) const {
     each_term(spec.main_regularizations, f);
   }
-  /// f(k, block, for_losses, for_regs) for each selected block; for_*(g) calls g(index, bound term).
+  /// f(k, block, for_losses, for_regs) for each selected block; for_*(g) calls g(index, configured term).
   template <class F>
   void each_entry(BlockKind kind, F&& f) const {
     const Selection& sel = kind == BlockKind::Pheno ? phenos : signatures;
@@ -67,7 +67,7 @@ struct RuntimeCall {
       const BlockSpec& b = blocks[e.block];
       auto over = [&](const std::vector<int>& idx, const auto& terms) {
         return [&](auto&& g) {
-          for (int i : idx) std::visit([&](const auto& t) { g(static_cast<std::size_t>(i), t); }, terms[i].fn);
+          for (int i : idx) std::visit([&](const auto& t) { g(static_cast<std::size_t>(i), t); }, terms[i].configured);
         };
       };
       f(k, static_cast<std::size_t>(e.block), over(e.losses, b.losses), over(e.regs, b.regularizations));
@@ -77,7 +77,7 @@ struct RuntimeCall {
  private:
   template <class Spec, class F>
   static void each_term(const std::vector<Spec>& specs, F& f) {
-    for (std::size_t i = 0; i < specs.size(); ++i) std::visit([&](const auto& b) { f(i, b); }, specs[i].fn);
+    for (std::size_t i = 0; i < specs.size(); ++i) std::visit([&](const auto& b) { f(i, b); }, specs[i].configured);
   }
 };
 
@@ -114,7 +114,7 @@ struct StaticCall {
   static void each_static(const std::vector<Spec>& specs, F& f) {
     [&]<class... Fns>(detail::TypeList<Fns...>) {
       [&]<std::size_t... I>(std::index_sequence<I...>) {
-        (f(std::integral_constant<std::size_t, I>{}, *std::get_if<Bound<Fns>>(&specs[I].fn)), ...);
+        (f(std::integral_constant<std::size_t, I>{}, *std::get_if<Configured<Fns>>(&specs[I].configured)), ...);
       }(std::index_sequence_for<Fns...>{});
     }(List{});
   }

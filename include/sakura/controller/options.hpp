@@ -6,6 +6,7 @@
 
 #include "sakura/controller/experiment_spec.hpp"
 #include "sakura/controller/selection.hpp"
+#include "sakura/error.hpp"
 
 namespace sakura {
 
@@ -40,6 +41,28 @@ struct StepOptions {
   DetachFrom detach = DetachFrom::None;
   bool save_raw_loss = false;
 };
+
+/// Which weight schedules next_epoch() advances (upstream's prog_main, prog_pheno, prog_signature
+/// and their selections); defaults advance every term.
+struct EpochOptions {
+  bool main = true;                               ///< prog_main: the main latent's losses and regularizations
+  bool pheno = true;                              ///< prog_pheno
+  const Selection* selected_pheno = nullptr;      ///< nullptr: every phenotype, every term
+  bool signature = true;                          ///< prog_signature
+  const Selection* selected_signature = nullptr;  ///< nullptr: every signature, every term
+};
+
+/// The two groups of a block's terms (upstream's "loss" and "regularization" keys).
+enum class TermGroup { Loss, Regularization };
+
+/// "loss" or "regularization", as configs and checkpoints spell the groups.
+inline const char* term_group_name(TermGroup g) { return g == TermGroup::Loss ? "loss" : "regularization"; }
+/// The group a config or checkpoint names; throws naming `where` for anything else.
+inline TermGroup term_group(const std::string& name, const std::string& where) {
+  if (name == "loss") return TermGroup::Loss;
+  if (name == "regularization") return TermGroup::Regularization;
+  detail::fail(where, ": term group must be loss or regularization, not '", name, "'");
+}
 
 /// Current weight and epoch counter of one term (SPEC §4).
 struct TermState {

@@ -24,8 +24,8 @@ void check_policy_terms(TypeList<Fns...>, const std::vector<Spec>& specs, const 
   [[maybe_unused]] std::size_t i = 0;
   (
       [&] {
-        constexpr std::size_t want = variant_index<Variant, Bound<Fns>>();
-        require(specs[i].fn.index() == want, "model policy does not match the config: ", where, ".", specs[i].name,
+        constexpr std::size_t want = variant_index<Variant, Configured<Fns>>();
+        require(specs[i].configured.index() == want, "model policy does not match the config: ", where, ".", specs[i].name,
                 " is not a ", Fns::names[0], " term");
         ++i;
       }(),

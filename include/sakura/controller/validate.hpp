@@ -99,14 +99,14 @@ void validate_batch(const Batch<T>& batch, const ModelSpec& m, const Selection& 
       bool labels = false, values = false;
       for (int i : e.losses)
         std::visit([&](auto& t) {
-          using Fn = typename std::decay_t<decltype(t)>::fn;
+          using Fn = typename std::decay_t<decltype(t)>::type;
           labels = labels || Fn::needs_labels;
           values = values || Fn::needs_target;
-        }, b.losses[i].fn);
+        }, b.losses[i].configured);
       for (int i : e.regs)
         std::visit([&](auto& t) {
-          labels = labels || label_use_of<typename std::decay_t<decltype(t)>::fn>() == LabelUse::Required;
-        }, b.regularizations[i].fn);
+          labels = labels || label_use_of<typename std::decay_t<decltype(t)>::type>() == LabelUse::Required;
+        }, b.regularizations[i].configured);
       if (labels) {
         detail::require(ph && !ph->labels.empty(), "batch has no labels for phenotype '", b.name, "' (expected ", n,
                         " class indices)");
@@ -115,7 +115,7 @@ void validate_batch(const Batch<T>& batch, const ModelSpec& m, const Selection& 
       }
       bool classes = false;
       for (int i : e.losses)
-        std::visit([&](auto& t) { classes = classes || std::decay_t<decltype(t)>::fn::needs_labels; }, b.losses[i].fn);
+        std::visit([&](auto& t) { classes = classes || std::decay_t<decltype(t)>::type::needs_labels; }, b.losses[i].configured);
       if (classes)
         for (Index r = 0; r < n; ++r)
           detail::require(ph->labels[r] >= 0 && ph->labels[r] < b.out_dim, "phenotype '", b.name, "': label ",

@@ -20,7 +20,7 @@ namespace sakura {
 using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce, SmoothL1, LogCosh>;
 
 /// A configured loss: one of the types above with its options (config/json.hpp, the builder).
-using LossVariant = detail::variant_of<Bound, LossTypes>::type;
+using LossVariant = detail::variant_of<Configured, LossTypes>::type;
 using LossSpec = TermSpec<LossVariant>;
 
 }  // namespace sakura

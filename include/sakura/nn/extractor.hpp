@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "sakura/detail/names.hpp"
 #include "sakura/nn/model_spec.hpp"
 #include "sakura/nn/sequential.hpp"
 
@@ -247,10 +248,7 @@ class Extractor {
 
   /// Index of a block by name, or -1.
   int find(BlockKind kind, const std::string& name) const {
-    const auto& v = kind == BlockKind::Signature ? spec_.signatures : spec_.phenos;
-    for (std::size_t i = 0; i < v.size(); ++i)
-      if (v[i].name == name) return static_cast<int>(i);
-    return -1;
+    return detail::index_of_name(kind == BlockKind::Signature ? spec_.signatures : spec_.phenos, name);
   }
 
  private:

@@ -16,7 +16,7 @@ using RegularizerTypes = detail::TypeList<Sw2Uniform, Sw2UniformSupervised, Sw2G
                                           L2Regularization, KlGaussianMixture>;
 
 /// A configured regularization: one of the types above with its options (config/json.hpp, the builder).
-using RegularizerVariant = detail::variant_of<Bound, RegularizerTypes>::type;
+using RegularizerVariant = detail::variant_of<Configured, RegularizerTypes>::type;
 using RegularizerSpec = TermSpec<RegularizerVariant>;
 
 }  // namespace sakura
