@@ -36,7 +36,7 @@ TOP = "sakura.hpp"
 FOLDER_NAMESPACE = {
     "backend/cpu": "sakura::cpu",
     "backend/cuda": "sakura::cuda",
-    "config": "sakura::config",
+    "config": "sakura",  # the builder's public names (sakura::Experiment); the JSON loader in sakura::config
     "data": "sakura::data",
     "dist": "sakura::dist",
     "io": "sakura::io",
@@ -92,9 +92,9 @@ def check(root, print_edges, known_file):
         if path.is_relative_to(inc):
             rel = path.relative_to(inc).as_posix()
             unit = unit_of(rel)
-        else:  # the GPU library implements backend/cuda
+        else:  # the GPU library implements backend/cuda (and dist's NCCL transport in nccl.cu)
             rel = path.relative_to(root).as_posix()
-            unit = "backend"
+            unit = "dist" if path.name.startswith("nccl") else "backend"
         where = position(unit) if unit != TOP else (len(LAYERS), None)
         if where is None:
             problems.append(f"{rel}: folder '{unit}' is not in the layer list (scripts/check_layers.py)")
@@ -123,7 +123,7 @@ def check(root, print_edges, known_file):
                 ns = "::".join(stack + [m.group(1)])
                 stack.append(m.group(1))
                 own = FOLDER_NAMESPACE.get(folder_of(rel), "sakura")
-                others = [v for v in FOLDER_NAMESPACE.values() if v != own]
+                others = [v for v in set(FOLDER_NAMESPACE.values()) if v not in (own, "sakura")]
                 if ADHOC_DETAIL.search(ns):
                     problems.append(f"{rel}:{n}: namespace {ns}: use the folder's one `detail` namespace")
                 elif ns == "sakura" and own != "sakura" and rel not in SPECIALISES_SAKURA:

@@ -4,8 +4,9 @@
 set -euo pipefail
 # ocl-icd-opencl-dev: Debian's oneDNN CMake config requires OpenCL's dev files (only recommended by libdnnl-dev).
 # python3-anndata, python3-protobuf, protobuf-compiler: independent readers of the .h5ad and TensorBoard files we write
+# libopenmpi-dev, openmpi-bin: distributed training (sakura::mpi) and its tests under mpiexec
 pkgs=(cmake g++ make python3 libeigen3-dev nlohmann-json3-dev catch2 libhdf5-dev zlib1g-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev
-      python3-anndata python3-protobuf protobuf-compiler)
+      python3-anndata python3-protobuf protobuf-compiler libopenmpi-dev openmpi-bin)
 # clang-16 + libclang-rt-16-dev: libFuzzer and clang's sanitizer runtimes for scripts/fuzz.sh
 pkgs+=(clang-16 libclang-rt-16-dev)
 # libopenblas0-pthread: without it Debian's torch falls back to the reference BLAS (libblas3), ~15x slower

@@ -20,8 +20,8 @@ struct Progressive {
   double constant = 1.0;
   int start_epoch = 1;
   Mode mode = Mode::Multiply;
-  std::optional<double> max_weight;
-  std::optional<double> min_weight;
+  std::optional<double> max_weight{};
+  std::optional<double> min_weight{};
 
   /// The weight after one more epoch; `epoch` is the term's counter after incrementing.
   double advance(double weight, int epoch) const {
