@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 // sakura_bench_gpu: the tutorial-shape and tiny training steps on the GPU, eager and replayed as
-// a CUDA graph, with batches staged from the host or resident on the GPU (cuda::DeviceMatrix). A plain timing loop (median of many steps, each ending in the record's device-to-
+// a CUDA graph, with batches staged from the host or resident on the GPU (data::DeviceMatrix). A plain timing loop (median of many steps, each ending in the record's device-to-
 // host read, i.e. synchronised), so it needs no Google Benchmark on the GPU machine.
 // Usage: sakura_bench_gpu [--json out.json] [--steps N]
 #include "tutorial_case.hpp"
@@ -15,7 +15,7 @@
 #include <vector>
 
 using namespace sakura;
-using io::Json;
+using config::Json;
 using bench::TutorialModel;
 
 namespace {
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     Tensor<float> all(4 * c.batch, c.genes);
     for (int b = 0; b < 4; ++b)
       std::copy(data[b].expr.begin(), data[b].expr.end(), all.data() + b * c.batch * c.genes);
-    const cuda::DeviceMatrix<float> resident(all);
+    const data::DeviceMatrix<float> resident(all);
     std::vector<Batch<float>> device_data = data;
     for (int b = 0; b < 4; ++b) {
       std::vector<std::int32_t> rows(static_cast<std::size_t>(c.batch));

@@ -20,9 +20,9 @@ struct Shape {
 
 /// The tutorial configs with the sizes of `s`; the signature terms get weight 1 as in the
 /// benchmark definition (the tutorial config already has MSE + L1 + SW2_uniform).
-inline std::pair<io::Json, io::Json> tutorial_configs(const Shape& s) {
-  io::Json cfg = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_config.json");
-  io::Json sig = io::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_signature_config.json");
+inline std::pair<config::Json, config::Json> tutorial_configs(const Shape& s) {
+  config::Json cfg = config::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_config.json");
+  config::Json sig = config::read_json_file(SAKURA_SOURCE_DIR "/examples/configs/pbmc5k_signature_config.json");
   cfg["main_latent"]["encoder_neurons"] = s.hidden;
   cfg["main_latent"]["decoder_neurons"] = s.hidden;
   cfg["main_latent"]["latent_dim"] = s.latent;
@@ -32,7 +32,7 @@ inline std::pair<io::Json, io::Json> tutorial_configs(const Shape& s) {
 }
 inline ExperimentSpec tutorial_spec(const Shape& s) {
   auto [cfg, sig] = tutorial_configs(s);
-  return io::experiment_from_json(cfg, io::Json::object(), sig, s.genes);
+  return config::experiment_from_json(cfg, config::Json::object(), sig, s.genes);
 }
 
 /// Four batches of realistic log-normalised data (dense) and their CD8A/CD8B targets. zeros >= 0

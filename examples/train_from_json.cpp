@@ -12,15 +12,15 @@
 
 int main(int argc, char** argv) {
   const std::string dir = argc > 1 ? argv[1] : "examples/configs";
-  const auto config = sakura::io::read_json_file(dir + "/pbmc5k_config.json");
-  const auto signatures = sakura::io::read_json_file(dir + "/pbmc5k_signature_config.json");
+  const auto config = sakura::config::read_json_file(dir + "/pbmc5k_config.json");
+  const auto signatures = sakura::config::read_json_file(dir + "/pbmc5k_signature_config.json");
 
   std::vector<sakura::data::SignatureRequest> targets;  // each signature's genes, as the config lists them
   for (const auto& [name, s] : signatures.items())
     targets.push_back({.name = name, .genes = s["signature_list"].get<std::vector<std::string>>()});
   const auto data = sakura::data::prepare_training_data(
       sakura::data::to_dataset(sakura::data::make_synthetic({.cells = 400, .genes = 300})), targets, {});
-  auto ctl = sakura::make_controller(sakura::io::experiment_from_json(config, {}, signatures, data.n_genes()));
+  auto ctl = sakura::make_controller(sakura::config::experiment_from_json(config, {}, signatures, data.n_genes()));
 
   examples::Batches batches(data, 100, /*seed=*/7);
   bool finite = true;

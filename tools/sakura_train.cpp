@@ -222,7 +222,7 @@ int run(const Args& a) {
   Setup setup = load_setup(a.config, so);  // validates config and story before any data is read
   std::vector<TestConfig> inference;
   if (!a.inference.empty())
-    inference = inference_from_json(setup.probe.model, sakura::io::read_json_file(a.inference_story),
+    inference = inference_from_json(setup.probe.model, sakura::config::read_json_file(a.inference_story),
                                     setup.split_names, a.inference_story);
   Session session(std::move(setup), so);
   if (const int sig = g_interrupt.load())

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
-/// Umbrella header: everything needed to build, train and evaluate a SAKURA model on the CPU.
+/// Umbrella header: everything needed to build, train and evaluate a SAKURA model; the GPU parts
+/// only when compiled for the GPU backend (SAKURA_WITH_CUDA, set by linking sakura::cuda).
 #pragma once
 
 #include "sakura/version.hpp"
@@ -14,9 +15,11 @@
 #include "sakura/regularizers/registry.hpp"
 #include "sakura/schedule/progressive.hpp"
 #include "sakura/optim/rmsprop.hpp"
-#include "sakura/data/batch.hpp"
+#include "sakura/controller/batch.hpp"
 #include "sakura/controller/controller.hpp"
 #include "sakura/controller/any_controller.hpp"
 #include "sakura/config/json.hpp"
-// GPU: device-resident expression for Controller<T, Cuda> (link sakura::cuda to use it)
-#include "sakura/backend/cuda/device_matrix.hpp"
+#if defined(SAKURA_WITH_CUDA) && SAKURA_WITH_CUDA
+// GPU: device-resident expression for Controller<T, Cuda>
+#include "sakura/data/device_matrix.hpp"
+#endif

@@ -32,7 +32,7 @@
 #include "sakura/backend/cpu/ops.hpp"
 #include "sakura/detail/type_list.hpp"
 #include "sakura/losses/registry.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/tensor/parameter.hpp"
 #include "sakura/regularizers/registry.hpp"
 #include "sakura/tensor/rng.hpp"
 #include "support/threads.hpp"

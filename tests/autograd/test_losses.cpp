@@ -17,7 +17,7 @@
 
 #include "sakura/autograd/expr.hpp"
 #include "sakura/losses/registry.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/tensor/parameter.hpp"
 #include "sakura/tensor/rng.hpp"
 #include "support/fixtures.hpp"
 

@@ -15,7 +15,7 @@
 #include "support/golden.hpp"
 
 using namespace sakura;
-using sakura::io::Json;
+using sakura::config::Json;
 using Mode = Progressive::Mode;
 
 namespace {
@@ -225,7 +225,7 @@ void require_same_spec(const ExperimentSpec& from_json, const ExperimentSpec& bu
 }
 
 Json read_config(const char* name) {
-  return io::read_json_file(std::string(SAKURA_EXAMPLES_DIR) + "/configs/" + name);
+  return config::read_json_file(std::string(SAKURA_EXAMPLES_DIR) + "/configs/" + name);
 }
 
 }  // namespace
@@ -234,7 +234,7 @@ TEST_CASE("the builder gives the tutorial's JSON spec and the same training step
   const auto data = data::make_synthetic({.cells = 16, .genes = 400});
   const Index genes = data.expr.cols();
   const Json config = read_config("pbmc5k_config.json"), sig = read_config("pbmc5k_signature_config.json");
-  ExperimentSpec from_json = io::experiment_from_json(config, Json(), sig, genes);
+  ExperimentSpec from_json = config::experiment_from_json(config, Json(), sig, genes);
   ExperimentSpec built = tutorial(genes).build();
   require_same_spec(from_json, built);
 
@@ -245,7 +245,7 @@ TEST_CASE("the builder gives the tutorial's JSON spec and the same training step
   for (Index r = 0; r < cd8.rows(); ++r) cd8(r, 0) = data.expr(r, 0), cd8(r, 1) = data.expr(r, 1);
   batch.set_signature("cd8", cd8);
   for (int step = 0; step < 3; ++step) {  // the SW2 draws come from each controller's own seeded stream
-    const Json ra = io::to_json(a.train(batch)), rb = io::to_json(b.train(batch));
+    const Json ra = config::to_json(a.train(batch)), rb = config::to_json(b.train(batch));
     REQUIRE(ra == rb);
     REQUIRE(same_parameters(a, b));
     a.next_epoch();
@@ -261,13 +261,13 @@ TEST_CASE("the builder gives every golden case's JSON spec and bit-identical tra
     const std::string name = entry.path().stem().string();
     INFO(name);
     REQUIRE(builders.count(name) == 1);  // a new golden case needs its builder here
-    const Json g = io::read_json_file(entry.path().string());
+    const Json g = config::read_json_file(entry.path().string());
     const Index genes = g["input_dim"].get<Index>();
     // as written, and with upstream's fixed 50 SW2 projections (how the golden replay loads them)
-    require_same_spec(io::experiment_from_json(g["config"], g["pheno_config"], g["signature_config"], genes),
+    require_same_spec(config::experiment_from_json(g["config"], g["pheno_config"], g["signature_config"], genes),
                       builders.at(name).build());
     const UpstreamCompat compat{.sw2_fixed_projections = 50};
-    ExperimentSpec from_json = io::experiment_from_json(g["config"], g["pheno_config"], g["signature_config"], genes, compat);
+    ExperimentSpec from_json = config::experiment_from_json(g["config"], g["pheno_config"], g["signature_config"], genes, compat);
     ExperimentSpec built = builders.at(name).upstream_compat(compat).build();
     require_same_spec(from_json, built);
 
@@ -278,10 +278,10 @@ TEST_CASE("the builder gives every golden case's JSON spec and bit-identical tra
     int steps = 0;
     for (const Json& call : g["calls"]) {
       if (call["method"] != "train") continue;
-      const auto args = io::train_call_from_json(a.model_spec(), call["args"]);
+      const auto args = config::train_call_from_json(a.model_spec(), call["args"]);
       test::inject(a, call.value("random_draws", Json::array()));
       test::inject(b, call.value("random_draws", Json::array()));
-      const Json ra = io::to_json(a.train(batch, args.bind())), rb = io::to_json(b.train(batch, args.bind()));
+      const Json ra = config::to_json(a.train(batch, args.bind())), rb = config::to_json(b.train(batch, args.bind()));
       REQUIRE(ra == rb);
       REQUIRE(same_parameters(a, b));
       ++steps;
@@ -301,8 +301,8 @@ TEST_CASE("describe() tells specs apart in every kind of field", "[experiment]")
     return describe(s) != d;
   };
   CHECK(differs([](ExperimentSpec& s) { s.main_losses[1].schedule.max_weight = 2.0; }));
-  CHECK(differs([](ExperimentSpec& s) { std::get<Bound<Sw2Uniform>>(s.main_regularizations[0].fn).options.low = -2; }));
-  CHECK(differs([](ExperimentSpec& s) { s.main_losses[0].fn = Bound<L1>{}; }));
+  CHECK(differs([](ExperimentSpec& s) { std::get<Configured<Sw2Uniform>>(s.main_regularizations[0].configured).options.low = -2; }));
+  CHECK(differs([](ExperimentSpec& s) { s.main_losses[0].configured = Configured<L1>{}; }));
   CHECK(differs([](ExperimentSpec& s) { s.model.decoder->hidden_neurons[1] = 8; }));
   CHECK(differs([](ExperimentSpec& s) { s.model.signatures[0].head_stack.output_activation = Activation::Sigmoid; }));
   CHECK(differs([](ExperimentSpec& s) { s.model.phenos[0].losses[0].flow = GradFlow::Neutralize; }));

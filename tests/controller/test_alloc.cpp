@@ -26,7 +26,7 @@ long steady_allocations(F&& f, int steps = 5) {
 TEST_CASE("the steady-state step allocates nothing", "[alloc]") {
   Controller<float> ctl(spec_of(base_config(), base_pheno(), base_signature()));
   const auto batch = base_batch();
-  const auto sel = io::selection_from_json(ctl.model_spec(), BlockKind::Signature,
+  const auto sel = config::selection_from_json(ctl.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions signature_only;
   signature_only.reconstruction = signature_only.main_regularization = signature_only.pheno = false;

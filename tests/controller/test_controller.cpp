@@ -76,7 +76,7 @@ TEST_CASE("eval computes the same losses as a train step would, without changing
 
 TEST_CASE("forward scope: a signature-only call computes and trains only what it needs", "[controller][scope]") {
   Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
-  const auto sel = io::selection_from_json(c.model_spec(), BlockKind::Signature,
+  const auto sel = config::selection_from_json(c.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions o;
   o.reconstruction = false;
@@ -176,25 +176,25 @@ TEST_CASE("next_epoch, tick and reset", "[controller][schedule]") {
   cfg["main_latent"]["regularization"]["sw2"]["max_weight"] = 0.5;
   Controller<float> c(spec_of(cfg, base_pheno(), base_signature()));
   c.next_epoch();
-  c.next_epoch(false);
+  c.next_epoch({.main = false});
   c.tick();
   CHECK(c.epoch() == 2);
   CHECK(c.ticks() == 1);
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.2);
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").epoch == 1);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.2);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").epoch == 1);
   for (int i = 0; i < 5; ++i) c.next_epoch();
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.5);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.5);
   c.reset();
   CHECK(c.epoch() == 0);
-  CHECK(c.term(BlockKind::Main, "", "regularization", "sw2").weight == 0.1);
-  CHECK(c.term(BlockKind::Pheno, "p", "loss", "nll").epoch == 0);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.1);
+  CHECK(c.term(BlockKind::Pheno, "p", TermGroup::Loss, "nll").epoch == 0);
 }
 
 TEST_CASE("the record exports as upstream's result dict", "[controller][record]") {
   Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
   TrainOptions o;
   o.save_raw_loss = true;
-  const auto j = io::to_json(c.train(base_batch(), o));
+  const auto j = config::to_json(c.train(base_batch(), o));
   CHECK(j["main_latent_loss"]["loss"].contains("mse"));
   CHECK(j["main_latent_loss"]["regularization_raw"].contains("sw2"));
   CHECK(j["pheno_loss"]["p"]["regularization"].contains("l2"));
@@ -308,7 +308,7 @@ TEST_CASE("all five attachment modes read the right latent and train it", "[cont
     CHECK(md(r, 4) == ms(r, 1));
   }
   // a step on d alone trains the main compressor and s's compressor through the attachment
-  const auto only_d = io::selection_from_json(ctl.model_spec(), BlockKind::Signature,
+  const auto only_d = config::selection_from_json(ctl.model_spec(), BlockKind::Signature,
                                               Json::parse(R"({"d": {"loss": "*"}})"), "sel");
   TrainOptions o;
   o.reconstruction = o.main_regularization = o.pheno = false;

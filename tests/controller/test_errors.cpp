@@ -41,12 +41,12 @@ struct Snapshot {
     auto terms = [&](BlockKind k, const std::string& b, const std::vector<std::string>& loss,
                      const std::vector<std::string>& reg) {
       for (auto& n : loss) {
-        weights.push_back(c.term(k, b, "loss", n).weight);
-        epochs.push_back(c.term(k, b, "loss", n).epoch);
+        weights.push_back(c.term(k, b, TermGroup::Loss, n).weight);
+        epochs.push_back(c.term(k, b, TermGroup::Loss, n).epoch);
       }
       for (auto& n : reg) {
-        weights.push_back(c.term(k, b, "regularization", n).weight);
-        epochs.push_back(c.term(k, b, "regularization", n).epoch);
+        weights.push_back(c.term(k, b, TermGroup::Regularization, n).weight);
+        epochs.push_back(c.term(k, b, TermGroup::Regularization, n).epoch);
       }
     };
     terms(BlockKind::Main, "", {"mse"}, {"sw2"});
@@ -144,9 +144,9 @@ TEST_CASE("missing required keys are named with their full path", "[errors][conf
   pheno = base_pheno();
   pheno["p"]["regularization"]["sup"] = term("SW2_uniform_supervised");
   REQUIRE_THROWS_WITH(spec_of(base_config(), pheno, base_signature()), Contains("uniform_n_labels"));
-  REQUIRE_THROWS_WITH(io::experiment_from_json(Json::parse("[1,2]"), base_pheno(), base_signature(), kGenes),
+  REQUIRE_THROWS_WITH(config::experiment_from_json(Json::parse("[1,2]"), base_pheno(), base_signature(), kGenes),
                       Contains("config must be a JSON object"));
-  REQUIRE_THROWS_WITH(io::read_json_file("/nonexistent/config.json"), Contains("/nonexistent/config.json"));
+  REQUIRE_THROWS_WITH(config::read_json_file("/nonexistent/config.json"), Contains("/nonexistent/config.json"));
 }
 
 TEST_CASE("wrongly typed values are named", "[errors][config]") {
@@ -180,19 +180,19 @@ TEST_CASE("attachment to a block that does not exist is rejected when the model 
 TEST_CASE("selections naming unknown blocks or terms are rejected, listing what exists", "[errors][selection]") {
   Controller<float> ctl(spec_of(base_config(), base_pheno(), base_signature()));
   REQUIRE_THROWS_WITH(
-      io::selection_from_json(ctl.model_spec(), BlockKind::Signature,
+      config::selection_from_json(ctl.model_spec(), BlockKind::Signature,
                               Json::parse(R"({"cd4cd8": {"loss": "*", "regularization": "*"}})"), "selected_signature"),
       Contains("selected_signature") && Contains("cd4cd8") && Contains("s, a"));
-  REQUIRE_THROWS_WITH(io::selection_from_json(ctl.model_spec(), BlockKind::Pheno,
+  REQUIRE_THROWS_WITH(config::selection_from_json(ctl.model_spec(), BlockKind::Pheno,
                                               Json::parse(R"({"p": {"loss": ["nll", "kl"]}})"), "selected_pheno"),
                       Contains("selected_pheno.p.loss") && Contains("'kl'") && Contains("nll"));
-  REQUIRE_THROWS_WITH(io::selection_from_json(ctl.model_spec(), BlockKind::Pheno,
+  REQUIRE_THROWS_WITH(config::selection_from_json(ctl.model_spec(), BlockKind::Pheno,
                                               Json::parse(R"({"p": {"loss": "*", "regularization": ["l3"]}})"),
                                               "selected_pheno"),
                       Contains("selected_pheno.p.regularization") && Contains("l3"));
-  REQUIRE_THROWS_WITH(io::selection_from_json(ctl.model_spec(), BlockKind::Pheno, Json::parse(R"(["p"])"), "sel"),
+  REQUIRE_THROWS_WITH(config::selection_from_json(ctl.model_spec(), BlockKind::Pheno, Json::parse(R"(["p"])"), "sel"),
                       Contains("sel must be"));
-  REQUIRE_THROWS_WITH(ctl.term(BlockKind::Signature, "zz", "loss", "mse"), Contains("zz"));
+  REQUIRE_THROWS_WITH(ctl.term(BlockKind::Signature, "zz", TermGroup::Loss, "mse"), Contains("zz"));
 }
 
 // ------------------------------------------------------------------ batch errors (at train)

@@ -78,7 +78,7 @@ TEST_CASE("fix: SW2 honours SW2_num_projections (upstream always uses 50)", "[fi
     // the upstream-compatible mode still asks for 50 (used by the golden replay)
     UpstreamCompat compat;
     compat.sw2_fixed_projections = 50;
-    Controller<float> up(io::experiment_from_json(main_only_config(reg), Json::object(), Json::object(), kGenes, compat));
+    Controller<float> up(config::experiment_from_json(main_only_config(reg), Json::object(), Json::object(), kGenes, compat));
     up.injected_draws().push(prior);
     up.injected_draws().push(proj);
     REQUIRE_THROWS_WITH(up.eval(b, o), Contains("[50, 3]"));
@@ -140,7 +140,7 @@ TEST_CASE("fix: a phenotype BCE loss is stored and back-propagated", "[fixes][bc
 
 TEST_CASE("fix: a selection with regularization null means no regularization", "[fixes][selection]") {
   Controller<float> ctl(spec_of(base_config(), base_pheno(), base_signature()));
-  const auto sel = io::selection_from_json(ctl.model_spec(), BlockKind::Pheno,
+  const auto sel = config::selection_from_json(ctl.model_spec(), BlockKind::Pheno,
                                            Json::parse(R"({"p": {"loss": "*", "regularization": null}})"), "sel");
   TrainOptions o;
   o.selected_pheno = &sel;
@@ -148,7 +148,7 @@ TEST_CASE("fix: a selection with regularization null means no regularization", "
   CHECK(rec.pheno_block("p").loss.get("nll").has_value());
   CHECK(rec.pheno_block("p").regularization.count() == 0);
   // missing "regularization" is the same; "[]" too
-  const auto sel2 = io::selection_from_json(ctl.model_spec(), BlockKind::Pheno, Json::parse(R"({"p": {"loss": "*"}})"), "s");
+  const auto sel2 = config::selection_from_json(ctl.model_spec(), BlockKind::Pheno, Json::parse(R"({"p": {"loss": "*"}})"), "s");
   o.selected_pheno = &sel2;
   CHECK(ctl.train(base_batch(), o).pheno_block("p").regularization.count() == 0);
 }
@@ -248,7 +248,7 @@ TEST_CASE("fix: a regularization of type none is skipped instead of raising", "[
 TEST_CASE("fix: gaussian mixture spreads default to 0.5 / 0.1 when absent", "[fixes][priors]") {
   Json reg = term("SW2_gaussian_mixture", 1.0, Json{{"gaussian_mixture_n_labels", 4}});
   auto spec = spec_of(main_only_config(reg), Json::object(), Json::object());
-  const auto& opt = std::get<Bound<Sw2GaussianMixture>>(spec.main_regularizations[0].fn).options;
+  const auto& opt = std::get<Configured<Sw2GaussianMixture>>(spec.main_regularizations[0].configured).options;
   CHECK(opt.x_std == 0.5);
   CHECK(opt.y_std == 0.1);
 }

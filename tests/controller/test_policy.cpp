@@ -44,7 +44,7 @@ TEST_CASE("compile-time and runtime paths are bit-identical, step after step", "
   Controller<float> rt(spec_of(base_config(), base_pheno(), base_signature()));
   Controller<float> ct(spec_of(base_config(), base_pheno(), base_signature()));
   REQUIRE(same_bits(rt, ct));
-  const auto only_a = io::selection_from_json(rt.model_spec(), BlockKind::Signature,
+  const auto only_a = config::selection_from_json(rt.model_spec(), BlockKind::Signature,
                                               Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   for (int step = 0; step < 6; ++step) {
     const auto batch = base_batch(100 + step);
@@ -115,6 +115,7 @@ TEST_CASE("the compile-time plan equals the runtime plan for every selection", "
   check(MainOnly{}, true, true, {0, 0}, {0});
   check(SignatureOnly<"a">{}, false, false, {0, 1}, {0});
   check(SignatureOnly<"s">{}, false, false, {1, 0}, {0});
-  check(PhenoOnly{}, false, false, {0, 0}, {1});
+  check(SignatureOnly<>{}, false, false, {1, 1}, {0});  // no names: every signature
+  check(PhenoOnly<>{}, false, false, {0, 0}, {1});
   check(Select<false, true, NoBlocks, NoBlocks>{}, false, true, {0, 0}, {0});
 }

@@ -63,7 +63,7 @@ TEST_CASE("gpu: the GPU controller follows the CPU controller step by step", "[c
   Controller<float, Cpu> cpu(spec_of(base_config(), base_pheno(), base_signature()));
   Controller<float, Cuda> gpu(spec_of(base_config(), base_pheno(), base_signature()));
   copy_parameters(cpu, gpu);
-  const auto sel = io::selection_from_json(cpu.model_spec(), BlockKind::Signature,
+  const auto sel = config::selection_from_json(cpu.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   for (int step = 0; step < 6; ++step) {
     const auto batch = base_batch(20 + step);
@@ -89,7 +89,7 @@ TEST_CASE("gpu: a replayed CUDA graph gives the eager step's results bit for bit
   Controller<float, Cuda> eager(spec_of(base_config(), base_pheno(), base_signature()));
   Controller<float, Cuda> graph(spec_of(base_config(), base_pheno(), base_signature()));
   graph.enable_graphs(true);
-  const auto sel = io::selection_from_json(eager.model_spec(), BlockKind::Signature,
+  const auto sel = config::selection_from_json(eager.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions all, sig;
   sig.reconstruction = sig.main_regularization = sig.pheno = false;
@@ -106,8 +106,8 @@ TEST_CASE("gpu: a replayed CUDA graph gives the eager step's results bit for bit
     if (step == 5) {  // a weight change reaches the replayed graph without a recapture
       eager.next_epoch();
       graph.next_epoch();
-      eager.term(BlockKind::Main, "", "loss", "mse").weight = 0.5;
-      graph.term(BlockKind::Main, "", "loss", "mse").weight = 0.5;
+      eager.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight = 0.5;
+      graph.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight = 0.5;
     }
   }
   // and the compile-time path replays too
@@ -124,9 +124,9 @@ TEST_CASE("gpu: batches gathered from a DeviceMatrix train exactly like the same
   const Index cells = 4 * kCells;
   Tensor<float> all = random_tensor<float>(cells, kGenes, 77);
   for (Index i = 0; i < all.size(); i += 3) all[i] = 0.0f;
-  const cuda::DeviceMatrix<float> on_gpu(all);
+  const data::DeviceMatrix<float> on_gpu(all);
   REQUIRE(on_gpu.download(0, cells).size() == all.size());
-  const cuda::DeviceMatrix<float> from_csr(CsrMatrix<float>::from_dense(all.ref()));
+  const data::DeviceMatrix<float> from_csr(CsrMatrix<float>::from_dense(all.ref()));
   const Tensor<float> back = from_csr.download(0, cells);
   REQUIRE(std::equal(back.begin(), back.end(), all.begin()));
 
@@ -156,5 +156,5 @@ TEST_CASE("gpu: batches gathered from a DeviceMatrix train exactly like the same
   REQUIRE(params(dev) == before);
   // NaN is caught when the matrix is uploaded, with its position
   all(2, 5) = std::numeric_limits<float>::quiet_NaN();
-  REQUIRE_THROWS_WITH(cuda::DeviceMatrix<float>(all), Catch::Contains("NaN at [2, 5]"));
+  REQUIRE_THROWS_WITH(data::DeviceMatrix<float>(all), Catch::Contains("NaN at [2, 5]"));
 }

@@ -31,12 +31,12 @@ const Demo& demo() {
     o.cells = 200, o.genes = 60, o.ticks = 8, o.segment = 4;
     o.out_dir = (fuzz::scratch_dir() / "demo").string();
     const std::string config = story::write_demo_files(o);
-    io::Json c = io::read_json_file(config);
+    config::Json c = config::read_json_file(config);
     c["main_latent"]["encoder_neurons"] = 8;
     c["main_latent"]["decoder_neurons"] = 8;
     c["main_latent"]["latent_dim"] = 4;
     const std::string sig_path = c["dataset"]["signature_config_path"].get<std::string>();
-    io::Json sig = io::read_json_file(sig_path);
+    config::Json sig = config::read_json_file(sig_path);
     sig["cd8"]["signature_lat_dim"] = 4;  // attached to the main latent: its width
     sig["cd8"]["model"]["hidden_neurons"] = 3;
     std::ofstream(config) << c.dump(1);
@@ -63,7 +63,7 @@ void reseal(std::vector<std::uint8_t>& b) {
   for (std::size_t pos = 16; pos + 12 <= b.size();) {
     const std::uint64_t n = u64(pos + 4);
     if (n > b.size() - pos - 12 || b.size() - pos - 12 - n < 8) break;
-    const std::uint64_t sum = io::detail_ckpt::fnv1a(&b[pos + 12], static_cast<std::size_t>(n));
+    const std::uint64_t sum = io::detail::fnv1a(&b[pos + 12], static_cast<std::size_t>(n));
     for (int i = 0; i < 8; ++i) b[pos + 12 + n + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(sum >> (8 * i));
     pos += 12 + static_cast<std::size_t>(n) + 8;
   }

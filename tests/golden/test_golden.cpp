@@ -18,7 +18,7 @@
 #include "support/golden_replay.hpp"
 
 namespace fs = std::filesystem;
-using sakura::io::Json;
+using sakura::config::Json;
 using namespace sakura::test;
 
 namespace {

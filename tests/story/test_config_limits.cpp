@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 using namespace sakura;
-using sakura::io::Json;
+using sakura::config::Json;
 using Catch::Contains;
 namespace fs = std::filesystem;
 
@@ -44,7 +44,7 @@ std::string write_config(const fs::path& config, const Json& c, const std::strin
 
 struct Fixture {
   fs::path config = demo_dir("cfg");
-  Json base = io::read_json_file(config.string());
+  Json base = config::read_json_file(config.string());
   /// load_setup of `c` (throws what it throws).
   story::Setup load(const Json& c) const { return story::load_setup(write_config(config, c)); }
 };
@@ -96,8 +96,8 @@ TEST_CASE("the whole model is bounded: a parameter count beyond 2^30 names its l
   ml["main_latent"]["encoder_neurons"] = 20000;
   ml["main_latent"]["decoder_neurons"] = 8;
   const Json empty = Json::object();
-  REQUIRE_NOTHROW(io::experiment_from_json(ml, empty, empty, 1));
-  CHECK_THROWS_WITH(io::experiment_from_json(ml, empty, empty, 60000),
+  REQUIRE_NOTHROW(config::experiment_from_json(ml, empty, empty, 1));
+  CHECK_THROWS_WITH(config::experiment_from_json(ml, empty, empty, 60000),
              Contains("would have 16") && Contains("60000 -> 20000") &&
                  Contains("input genes: 60000"));
 }
@@ -107,15 +107,15 @@ TEST_CASE("the parameter count the config check uses is the Extractor's", "[conf
   std::size_t checked = 0;
   for (const auto& e : fs::directory_iterator(fs::path(SAKURA_SOURCE_DIR) / "tests" / "golden")) {
     if (e.path().extension() != ".json") continue;
-    const Json g = io::read_json_file(e.path().string());
+    const Json g = config::read_json_file(e.path().string());
     if (!g.contains("config")) continue;
     const Json pheno = g.value("pheno_config", Json::object()), sig = g.value("signature_config", Json::object());
     for (Index genes : {Index{1}, Index{12}, Index{301}}) {
-      const ExperimentSpec spec = io::experiment_from_json(g["config"], pheno, sig, genes);
+      const ExperimentSpec spec = config::experiment_from_json(g["config"], pheno, sig, genes);
       Rng init(0);
       Extractor<float> model(spec.model, init);
       INFO(e.path().filename().string() << " with " << genes << " genes");
-      CHECK(io::detail_json::parameter_count(spec.model) == static_cast<double>(model.parameters().total_size()));
+      CHECK(config::detail::parameter_count(spec.model) == static_cast<double>(model.parameters().total_size()));
       ++checked;
     }
   }
@@ -142,7 +142,7 @@ TEST_CASE("batch sizes and counts are bounded, and a batch beyond 16 GiB is name
   REQUIRE_NOTHROW(story::Session(s, {}));  // 30 genes: 2^20 x 28 input genes fit
   // the same batch with 5000 genes is more than 2^32 values
   const fs::path wide = demo_dir("wide", 5000);
-  Json w = io::read_json_file(wide.string());
+  Json w = config::read_json_file(wide.string());
   w["story"][0]["split_configs"]["main_lat_reconstruct"]["batch_size"] = 1 << 20;
   CHECK_THROWS_WITH(story::Session(write_config(wide, w)),
                     Contains("story[0].split_configs.main_lat_reconstruct.batch_size: 1048576 cells x") &&
@@ -224,7 +224,7 @@ TEST_CASE("repeated gene names through a Session: an error, or renamed with make
     t.replace(at, from.size() + 2, "\"" + to + "\"");
     std::ofstream(genes) << t;
   };
-  Json c = io::read_json_file(cfg.string());
+  Json c = config::read_json_file(cfg.string());
   auto session = [&](bool unique) {
     c["dataset"]["make_names_unique"] = unique;
     std::ofstream(cfg) << c.dump(2);

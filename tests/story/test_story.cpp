@@ -22,7 +22,7 @@
 #endif
 
 using namespace sakura;
-using sakura::io::Json;
+using sakura::config::Json;
 namespace fs = std::filesystem;
 
 // Counts heap allocations while enabled (the training-loop test below).
@@ -282,7 +282,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
       "regularization": {"sw2": {"type": "SW2_uniform", "init_weight": 0.1, "progressive_const": 1.0,
         "progressive_start_epoch": 1, "uniform_low": -1, "uniform_high": 1}}},
     "optimizer": {"type": "RMSProp", "RMSProp_lr": 0.01, "RMSProp_alpha": 0.9, "RMSProp_momentum": 0.5}})");
-  Controller<float> a(io::experiment_from_json(cfg, {}, {}, 6));
+  Controller<float> a(config::experiment_from_json(cfg, {}, {}, 6));
   Batch<float> b(Tensor<float>(5, 6));
   for (Index i = 0; i < b.expr.size(); ++i) b.expr[i] = static_cast<float>((i * 7) % 5) * 0.3f;
   for (int i = 0; i < 3; ++i) a.train(b);
@@ -302,7 +302,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
   CHECK(back.samplers.at(0).state.order == std::vector<Index>{3, 1, 2});
   CHECK(back.params.size() == a.model().parameters().all().size());
 
-  Controller<float> c(io::experiment_from_json(cfg, {}, {}, 6));
+  Controller<float> c(config::experiment_from_json(cfg, {}, {}, 6));
   io::restore(c, back, path);
   CHECK(c.rng().state() == a.rng().state());
   for (int i = 0; i < 4; ++i) {
@@ -314,7 +314,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
     CHECK(std::equal(p.value.begin(), p.value.end(), pa->value.begin()));
     ++pa;
   }
-  CHECK(c.term(BlockKind::Main, "", "loss", "mse").weight == a.term(BlockKind::Main, "", "loss", "mse").weight);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight == a.term(BlockKind::Main, "", TermGroup::Loss, "mse").weight);
 
   // damage: a flipped byte, a truncated file, not a checkpoint, another model
   std::string bytes = slurp(path);
@@ -327,7 +327,7 @@ TEST_CASE("checkpoints round-trip the controller bit for bit and reject damaged 
   CHECK_THROWS_WITH(io::read_checkpoint((dir / "short.ckpt").string()), Catch::Contains("short.ckpt"));
   write(dir / "junk.ckpt", "PK\x03\x04 this is a torch zip");
   CHECK_THROWS_WITH(io::read_checkpoint((dir / "junk.ckpt").string()), Catch::Contains("not a sakura checkpoint"));
-  Controller<float> other(io::experiment_from_json(cfg, {}, {}, 7));
+  Controller<float> other(config::experiment_from_json(cfg, {}, {}, 7));
   CHECK_THROWS_WITH(io::restore(other, back, path),
                     Catch::Contains("a.ckpt") && Catch::Contains("model.pre_encoder") && Catch::Contains("[8, 7]"));
 }
@@ -364,7 +364,7 @@ TEST_CASE("the unmodified pbmc5k config fails at load, naming the split, cd4cd8 
 
 TEST_CASE("the pbmc5k config with cd4cd8 corrected trains on tutorial-shaped data from mtx + csv", "[config][run]") {
   const fs::path w = pbmc5k_workdir("pbmc5k", true);
-  Json cfg = io::read_json_file((kConfigs / "pbmc5k_config.json").string());
+  Json cfg = config::read_json_file((kConfigs / "pbmc5k_config.json").string());
   auto& item = cfg["story"][0];
   auto& sel = item["split_configs"]["cd8_focused"]["selected_signature"];
   sel["cd8"] = sel["cd4cd8"];
@@ -816,7 +816,7 @@ TEST_CASE("temp files of a killed run are removed at the next start, an interrup
 
 TEST_CASE("hybrid sum with one split steps exactly like interleave", "[run]") {
   const fs::path w = resume_workdir();
-  Json cfg = io::read_json_file((w / "config.json").string());
+  Json cfg = config::read_json_file((w / "config.json").string());
   Json item = cfg["story"][2];
   item["split_configs"].erase("b");
   item["perform_test"] = "False";
@@ -846,7 +846,7 @@ TEST_CASE("hybrid sum with one split steps exactly like interleave", "[run]") {
 
 TEST_CASE("story errors are reported at load with their path", "[config]") {
   const fs::path w = resume_workdir();
-  const Json base = io::read_json_file((w / "config.json").string());
+  const Json base = config::read_json_file((w / "config.json").string());
   story::SessionOptions so;
   so.base_dir = w.string();
   auto load = [&](const Json& cfg) {
@@ -899,7 +899,7 @@ namespace {
 /// Allocations of the config in w's first story item (as `mode`, logging every tick, no tests or
 /// checkpoints) stopped after 5 (warm-up), 60 and 180 ticks: ticks 61..180 must add nothing.
 std::vector<long> allocations_per_run(const fs::path& w, const char* mode, bool backed) {
-  const Json cfg = io::read_json_file((w / "config.json").string());
+  const Json cfg = config::read_json_file((w / "config.json").string());
   Json item = cfg["story"][0];
   item["hybrid_mode"] = mode;
   item["ticks"] = 1000;
@@ -1229,7 +1229,7 @@ fs::path h5ad_workdir(XKind kind, const std::string& sampling) {
     io::h5w::write_array<float>(f.root(), "X", dense, static_cast<hsize_t>(ds.n_genes()), o.layout);
     f.commit();
   }
-  Json cfg = io::read_json_file((w / "config.json").string());
+  Json cfg = config::read_json_file((w / "config.json").string());
   Json ds = cfg["dataset"];
   for (const char* k : {"gene_expr_MM_path", "gene_name_csv_path", "cell_name_csv_path", "pheno_csv_path"}) ds.erase(k);
   ds["type"] = "h5ad";
@@ -1274,7 +1274,7 @@ TEST_CASE("a backed run is bit-identical to the run in memory: losses, latents, 
   CHECK(exact.files.at("losses.tsv") != blocks.files.at("losses.tsv"));
   // no gene excluded from the input (the tutorial's case): a backed batch copies its rows whole
   const fs::path all_genes = h5ad_workdir(XKind::CsrGzip, "exact");
-  Json sig = io::read_json_file((all_genes / "signature.json").string());
+  Json sig = config::read_json_file((all_genes / "signature.json").string());
   sig["cd8"]["exclude_from_input"] = "False";
   write(all_genes / "signature.json", sig.dump(2));
   require_same(full_run(all_genes, false), full_run(all_genes, true));
@@ -1375,7 +1375,7 @@ TEST_CASE("backed input: what the config may say and what it may not", "[stream]
   const fs::path w = h5ad_workdir(XKind::Csr, "exact");
   story::SessionOptions so;
   so.base_dir = w.string();
-  Json cfg = io::read_json_file((w / "config.json").string());
+  Json cfg = config::read_json_file((w / "config.json").string());
   auto load_with = [&](const std::string& key, const Json& value) {
     Json c = cfg;
     c["dataset"][key] = value;

@@ -9,7 +9,7 @@
 
 namespace sakura::test {
 
-using sakura::io::Json;
+using sakura::config::Json;
 
 constexpr Index kGenes = 12;
 constexpr Index kCells = 8;
@@ -82,7 +82,7 @@ Batch<T> base_batch(std::uint64_t seed = 1, Index cells = kCells) {
 
 template <class T = float>
 ExperimentSpec spec_of(const Json& config, const Json& pheno, const Json& sig, Index genes = kGenes) {
-  return io::experiment_from_json(config, pheno, sig, genes);
+  return config::experiment_from_json(config, pheno, sig, genes);
 }
 
 }  // namespace sakura::test

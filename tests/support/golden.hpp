@@ -9,7 +9,7 @@
 
 namespace sakura::test {
 
-using sakura::io::Json;
+using sakura::config::Json;
 
 inline void flatten_into(const Json& j, std::vector<double>& out) {
   if (j.is_array())

@@ -142,7 +142,7 @@ void compare_weights(Worst& w, const std::string& where, sakura::Controller<T, D
   auto check = [&](sakura::BlockKind k, const std::string& block, const Json& groups, const Json& eps) {
     for (const char* g : {"loss", "regularization"})
       for (auto it = groups[g].begin(); it != groups[g].end(); ++it) {
-        const auto& st = ctl.term(k, block, g, it.key());
+        const auto& st = ctl.term(k, block, sakura::term_group(g, "golden weights"), it.key());
         const double theirs = it.value().get<double>();
         const double err = std::abs(st.weight - theirs) / std::max(std::abs(theirs), 1e-300);
         w.weight = std::max(w.weight, theirs == 0 ? std::abs(st.weight) : err);
@@ -167,11 +167,11 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
   Worst w;
   w.tol = tol;
   Allowance allowance;
-  const Json g = sakura::io::read_json_file(file.string());
+  const Json g = sakura::config::read_json_file(file.string());
   // golden files are upstream's numbers: upstream always draws 50 projections (SPEC §9)
   sakura::UpstreamCompat compat;
   compat.sw2_fixed_projections = 50;
-  auto spec = sakura::io::experiment_from_json(g["config"], g["pheno_config"], g["signature_config"],
+  auto spec = sakura::config::experiment_from_json(g["config"], g["pheno_config"], g["signature_config"],
                                                g["input_dim"].get<sakura::Index>(), compat);
   sakura::Controller<T, Dev> ctl(std::move(spec));
   load_parameters(ctl, g["parameters_before"]);
@@ -185,7 +185,7 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
     const std::string method = call["method"];
     const bool upstream_crashed = !call.contains("result") && !call.contains("weights_after");
     if (method == "train") {
-      const auto tc = sakura::io::train_call_from_json(ctl.model_spec(), call["args"]);
+      const auto tc = sakura::config::train_call_from_json(ctl.model_spec(), call["args"]);
       inject(ctl, call.value("random_draws", Json::array()));
       const auto& rec = ctl.train(batch, tc.bind());
       ctl.sync_to_host();
@@ -194,7 +194,7 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
         continue;
       }
       if (ctl.injected_draws().remaining() != 0) w.fail(where + ": not every recorded draw was used");
-      compare_result(w, where, sakura::io::to_json(rec), call["result"]);
+      compare_result(w, where, sakura::config::to_json(rec), call["result"]);
       if (!call["gradients"].empty()) compare_tensors(w, where, ctl, call["gradients"], true);
       // float64 is held to the README's bounds as they are; float32 gets the propagated allowance
       if (std::is_same_v<T, float> && !call["gradients"].empty()) grow_allowance(allowance, ctl, call["gradients"], w.tol);
@@ -210,29 +210,32 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
       o.save_raw_loss = a.value("save_raw_loss", false);
       sakura::Selection sp, ss;
       if (a.contains("selected_pheno") && !a["selected_pheno"].is_null()) {
-        sp = sakura::io::selection_from_json(ctl.model_spec(), sakura::BlockKind::Pheno, a["selected_pheno"], "selected_pheno");
+        sp = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Pheno, a["selected_pheno"], "selected_pheno");
         o.selected_pheno = &sp;
       }
       if (a.contains("selected_signature") && !a["selected_signature"].is_null()) {
-        ss = sakura::io::selection_from_json(ctl.model_spec(), sakura::BlockKind::Signature, a["selected_signature"],
+        ss = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Signature, a["selected_signature"],
                                              "selected_signature");
         o.selected_signature = &ss;
       }
       inject(ctl, call.value("random_draws", Json::array()));
       const auto& rec = ctl.eval(batch, o);
       if (upstream_crashed) continue;
-      compare_result(w, where, sakura::io::to_json(rec, false), call["result"]);
+      compare_result(w, where, sakura::config::to_json(rec, false), call["result"]);
     } else if (method == "next_epoch") {
       const Json& a = call["args"];
       sakura::Selection sp, ss;
       const bool has_sp = a.contains("selected_pheno") && !a["selected_pheno"].is_null();
       const bool has_ss = a.contains("selected_signature") && !a["selected_signature"].is_null();
-      if (has_sp) sp = sakura::io::selection_from_json(ctl.model_spec(), sakura::BlockKind::Pheno, a["selected_pheno"], "selected_pheno");
+      if (has_sp) sp = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Pheno, a["selected_pheno"], "selected_pheno");
       if (has_ss)
-        ss = sakura::io::selection_from_json(ctl.model_spec(), sakura::BlockKind::Signature, a["selected_signature"],
+        ss = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Signature, a["selected_signature"],
                                              "selected_signature");
-      ctl.next_epoch(a.value("prog_main", true), a.value("prog_pheno", true), has_sp ? &sp : nullptr,
-                     a.value("prog_signature", true), has_ss ? &ss : nullptr);
+      ctl.next_epoch({.main = a.value("prog_main", true),
+                      .pheno = a.value("prog_pheno", true),
+                      .selected_pheno = has_sp ? &sp : nullptr,
+                      .signature = a.value("prog_signature", true),
+                      .selected_signature = has_ss ? &ss : nullptr});
       if (call.contains("weights_after")) compare_weights(w, where, ctl, call["weights_after"], call["epochs_after"]);
     } else {
       w.fail(where + ": unknown method " + method);

@@ -37,44 +37,44 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
         T* db = nullptr;
         bool acc = false;
         if (needs(n.c)) std::tie(db, acc) = grad_target(n.c);
-        K::relu_bwd_col_sum(masked, db, acc, gy, out.data, rows, fout);
+        Device::relu_bwd_col_sum(masked, db, acc, gy, out.data, rows, fout);
         gy = masked;
         bias_done = true;
       }
       to_input(n.a, [&](T* dx, bool acc) {  // dx = dy W  (or dy W^T when stored input-major)
-        K::gemm(false, tr, rows, fin, fout, T(1), gy, fout, w.data, tr ? fout : fin, acc ? T(1) : T(0), dx, fin);
+        Device::gemm(false, tr, rows, fin, fout, T(1), gy, fout, w.data, tr ? fout : fin, acc ? T(1) : T(0), dx, fin);
       });
       to_input(n.b, [&](T* dw, bool acc) {  // dW = dy^T x  (or x^T dy)
         if (tr)
-          K::gemm(true, false, fin, fout, rows, T(1), x.data, fin, gy, fout, acc ? T(1) : T(0), dw, fout);
+          Device::gemm(true, false, fin, fout, rows, T(1), x.data, fin, gy, fout, acc ? T(1) : T(0), dw, fout);
         else
-          K::gemm(true, false, fout, fin, rows, T(1), gy, fout, x.data, fin, acc ? T(1) : T(0), dw, fin);
+          Device::gemm(true, false, fout, fin, rows, T(1), gy, fout, x.data, fin, acc ? T(1) : T(0), dw, fin);
       });
       if (!bias_done)
-        to_input(n.c, [&](T* db, bool acc) { K::col_sum(db, MatrixRef<const T>(gy, rows, fout), acc); });
+        to_input(n.c, [&](T* db, bool acc) { Device::col_sum(db, MatrixRef<const T>(gy, rows, fout), acc); });
       break;
     }
     case Op::SparseLinear:  // the input is constant: only dW and db (CPU only)
-      if constexpr (K::host_memory) {
+      if constexpr (Device::host_memory) {
         to_input(n.b, [&](T* dw, bool acc) {
-          cpu::csc_weight_grad(dw, *n.linear.sparse_input, gy, out.cols, n.linear.transposed, acc);
+          Device::sparse_linear_weight_grad(dw, *n.linear.sparse_input, gy, out.cols, n.linear.transposed, acc);
         });
-        to_input(n.c, [&](T* db, bool acc) { K::col_sum(db, MatrixRef<const T>(gy, out.rows, out.cols), acc); });
+        to_input(n.c, [&](T* db, bool acc) { Device::col_sum(db, MatrixRef<const T>(gy, out.rows, out.cols), acc); });
       }
       break;
     case Op::Celu:
-      to_input(n.a, [&](T* dx, bool acc) { K::celu_bwd(dx, gy, in(n.a).data, count, acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::celu_bwd(dx, gy, in(n.a).data, count, acc); });
       break;
     case Op::Relu:
-      to_input(n.a, [&](T* dx, bool acc) { K::relu_bwd(dx, gy, out.data, count, acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::relu_bwd(dx, gy, out.data, count, acc); });
       break;
     case Op::Sigmoid:
-      to_input(n.a, [&](T* dx, bool acc) { K::sigmoid_bwd(dx, gy, out.data, count, acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::sigmoid_bwd(dx, gy, out.data, count, acc); });
       break;
     case Op::Softmax:
     case Op::LogSoftmax:
       to_input(n.a, [&](T* dx, bool acc) {
-        K::softmax_rows_bwd(dx, gy, out.data, out.rows, out.cols, n.op == Op::LogSoftmax, acc);
+        Device::softmax_rows_bwd(dx, gy, out.data, out.rows, out.cols, n.op == Op::LogSoftmax, acc);
       });
       break;
     case Op::Concat: {
@@ -84,7 +84,7 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
         const Index w = values_[id].cols;
         if (needs(id)) {
           auto [dx, acc] = grad_target(id);
-          K::add_block(MatrixRef<T>(dx, out.rows, w), MatrixRef<const T>(gy + off, out.rows, w, out.cols), acc);
+          Device::add_block(MatrixRef<T>(dx, out.rows, w), MatrixRef<const T>(gy + off, out.rows, w, out.cols), acc);
         }
         off += w;
       }
@@ -93,43 +93,43 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
     case Op::SliceCols:
       to_input(n.a, [&](T* dx, bool acc) {
         const Value& x = in(n.a);
-        if (!acc) K::fill(dx, x.rows * x.cols, T(0));
-        K::add_block(MatrixRef<T>(dx + n.first_col, x.rows, out.cols, x.cols),
+        if (!acc) Device::fill(dx, x.rows * x.cols, T(0));
+        Device::add_block(MatrixRef<T>(dx + n.first_col, x.rows, out.cols, x.cols),
                      MatrixRef<const T>(gy, out.rows, out.cols), true);
       });
       break;
     case Op::ReverseGrad:
-      to_input(n.a, [&](T* dx, bool acc) { K::axpy(dx, gy, count, T(-1), acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::axpy(dx, gy, count, T(-1), acc); });
       break;
     case Op::SortCols:
-      to_input(n.a, [&](T* dx, bool acc) { K::unsort_columns(dx, gy, n.perm, out.rows, out.cols, acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::unsort_columns(dx, gy, n.perm, out.rows, out.cols, acc); });
       break;
     case Op::Pointwise:  // each function's derivative is beside it in backend/pointwise.hpp
       to_input(n.a, [&](T* dx, bool acc) {
-        K::pointwise_bwd(n.pointwise.fn, dx, gy, in(n.a).data, out.data, count, n.pointwise.constant, acc);
+        Device::pointwise_bwd(n.pointwise.fn, dx, gy, in(n.a).data, out.data, count, n.pointwise.constant, acc);
       });
       break;
     case Op::Binary:
       for (const bool wrt_b : {false, true})
         to_input(wrt_b ? n.b : n.a, [&](T* d, bool acc) {
-          K::binary_bwd(n.binary, wrt_b, d, gy, in(n.a).data, in(n.b).data, count, acc);
+          Device::binary_bwd(n.binary, wrt_b, d, gy, in(n.a).data, in(n.b).data, count, acc);
         });
       break;
     case Op::Where:  // a (input b) where the constant mask (input a) is set, b (input c) elsewhere
       for (const bool selected : {true, false})
         to_input(selected ? n.b : n.c,
-                 [&](T* d, bool acc) { K::where_bwd(d, gy, in(n.a).data, selected, count, acc); });
+                 [&](T* d, bool acc) { Device::where_bwd(d, gy, in(n.a).data, selected, count, acc); });
       break;
     case Op::Mean:
-      to_input(n.a, [&](T* dx, bool acc) { K::mean_bwd(dx, gy, in(n.a).rows * in(n.a).cols, acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::mean_bwd(dx, gy, in(n.a).rows * in(n.a).cols, acc); });
       break;
     case Op::RowSum:
-      to_input(n.a, [&](T* dx, bool acc) { K::row_sum_bwd(dx, gy, out.rows, in(n.a).cols, acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::row_sum_bwd(dx, gy, out.rows, in(n.a).cols, acc); });
       break;
     case Op::Mse:
     case Op::L1: {
       const Value &a = in(n.a), &b = in(n.b);
-      auto kernel = n.op == Op::Mse ? &K::mse_bwd : &K::l1_bwd;
+      auto kernel = n.op == Op::Mse ? &Device::mse_bwd : &Device::l1_bwd;
       to_input(n.a, [&](T* da, bool acc) { kernel(da, gy, a.data, b.data, a.rows * a.cols, acc); });
       to_input(n.b, [&](T* db, bool acc) { kernel(db, gy, b.data, a.data, a.rows * a.cols, acc); });
       break;
@@ -138,35 +138,35 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
       const Value &a = in(n.a), &b = in(n.b);
       const auto& c = n.cosine;
       to_input(n.a, [&](T* da, bool acc) {
-        K::cosine_bwd(da, gy, a.data, b.data, c.norm_a, c.norm_b, c.dot, a.rows, a.cols, acc);
+        Device::cosine_bwd(da, gy, a.data, b.data, c.norm_a, c.norm_b, c.dot, a.rows, a.cols, acc);
       });
       to_input(n.b, [&](T* db, bool acc) {
-        K::cosine_bwd(db, gy, b.data, a.data, c.norm_b, c.norm_a, c.dot, a.rows, a.cols, acc);
+        Device::cosine_bwd(db, gy, b.data, a.data, c.norm_b, c.norm_a, c.dot, a.rows, a.cols, acc);
       });
       break;
     }
     case Op::RowNormMean:
       to_input(n.a, [&](T* dx, bool acc) {
         const Value& x = in(n.a);
-        K::row_norm_bwd(dx, gy, x.data, n.row_norm.norms, x.rows, x.cols, n.row_norm.ord, acc);
+        Device::row_norm_bwd(dx, gy, x.data, n.row_norm.norms, x.rows, x.cols, n.row_norm.ord, acc);
       });
       break;
     case Op::Nll:
-      to_input(n.a, [&](T* dx, bool acc) { K::nll_bwd(dx, gy, n.labels, in(n.a).rows, in(n.a).cols, acc); });
+      to_input(n.a, [&](T* dx, bool acc) { Device::nll_bwd(dx, gy, n.labels, in(n.a).rows, in(n.a).cols, acc); });
       break;
     case Op::Bce:
       to_input(n.a, [&](T* dp, bool acc) {
-        K::bce_bwd(dp, gy, in(n.a).data, in(n.b).data, in(n.a).rows * in(n.a).cols, acc);
+        Device::bce_bwd(dp, gy, in(n.a).data, in(n.b).data, in(n.a).rows * in(n.a).cols, acc);
       });
       break;
     case Op::KlGauss:
       to_input(n.a, [&](T* dx, bool acc) {
         const Value& x = in(n.a);
-        K::kl_bwd(dx, gy, x.data, n.moments, x.rows, x.cols, acc);
+        Device::kl_bwd(dx, gy, x.data, n.moments, x.rows, x.cols, acc);
       });
       break;
     case Op::Scale:
-      to_input(n.a, [&](T* ds, bool acc) { K::scale_bwd(ds, gy, n.weight, acc); });
+      to_input(n.a, [&](T* ds, bool acc) { Device::scale_bwd(ds, gy, n.weight, acc); });
       break;
   }
 }
@@ -204,20 +204,20 @@ std::size_t Tape<T, Dev>::apply_pair_rule(std::size_t i) {
   }
   const Node& mse = first.op == Op::Mse ? first : second;
   const Node& l1 = first.op == Op::Mse ? second : first;
-  if constexpr (K::host_memory) {  // (the GPU keeps the ReLU's own pass)
+  if constexpr (Device::host_memory) {  // (the GPU keeps the ReLU's own pass)
     if (const Node* lin = relu_producer(first.a, j)) {
       T* db = nullptr;
       bool acc_db = false;
       if (lin->c >= 0 && values_[lin->c].requires_grad) std::tie(db, acc_db) = grad_target(lin->c);
       auto [da, acc] = grad_target(first.a);
-      K::mse_l1_relu_bwd(da, db, acc_db, values_[mse.out].grad, values_[l1.out].grad, first.op == Op::Mse, a.data,
+      Device::mse_l1_relu_bwd(da, db, acc_db, values_[mse.out].grad, values_[l1.out].grad, first.op == Op::Mse, a.data,
                          b.data, a.rows, a.cols, acc);
       values_[first.a].grad_relu_done = true;
       return i - j + 1;
     }
   }
   auto [da, acc] = grad_target(first.a);
-  K::mse_l1_bwd(da, values_[mse.out].grad, values_[l1.out].grad, first.op == Op::Mse, a.data, b.data,
+  Device::mse_l1_bwd(da, values_[mse.out].grad, values_[l1.out].grad, first.op == Op::Mse, a.data, b.data,
                 a.rows * a.cols, acc);
   return i - j + 1;
 }

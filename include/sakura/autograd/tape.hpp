@@ -23,11 +23,11 @@
 #include <span>
 #include <vector>
 
-#include "sakura/autograd/arena.hpp"
-#include "sakura/backend/pointwise.hpp"
 #include "sakura/backend/cpu/ops.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/backend/pointwise.hpp"
+#include "sakura/tensor/arena.hpp"
 #include "sakura/tensor/draw.hpp"
+#include "sakura/tensor/parameter.hpp"
 
 namespace sakura {
 
@@ -74,7 +74,7 @@ struct Var {
 template <class T, class Dev = Cpu>
 class Tape {
  public:
-  using K = Ops<T, Dev>;
+  using Device = Ops<T, Dev>;  // every device call goes through here (backend/device.hpp)
   struct Value {
     T* data = nullptr;
     T* grad = nullptr;
@@ -88,7 +88,7 @@ class Tape {
   /// Op::SparseLinear the CSC copy of its sparse input.
   struct LinearLayout {
     bool transposed, relu;
-    const cpu::Csc<T>* sparse_input;
+    const typename Device::SparseInput* sparse_input;
   };
   struct Node {
     Op op;
@@ -129,7 +129,7 @@ class Tape {
     nodes_.clear();
     concat_parts_.clear();
     arena_.reset();
-    if constexpr (!K::host_memory) staging_.reset();
+    if constexpr (!Device::host_memory) staging_.reset();
     stamp_ = next_stamp();
     partner_mean_.a = -1;
   }
@@ -139,7 +139,7 @@ class Tape {
   /// otherwise. Must be contiguous.
   Var constant(MatrixRef<const T> m) {
     detail::require(m.contiguous(), "tape constants must be contiguous");
-    if constexpr (K::host_memory) {
+    if constexpr (Device::host_memory) {
       return push_value(const_cast<T*>(m.data), m.rows, m.cols, false);
     } else {  // through pinned staging: the copy can be captured in a graph and replayed
       return host_filled(m.rows, m.cols,
@@ -153,12 +153,12 @@ class Tape {
   template <class F>
   Var host_filled(Index rows, Index cols, F&& f) {
     Var v = scratch(rows, cols);
-    if constexpr (K::host_memory) {
+    if constexpr (Device::host_memory) {
       f(data(v));
     } else {
       T* host = staging_.template alloc<T>(rows * cols);
       f(MatrixRef<T>(host, rows, cols));
-      K::upload(ptr(v), host, static_cast<std::size_t>(rows * cols) * sizeof(T));
+      Device::upload(ptr(v), host, static_cast<std::size_t>(rows * cols) * sizeof(T));
     }
     return v;
   }
@@ -167,14 +167,14 @@ class Tape {
   /// numbers without a recapture. `labels` and `offsets` must be tape memory (see labels()).
   Var drawn(const DrawSpec& s, const std::int64_t* labels, const T* offsets) {
     Var v = scratch(s.rows, s.cols);
-    if constexpr (K::host_memory) {
-      K::draw(ptr(v), s, &s, labels, offsets);
+    if constexpr (Device::host_memory) {
+      Device::draw(ptr(v), s, &s, labels, offsets);
     } else {
       auto* h = staging_.template alloc<DrawSpec>(1);
       *h = s;
       auto* d = arena_.template alloc<DrawSpec>(1);
-      K::upload(d, h, sizeof(DrawSpec));
-      K::draw(ptr(v), s, d, labels, offsets);
+      Device::upload(d, h, sizeof(DrawSpec));
+      Device::draw(ptr(v), s, d, labels, offsets);
     }
     return v;
   }
@@ -182,36 +182,36 @@ class Tape {
   /// reads the pointer and the indices from device memory (staged here), so a replayed graph
   /// gathers the current batch.
   Var gather_rows(const T* src, std::span<const std::int32_t> index, Index cols) {
-    static_assert(!K::host_memory, "gather_rows reads device memory");
+    static_assert(!Device::host_memory, "gather_rows reads device memory");
     const Index n = static_cast<Index>(index.size());
     Var v = scratch(n, cols);
-    const std::size_t bytes = K::gather_header + index.size() * sizeof(std::int32_t);
+    const std::size_t bytes = Device::gather_header + index.size() * sizeof(std::int32_t);
     char* h = staging_.template alloc<char>(bytes);
     std::memcpy(h, &src, sizeof(src));
-    std::memcpy(h + K::gather_header, index.data(), index.size() * sizeof(std::int32_t));
+    std::memcpy(h + Device::gather_header, index.data(), index.size() * sizeof(std::int32_t));
     char* d = arena_.template alloc<char>(bytes);
-    K::upload(d, h, bytes);
-    K::gather_rows(ptr(v), d, n, cols);
+    Device::upload(d, h, bytes);
+    Device::gather_rows(ptr(v), d, n, cols);
     return v;
   }
   /// Host integers (class labels) where kernels can read them; valid until reset().
   const std::int64_t* labels(const std::int64_t* host, Index n) {
-    if constexpr (K::host_memory) {
+    if constexpr (Device::host_memory) {
       return host;
     } else {
       auto* h = staging_.template alloc<std::int64_t>(n);
       std::memcpy(h, host, sizeof(std::int64_t) * static_cast<std::size_t>(n));
       auto* d = arena_.template alloc<std::int64_t>(n);
-      K::upload(d, h, static_cast<std::size_t>(n) * sizeof(std::int64_t));
+      Device::upload(d, h, static_cast<std::size_t>(n) * sizeof(std::int64_t));
       return d;
     }
   }
   /// A parameter leaf; every use within one step shares one value, so gradients accumulate.
   Var param(Parameter<T>& p) {
     if (p.stamp == stamp_ && p.leaf >= 0) return Var{p.leaf};
-    Var v = push_value(K::host_memory ? p.value.data() : p.device_value, p.value.rows(), p.value.cols(), true);
+    Var v = push_value(Device::host_memory ? p.value.data() : p.device_value, p.value.rows(), p.value.cols(), true);
     values_[v.id].param = &p;
-    values_[v.id].grad = K::host_memory ? p.grad.data() : p.device_grad;
+    values_[v.id].grad = Device::host_memory ? p.grad.data() : p.device_grad;
     // a frozen parameter is never zero-filled by the optimizer, so PyTorch keeps accumulating;
     // so does every parameter while a summed step accumulates
     values_[v.id].grad_ready = accumulate_params_ || (!p.trainable && p.has_grad);
@@ -234,18 +234,18 @@ class Tape {
   }
   /// A 1x1 value read on the host (a device round trip on a GPU: read scalars together, late).
   T scalar(Var v) const {
-    if constexpr (K::host_memory) {
+    if constexpr (Device::host_memory) {
       return values_[v.id].data[0];
     } else {
       T x;
-      K::download(&x, values_[v.id].data, sizeof(T));
+      Device::download(&x, values_[v.id].data, sizeof(T));
       return x;
     }
   }
   Index rows(Var v) const { return values_[v.id].rows; }
   Index cols(Var v) const { return values_[v.id].cols; }
   bool requires_grad(Var v) const { return values_[v.id].requires_grad; }
-  BasicArena<typename K::Alloc>& arena() { return arena_; }
+  BasicArena<typename Device::Alloc>& arena() { return arena_; }
   std::size_t node_count() const { return nodes_.size(); }
 
   // ------------------------------------------------------------------ layers
@@ -257,41 +257,33 @@ class Tape {
     detail::require((transposed ? rows(w) : cols(w)) == in, "linear: input ", Shape{n, in},
                     " does not match weight ", Shape{rows(w), cols(w)});
     Var y = alloc_like(n, out, x, w, bias);
-    K::gemm(false, transposed ? false : true, n, out, in, T(1), ptr(x), in, ptr(w), transposed ? out : in, T(0), ptr(y),
+    Device::gemm(false, transposed ? false : true, n, out, in, T(1), ptr(x), in, ptr(w), transposed ? out : in, T(0), ptr(y),
             out);
-    if (relu) K::bias_relu(data(y), bias ? ptr(bias) : nullptr);
-    else if (bias) K::add_bias(data(y), ptr(bias));
+    if (relu) Device::bias_relu(data(y), bias ? ptr(bias) : nullptr);
+    else if (bias) Device::add_bias(data(y), ptr(bias));
     push_node(Op::Linear, y, x, w, bias).linear = {transposed, relu, nullptr};
     return y;
   }
   /// linear() for a constant sparse input (cells x genes, CSR): the first pre-encoder layer on
   /// single-cell data. The CSR must stay alive until backward(); W input-major is the fast layout.
   Var linear_sparse(CsrRef<T> x, Var w, Var bias, bool transposed) {
-    static_assert(K::host_memory, "sparse input is a CPU feature: densify the batch for a GPU");
+    static_assert(Device::host_memory, "sparse input is a CPU feature: densify the batch for a GPU");
     const Index n = x.rows, in = x.cols, out = transposed ? cols(w) : rows(w);
     detail::require((transposed ? rows(w) : cols(w)) == in, "linear: sparse input ", Shape{n, in},
                     " does not match weight ", Shape{rows(w), cols(w)});
     Var y = alloc_like(n, out, w, bias);
-    auto* csc = arena_.template alloc<cpu::Csc<T>>(1);
-    *csc = cpu::Csc<T>{n, in, arena_.template alloc<std::int64_t>(in + 1),
-                       arena_.template alloc<std::int32_t>(x.nnz()), arena_.template alloc<T>(x.nnz())};
-    cpu::csr_to_csc(*csc, x);
-    T* yp = ptr(y);
-    for (Index r = 0; r < n; ++r)
-      for (Index o = 0; o < out; ++o) yp[r * out + o] = bias ? ptr(bias)[o] : T(0);
-    if (transposed) cpu::csr_linear_fwd_inmajor(yp, x, ptr(w), out);
-    else cpu::csr_linear_fwd_outmajor(yp, x, ptr(w), out);
-    push_node(Op::SparseLinear, y, Var{}, w, bias).linear = {transposed, false, csc};
+    const auto* kept = Device::sparse_linear(arena_, ptr(y), x, ptr(w), bias ? ptr(bias) : nullptr, out, transposed);
+    push_node(Op::SparseLinear, y, Var{}, w, bias).linear = {transposed, false, kept};
     return y;
   }
-  Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { K::celu_fwd(y, ptr(x), size(x)); }); }
-  Var relu(Var x) { return unary(Op::Relu, x, [&](T* y) { K::relu_fwd(y, ptr(x), size(x)); }); }
-  Var sigmoid(Var x) { return unary(Op::Sigmoid, x, [&](T* y) { K::sigmoid_fwd(y, ptr(x), size(x)); }); }
+  Var celu(Var x) { return unary(Op::Celu, x, [&](T* y) { Device::celu_fwd(y, ptr(x), size(x)); }); }
+  Var relu(Var x) { return unary(Op::Relu, x, [&](T* y) { Device::relu_fwd(y, ptr(x), size(x)); }); }
+  Var sigmoid(Var x) { return unary(Op::Sigmoid, x, [&](T* y) { Device::sigmoid_fwd(y, ptr(x), size(x)); }); }
   Var softmax(Var x) {
-    return unary(Op::Softmax, x, [&](T* y) { K::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), false); });
+    return unary(Op::Softmax, x, [&](T* y) { Device::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), false); });
   }
   Var log_softmax(Var x) {
-    return unary(Op::LogSoftmax, x, [&](T* y) { K::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), true); });
+    return unary(Op::LogSoftmax, x, [&](T* y) { Device::softmax_rows_fwd(y, ptr(x), rows(x), cols(x), true); });
   }
   /// y = x * mask; `mask` holds 0 or 1/(1-p) per element (drawn by the caller).
   Var dropout(Var x, Var mask) { return binary(Binary::Mul, x, mask, "dropout mask"); }
@@ -301,7 +293,7 @@ class Tape {
   Var pointwise(Pointwise f, Var x, double c0 = 0, double c1 = 0) {
     const bool mask = f == Pointwise::Less;  // a comparison: no gradient flows through it
     Var y = alloc_like(rows(x), cols(x), mask ? Var{} : x);
-    K::pointwise(f, ptr(y), ptr(x), size(x), static_cast<T>(c0), static_cast<T>(c1));
+    Device::pointwise(f, ptr(y), ptr(x), size(x), static_cast<T>(c0), static_cast<T>(c1));
     push_node(Op::Pointwise, y, x).pointwise = {f, static_cast<T>(c0)};
     return y;
   }
@@ -321,7 +313,7 @@ class Tape {
   Var binary(Binary f, Var a, Var b, const char* what = "elementwise operands") {
     require_same_shape(a, b, what);
     Var y = alloc_like(rows(a), cols(a), a, b);
-    K::binary(f, ptr(y), ptr(a), ptr(b), size(a));
+    Device::binary(f, ptr(y), ptr(a), ptr(b), size(a));
     push_node(Op::Binary, y, a, b).binary = f;
     return y;
   }
@@ -336,21 +328,21 @@ class Tape {
     require_same_shape(mask, a, "where: mask and first value");
     require_same_shape(a, b, "where: values");
     Var y = alloc_like(rows(a), cols(a), a, b);
-    K::where(ptr(y), ptr(mask), ptr(a), ptr(b), size(a));
+    Device::where(ptr(y), ptr(mask), ptr(a), ptr(b), size(a));
     push_node(Op::Where, y, mask, a, b);
     return y;
   }
   /// The mean of every element (1 x 1).
   Var mean(Var x) {
     Var y = alloc_like(1, 1, x);
-    K::mean_fwd(ptr(y), ptr(x), size(x));
+    Device::mean_fwd(ptr(y), ptr(x), size(x));
     push_node(Op::Mean, y, x);
     return y;
   }
   /// The sum of each row (rows x 1).
   Var row_sum(Var x) {
     Var y = alloc_like(rows(x), 1, x);
-    K::row_sum_fwd(ptr(y), ptr(x), rows(x), cols(x));
+    Device::row_sum_fwd(ptr(y), ptr(x), rows(x), cols(x));
     push_node(Op::RowSum, y, x);
     return y;
   }
@@ -370,7 +362,7 @@ class Tape {
     Var y = push_value(arena_.template alloc<T>(n * width), n, width, rg);
     Index off = 0;
     for (Var p : parts) {
-      K::add_block(MatrixRef<T>(ptr(y) + off, n, cols(p), width), data(p), false);
+      Device::add_block(MatrixRef<T>(ptr(y) + off, n, cols(p), width), data(p), false);
       off += cols(p);
     }
     if (rg) {
@@ -385,7 +377,7 @@ class Tape {
     detail::require(start >= 0 && start + count <= cols(x), "slice_cols: columns [", start, ", ", start + count,
                     ") of a tensor with ", cols(x));
     Var y = alloc_like(rows(x), count, x);
-    K::add_block(data(y), MatrixRef<const T>(ptr(x) + start, rows(x), count, cols(x)), false);
+    Device::add_block(data(y), MatrixRef<const T>(ptr(x) + start, rows(x), count, cols(x)), false);
     push_node(Op::SliceCols, y, x).first_col = start;
     return y;
   }
@@ -406,9 +398,9 @@ class Tape {
   Var sort_cols(Var x) {
     Var y = alloc_like(rows(x), cols(x), x);
     auto* perm = arena_.template alloc<std::int32_t>(size(x));
-    void* scratch = arena_.alloc_bytes(K::sort_scratch_bytes(rows(x), cols(x)));
-    if (requires_grad(x)) K::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
-    else K::sort_column_values(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
+    void* scratch = arena_.alloc_bytes(Device::sort_scratch_bytes(rows(x), cols(x)));
+    if (requires_grad(x)) Device::sort_columns(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
+    else Device::sort_column_values(ptr(y), perm, ptr(x), rows(x), cols(x), scratch);
     push_node(Op::SortCols, y, x).perm = perm;
     return y;
   }
@@ -428,7 +420,7 @@ class Tape {
     T* na = arena_.template alloc<T>(n);
     T* nb = arena_.template alloc<T>(n);
     T* dot = arena_.template alloc<T>(n);
-    Var y = reduce(Op::Cosine, a, b, [&](T* out) { K::cosine_fwd(out, na, nb, dot, ptr(a), ptr(b), n, cols(a)); });
+    Var y = reduce(Op::Cosine, a, b, [&](T* out) { Device::cosine_fwd(out, na, nb, dot, ptr(a), ptr(b), n, cols(a)); });
     if (Node* nd = last_node_for(y)) nd->cosine = {na, nb, dot};
     return y;
   }
@@ -436,22 +428,22 @@ class Tape {
   Var row_norm_mean(Var x, int ord) {
     T* norms = arena_.template alloc<T>(rows(x));
     Var y = reduce(Op::RowNormMean, x, Var{},
-                   [&](T* out) { K::row_norm_fwd(out, norms, ptr(x), rows(x), cols(x), ord); });
+                   [&](T* out) { Device::row_norm_fwd(out, norms, ptr(x), rows(x), cols(x), ord); });
     if (Node* nd = last_node_for(y)) nd->row_norm = {norms, ord};
     return y;
   }
   /// Mean over rows of -logp[r, labels[r]]; labels (from labels() on a GPU) stay alive until
   /// backward(). On the CPU they are checked here; a GPU controller checks them on upload.
   Var nll(Var logp, const std::int64_t* labels) {
-    if constexpr (K::host_memory) detail::require_labels(labels, rows(logp), cols(logp), "NLL");
-    Var y = reduce(Op::Nll, logp, Var{}, [&](T* out) { K::nll_fwd(out, ptr(logp), labels, rows(logp), cols(logp)); });
+    if constexpr (Device::host_memory) detail::require_labels(labels, rows(logp), cols(logp), "NLL");
+    Var y = reduce(Op::Nll, logp, Var{}, [&](T* out) { Device::nll_fwd(out, ptr(logp), labels, rows(logp), cols(logp)); });
     if (Node* nd = last_node_for(y)) nd->labels = labels;
     return y;
   }
   /// Binary cross-entropy of probabilities p against targets y (y gets no gradient).
   Var bce(Var p, Var y) {
     require_same_shape(p, y, "BCE");
-    return reduce(Op::Bce, p, detach(y), [&](T* out) { K::bce_fwd(out, ptr(p), ptr(y), size(p)); });
+    return reduce(Op::Bce, p, detach(y), [&](T* out) { Device::bce_fwd(out, ptr(p), ptr(y), size(p)); });
   }
   /// KL between diagonal Gaussians fitted to x (mean, biased variance + eps) and to `prior`.
   Var kl_gauss(Var x, Var prior, double eps = 1e-8) {
@@ -459,7 +451,7 @@ class Tape {
     const Index L = cols(x);
     T* m = arena_.template alloc<T>(4 * L);
     Var y = reduce(Op::KlGauss, x, Var{},
-                   [&](T* out) { K::kl_fwd(out, m, ptr(x), rows(x), ptr(prior), rows(prior), L, eps); });
+                   [&](T* out) { Device::kl_fwd(out, m, ptr(x), rows(x), ptr(prior), rows(prior), L, eps); });
     if (Node* nd = last_node_for(y)) nd->moments = m;
     return y;
   }
@@ -467,7 +459,7 @@ class Tape {
   /// captured step follows weight schedules without being recaptured).
   Var scale(Var s, const T* w) {
     Var y = alloc_like(1, 1, s);
-    K::scale_fwd(ptr(y), ptr(s), w);
+    Device::scale_fwd(ptr(y), ptr(s), w);
     push_node(Op::Scale, y, s).weight = w;
     return y;
   }
@@ -485,7 +477,7 @@ class Tape {
     detail::require(r.rows == 1 && r.cols == 1, "backward() needs a scalar root, got ", Shape{r.rows, r.cols});
     if (!r.requires_grad) return;
     T* g = grad_buffer(root);
-    K::fill(g, 1, T(1));
+    Device::fill(g, 1, T(1));
     r.grad_ready = true;
     for (std::size_t i = nodes_.size(); i-- > 0;) {
       if (!values_[nodes_[i].out].grad_ready) continue;
@@ -563,19 +555,19 @@ class Tape {
   /// in one pass and keeps its partner's for the other's call (values as alone: the kernels are
   /// tested bitwise), so the reconstruction's MSE + L1 read prediction and target once.
   void paired_mean(Op op, Var a, Var b, T* out) {
-    if constexpr (K::host_memory) {
+    if constexpr (Device::host_memory) {
       if (partner_mean_.a == a.id && partner_mean_.b == b.id && partner_mean_.op == op) {
         out[0] = partner_mean_.value;
         partner_mean_.a = -1;
         return;
       }
       T other;
-      if (op == Op::Mse) K::mse_l1_fwd(out, &other, ptr(a), ptr(b), size(a));
-      else K::mse_l1_fwd(&other, out, ptr(a), ptr(b), size(a));
+      if (op == Op::Mse) Device::mse_l1_fwd(out, &other, ptr(a), ptr(b), size(a));
+      else Device::mse_l1_fwd(&other, out, ptr(a), ptr(b), size(a));
       partner_mean_ = {op == Op::Mse ? Op::L1 : Op::Mse, a.id, b.id, other};
     } else {
-      if (op == Op::Mse) K::mse_fwd(out, ptr(a), ptr(b), size(a));
-      else K::l1_fwd(out, ptr(a), ptr(b), size(a));
+      if (op == Op::Mse) Device::mse_fwd(out, ptr(a), ptr(b), size(a));
+      else Device::l1_fwd(out, ptr(a), ptr(b), size(a));
     }
   }
   /// A scalar-valued primitive: f writes the value into the output buffer.
@@ -587,8 +579,8 @@ class Tape {
     return y;
   }
 
-  BasicArena<typename K::Alloc> arena_;
-  BasicArena<typename K::HostAlloc> staging_;  // pinned host staging for uploads (GPU only)
+  BasicArena<typename Device::Alloc> arena_;
+  BasicArena<typename Device::HostAlloc> staging_;  // pinned host staging for uploads (GPU only)
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   std::vector<int> concat_parts_;  // Concat nodes' inputs (Node::parts_begin)

@@ -16,8 +16,8 @@
 
 namespace sakura {
 
-namespace detail_config {
-using io::Json;
+namespace config::detail {
+using config::Json;
 
 inline const char* name_of(Activation a) {
   constexpr const char* names[] = {"identity", "relu", "softmax", "sigmoid"};
@@ -72,14 +72,14 @@ Json term(const TermSpec<Variant>& t) {
   Json j{{"name", t.name}, {"schedule", schedule(t.schedule)}, {"flow", name_of(t.flow)}, {"site", t.site}};
   std::visit(
       [&](const auto& bound) {
-        using Fn = typename std::decay_t<decltype(bound)>::fn;
+        using Fn = typename std::decay_t<decltype(bound)>::type;
         j["type"] = std::string(Fn::names[0]);
         Json options = Json::object();
         std::apply([&](const auto&... f) { ((options[std::string(f.key)] = bound.options.*(f.member)), ...); },
                    Fn::fields);
         j["options"] = std::move(options);
       },
-      t.fn);
+      t.configured);
   return j;
 }
 
@@ -113,12 +113,12 @@ inline Json blocks(const std::vector<BlockSpec>& bs) {
   for (const auto& b : bs) j.push_back(block(b));
   return j;
 }
-}  // namespace detail_config
+}  // namespace config::detail
 
 /// Every field of `e` (model shape, terms with their options and schedules, optimizer, device,
 /// seed) as JSON in a fixed layout: equal specs give equal values, whatever built them.
-inline io::Json describe(const ExperimentSpec& e) {
-  using namespace detail_config;
+inline config::Json describe(const ExperimentSpec& e) {
+  using namespace config::detail;
   const ModelSpec& m = e.model;
   Json excludes = Json::array();
   for (const auto& [type, name] : e.optimizer.excludes) excludes.push_back(Json::array({type, name}));

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 /// sakura::Experiment: the experiment written in C++ instead of JSON. It builds the same
-/// ExperimentSpec as io::experiment_from_json (tests/config compares them field by field); terms
+/// ExperimentSpec as config::experiment_from_json (tests/config compares them field by field); terms
 /// are types, options are named structs with upstream's defaults, mistakes throw at the call.
 ///
 /// Example (the pbmc5k tutorial model):
@@ -32,25 +32,22 @@
 
 namespace sakura {
 
-/// The two groups a term can belong to; a term type belongs to exactly one.
-enum class TermGroup { Loss, Regularization };
-
-namespace detail_config {
+namespace config::detail {
 template <class Fn, class List>
 struct listed;
 template <class Fn, class... Ts>
-struct listed<Fn, detail::TypeList<Ts...>> : std::bool_constant<(std::is_same_v<Fn, Ts> || ...)> {};
+struct listed<Fn, sakura::detail::TypeList<Ts...>> : std::bool_constant<(std::is_same_v<Fn, Ts> || ...)> {};
 /// Where loss Fn may go (Reconstruction | Head); all slots for a non-loss, whose own assert then fires.
 template <class Fn>
-constexpr unsigned slots_of() {
+constexpr Slots slots_of() {
   if constexpr (listed<Fn, LossTypes>::value) return Fn::slots;
-  else return Reconstruction | Head;
+  else return Slot::Reconstruction | Slot::Head;
 }
-}  // namespace detail_config
+}  // namespace config::detail
 
 /// The group of term type Fn (a loss in LossTypes or a regularizer in RegularizerTypes).
 template <class Fn>
-inline constexpr TermGroup group_of = detail_config::listed<Fn, LossTypes>::value ? TermGroup::Loss
+inline constexpr TermGroup group_of = config::detail::listed<Fn, LossTypes>::value ? TermGroup::Loss
                                                                                        : TermGroup::Regularization;
 
 /// A term's settings. Example: {.schedule = {.init_weight = 0.0, .constant = 0.01, .start_epoch = 50,
@@ -102,9 +99,9 @@ struct PhenoShape {
   Index lat_dim = 0, out_dim = 0;  ///< latent width; classes (classifier) or values (regressor)
 };
 
-namespace detail_config {
-using io::detail_json::kMaxLayers;
-using io::detail_json::kMaxWidth;
+namespace config::detail {
+using config::detail::kMaxLayers;
+using config::detail::kMaxWidth;
 using sakura::detail::fail;
 using sakura::detail::require;
 
@@ -157,7 +154,7 @@ void add_loss(std::vector<LossSpec>& out, const std::string& call, const std::st
           ": gradient reversal/neutralisation applies to phenotype and signature terms only; drop .flow");
   if constexpr (requires { Fn::invalid(o.options); })
     if (const char* why = Fn::invalid(o.options)) fail(call, ": ", why);
-  Bound<Fn> b;
+  Configured<Fn> b;
   b.options = o.options;
   out.push_back(LossSpec{name, b, o.schedule, o.flow, ""});
 }
@@ -165,7 +162,7 @@ void add_loss(std::vector<LossSpec>& out, const std::string& call, const std::st
 template <class Fn>
 void add_regularizer(std::vector<RegularizerSpec>& out, const std::string& call, const std::string& name,
                      const TermOptions<Fn>& o, const std::string& site_prefix, const RegContext& ctx, bool block_term) {
-  static_assert(detail_config::listed<Fn, RegularizerTypes>::value,
+  static_assert(config::detail::listed<Fn, RegularizerTypes>::value,
                 "regularizer<Fn>: Fn is not a regularizer type (see regularizers/registry.hpp); losses go in loss<Fn>");
   require(!name.empty(), call, ": a term needs a name (its key in the loss record)");
   for (const auto& t : out)
@@ -174,11 +171,11 @@ void add_regularizer(std::vector<RegularizerSpec>& out, const std::string& call,
           ": gradient reversal/neutralisation applies to phenotype and signature terms only; drop .flow");
   if constexpr (requires { Fn::invalid(o.options, ctx); })
     if (const char* why = Fn::invalid(o.options, ctx)) fail(call, ": ", why);
-  Bound<Fn> b;
+  Configured<Fn> b;
   b.options = o.options;
   out.push_back(RegularizerSpec{name, b, o.schedule, o.flow, site_prefix + "." + name});
 }
-}  // namespace detail_config
+}  // namespace config::detail
 
 /// A signature or phenotype block under construction: head, attachment, own compressor, terms.
 /// SignatureBlock and PhenoBlock below fix the kind; Experiment::signature/pheno take them.
@@ -189,12 +186,12 @@ class BlockBuilder {
   /// phenotypes); `layers` shapes FC heads and a regressor's output activation.
   Self& head(HeadType type, const Layers& layers = {}) {
     spec_.head = type;
-    spec_.head_stack = detail_config::stack(layers, Activation::Identity, where() + ".head");
+    spec_.head_stack = config::detail::stack(layers, Activation::Identity, where() + ".head");
     return self();
   }
   /// The block's own compressor from the pre-encoder output (default: one Linear layer + CELU).
   Self& encoder(const Layers& layers) {
-    spec_.encoder = detail_config::stack(layers, Activation::Identity, where() + ".encoder");
+    spec_.encoder = config::detail::stack(layers, Activation::Identity, where() + ".encoder");
     return self();
   }
   /// The head reads another latent instead of the block's own compressor.
@@ -214,15 +211,15 @@ class BlockBuilder {
   /// A loss on the head's output (e.g. Mse on a signature, Nll on a phenotype).
   template <class Fn>
   Self& loss(const std::string& name, const TermOptions<Fn>& o = {}) {
-    static_assert((detail_config::slots_of<Fn>() & Head) != 0, "loss<Fn>: this loss applies to the reconstruction only");
-    detail_config::add_loss(spec_.losses, detail_config::call_name<Fn>(where(), "loss", name), name, o, true);
+    static_assert(config::detail::slots_of<Fn>().has(Slot::Head), "loss<Fn>: this loss applies to the reconstruction only");
+    config::detail::add_loss(spec_.losses, config::detail::call_name<Fn>(where(), "loss", name), name, o, true);
     return self();
   }
   /// A regularizer on the block's latent.
   template <class Fn>
   Self& regularizer(const std::string& name, const TermOptions<Fn>& o = {}) {
-    detail_config::add_regularizer(spec_.regularizations,
-                                       detail_config::call_name<Fn>(where(), "regularizer", name), name, o,
+    config::detail::add_regularizer(spec_.regularizations,
+                                       config::detail::call_name<Fn>(where(), "regularizer", name), name, o,
                                        site(), RegContext{spec_.lat_dim, spec_.kind == BlockKind::Pheno}, true);
     return self();
   }
@@ -237,8 +234,8 @@ class BlockBuilder {
     spec_.out_dim = out_dim;
     spec_.head = kind == BlockKind::Signature ? HeadType::LinRegressor : HeadType::LinClassifier;
     detail::require(!spec_.name.empty(), where(), ": a block needs a name");
-    detail_config::check_width(lat_dim, where(), "lat_dim");
-    detail_config::check_width(out_dim, where(), "out_dim");
+    config::detail::check_width(lat_dim, where(), "lat_dim");
+    config::detail::check_width(out_dim, where(), "out_dim");
   }
   std::string where() const {
     return std::string(spec_.kind == BlockKind::Signature ? "SignatureBlock(\"" : "PhenoBlock(\"") + spec_.name + "\")";
@@ -282,10 +279,10 @@ class Experiment {
  public:
   explicit Experiment(const MainShape& s) {
     ModelSpec& m = spec_.model;
-    detail_config::check_width(s.genes, "Experiment", "genes");
-    detail_config::check_width(s.encoder_neurons, "Experiment", "encoder_neurons");
-    detail_config::check_width(s.decoder_neurons, "Experiment", "decoder_neurons");
-    detail_config::check_width(s.latent_dim, "Experiment", "latent_dim");
+    config::detail::check_width(s.genes, "Experiment", "genes");
+    config::detail::check_width(s.encoder_neurons, "Experiment", "encoder_neurons");
+    config::detail::check_width(s.decoder_neurons, "Experiment", "decoder_neurons");
+    config::detail::check_width(s.latent_dim, "Experiment", "latent_dim");
     m.input_dim = s.genes;
     m.encoder_neurons = s.encoder_neurons;
     m.decoder_neurons = s.decoder_neurons;
@@ -294,19 +291,19 @@ class Experiment {
 
   /// Layers between the input and every compressor (default: one Linear to encoder_neurons + CELU).
   Experiment& pre_encoder(const PreEncoder& p) {
-    spec_.model.pre_encoder = detail_config::stack(p.layers, Activation::Identity, "Experiment.pre_encoder");
-    if (p.out_dim != 0) detail_config::check_width(p.out_dim, "Experiment.pre_encoder", "out_dim");
+    spec_.model.pre_encoder = config::detail::stack(p.layers, Activation::Identity, "Experiment.pre_encoder");
+    if (p.out_dim != 0) config::detail::check_width(p.out_dim, "Experiment.pre_encoder", "out_dim");
     spec_.model.pre_encoder_out_dim = p.out_dim;
     return *this;
   }
   /// The main latent's compressor (default: one Linear layer).
   Experiment& main_encoder(const Layers& l) {
-    spec_.model.main_encoder = detail_config::stack(l, Activation::Identity, "Experiment.main_encoder");
+    spec_.model.main_encoder = config::detail::stack(l, Activation::Identity, "Experiment.main_encoder");
     return *this;
   }
   /// The decoder from all latents to the genes (output activation default: relu, as upstream).
   Experiment& decoder(const Layers& l) {
-    spec_.model.decoder = detail_config::stack(l, Activation::Relu, "Experiment.decoder");
+    spec_.model.decoder = config::detail::stack(l, Activation::Relu, "Experiment.decoder");
     return *this;
   }
 
@@ -320,17 +317,17 @@ class Experiment {
   /// A reconstruction loss (x_hat vs x), e.g. Mse, L1, Cosine, L1Norm.
   template <class Fn>
   Experiment& loss(const std::string& name, const TermOptions<Fn>& o = {}) {
-    static_assert((detail_config::slots_of<Fn>() & Reconstruction) != 0,
+    static_assert(config::detail::slots_of<Fn>().has(Slot::Reconstruction),
                   "loss<Fn>: this loss applies to phenotype/signature heads only");
-    detail_config::add_loss(spec_.main_losses, detail_config::call_name<Fn>("Experiment", "loss", name), name,
+    config::detail::add_loss(spec_.main_losses, config::detail::call_name<Fn>("Experiment", "loss", name), name,
                                 o, false);
     return *this;
   }
   /// A regularizer on the main latent, e.g. Sw2Uniform, KlGaussianMixture, L2Regularization.
   template <class Fn>
   Experiment& regularizer(const std::string& name, const TermOptions<Fn>& o = {}) {
-    detail_config::add_regularizer(spec_.main_regularizations,
-                                       detail_config::call_name<Fn>("Experiment", "regularizer", name), name, o,
+    config::detail::add_regularizer(spec_.main_regularizations,
+                                       config::detail::call_name<Fn>("Experiment", "regularizer", name), name, o,
                                        "main_latent.regularization", RegContext{spec_.model.latent_dim, false}, false);
     return *this;
   }
@@ -387,14 +384,14 @@ class Experiment {
         for (auto& t : ts)
           std::visit([&](auto& bound) {
             if constexpr (requires { bound.options.projections; }) bound.options.projections = compat_.sw2_fixed_projections;
-          }, t.fn);
+          }, t.configured);
       };
       fix(e.main_regularizations);
       for (auto* group : {&e.model.signatures, &e.model.phenos})
         for (auto& b : *group) fix(b.regularizations);
     }
     try {
-      io::detail_json::check_model_size(e.model);
+      config::detail::check_model_size(e.model);
     } catch (const Error& err) {
       const std::string why = err.what();  // "sakura: the model would have ..."
       detail::fail("Experiment.build(): ", why.substr(why.find(": ") + 2));

@@ -5,7 +5,7 @@
 /// naming the key path ("signature_config.cd8.loss.regression_MSE.type"), never mid-training.
 ///
 /// Example:
-///   auto spec = sakura::io::experiment_from_json(config, pheno_config, signature_config, 10000);
+///   auto spec = sakura::config::experiment_from_json(config, pheno_config, signature_config, 10000);
 ///   sakura::Controller<float> ctl(std::move(spec));
 #pragma once
 
@@ -19,9 +19,11 @@
 #include <vector>
 
 #include "sakura/config/spec.hpp"
-#include "sakura/controller/controller.hpp"
+#include "sakura/controller/options.hpp"
+#include "sakura/controller/record.hpp"
+#include "sakura/controller/selection.hpp"
 
-namespace sakura::io {
+namespace sakura::config {
 
 /// Insertion-ordered JSON: term order decides draw order and the total's summation order.
 using Json = nlohmann::ordered_json;
@@ -49,7 +51,7 @@ inline Json read_json_file(const std::string& path) {
   }
 }
 
-namespace detail_json {
+namespace detail {
 using sakura::detail::fail;
 using sakura::detail::require;
 
@@ -193,7 +195,7 @@ std::string known_names() {
   return s;
 }
 
-inline LossSpec loss_term(const std::string& name, const Json& j, const std::string& where, unsigned slot,
+inline LossSpec loss_term(const std::string& name, const Json& j, const std::string& where, Slot slot,
                           bool block_term) {
   LossSpec t;
   t.name = name;
@@ -201,13 +203,13 @@ inline LossSpec loss_term(const std::string& name, const Json& j, const std::str
   if (const char* why = rejected_type(type)) fail(where, ".type: ", why);
   const bool found = sakura::detail::for_each_type(LossTypes{}, [&]<class Fn>() {
     if (!sakura::detail::names_type<Fn>(type)) return false;
-    require((Fn::slots & slot) != 0, where, ".type: ", type, " cannot be used ",
-            slot == Reconstruction ? "as a reconstruction loss" : "on a phenotype/signature head");
-    Bound<Fn> b;
+    require(Fn::slots.has(slot), where, ".type: ", type, " cannot be used ",
+            slot == Slot::Reconstruction ? "as a reconstruction loss" : "on a phenotype/signature head");
+    Configured<Fn> b;
     read_fields(b.options, Fn::fields, j, where);
     if constexpr (requires { Fn::invalid(b.options); })
       if (const char* why = Fn::invalid(b.options)) fail(where, ": ", why);
-    t.fn = b;
+    t.configured = b;
     return true;
   });
   require(found, where, ".type: unknown loss type \"", type, "\"; known: ", known_names<LossTypes>());
@@ -226,13 +228,13 @@ inline bool reg_term(RegularizerSpec& t, const std::string& name, const Json& j,
   if (const char* why = rejected_type(type)) fail(where, ".type: ", why);
   const bool found = sakura::detail::for_each_type(RegularizerTypes{}, [&]<class Fn>() {
     if (!sakura::detail::names_type<Fn>(type)) return false;
-    Bound<Fn> b;
+    Configured<Fn> b;
     read_fields(b.options, Fn::fields, j, where);
     if constexpr (requires { b.options.projections; })
       if (compat.sw2_fixed_projections > 0) b.options.projections = compat.sw2_fixed_projections;
     if constexpr (requires { Fn::invalid(b.options, ctx); })
       if (const char* why = Fn::invalid(b.options, ctx)) fail(where, ": ", why);
-    t.fn = b;
+    t.configured = b;
     return true;
   });
   require(found, where, ".type: unknown regularization type \"", type, "\"; known: none, ",
@@ -243,7 +245,7 @@ inline bool reg_term(RegularizerSpec& t, const std::string& name, const Json& j,
 }
 
 /// A group of loss terms {name: term} at `where` (an object, or absent when optional).
-inline void loss_group(std::vector<LossSpec>& out, const Json* group, const std::string& where, unsigned slot,
+inline void loss_group(std::vector<LossSpec>& out, const Json* group, const std::string& where, Slot slot,
                        bool block_term) {
   require(group != nullptr, "missing required key ", where);
   require(group->is_object(), where, " must be an object of terms");
@@ -355,7 +357,7 @@ inline BlockSpec block(const std::string& name, const Json& j, BlockKind kind, c
   }
   if (const Json* e = find(j, "encoder_config")) b.encoder = stack(*e, where + ".encoder_config", Activation::Identity);
 
-  loss_group(b.losses, find(j, "loss"), where + ".loss", Head, true);
+  loss_group(b.losses, find(j, "loss"), where + ".loss", Slot::Head, true);
   reg_group(b.regularizations, find(j, "regularization"), where + ".regularization",
             std::string(sig ? "signature." : "pheno.") + name + ".regularization", RegContext{b.lat_dim, !sig}, compat,
             true);
@@ -436,13 +438,13 @@ inline void check_model_size(const ModelSpec& m) {
          " (2^30; 4 GiB per float32 copy, and training keeps 3 or 4 copies); its largest layer is ", lin, " -> ", lout,
          ", set by ", key, " (input genes: ", m.input_dim, "); make the layers narrower");
 }
-}  // namespace detail_json
+}  // namespace detail
 
 /// Builds the experiment from upstream's three dicts. `input_dim` is the number of input genes
 /// (after any signature genes excluded from the input).
 inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno_config, const Json& signature_config,
                                            Index input_dim, const UpstreamCompat& compat = {}) {
-  using namespace detail_json;
+  using namespace detail;
   require(config.is_object(), "config must be a JSON object");
   ExperimentSpec e;
   ModelSpec& m = e.model;
@@ -463,7 +465,7 @@ inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno
   // upstream crashes on a decoder_config without output_activation_function; relu is its default
   if (const Json* p = find(ml, "decoder_config")) m.decoder = stack(*p, mw + ".decoder_config", Activation::Relu);
 
-  loss_group(e.main_losses, find(ml, "loss"), mw + ".loss", Reconstruction, false);
+  loss_group(e.main_losses, find(ml, "loss"), mw + ".loss", Slot::Reconstruction, false);
   reg_group(e.main_regularizations, find(ml, "regularization"), mw + ".regularization", "main_latent.regularization",
             RegContext{m.latent_dim, false}, compat, false);
   auto blocks = [&](const Json& cfg, BlockKind k, std::vector<BlockSpec>& out) {
@@ -498,7 +500,7 @@ inline ExperimentSpec experiment_from_json(const Json& config, const Json& pheno
 /// (everything). A missing or null "regularization" means none (upstream documents None but
 /// raises on it: SPEC §9). `where` prefixes error messages, e.g. "story[0].cd8_focused.selected_signature".
 inline Selection selection_from_json(const ModelSpec& m, BlockKind kind, const Json& sel, const std::string& where) {
-  using namespace detail_json;
+  using namespace detail;
   const auto& blocks = kind == BlockKind::Signature ? m.signatures : m.phenos;
   if (sel.is_null() || (sel.is_string() && sel == "*")) return Selection::all(blocks);
   require(sel.is_object(), where, " must be null, \"*\" or an object {name: {loss, regularization}}, got ", sel.dump());
@@ -546,7 +548,7 @@ struct TrainCall {
 };
 
 inline TrainCall train_call_from_json(const ModelSpec& m, const Json& args) {
-  using namespace detail_json;
+  using namespace detail;
   TrainCall c;
   auto flag = [&](const char* k, bool d) { return find(args, k) ? boolean(args[k], std::string("train.") + k) : d; };
   c.options.reconstruction = flag("backward_reconstruction_loss", true);
@@ -598,4 +600,4 @@ inline Json to_json(const LossRecord& r, bool with_total = true) {
   return j;
 }
 
-}  // namespace sakura::io
+}  // namespace sakura::config

@@ -4,7 +4,7 @@
 /// picks Controller<float, Cpu> or Controller<float, Cuda> behind one interface.
 ///
 /// Example:
-///   auto ctl = sakura::make_controller(sakura::io::experiment_from_json(config, pheno, sig, genes));
+///   auto ctl = sakura::make_controller(sakura::config::experiment_from_json(config, pheno, sig, genes));
 ///   ctl->train(batch);   // on the GPU when config.device is "cuda" (and sakura::cuda is linked)
 #pragma once
 
@@ -19,8 +19,7 @@ class AnyController {
   virtual ~AnyController() = default;
   virtual const LossRecord& train(const Batch<float>& batch, const TrainOptions& o = {}) = 0;
   virtual const LossRecord& eval(const Batch<float>& batch, const EvalOptions& o = {}) = 0;
-  virtual void next_epoch(bool prog_main = true, bool prog_pheno = true, const Selection* selected_pheno = nullptr,
-                          bool prog_signature = true, const Selection* selected_signature = nullptr) = 0;
+  virtual void next_epoch(const EpochOptions& o = {}) = 0;
   virtual void tick() = 0;
   virtual void reset() = 0;
   /// Host copies of parameters and optimizer state (a no-op on the CPU).
@@ -28,8 +27,7 @@ class AnyController {
   virtual void sync_to_device() = 0;
   virtual Extractor<float>& model() = 0;
   virtual const ModelSpec& model_spec() const = 0;
-  virtual TermState& term(BlockKind kind, const std::string& block, const std::string& group,
-                          const std::string& name) = 0;
+  virtual TermState& term(BlockKind kind, const std::string& block, TermGroup group, const std::string& name) = 0;
   virtual Rng& rng() = 0;
   virtual DrawQueue& injected_draws() = 0;
   virtual const char* device() const = 0;
@@ -41,16 +39,14 @@ class ControllerOn final : public AnyController {
   explicit ControllerOn(ExperimentSpec spec) : c_(std::move(spec)) {}
   const LossRecord& train(const Batch<float>& b, const TrainOptions& o) override { return c_.train(b, o); }
   const LossRecord& eval(const Batch<float>& b, const EvalOptions& o) override { return c_.eval(b, o); }
-  void next_epoch(bool pm, bool pp, const Selection* sp, bool ps, const Selection* ss) override {
-    c_.next_epoch(pm, pp, sp, ps, ss);
-  }
+  void next_epoch(const EpochOptions& o) override { c_.next_epoch(o); }
   void tick() override { c_.tick(); }
   void reset() override { c_.reset(); }
   void sync_to_host() override { c_.sync_to_host(); }
   void sync_to_device() override { c_.sync_to_device(); }
   Extractor<float>& model() override { return c_.model(); }
   const ModelSpec& model_spec() const override { return c_.model_spec(); }
-  TermState& term(BlockKind k, const std::string& b, const std::string& g, const std::string& n) override {
+  TermState& term(BlockKind k, const std::string& b, TermGroup g, const std::string& n) override {
     return c_.term(k, b, g, n);
   }
   Rng& rng() override { return c_.rng(); }

@@ -19,7 +19,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "sakura/config/spec.hpp"
+#include "sakura/controller/experiment_spec.hpp"
 
 namespace sakura {
 
@@ -126,14 +126,19 @@ struct Select {
   using pheno = Pheno;
   using signature = Signature;
 };
+/// Blocks named in a policy: none named means every block of the group.
+template <FixedString... Names>
+using Named = std::conditional_t<sizeof...(Names) == 0, AllBlocks, Only<Names...>>;
+
+/// The policies, named after what they compute: All, MainOnly (reconstruction and main latent),
+/// SignatureOnly<"cd8", ...> and PhenoOnly<"celltype", ...> (those blocks; SignatureOnly<> and
+/// PhenoOnly<> every block of the group).
 using All = Select<true, true>;
 using MainOnly = Select<true, true, NoBlocks, NoBlocks>;
-using PhenoOnly = Select<false, false, AllBlocks, NoBlocks>;
-using SignatureOnlyAll = Select<false, false, NoBlocks, AllBlocks>;
 template <FixedString... S>
-using SignatureOnly = Select<false, false, NoBlocks, Only<S...>>;
+using SignatureOnly = Select<false, false, NoBlocks, Named<S...>>;
 template <FixedString... P>
-using PhenoOnlyOf = Select<false, false, Only<P...>, NoBlocks>;
+using PhenoOnly = Select<false, false, Named<P...>, NoBlocks>;
 
 namespace detail {
 

@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "sakura/config/spec.hpp"
+#include "sakura/controller/experiment_spec.hpp"
+#include "sakura/detail/names.hpp"
 
 namespace sakura {
 
@@ -39,13 +40,7 @@ struct Selection {
   Selection& add(const std::vector<BlockSpec>& blocks, const std::string& block, bool all_losses,
                  const std::vector<std::string>& losses, bool all_regs, const std::vector<std::string>& regs,
                  const std::string& where) {
-    int b = -1;
-    std::string known;
-    for (std::size_t i = 0; i < blocks.size(); ++i) {
-      if (blocks[i].name == block) b = static_cast<int>(i);
-      known += (i ? ", " : "") + blocks[i].name;
-    }
-    detail::require(b >= 0, where, ": no block named '", block, "'; configured: ", known.empty() ? "(none)" : known);
+    const auto b = static_cast<int>(detail::find_by_name(blocks, block, where, "block"));
     Entry e;
     e.block = b;
     pick(e.losses, blocks[b].losses, all_losses, losses, where + "." + block + ".loss");
@@ -68,13 +63,7 @@ struct Selection {
       return;
     }
     for (const std::string& n : names) {
-      int found = -1;
-      std::string known;
-      for (std::size_t i = 0; i < terms.size(); ++i) {
-        if (terms[i].name == n) found = static_cast<int>(i);
-        known += (i ? ", " : "") + terms[i].name;
-      }
-      detail::require(found >= 0, where, ": no term named '", n, "'; configured: ", known.empty() ? "(none)" : known);
+      const auto found = static_cast<int>(detail::find_by_name(terms, n, where, "term"));
       bool dup = false;
       for (int o : out) dup = dup || o == found;
       if (!dup) out.push_back(found);

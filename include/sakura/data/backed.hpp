@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "sakura/data/batch.hpp"
+#include "sakura/controller/batch.hpp"
 #include "sakura/data/dataset.hpp"
 #include "sakura/data/pheno.hpp"
 #include "sakura/error.hpp"

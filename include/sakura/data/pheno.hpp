@@ -15,12 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
-// config/json.hpp must precede the io readers: it names `detail::require` inside sakura::io, which
-// the readers' sakura::io::detail would otherwise shadow.
 #include "sakura/config/json.hpp"
 #include "sakura/data/dataset.hpp"
 #include "sakura/error.hpp"
-#include "sakura/io/csv.hpp"
 
 namespace sakura::data {
 
@@ -39,7 +36,7 @@ struct PhenoTable {
   bool has_values() const { return !values.empty(); }
 };
 
-namespace detail_pheno {
+namespace detail {
 using sakura::detail::fail;
 using sakura::detail::require;
 
@@ -138,7 +135,7 @@ inline std::vector<std::int64_t> encode(const Work& w, const std::vector<std::st
   std::map<std::string, std::int64_t> pos;
   for (std::size_t i = 0; i < cats.size(); ++i) {
     pos.emplace(cats[i], static_cast<std::int64_t>(i));
-    if (io::detail::is_pandas_na(cats[i])) pos.emplace(std::string(), static_cast<std::int64_t>(i));
+    if (sakura::detail::is_pandas_na(cats[i])) pos.emplace(std::string(), static_cast<std::int64_t>(i));
   }
   std::vector<std::int64_t> out(w.text.size());
   for (std::size_t i = 0; i < w.text.size(); ++i) {
@@ -186,7 +183,7 @@ inline void kbins(Work& w, const PhenoJson& p, const Ctx& c, const std::string& 
   const auto nb = p.find("n_bins");
   const int n_bins = nb == p.end() || nb->is_null()  // sklearn's default 5
                          ? 5
-                         : static_cast<int>(io::detail_json::integer_in(*nb, pw + ".n_bins", 2, kMaxClasses));
+                         : static_cast<int>(config::detail::integer_in(*nb, pw + ".n_bins", 2, kMaxClasses));
   const std::string encode = opt_text(p, "encode", pw, "onehot");
   const std::string strategy = opt_text(p, "strategy", pw, "quantile");
   require(encode == "ordinal" || encode == "onehot" || encode == "onehot-dense", pw,
@@ -241,7 +238,7 @@ inline void binary(Work& w, const PhenoJson& p, const Ctx& c, const std::string&
     return it->get<double>();
   };
   const double threshold = num("threshold", 1e-6), scale = num("scale_factor", 1.0);
-  const bool inverse = io::detail_json::opt_bool(p, "inverse", pw);
+  const bool inverse = config::detail::opt_bool(p, "inverse", pw);
   for (double& v : w.numbers) {
     double b = v > threshold ? 1.0 : 0.0;
     if (inverse) b = 1.0 - b;
@@ -266,7 +263,7 @@ inline void to_tensor(Work& w, const PhenoJson& p, const Ctx& c, const std::stri
     w.kind = Work::Kind::Codes;
   }
 }
-}  // namespace detail_pheno
+}  // namespace detail
 
 /// Phenotype names and the data columns they read, checked against the data set.
 /// `meta` is one entry of upstream's pheno_meta JSON:
@@ -280,7 +277,7 @@ inline void to_tensor(Work& w, const PhenoJson& p, const Ctx& c, const std::stri
 template <class T>
 PhenoTable fit_pheno(const std::string& name, const PhenoJson& meta, const Dataset<T>& ds,
                      const std::string& where_prefix = "pheno_meta.") {
-  using namespace detail_pheno;
+  using namespace detail;
   const std::string where = where_prefix + name;
   require(meta.is_object(), where, " must be an object");
   auto type_it = meta.find("type");

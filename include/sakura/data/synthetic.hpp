@@ -34,7 +34,9 @@ struct SyntheticData {
 };
 
 // Not `detail`: a sakura::data::detail would hide sakura::detail from the data headers included after this one.
-namespace synthetic_detail {
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 /// Poisson sample (Knuth for small rates, normal approximation above 30).
 inline int poisson(Rng& rng, double lambda) {
   if (lambda > 30) return std::max(0, static_cast<int>(std::lround(rng.normal(lambda, std::sqrt(lambda)))));
@@ -47,7 +49,7 @@ inline int poisson(Rng& rng, double lambda) {
   } while (p > l);
   return k - 1;
 }
-}  // namespace synthetic_detail
+}  // namespace detail
 
 /// The generative model: a heavy-tailed background rate per gene, 8 marker genes per cell type at
 /// 20x (CD8A/CD8B for type 0), a log-normal library size per cell, Poisson counts. The data sets
@@ -77,7 +79,7 @@ class SyntheticModel {
     total = 0;
     for (Index g = 0; g < o_.genes; ++g) {
       const double rate = base_[static_cast<std::size_t>(g)] * depth * (is_marker(g, t) ? 20.0 : 1.0);
-      counts[static_cast<std::size_t>(g)] = synthetic_detail::poisson(rng, rate);
+      counts[static_cast<std::size_t>(g)] = detail::poisson(rng, rate);
       total += counts[static_cast<std::size_t>(g)];
     }
     return t;

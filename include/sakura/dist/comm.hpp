@@ -152,7 +152,7 @@ class Comm {
  private:
   struct State {
     std::shared_ptr<Transport> transport;
-    detail::AlignedBuffer<std::byte> scratch;  // allreduce_sum's gathered partials, grown once
+    sakura::detail::AlignedBuffer<std::byte> scratch;  // allreduce_sum's gathered partials, grown once
   };
   template <class T>
   T* scratch(std::size_t n) const {

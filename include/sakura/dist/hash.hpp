@@ -8,8 +8,11 @@
 #include <cstring>
 #include <span>
 
-namespace sakura {
-namespace detail {
+#include "sakura/error.hpp"
+
+namespace sakura::dist::detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 /// splitmix64's finaliser: every input bit reaches every output bit.
 constexpr std::uint64_t mix64(std::uint64_t x) {
   x ^= x >> 30;
@@ -18,9 +21,9 @@ constexpr std::uint64_t mix64(std::uint64_t x) {
   x *= 0x94d049bb133111ebull;
   return x ^ (x >> 31);
 }
-}  // namespace detail
+}  // namespace sakura::dist::detail
 
-namespace dist {
+namespace sakura::dist {
 
 /// Digest of `bytes`, word by word (8 bytes at a time: a 16 MB parameter set takes milliseconds),
 /// length included, so that buffers of different sizes differ even when one is a prefix.
@@ -37,5 +40,4 @@ inline std::uint64_t hash_bytes(std::span<const std::byte> bytes) {
   return detail::mix64(h ^ tail ^ (bytes.size() - i));
 }
 
-}  // namespace dist
-}  // namespace sakura
+}  // namespace sakura::dist

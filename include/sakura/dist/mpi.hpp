@@ -32,8 +32,9 @@
 
 #include "sakura/dist/comm.hpp"
 
-namespace sakura {
-namespace detail {
+namespace sakura::dist::detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 inline void mpi_check(int rc, const char* call) {
   if (rc == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
@@ -49,10 +50,9 @@ inline int mpi_count(Index n, const char* what) {
   return static_cast<int>(n);
 }
 inline MPI_Datatype mpi_type(dist::DType d) { return d == dist::DType::F32 ? MPI_FLOAT : MPI_DOUBLE; }
-}  // namespace detail
-}  // namespace sakura
+}  // namespace sakura::dist::detail
 
-#define SAKURA_MPI_CHECK(call) ::sakura::detail::mpi_check((call), #call)
+#define SAKURA_MPI_CHECK(call) ::sakura::dist::detail::mpi_check((call), #call)
 
 namespace sakura::dist {
 

@@ -13,8 +13,9 @@
 
 #include "sakura/tensor/tensor.hpp"
 
-namespace sakura {
-namespace detail {
+namespace sakura::dist::detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 /// out[i] = part(0)[i] + part(1)[i] + ... + part(ranks - 1)[i], added left to right: the one
 /// summation order of every reduction (the NCCL kernel adds in the same order). `out` may be one
 /// of the parts: each block is read from every part before it is written.
@@ -33,9 +34,9 @@ void sum_in_rank_order(const Part& part, int ranks, Index n, T* out) {
     std::copy_n(acc, m, out + b);
   }
 }
-}  // namespace detail
+}  // namespace sakura::dist::detail
 
-namespace dist {
+namespace sakura::dist {
 
 /// Where the buffers of the data collectives (allgather_rows, sums) live.
 enum class Memory { Host, Device };
@@ -90,5 +91,4 @@ class Transport {
   virtual std::unique_ptr<SumSlot> plan_sum(DType type, Index n) = 0;
 };
 
-}  // namespace dist
-}  // namespace sakura
+}  // namespace sakura::dist

@@ -39,7 +39,7 @@
 #include <tuple>
 #include <vector>
 
-#include "sakura/controller/controller.hpp"
+#include "sakura/controller/training_state.hpp"
 #include "sakura/data/sampler.hpp"
 #include "sakura/error.hpp"
 #include "sakura/io/durable.hpp"
@@ -55,24 +55,6 @@ inline constexpr const char* kCheckpointDamaged =
 /// What to do about a checkpoint that does not fit the config or data it is resumed with.
 inline constexpr const char* kCheckpointMismatch =
     "resume with the config and data the checkpoint was written with";
-
-/// One parameter in PyTorch layout ([out, in] for weights), with its optimizer state.
-struct ParamRecord {
-  std::string name;
-  std::int64_t rows = 0, cols = 0;
-  std::vector<double> value, grad;  // kept in double here; written in the controller's precision
-  bool has_grad = false;
-  bool opt_initialised = false;
-  std::vector<double> square_avg, momentum;  // empty when absent
-  int record = -1;                           ///< index of its record when read from a file
-};
-
-struct TermRecord {
-  std::uint8_t kind = 0;  // BlockKind
-  std::string block, group, name;
-  double weight = 0;
-  std::int32_t epoch = 0;
-};
 
 struct SamplerRecord {
   std::string name;
@@ -90,13 +72,10 @@ struct StoryPosition {
   std::uint64_t log_bytes = 0;    ///< size of the loss log when saved (truncated to it on resume)
 };
 
-struct Checkpoint {
-  std::uint32_t scalar_bytes = 4;  ///< 4: float, 8: double
-  std::string config;              ///< the config JSON the run used (informational + mismatch warning)
-  std::int32_t epoch = 0, tick = 0;
-  Rng::State rng;
-  std::vector<ParamRecord> params;
-  std::vector<TermRecord> terms;
+/// A checkpoint file's content: the controller's state (TrainingState: scalar type, counters,
+/// generator, parameters with optimizer state, term weights) and where the story stood.
+struct Checkpoint : TrainingState {
+  std::string config;  ///< the config JSON the run used (informational + mismatch warning)
   std::vector<SamplerRecord> samplers;
   StoryPosition story;
   /// Record indices of CTRL, TERM and STRY when read from a file (-1: built in memory).
@@ -114,7 +93,7 @@ inline std::string checkpoint_field(const std::string& path, int record, const c
   return s;
 }
 
-namespace detail_ckpt {
+namespace detail {
 using sakura::detail::fail;
 using sakura::detail::require;
 
@@ -377,13 +356,13 @@ inline data::BatchSampler::State read_sampler_state(Reader& r) {
   if (s.order.empty() && s.position != 0) r.bad("position", s.position, " batches taken before any pass began");
   return s;
 }
-}  // namespace detail_ckpt
+}  // namespace detail
 
 /// Writes a checkpoint atomically and durably (temp file, fsync, rename, fsync of the directory;
 /// io/durable.hpp): an earlier file of the same name stays intact until the new one is complete,
 /// and a failure (a full disk) removes the temp file and names the file and the cause.
 inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
-  using namespace detail_ckpt;
+  using namespace detail;
   AtomicFile file(path);
   FileWriter& out = file.out();
   Writer head;
@@ -453,7 +432,7 @@ inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
 /// every field's own meaning (ranges, finite values, sizes that agree with each other). Errors
 /// name the file, the record (index and tag) and the field.
 inline Checkpoint read_checkpoint(const std::string& path) {
-  using namespace detail_ckpt;
+  using namespace detail;
   const std::vector<std::uint8_t> bytes = read_file(path);
   require(bytes.size() >= 16 && std::memcmp(bytes.data(), kMagic, 8) == 0, "'", path,
           "' is not a sakura checkpoint (bad magic; PyTorch .pth files cannot be read)");
@@ -532,72 +511,20 @@ inline Checkpoint read_checkpoint(const std::string& path) {
   return c;
 }
 
-/// The model's terms in checkpoint order (main losses, main regularizations, then each signature's
-/// and each phenotype's losses and regularizations) with their current weights and epochs.
-template <class T>
-std::vector<TermRecord> model_terms(Controller<T>& ctl) {
-  std::vector<TermRecord> out;
-  auto terms = [&](BlockKind kind, const std::string& block, const std::string& group, const auto& specs) {
-    for (const auto& t : specs) {
-      const TermState& s = ctl.term(kind, block, group, t.name);
-      out.push_back({static_cast<std::uint8_t>(kind), block, group, t.name, s.weight, s.epoch});
-    }
-  };
-  terms(BlockKind::Main, "", "loss", ctl.spec().main_losses);
-  terms(BlockKind::Main, "", "regularization", ctl.spec().main_regularizations);
-  for (const auto& b : ctl.model_spec().signatures) {
-    terms(BlockKind::Signature, b.name, "loss", b.losses);
-    terms(BlockKind::Signature, b.name, "regularization", b.regularizations);
-  }
-  for (const auto& b : ctl.model_spec().phenos) {
-    terms(BlockKind::Pheno, b.name, "loss", b.losses);
-    terms(BlockKind::Pheno, b.name, "regularization", b.regularizations);
-  }
-  return out;
-}
-
-/// The controller's whole trainable state.
-template <class T>
-Checkpoint capture(Controller<T>& ctl) {
+/// The controller's whole trainable state (any device: a GPU controller syncs to the host first).
+template <class Controller>
+Checkpoint capture(Controller& ctl) {
   Checkpoint c;
-  c.scalar_bytes = sizeof(T);
-  c.epoch = ctl.epoch();
-  c.tick = ctl.ticks();
-  c.rng = ctl.rng().state();
-  auto& params = ctl.model().parameters().all();
-  auto& opt = ctl.optimizer().state();
-  std::size_t i = 0;
-  for (auto& p : params) {
-    ParamRecord r;
-    r.name = p.name;
-    r.rows = p.torch_rows();
-    r.cols = p.torch_cols();
-    auto torch = [&](const Tensor<T>& t) {  // internal layout -> PyTorch layout
-      std::vector<double> v(static_cast<std::size_t>(r.rows * r.cols));
-      for (Index a = 0; a < r.rows; ++a)
-        for (Index b = 0; b < r.cols; ++b) v[a * r.cols + b] = p.transposed ? t(b, a) : t(a, b);
-      return v;
-    };
-    r.value = torch(p.value);
-    r.has_grad = p.has_grad;
-    r.grad = torch(p.grad);
-    const auto& s = opt[i++];
-    r.opt_initialised = s.initialised;
-    if (s.initialised) {
-      r.square_avg = torch(s.square_avg);
-      if (!s.momentum_buffer.empty()) r.momentum = torch(s.momentum_buffer);
-    }
-    c.params.push_back(std::move(r));
-  }
-  c.terms = model_terms(ctl);
+  static_cast<TrainingState&>(c) = ctl.capture();
   return c;
 }
 
 /// Checks a checkpoint against the controller without changing it: the scalar type, every
 /// parameter of the model in order with its shape and the optimizer state the config implies,
 /// and every term of the model exactly once. Errors name the file, the record and the field.
-template <class T>
-void check_restore(Controller<T>& ctl, const Checkpoint& c, const std::string& path) {
+template <class Controller>
+void check_restore(Controller& ctl, const Checkpoint& c, const std::string& path) {
+  using T = typename Controller::Scalar;
   using sakura::detail::fail;
   using sakura::detail::require;
   require(c.scalar_bytes == sizeof(T), "checkpoint '", path, "' holds ", c.scalar_bytes == 4 ? "float" : "double",
@@ -631,7 +558,7 @@ void check_restore(Controller<T>& ctl, const Checkpoint& c, const std::string& p
     }
   }
   // the terms: the model's, each once
-  const std::vector<TermRecord> model = model_terms(ctl);
+  const std::vector<TermRecord> model = ctl.term_records();
   auto key = [](const TermRecord& t) { return std::tie(t.kind, t.block, t.group, t.name); };
   auto label = [](const TermRecord& t) {
     return (t.block.empty() ? std::string("main_latent") : t.block) + "." + t.group + "." + t.name;
@@ -652,39 +579,10 @@ void check_restore(Controller<T>& ctl, const Checkpoint& c, const std::string& p
 
 /// Restores the controller from a checkpoint, all or nothing: everything is checked
 /// (check_restore) before anything changes.
-template <class T>
-void restore(Controller<T>& ctl, const Checkpoint& c, const std::string& path) {
+template <class Controller>
+void restore(Controller& ctl, const Checkpoint& c, const std::string& path) {
   check_restore(ctl, c, path);
-  auto& params = ctl.model().parameters().all();
-  auto& opt = ctl.optimizer().state();
-  std::size_t i = 0;
-  for (auto& p : params) {
-    const ParamRecord& r = c.params[i];
-    auto internal = [&](const std::vector<double>& v, Tensor<T>& t) {  // in place when allocated
-      if (t.rows() != p.value.rows() || t.cols() != p.value.cols()) t = Tensor<T>(p.value.rows(), p.value.cols());
-      for (Index a = 0; a < r.rows; ++a)
-        for (Index b = 0; b < r.cols; ++b) (p.transposed ? t(b, a) : t(a, b)) = static_cast<T>(v[a * r.cols + b]);
-    };
-    internal(r.value, p.value);
-    p.has_grad = r.has_grad;
-    if (!r.grad.empty()) internal(r.grad, p.grad);
-    else p.grad.fill(T(0));
-    auto& s = opt[i];
-    s.initialised = r.opt_initialised;
-    if (r.opt_initialised) {
-      internal(r.square_avg, s.square_avg);
-      if (!r.momentum.empty()) internal(r.momentum, s.momentum_buffer);
-      else s.momentum_buffer = Tensor<T>();
-    }
-    ++i;
-  }
-  for (const auto& t : c.terms) {
-    TermState& s = ctl.term(static_cast<BlockKind>(t.kind), t.block, t.group, t.name);
-    s.weight = t.weight;
-    s.epoch = t.epoch;
-  }
-  ctl.set_counters(c.epoch, c.tick);
-  ctl.rng().set_state(c.rng);
+  ctl.restore(c);
 }
 
 }  // namespace sakura::io

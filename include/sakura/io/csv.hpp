@@ -32,6 +32,8 @@ struct CsvTable {
 };
 
 namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 
 /// One pass over the text; a small state machine because quoted fields may hold commas, quotes
 /// ("" stands for one) and line breaks. Records end at LF, CRLF or a lone CR outside quotes.
@@ -134,14 +136,8 @@ inline CsvTable read_csv(const std::string& path, bool has_header = true) {
 }
 
 namespace detail {
-
-/// pandas' default na_values: upstream reads phenotypes with na_filter on, so these become NaN there.
-inline bool is_pandas_na(const std::string& s) {
-  static const std::array<std::string_view, 19> na{"",     "#N/A", "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN",
-                                                   "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",    "NA",      "NULL",
-                                                   "NaN",  "None", "n/a",      "nan",  "null"};
-  return std::find(na.begin(), na.end(), s) != na.end();
-}
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 
 /// Data columns start after the index column, except when the header is one field shorter than the
 /// rows (R's write.table without col.names = NA): pandas then takes the header as data columns only.
@@ -210,7 +206,7 @@ inline std::vector<PhenoColumn> read_pheno_csv(const std::string& path, const st
                            "' (rows must list the same cells in the same order)");
     for (std::size_t j = 0; j < names.size(); ++j) {
       const std::string& v = t.rows[i][j + 1];
-      cols[j].values.push_back(detail::is_pandas_na(v) ? std::string() : v);
+      cols[j].values.push_back(sakura::detail::is_pandas_na(v) ? std::string() : v);
     }
   }
   return cols;

@@ -31,7 +31,9 @@ namespace sakura::io {
 /// The name an output file is written under until it is complete.
 inline std::string temp_path(const std::string& path) { return path + ".tmp"; }
 
-namespace detail_durable {
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 /// "error while writing 'f' (disk full?): No space left on device"; the hint only where it may apply.
 [[noreturn]] inline void failed(const char* what, const std::string& path, int err) {
   bool space = err == ENOSPC || err == EFBIG || err == EIO;
@@ -40,7 +42,7 @@ namespace detail_durable {
 #endif
   sakura::detail::fail(what, " '", path, "'", space ? " (disk full?)" : "", ": ", std::strerror(err));
 }
-}  // namespace detail_durable
+}  // namespace detail
 
 /// fsyncs the directory holding `path`, so a rename or a new file in it survives a power loss.
 /// File systems that cannot sync a directory (EINVAL) are accepted as they are.
@@ -48,11 +50,11 @@ inline void sync_directory_of(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) detail_durable::failed("cannot open directory", dir, errno);
+  if (fd < 0) detail::failed("cannot open directory", dir, errno);
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0 && err != EINVAL && err != EROFS) detail_durable::failed("cannot sync directory", dir, err);
+  if (rc != 0 && err != EINVAL && err != EROFS) detail::failed("cannot sync directory", dir, err);
 }
 
 /// A buffered writer on a file descriptor. Every failure throws sakura::Error naming the file;
@@ -70,7 +72,7 @@ class FileWriter {
     const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (mode == Mode::Append ? O_APPEND : O_TRUNC);
     do fd_ = ::open(path.c_str(), flags, 0666);
     while (fd_ < 0 && errno == EINTR);
-    if (fd_ < 0) detail_durable::failed("cannot open for writing", path, errno);
+    if (fd_ < 0) detail::failed("cannot open for writing", path, errno);
     path_ = path;
     written_ = 0;
     used_ = 0;
@@ -105,7 +107,7 @@ class FileWriter {
       if (n <= 0) {
         const int err = n < 0 ? errno : EIO;
         used_ = 0;  // the bytes are lost; what follows must not pretend otherwise
-        detail_durable::failed("error while writing", path_, err);
+        detail::failed("error while writing", path_, err);
       }
       done += static_cast<std::size_t>(n);
     }
@@ -114,7 +116,7 @@ class FileWriter {
   /// flush() + fsync(2): the bytes are on the disk.
   void sync() {
     flush();
-    if (::fsync(fd_) != 0 && errno != EINVAL) detail_durable::failed("error while syncing", path_, errno);
+    if (::fsync(fd_) != 0 && errno != EINVAL) detail::failed("error while syncing", path_, errno);
   }
   /// flush() + close(2), both checked (NFS reports a full disk only at close).
   void close() {
@@ -127,7 +129,7 @@ class FileWriter {
     }
     const int fd = fd_;
     fd_ = -1;
-    if (::close(fd) != 0 && errno != EINTR) detail_durable::failed("error while closing", path_, errno);
+    if (::close(fd) != 0 && errno != EINTR) detail::failed("error while closing", path_, errno);
   }
   /// Closes without reporting: for paths that are already failing.
   void discard() {

@@ -1624,6 +1624,8 @@ class InputFile {
 }  // namespace h5
 
 namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 
 /// X as the reader sees it before reading: its layout, declared shape and arrays.
 struct XLayout {

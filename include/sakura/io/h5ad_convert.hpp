@@ -33,7 +33,9 @@ struct ConvertReport {
   int passes = 0;              ///< reads of the input's entries
 };
 
-namespace convert_detail {
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 
 /// A chunk of entries in the output's coordinates (row = cell, column = gene), in input order.
 template <class T>
@@ -226,7 +228,7 @@ ConvertReport write_csr_x(const Source& src, bool rows_in_order, const h5::Node&
   return rep;
 }
 
-}  // namespace convert_detail
+}  // namespace detail
 
 /// obs (cell names, phenotype columns typed as pandas would read them) and var (gene names).
 inline void write_obs_var(const h5::Node& root, const std::vector<std::string>& cells,
@@ -270,8 +272,8 @@ ConvertReport convert_mtx_to_h5ad(const std::string& mtx, const std::string& gen
   const auto pheno = pheno_csv.empty() ? std::vector<PhenoColumn>{} : read_pheno_csv(pheno_csv, cells);
   H5adFile f(out);
   write_obs_var(f.root(), cells, genes, pheno, o.layout);
-  const convert_detail::MtxSource<T> src(mtx, genes_by_cells);
-  const ConvertReport rep = convert_detail::write_csr_x<T>(src, false, f.root(), "X", o);
+  const detail::MtxSource<T> src(mtx, genes_by_cells);
+  const ConvertReport rep = detail::write_csr_x<T>(src, false, f.root(), "X", o);
   f.commit();
   return rep;
 }
@@ -284,7 +286,7 @@ ConvertReport convert_h5ad_to_csr(const std::string& in, const std::string& out,
   const h5::InputFile input(in);
   const h5::Node& root = input.root();
   detail::skip_x_arrays(root);  // the heap scan needs no pass over X's numbers
-  const convert_detail::H5adXSource<T> src(root);
+  const detail::H5adXSource<T> src(root);
   H5adFile f(out);
   H5G_info_t info;
   H5Gget_info(root.id(), &info);
@@ -298,7 +300,7 @@ ConvertReport convert_h5ad_to_csr(const std::string& in, const std::string& out,
     else
       h5w::copy(root, name, f.root(), name);
   }
-  const ConvertReport rep = convert_detail::write_csr_x<T>(src, src.rows_in_order(), f.root(), "X", o);
+  const ConvertReport rep = detail::write_csr_x<T>(src, src.rows_in_order(), f.root(), "X", o);
   f.commit();
   return rep;
 }

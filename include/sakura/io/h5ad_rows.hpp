@@ -77,7 +77,7 @@ class FileWatch {
   struct stat at_open_ {};
 };
 
-namespace detail_rows {
+namespace detail {
 
 /// Each row's first entry, kept in 2 bytes per row: row lengths (16-bit, widened to 32-bit when a
 /// row is longer) and the offset of every 64th row.
@@ -192,7 +192,7 @@ inline void skip_x_chunks(const h5::Node& root) {
     if (h5::has(x, a)) skip_chunks(h5::open(x, a));
 }
 
-}  // namespace detail_rows
+}  // namespace detail
 
 /// X of an .h5ad, read by rows. Example:
 ///   auto src = std::make_shared<io::H5adRows<float>>("atlas.h5ad");
@@ -205,7 +205,7 @@ class H5adRows final : public data::RowSource<T> {
       : check_(std::make_unique<h5::InputFile>(path)), watch_(path), path_(path) {
     const h5::Node& root = check_->root();
     detail::skip_x_arrays(root);
-    detail_rows::skip_x_chunks(root);  // before any string is read: the heap scan then skips X
+    detail::skip_x_chunks(root);  // before any string is read: the heap scan then skips X
     obs_ = h5::open_dataframe(root, "obs");
     const h5::Node var = h5::open_dataframe(root, "var");
     obs_index_ = h5::index_node(obs_);
@@ -398,11 +398,11 @@ class H5adRows final : public data::RowSource<T> {
     obs_index_ = h5::open(h5::open(root, "obs"), index_name_);
     x_ = h5::open(root, "X");
     if (dense_) {
-      x_ = detail_rows::reopen_with_cache(root, "X", std::move(x_));
+      x_ = detail::reopen_with_cache(root, "X", std::move(x_));
       return;
     }
-    data_ = detail_rows::reopen_with_cache(x_, "data", h5::open(x_, "data"));
-    indices_ = detail_rows::reopen_with_cache(x_, "indices", h5::open(x_, "indices"));
+    data_ = detail::reopen_with_cache(x_, "data", h5::open(x_, "data"));
+    indices_ = detail::reopen_with_cache(x_, "indices", h5::open(x_, "indices"));
   }
 
   /// Consecutive rows are read as one run, and so are rows kGap entries apart or less.
@@ -431,9 +431,9 @@ class H5adRows final : public data::RowSource<T> {
     idx_.resize(static_cast<std::size_t>(total));
     val_.resize(static_cast<std::size_t>(total));
     if (total > 0) {
-      detail_rows::read_selection(indices_, H5T_NATIVE_INT32, detail_rows::runs_selection(indices_, runs_), total,
+      detail::read_selection(indices_, H5T_NATIVE_INT32, detail::runs_selection(indices_, runs_), total,
                                   idx_.data());
-      detail_rows::read_selection(data_, h5::native<T>(), detail_rows::runs_selection(data_, runs_), total,
+      detail::read_selection(data_, h5::native<T>(), detail::runs_selection(data_, runs_), total,
                                   val_.data());
     }
     for (std::size_t i = 0; i < rows.size(); ++i)
@@ -485,7 +485,7 @@ class H5adRows final : public data::RowSource<T> {
       const hsize_t n = static_cast<hsize_t>(g1 - g0);
       val_.resize(static_cast<std::size_t>(n * width));
       if (n * width > 0)
-        detail_rows::read_selection(x_, h5::native<T>(), detail_rows::runs_selection(x_, runs_, width), n * width,
+        detail::read_selection(x_, h5::native<T>(), detail::runs_selection(x_, runs_, width), n * width,
                                     val_.data());
       for (std::size_t i = 0; i < n; ++i) {
         const T* v = val_.data() + i * width;
@@ -518,7 +518,7 @@ class H5adRows final : public data::RowSource<T> {
     }
     if (sorted.empty()) return;
     const auto n = static_cast<hsize_t>(sorted.size());
-    const h5::Handle fs = detail_rows::runs_selection(d, runs_);
+    const h5::Handle fs = detail::runs_selection(d, runs_);
     h5::Handle ft(H5Dget_type(d.id()), H5Tclose);
     if (H5Tis_variable_str(ft.get()) > 0) {
       h5::Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
@@ -526,7 +526,7 @@ class H5adRows final : public data::RowSource<T> {
       H5Tset_cset(mt.get(), H5Tget_cset(ft.get()));
       h5::VlenStrings mem(2 * d.ctx->bytes() + 65536);  // references were checked at open
       std::vector<char*> p(static_cast<std::size_t>(n), nullptr);
-      detail_rows::read_selection(d, mt.get(), fs, n, p.data(), mem.dxpl());
+      detail::read_selection(d, mt.get(), fs, n, p.data(), mem.dxpl());
       for (char* s : p) out.emplace_back(s ? s : "");
       return;
     }
@@ -534,7 +534,7 @@ class H5adRows final : public data::RowSource<T> {
     const bool space_padded = H5Tget_strpad(ft.get()) == H5T_STR_SPACEPAD;
     h5::Handle mt(H5Tcopy(ft.get()), H5Tclose);
     std::vector<char> buf(static_cast<std::size_t>(n) * sz);
-    detail_rows::read_selection(d, mt.get(), fs, n, buf.data());
+    detail::read_selection(d, mt.get(), fs, n, buf.data());
     for (hsize_t i = 0; i < n; ++i) out.push_back(h5::fixed_text(buf.data() + i * sz, sz, space_padded));
   }
 
@@ -596,7 +596,7 @@ class H5adRows final : public data::RowSource<T> {
   h5::Node obs_index_, x_, data_, indices_;  ///< in check_ while checking, then in in_
   Index n_obs_ = 0, cols_ = 0;
   bool dense_ = false;
-  detail_rows::RowIndex index_;
+  detail::RowIndex index_;
   std::vector<std::string> genes_, cells_;
   std::string index_name_;  ///< the obs index dataset's name
   std::vector<RepeatedName> repeated_genes_;
@@ -607,7 +607,7 @@ class H5adRows final : public data::RowSource<T> {
   std::vector<T> val_;
 };
 
-namespace detail_rows {
+namespace detail {
 
 /// The obs columns a phenotype's meta names (pheno_df_key or pheno_df_keys), as far as it names
 /// them well; fit_pheno reports a malformed meta itself.
@@ -705,7 +705,7 @@ data::PhenoTable fit_per_cell(H5adRows<T>& src, const std::string& name, const d
   return data::fit_pheno(name, meta, ds, where);
 }
 
-}  // namespace detail_rows
+}  // namespace detail
 
 /// A backed TrainingData (see data/backed.hpp) of an .h5ad: genes, signatures and phenotypes as
 /// prepare_training_data makes them (its checks and messages, on a data set of no cells with the
@@ -719,8 +719,8 @@ data::TrainingData<T> read_h5ad_backed(const std::string& path, const NameOption
   auto src = std::make_shared<H5adRows<T>>(path, names);
   std::vector<data::PhenoTable> phenos;
   for (auto it = pheno_meta.begin(); it != pheno_meta.end(); ++it) {
-    auto t = detail_rows::fit_categorical(*src, it.key(), it.value(), where);
-    phenos.push_back(t ? std::move(*t) : detail_rows::fit_per_cell(*src, it.key(), it.value(), where));
+    auto t = detail::fit_categorical(*src, it.key(), it.value(), where);
+    phenos.push_back(t ? std::move(*t) : detail::fit_per_cell(*src, it.key(), it.value(), where));
   }
   src->done_checking();
   Dataset<T> genes_only;

@@ -73,6 +73,8 @@ struct MtxAxes {
 };
 
 namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 
 inline bool is_blank(char c) { return c == ' ' || c == '\t'; }
 

@@ -15,7 +15,9 @@
 
 namespace sakura::io {
 
-namespace detail_write {
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 class OutFile {
  public:
   explicit OutFile(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "wb")) {
@@ -47,12 +49,12 @@ inline void quoted(std::FILE* f, const std::string& s) {
   }
   std::fputc('"', f);
 }
-}  // namespace detail_write
+}  // namespace detail
 
 /// An .mtx coordinate file of `m`, or of its transpose (`genes_by_cells` for a cells x genes m).
 template <class T>
 void write_mtx(const std::string& path, const CsrMatrix<T>& m, bool transpose) {
-  detail_write::OutFile out(path);
+  detail::OutFile out(path);
   std::FILE* f = out.get();
   std::fprintf(f, "%%%%MatrixMarket matrix coordinate real general\n");
   std::fprintf(f, "%lld %lld %lld\n", static_cast<long long>(transpose ? m.cols : m.rows),
@@ -70,12 +72,12 @@ void write_mtx(const std::string& path, const CsrMatrix<T>& m, bool transpose) {
 
 /// A name list as R's write.csv writes it: `"","x"` then `"1","name"`.
 inline void write_name_csv(const std::string& path, const std::vector<std::string>& names) {
-  detail_write::OutFile out(path);
+  detail::OutFile out(path);
   std::FILE* f = out.get();
   std::fputs("\"\",\"x\"\n", f);
   for (std::size_t i = 0; i < names.size(); ++i) {
     std::fprintf(f, "\"%zu\",", i + 1);
-    detail_write::quoted(f, names[i]);
+    detail::quoted(f, names[i]);
     std::fputc('\n', f);
   }
   out.close();
@@ -84,20 +86,20 @@ inline void write_name_csv(const std::string& path, const std::vector<std::strin
 /// A phenotype table: cell names in the first column, one column per PhenoColumn ("" = NA).
 inline void write_pheno_csv(const std::string& path, const std::vector<std::string>& cells,
                             const std::vector<PhenoColumn>& cols) {
-  detail_write::OutFile out(path);
+  detail::OutFile out(path);
   std::FILE* f = out.get();
   std::fputs("\"\"", f);
   for (const auto& c : cols) {
     std::fputc(',', f);
-    detail_write::quoted(f, c.name);
+    detail::quoted(f, c.name);
   }
   std::fputc('\n', f);
   for (std::size_t i = 0; i < cells.size(); ++i) {
-    detail_write::quoted(f, cells[i]);
+    detail::quoted(f, cells[i]);
     for (const auto& c : cols) {
       std::fputc(',', f);
       if (c.values[i].empty()) std::fputs("NA", f);
-      else detail_write::quoted(f, c.values[i]);
+      else detail::quoted(f, c.values[i]);
     }
     std::fputc('\n', f);
   }

@@ -13,7 +13,7 @@ namespace sakura {
 
 struct Bce : UnweightedLoss<Bce> {
   static constexpr std::array<std::string_view, 1> names{"BCE"};
-  static constexpr unsigned slots = Head;
+  static constexpr Slots slots = Slot::Head;
   static auto formula(const LossInputs& in, const Options&) { return bce(in.pred, in.target); }
 };
 

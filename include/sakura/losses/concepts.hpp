@@ -17,7 +17,19 @@
 namespace sakura {
 
 /// Where a loss may appear: on the reconstruction (x vs x_hat) or on a phenotype/signature head.
-enum Slot : unsigned { Reconstruction = 1u, Head = 2u };
+enum class Slot : unsigned { Reconstruction = 1u, Head = 2u };
+
+/// The slots a loss type allows: `static constexpr Slots slots = Slot::Reconstruction | Slot::Head;`
+struct Slots {
+  unsigned bits = 0;
+  constexpr Slots(Slot s) : bits(static_cast<unsigned>(s)) {}
+  constexpr bool has(Slot s) const { return (bits & static_cast<unsigned>(s)) != 0; }
+};
+constexpr Slots operator|(Slots a, Slot b) {
+  a.bits |= static_cast<unsigned>(b);
+  return a;
+}
+constexpr Slots operator|(Slot a, Slot b) { return Slots(a) | b; }
 
 /// The tensors a loss sees. For reconstruction, pred = x_hat and target = x.
 template <class T, class Dev = Cpu>
@@ -68,7 +80,7 @@ struct UnweightedLoss : Loss<L> {
 template <class L, class T = float>
 concept LossFn = requires(LossArgs<T>& a, const typename L::Options& o) {
   { L::names } -> std::convertible_to<decltype(L::names)>;
-  { L::slots } -> std::convertible_to<unsigned>;
+  { L::slots } -> std::convertible_to<Slots>;
   { L::needs_target } -> std::convertible_to<bool>;
   { L::needs_labels } -> std::convertible_to<bool>;
   { L::fields };

@@ -12,7 +12,7 @@ namespace sakura {
 
 struct Cosine : Loss<Cosine> {
   static constexpr std::array<std::string_view, 1> names{"Cosine"};
-  static constexpr unsigned slots = Reconstruction | Head;
+  static constexpr Slots slots = Slot::Reconstruction | Slot::Head;
   static auto formula(const LossInputs& in, const Options&) {
     auto norm = [](auto x) { return clamp_min(row_norm<2>(x), 1e-8); };
     return mean(1.0 - row_sum(in.target * in.pred) / (norm(in.target) * norm(in.pred)));

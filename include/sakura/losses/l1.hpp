@@ -11,7 +11,7 @@ namespace sakura {
 
 struct L1 : Loss<L1> {
   static constexpr std::array<std::string_view, 1> names{"L1"};
-  static constexpr unsigned slots = Reconstruction | Head;
+  static constexpr Slots slots = Slot::Reconstruction | Slot::Head;
   static auto formula(const LossInputs& in, const Options&) { return mean(abs(in.pred - in.target)); }
 };
 

@@ -12,7 +12,7 @@ namespace sakura {
 /// Example: "L2": {"type": "MSE", "init_weight": 1.0, ...}
 struct Mse : Loss<Mse> {
   static constexpr std::array<std::string_view, 2> names{"MSE", "L2"};
-  static constexpr unsigned slots = Reconstruction | Head;
+  static constexpr Slots slots = Slot::Reconstruction | Slot::Head;
   static auto formula(const LossInputs& in, const Options&) { return mean(square(in.pred - in.target)); }
 };
 

@@ -12,7 +12,7 @@ namespace sakura {
 
 struct Nll : UnweightedLoss<Nll> {
   static constexpr std::array<std::string_view, 1> names{"NLL"};
-  static constexpr unsigned slots = Head;
+  static constexpr Slots slots = Slot::Head;
   static constexpr bool needs_target = false, needs_labels = true;
   static auto formula(const LossInputs& in, const Options&) { return nll(in.pred, in.labels); }
 };

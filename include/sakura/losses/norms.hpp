@@ -12,7 +12,7 @@ namespace sakura {
 template <int Ord>
 struct ReconNorm : Loss<ReconNorm<Ord>> {
   static constexpr std::array<std::string_view, 1> names{Ord == 1 ? "L1_norm" : "L2_norm"};
-  static constexpr unsigned slots = Reconstruction;
+  static constexpr Slots slots = Slot::Reconstruction;
   static constexpr bool needs_target = false;
   static auto formula(const LossInputs& in, const typename Loss<ReconNorm>::Options&) {
     return mean(row_norm<Ord>(in.pred));

@@ -13,9 +13,14 @@
 #include "sakura/losses/nll.hpp"
 #include "sakura/losses/norms.hpp"
 #include "sakura/losses/smooth_l1.hpp"
+#include "sakura/schedule/term.hpp"
 
 namespace sakura {
 
 using LossTypes = detail::TypeList<Mse, L1, Cosine, L1Norm, L2Norm, Nll, Bce, SmoothL1, LogCosh>;
+
+/// A configured loss: one of the types above with its options (config/json.hpp, the builder).
+using LossVariant = detail::variant_of<Configured, LossTypes>::type;
+using LossSpec = TermSpec<LossVariant>;
 
 }  // namespace sakura

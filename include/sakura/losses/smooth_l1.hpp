@@ -14,7 +14,7 @@ namespace sakura {
 /// Example: "robust": {"type": "SmoothL1", "beta": 0.5, "init_weight": 1.0}
 struct SmoothL1 : Loss<SmoothL1> {
   static constexpr std::array<std::string_view, 1> names{"SmoothL1"};
-  static constexpr unsigned slots = Reconstruction | Head;
+  static constexpr Slots slots = Slot::Reconstruction | Slot::Head;
   struct Options {
     double beta = 1.0;
   };

@@ -6,10 +6,13 @@
 #pragma once
 
 #include <functional>
+#include <type_traits>
+#include <utility>
 #include <string>
 #include <vector>
 
-#include "sakura/config/spec.hpp"
+#include "sakura/detail/names.hpp"
+#include "sakura/nn/model_spec.hpp"
 #include "sakura/nn/sequential.hpp"
 
 namespace sakura {
@@ -53,8 +56,6 @@ void when(std::bool_constant<B>, F&& f) {
 }
 }  // namespace detail
 
-enum class DetachFrom { None, PreEncoder, Encoder };
-
 /// The forward tensors of one call (valid until the next call on the same tape).
 struct ForwardVars {
   Var x, pre, main, all, recon;
@@ -65,14 +66,14 @@ template <class T = float>
 class Extractor {
  public:
   struct Block {
-    const BlockSpec* spec = nullptr;
+    const BlockShape* spec = nullptr;
     Sequential<T> compressor;  // empty when attached
     Sequential<T> head;        // empty for Identity heads
   };
 
   /// Builds every module; parameters get PyTorch's default initialisation from `init`.
-  Extractor(const ModelSpec& spec, Rng& init) : spec_(spec) {
-    const ModelSpec& m = spec_;
+  Extractor(ModelShape spec, Rng& init) : spec_(std::move(spec)) {
+    const ModelShape& m = spec_;
     detail::require(m.input_dim > 0, "input_dim must be positive (got ", m.input_dim, ")");
     detail::require(m.latent_dim > 0, "main_latent.latent_dim must be positive (got ", m.latent_dim, ")");
     validate_blocks();
@@ -121,10 +122,15 @@ class Extractor {
     for (auto* s : modules()) init_linear_default(*s, init);
   }
 
+  /// The same from a model whose blocks also carry their terms (an ExperimentSpec's model).
+  template <class Block>
+    requires(!std::is_same_v<Block, BlockShape>)
+  Extractor(const ModelOf<Block>& spec, Rng& init) : Extractor(shape_of(spec), init) {}
+
   Extractor(const Extractor&) = delete;  // parameters are referenced by address
   Extractor& operator=(const Extractor&) = delete;
 
-  const ModelSpec& spec() const { return spec_; }
+  const ModelShape& spec() const { return spec_; }
   ParameterStore<T>& parameters() { return params_; }
   const ParameterStore<T>& parameters() const { return params_; }
   Index input_dim() const { return spec_.input_dim; }
@@ -242,10 +248,7 @@ class Extractor {
 
   /// Index of a block by name, or -1.
   int find(BlockKind kind, const std::string& name) const {
-    const auto& v = kind == BlockKind::Signature ? spec_.signatures : spec_.phenos;
-    for (std::size_t i = 0; i < v.size(); ++i)
-      if (v[i].name == name) return static_cast<int>(i);
-    return -1;
+    return detail::index_of_name(kind == BlockKind::Signature ? spec_.signatures : spec_.phenos, name);
   }
 
  private:
@@ -278,18 +281,18 @@ class Extractor {
     if (st.hidden_neurons.empty()) st.hidden_neurons = {50};
     chain(s, pre_out_, out, st.hidden_layers.value_or(1), st, true, where);
   }
-  void build_blocks(std::vector<Block>& blocks, const std::vector<BlockSpec>& specs, const std::string& group) {
+  void build_blocks(std::vector<Block>& blocks, const std::vector<BlockShape>& specs, const std::string& group) {
     const std::string comp = group == "signature" ? "signature_latent_compressors" : "pheno_latent_compressors";
     const std::string heads = group == "signature" ? "signature_regressors" : "pheno_models";
     for (std::size_t i = 0; i < specs.size(); ++i) {
-      const BlockSpec& b = specs[i];
+      const BlockShape& b = specs[i];
       blocks[i].spec = &b;
       if (b.attached()) continue;
       blocks[i].compressor = Sequential<T>("model." + comp + "." + b.name, comp, b.name);
       compressor(blocks[i].compressor, b.encoder, b.lat_dim, group + "_config." + b.name + ".encoder_config");
     }
     for (std::size_t i = 0; i < specs.size(); ++i) {
-      const BlockSpec& b = specs[i];
+      const BlockShape& b = specs[i];
       Sequential<T>& h = blocks[i].head = Sequential<T>("model." + heads + "." + b.name, heads, b.name);
       const std::string where = group + "_config." + b.name + ".model";
       const StackSpec& st = b.head_stack;
@@ -314,7 +317,7 @@ class Extractor {
     }
   }
 
-  Index attach_width(const BlockSpec& b, std::vector<const BlockSpec*>& stack) const {
+  Index attach_width(const BlockShape& b, std::vector<const BlockShape*>& stack) const {
     auto block_width = [&](BlockKind k, const std::string& key) -> Index {
       if (k == BlockKind::Main) return spec_.latent_dim;
       const auto& v = k == BlockKind::Signature ? spec_.signatures : spec_.phenos;
@@ -359,7 +362,7 @@ class Extractor {
         detail::require(b.lat_dim > 0, where, ": latent dim must be positive (got ", b.lat_dim, ")");
         detail::require(b.out_dim > 0 || b.head == HeadType::Identity, where, ": out dim must be positive (got ",
                         b.out_dim, ")");
-        std::vector<const BlockSpec*> stack{&b};
+        std::vector<const BlockShape*> stack{&b};
         const Index w = attach_width(b, stack);
         for (auto& r : b.attach_keys) r.index = r.kind == BlockKind::Main ? 0 : find(r.kind, r.key);
         detail::require(w == b.lat_dim, where, ": the head reads a latent of width ", w, " (its attachment) but ",
@@ -375,7 +378,7 @@ class Extractor {
     auto& flags = kind == BlockKind::Signature ? p.sig_lat_ : p.ph_lat_;
     if (flags[i]) return;
     flags[i] = 1;
-    const BlockSpec& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
+    const BlockShape& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
     switch (b.attach) {
       case AttachTo::None: break;
       case AttachTo::MainLat: p.main_ = true; break;
@@ -392,7 +395,7 @@ class Extractor {
     if (kind == BlockKind::Main) return out.main;
     Var& lat = (kind == BlockKind::Signature ? out.sig_lat : out.ph_lat)[i];
     if (lat) return lat;
-    const BlockSpec& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
+    const BlockShape& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
     switch (b.attach) {
       case AttachTo::MainLat: lat = out.main; break;
       case AttachTo::AllLat: lat = out.all; break;
@@ -409,7 +412,7 @@ class Extractor {
     return lat;
   }
 
-  ModelSpec spec_;
+  ModelShape spec_;
   ParameterStore<T> params_;
   Sequential<T> pre_, main_, dec_;
   std::vector<Block> sigs_, phs_;

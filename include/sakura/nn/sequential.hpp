@@ -10,15 +10,13 @@
 #include <vector>
 
 #include "sakura/autograd/tape.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/nn/model_spec.hpp"
+#include "sakura/tensor/parameter.hpp"
 #include "sakura/tensor/rng.hpp"
 
 namespace sakura {
 
 enum class LayerKind { Linear, Celu, Relu, Sigmoid, Softmax, LogSoftmax, Dropout };
-
-/// Output activations a config may ask for (SPEC §1).
-enum class Activation { Identity, Relu, Softmax, Sigmoid };
 
 template <class T>
 struct Layer {

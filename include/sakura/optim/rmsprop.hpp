@@ -2,15 +2,16 @@
 // SPDX-FileCopyrightText: sakura-cpp authors
 /// RmsProp: PyTorch's RMSprop (eps 1e-8 outside the sqrt, not centred) with weight decay,
 /// momentum and frozen modules (SPEC §6). Steps every parameter whose gradient exists in the
-/// PyTorch 1.13 sense (Parameter::has_grad): stale parameters move with a zero gradient.
+/// PyTorch 1.13 sense (Parameter::has_grad, kept here): stale parameters move with a zero gradient.
 #pragma once
 
+#include <cstdint>
 #include <deque>
 #include <vector>
 
 #include "sakura/backend/cpu/ops.hpp"
-#include "sakura/config/spec.hpp"
-#include "sakura/nn/parameter.hpp"
+#include "sakura/optim/options.hpp"
+#include "sakura/tensor/parameter.hpp"
 
 namespace sakura {
 
@@ -19,7 +20,7 @@ namespace sakura {
 template <class T = float, class Dev = Cpu>
 class RmsProp {
  public:
-  using K = Ops<T, Dev>;
+  using Device = Ops<T, Dev>;  // every device call goes through here (backend/device.hpp)
   struct State {
     Tensor<T> square_avg;
     Tensor<T> momentum_buffer;
@@ -34,16 +35,16 @@ class RmsProp {
                     ")");
     detail::require(opt.momentum >= 0, "optimizer.RMSProp_momentum must be non-negative (got ", opt.momentum, ")");
     state_.resize(params.size());
-    if constexpr (!K::host_memory) dev_hyper_ = static_cast<T*>(K::Alloc::allocate(sizeof(T) * kRmsHyper));
+    if constexpr (!Device::host_memory) dev_hyper_ = static_cast<T*>(Device::Alloc::allocate(sizeof(T) * kRmsHyper));
     set_hyper();
   }
   ~RmsProp() {
-    if constexpr (!K::host_memory) {
+    if constexpr (!Device::host_memory) {
       for (auto& s : state_) {
-        K::Alloc::deallocate(s.dev_square_avg);
-        K::Alloc::deallocate(s.dev_momentum);
+        Device::Alloc::deallocate(s.dev_square_avg);
+        Device::Alloc::deallocate(s.dev_momentum);
       }
-      K::Alloc::deallocate(dev_hyper_);
+      Device::Alloc::deallocate(dev_hyper_);
     }
   }
   RmsProp(const RmsProp&) = delete;
@@ -58,17 +59,67 @@ class RmsProp {
       if (!s.initialised) {  // PyTorch creates the state lazily, zero-filled
         s.square_avg = Tensor<T>(p.value.rows(), p.value.cols());
         if (opt_.momentum > 0) s.momentum_buffer = Tensor<T>(p.value.rows(), p.value.cols());
-        if constexpr (!K::host_memory) {
+        if constexpr (!Device::host_memory) {
           s.dev_square_avg = device_zeros(p.value.size());
           if (opt_.momentum > 0) s.dev_momentum = device_zeros(p.value.size());
         }
         s.initialised = true;
       }
-      if constexpr (K::host_memory)
-        K::rmsprop_step(p.value.data(), p.grad.data(), s.square_avg.data(),
+      if constexpr (Device::host_memory)
+        Device::rmsprop_step(p.value.data(), p.grad.data(), s.square_avg.data(),
                         opt_.momentum > 0 ? s.momentum_buffer.data() : nullptr, p.value.size(), hyper_);
       else
-        K::rmsprop_step(p.device_value, p.device_grad, s.dev_square_avg, s.dev_momentum, p.value.size(), dev_hyper_);
+        Device::rmsprop_step(p.device_value, p.device_grad, s.dev_square_avg, s.dev_momentum, p.value.size(), dev_hyper_);
+    }
+  }
+
+  // ---- PyTorch 1.13's gradient bookkeeping (SPEC §6): which parameters have a gradient
+  /// Before a backward pass: no parameter written yet (the tape sets Parameter::written).
+  void begin_backward() {
+    for (Parameter<T>& p : *params_) p.written = false;
+  }
+  /// After the backward pass of a step, then the update: a parameter written now has a gradient
+  /// from here on; one that had a gradient and was not written is zero-filled (torch 1.13's
+  /// zero_grad() fills with zeros, it does not free), so it still moves (momentum, weight decay).
+  void step_after_backward() {
+    for (Parameter<T>& p : *params_) {
+      if (p.written) {
+        if (!p.has_grad) ++has_grad_generation_;
+        p.has_grad = true;
+      } else if (p.has_grad && p.trainable) {
+        zero_grad(p);
+      }
+    }
+    step();
+  }
+  /// After the backward pass of one part of a summed step (no update yet).
+  void end_accumulated_backward() {
+    for (Parameter<T>& p : *params_) p.has_grad = p.has_grad || p.written;
+  }
+  /// Zero-fills every trainable gradient (the first part of a summed step).
+  void zero_grad() {
+    for (Parameter<T>& p : *params_)
+      if (p.trainable) zero_grad(p);
+  }
+  /// Bumps whenever a parameter gets its first gradient: the set of stepped parameters changed.
+  std::uint64_t has_grad_generation() const { return has_grad_generation_; }
+
+  /// optimizer.excludes (SPEC §6): frozen modules keep their values and get no optimizer state.
+  void apply_excludes() {
+    for (auto& [type, name] : opt_.excludes) {
+      const bool singleton = type == "pre_encoder" || type == "main_latent_compressor" || type == "decoder";
+      const bool group = type == "signature_latent_compressors" || type == "signature_regressors" ||
+                         type == "pheno_latent_compressors" || type == "pheno_models";
+      detail::require(singleton || group, "optimizer.excludes: unknown module type '", type,
+                      "' (known: pre_encoder, main_latent_compressor, decoder, signature_latent_compressors, "
+                      "signature_regressors, pheno_latent_compressors, pheno_models)");
+      bool any = false;
+      for (auto& p : *params_)
+        if (p.module == type && (singleton || p.block == name)) {
+          p.trainable = false;
+          any = true;
+        }
+      detail::require(any || singleton, "optimizer.excludes: no ", type, " named '", name, "'");
     }
   }
 
@@ -82,31 +133,35 @@ class RmsProp {
 
   /// Device state <-> host tensors (GPU only; the controller calls these).
   void download_state() {
-    if constexpr (!K::host_memory)
+    if constexpr (!Device::host_memory)
       for (auto& s : state_) {
         if (!s.initialised) continue;
-        K::download(s.square_avg.data(), s.dev_square_avg, sizeof(T) * s.square_avg.size());
-        if (s.dev_momentum) K::download(s.momentum_buffer.data(), s.dev_momentum, sizeof(T) * s.momentum_buffer.size());
+        Device::download(s.square_avg.data(), s.dev_square_avg, sizeof(T) * s.square_avg.size());
+        if (s.dev_momentum) Device::download(s.momentum_buffer.data(), s.dev_momentum, sizeof(T) * s.momentum_buffer.size());
       }
   }
   void upload_state() {
-    if constexpr (!K::host_memory) {
+    if constexpr (!Device::host_memory) {
       std::size_t i = 0;
       for (Parameter<T>& p : *params_) {
         State& s = state_[i++];
         if (!s.initialised) continue;
         if (!s.dev_square_avg) s.dev_square_avg = device_zeros(p.value.size());
         if (opt_.momentum > 0 && !s.dev_momentum) s.dev_momentum = device_zeros(p.value.size());
-        K::upload(s.dev_square_avg, s.square_avg.data(), sizeof(T) * s.square_avg.size());
-        if (s.dev_momentum) K::upload(s.dev_momentum, s.momentum_buffer.data(), sizeof(T) * s.momentum_buffer.size());
+        Device::upload(s.dev_square_avg, s.square_avg.data(), sizeof(T) * s.square_avg.size());
+        if (s.dev_momentum) Device::upload(s.dev_momentum, s.momentum_buffer.data(), sizeof(T) * s.momentum_buffer.size());
       }
     }
   }
 
  private:
+  void zero_grad(Parameter<T>& p) {
+    if constexpr (Device::host_memory) p.grad.fill(T(0));
+    else Device::fill(p.device_grad, p.grad.size(), T(0));
+  }
   T* device_zeros(Index n) {
-    T* d = static_cast<T*>(K::Alloc::allocate(sizeof(T) * static_cast<std::size_t>(n)));
-    K::fill(d, n, T(0));
+    T* d = static_cast<T*>(Device::Alloc::allocate(sizeof(T) * static_cast<std::size_t>(n)));
+    Device::fill(d, n, T(0));
     return d;
   }
   /// The hyper-parameters as the kernels read them, rounded from double like PyTorch's scalars.
@@ -117,7 +172,7 @@ class RmsProp {
     hyper_[3] = static_cast<T>(opt_.eps);
     hyper_[4] = static_cast<T>(opt_.weight_decay);
     hyper_[5] = static_cast<T>(opt_.momentum);
-    if constexpr (!K::host_memory) K::upload(dev_hyper_, hyper_, sizeof(hyper_));  // read by the kernels
+    if constexpr (!Device::host_memory) Device::upload(dev_hyper_, hyper_, sizeof(hyper_));  // read by the kernels
   }
 
   std::deque<Parameter<T>>* params_;
@@ -125,6 +180,7 @@ class RmsProp {
   std::vector<State> state_;
   T hyper_[kRmsHyper]{};
   T* dev_hyper_ = nullptr;
+  std::uint64_t has_grad_generation_ = 0;
 };
 
 }  // namespace sakura

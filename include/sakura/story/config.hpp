@@ -15,7 +15,7 @@
 
 namespace sakura::story {
 
-using io::Json;
+using config::Json;
 
 /// A phenotype or signature selection with its "all" flag (upstream's None).
 struct BlockSelection {
@@ -108,8 +108,10 @@ struct DatasetConfig {
   data::SamplingOptions sampling;  ///< how batches are drawn (exact: as in memory; blocks: for disks)
 };
 
-namespace detail_story {
-using namespace io::detail_json;
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
+using namespace config::detail;
 
 inline constexpr long long kMaxBatch = 1LL << 20;  ///< batch_size (a full batch of a million cells fits)
 inline constexpr long long kMaxCount = 1LL << 40;  ///< epochs, ticks, segments
@@ -141,7 +143,7 @@ inline BlockSelection selection(const ModelSpec& m, BlockKind kind, const Json* 
     for (std::size_t i = 0; i < sel.size(); ++i) obj[string(sel[i], where + "[" + std::to_string(i) + "]")] = everything;
     sel = obj;
   }
-  s.sel = io::selection_from_json(m, kind, sel, where);
+  s.sel = config::selection_from_json(m, kind, sel, where);
   s.all = sel.is_string();  // "*"
   return s;
 }
@@ -254,12 +256,12 @@ inline std::int64_t positive(const Json& obj, const std::string& key, const std:
   require(v || !required, "missing required key ", where, ".", key);
   return v ? integer_in(*v, where + "." + key, 1, kMaxCount) : dflt;
 }
-}  // namespace detail_story
+}  // namespace detail
 
 /// Parses one story item. `splits` lists the split names the config defines.
 inline ActionConfig action_from_json(const ModelSpec& m, const Json& item, const std::string& where,
                                      const std::vector<std::string>& splits) {
-  using namespace detail_story;
+  using namespace detail;
   require(item.is_object(), where, " must be an object");
   ActionConfig a;
   a.where = where;
@@ -335,7 +337,7 @@ inline ActionConfig action_from_json(const ModelSpec& m, const Json& item, const
 inline std::vector<ActionConfig> story_from_json(const ModelSpec& m, const Json& story,
                                                  const std::vector<std::string>& splits,
                                                  const std::string& where = "story") {
-  io::detail_json::require(story.is_array(), where, " must be a list of actions");
+  config::detail::require(story.is_array(), where, " must be a list of actions");
   std::vector<ActionConfig> out;
   for (std::size_t i = 0; i < story.size(); ++i)
     out.push_back(action_from_json(m, story[i], where + "[" + std::to_string(i) + "]", splits));
@@ -345,7 +347,7 @@ inline std::vector<ActionConfig> story_from_json(const ModelSpec& m, const Json&
 /// An inference story (upstream's -y file): a list of test items, or a dict of them.
 inline std::vector<TestConfig> inference_from_json(const ModelSpec& m, const Json& j,
                                                    const std::vector<std::string>& splits, const std::string& file) {
-  using namespace detail_story;
+  using namespace detail;
   std::vector<const Json*> items;
   if (j.is_object())
     for (auto it = j.begin(); it != j.end(); ++it) items.push_back(&it.value());
@@ -367,7 +369,7 @@ inline std::vector<TestConfig> inference_from_json(const ModelSpec& m, const Jso
 /// "block_cells" and "blocks_per_fetch" (blocks mode; defaults 64 and 16). `backed` forces it on
 /// (sakura-train --backed).
 inline void stream_options_from_json(const Json& ds, DatasetConfig& d, bool backed) {
-  using namespace detail_story;
+  using namespace detail;
   d.backed = backed || opt_bool(ds, "backed", "config.dataset");
   require(!d.backed || d.type == DatasetConfig::Type::H5ad,
           backed ? "--backed" : "config.dataset.backed",

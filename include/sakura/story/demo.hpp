@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "sakura/story/runner.hpp"  // first: it brings config/json.hpp before the io headers
+#include "sakura/story/runner.hpp"
 #include "sakura/data/synthetic.hpp"
 #include "sakura/io/mtx_writer.hpp"
 #include "sakura/story/metrics.hpp"

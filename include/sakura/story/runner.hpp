@@ -164,7 +164,7 @@ class Runner {
         gene_meta[it.key()] = Json{{"gene_list", it.value().value("signature_list", Json::array())},
                                    {"pre_procedure", it.value().value("pre_procedure", Json::array())},
                                    {"post_procedure", it.value().value("post_procedure", Json::array())}};
-        if (io::detail_json::opt_bool(it.value(), "exclude_from_input", "signature_config." + it.key()))
+        if (config::detail::opt_bool(it.value(), "exclude_from_input", "signature_config." + it.key()))
           for (const auto& g : it.value()["signature_list"]) excluded.push_back(g);
       }
       gene_meta["all"] = excluded.empty()
@@ -407,7 +407,11 @@ class Runner {
   }
 
   void progress_epoch(const SplitConfig& sc, const TrainOptions& o) {
-    ctl_.next_epoch(sc.main, sc.pheno, o.selected_pheno, sc.signature, o.selected_signature);
+    ctl_.next_epoch({.main = sc.main,
+                     .pheno = sc.pheno,
+                     .selected_pheno = o.selected_pheno,
+                     .signature = sc.signature,
+                     .selected_signature = o.selected_signature});
   }
 
   void save_checkpoint(std::size_t item, const ActionConfig& a, std::int64_t tick, std::int64_t cursor,
@@ -508,7 +512,11 @@ class Runner {
         run_tests(a);
         if (a.prog == ActionConfig::Prog::OnTest) {
           const auto& p = a.prog_on_test;
-          ctl_.next_epoch(p.main, p.pheno, p.selected_pheno.ptr(), p.signature, p.selected_signature.ptr());
+          ctl_.next_epoch({.main = p.main,
+                           .pheno = p.pheno,
+                           .selected_pheno = p.selected_pheno.ptr(),
+                           .signature = p.signature,
+                           .selected_signature = p.selected_signature.ptr()});
         }
       }
       if (a.perform_checkpoint && tick % a.checkpoint_segment == 0) save_checkpoint(item, a, tick, cursor, 0, false);
@@ -553,8 +561,13 @@ class Runner {
       note("warning: test on split '" + t.on_split + "' skipped: it has no cells");
       return;
     }
-    const EvalOptions eo{t.test_main, true, t.test_pheno, t.selected_pheno.ptr(), t.test_signature,
-                         t.selected_signature.ptr(), t.save_raw};
+    const EvalOptions eo{.reconstruction = t.test_main,
+                         .main_regularization = true,
+                         .pheno = t.test_pheno,
+                         .selected_pheno = t.selected_pheno.ptr(),
+                         .signature = t.test_signature,
+                         .selected_signature = t.selected_signature.ptr(),
+                         .save_raw_loss = t.save_raw};
     const bool dump = t.dump_latent || t.dump_pre_encoder || t.dump_reconstructed || t.dump_pheno_out ||
                       t.dump_signature_out;
     const std::string path = join(s_.setup().log_path, std::to_string(ctl_.epoch()) + "_" + t.latent_prefix + ".csv");

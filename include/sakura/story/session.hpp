@@ -50,8 +50,10 @@ struct Setup {
   bool dump_configs = false, dump_splits = false;  ///< write the configs / splits.csv into log_path
 };
 
-namespace detail_session {
-using namespace io::detail_json;
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
+using namespace config::detail;
 
 inline std::string resolve(const std::string& base, const std::string& p) {
   if (p.empty() || base.empty() || std::filesystem::path(p).is_absolute()) return p;
@@ -84,7 +86,7 @@ inline void add_block_splits(const Json& cfg, const std::string& kind, std::vect
     if (type == "none") continue;
     require(type == "auto", w, ".type must be \"auto\" or \"none\", got \"", type, "\"");
     const std::string base = string(need(*s, "base", w), w + ".base");
-    detail_story::require_split(base, names, w + ".base");
+    detail::require_split(base, names, w + ".base");
     (void)integer(need(*s, "seed", w), w + ".seed");
     const auto dec = integer(need(*s, "train_dec", w), w + ".train_dec");
     require(dec >= 0 && dec <= 10, w, ".train_dec must be in [0, 10] (tenths), got ", dec);
@@ -97,7 +99,7 @@ inline void add_block_splits(const Json& cfg, const std::string& kind, std::vect
 inline Setup load_setup_unguarded(const std::string& config_path, const SessionOptions& o) {
   Setup s;
   s.config_path = config_path;
-  s.config = io::read_json_file(config_path);
+  s.config = config::read_json_file(config_path);
   const Json& c = s.config;
   require(c.is_object(), config_path, ": the config must be a JSON object");
   auto note = [&](const std::string& m) {
@@ -143,12 +145,12 @@ inline Setup load_setup_unguarded(const std::string& config_path, const SessionO
   s.dataset.signature_config_path = path("signature_config_path", false);
   s.dataset.pheno_meta_path = path("pheno_meta_path", false);
   if (const Json* v = find(ds, "selected_signature"))
-    s.dataset.selected_signature = detail_story::string_list(*v, "config.dataset.selected_signature");
+    s.dataset.selected_signature = detail::string_list(*v, "config.dataset.selected_signature");
   if (const Json* v = find(ds, "selected_pheno"))
-    s.dataset.selected_pheno = detail_story::string_list(*v, "config.dataset.selected_pheno");
+    s.dataset.selected_pheno = detail::string_list(*v, "config.dataset.selected_pheno");
   Json sig_all = Json::object(), ph_all = Json::object();
-  if (!s.dataset.signature_config_path.empty()) sig_all = io::read_json_file(s.dataset.signature_config_path);
-  if (!s.dataset.pheno_meta_path.empty()) ph_all = io::read_json_file(s.dataset.pheno_meta_path);
+  if (!s.dataset.signature_config_path.empty()) sig_all = config::read_json_file(s.dataset.signature_config_path);
+  if (!s.dataset.pheno_meta_path.empty()) ph_all = config::read_json_file(s.dataset.pheno_meta_path);
   require(sig_all.is_object(), s.dataset.signature_config_path, ": must be a JSON object {name: signature}");
   require(ph_all.is_object(), s.dataset.pheno_meta_path, ": must be a JSON object {name: phenotype}");
   s.signature_config = subset(sig_all, s.dataset.selected_signature, "selected_signature", s.dataset.signature_config_path);
@@ -158,7 +160,7 @@ inline Setup load_setup_unguarded(const std::string& config_path, const SessionO
             "missing required key config.dataset.pheno_csv_path (phenotypes are selected)");
 
   // model and terms (input width unknown yet: validated with one gene)
-  s.probe = io::experiment_from_json(c, s.pheno_meta, s.signature_config, 1);
+  s.probe = config::experiment_from_json(c, s.pheno_meta, s.signature_config, 1);
   {  // the model's structure (attachment widths, layer lists) is checked by building it, on 1 gene
     Rng init(0);
     Extractor<float> probe(s.probe.model, init);
@@ -188,12 +190,12 @@ inline Setup load_setup_unguarded(const std::string& config_path, const SessionO
   s.story = story_from_json(s.probe.model, need(c, "story", "config"), s.split_names);
   return s;
 }
-}  // namespace detail_session
+}  // namespace detail
 
 /// Reads a config and everything it refers to except the data, and validates the story.
 inline Setup load_setup(const std::string& config_path, const SessionOptions& o = {}) {
   try {
-    return detail_session::load_setup_unguarded(config_path, o);
+    return detail::load_setup_unguarded(config_path, o);
   } catch (const nlohmann::json::exception& e) {  // a value of an unexpected JSON type that no check caught
     sakura::detail::fail(config_path, ": unexpected value in the config: ", e.what());
   }
@@ -228,7 +230,7 @@ class Session {
     check_labels();
     make_splits();
     // controller
-    ExperimentSpec spec = io::experiment_from_json(s.config, s.pheno_meta, s.signature_config, data_.n_genes());
+    ExperimentSpec spec = config::experiment_from_json(s.config, s.pheno_meta, s.signature_config, data_.n_genes());
     ctl_ = std::make_unique<Controller<float>>(std::move(spec));
     if (o.log && o.verbose) {
       *o.log << "sakura-train: " << data_.n_cells() << " cells, " << data_.n_genes() << " input genes, "
@@ -274,7 +276,7 @@ class Session {
   }
 
   static void signature_post(data::SignatureRequest& r, const Json& cfg) {
-    using namespace io::detail_json;
+    using namespace config::detail;
     const std::string w = "signature_config." + r.name + ".post_procedure";
     const Json* pp = find(cfg, "post_procedure");
     if (!pp) return;
@@ -326,7 +328,7 @@ class Session {
   }
 
   void make_splits() {
-    using namespace io::detail_json;
+    using namespace config::detail;
     const Json& c = setup_.config;
     const Index n = data_.n_cells();
     splits_.set("all", std::vector<char>(static_cast<std::size_t>(n), 1));

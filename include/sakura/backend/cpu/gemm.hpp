@@ -2,7 +2,7 @@
 // SPDX-FileCopyrightText: sakura-cpp authors
 /// Row-major GEMM for the CPU backend: C = alpha * op(A) * op(B) + beta * C.
 /// Eigen's own GEMM serves every scalar type; a faster provider (oneDNN or OpenBLAS) may be
-/// selected for float at configure time (see gemm_provider.hpp).
+/// selected for float at configure time (CMake option SAKURA_GEMM; gemm_provider() below names it).
 #pragma once
 
 #include <Eigen/Core>

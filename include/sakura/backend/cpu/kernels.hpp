@@ -1103,10 +1103,10 @@ void kl_gauss_bwd(T* dx, T g, const T* x, const T* mp, const T* vp, const T* mq,
 /// hyper: {-lr, alpha, 1 - alpha, eps, weight_decay, momentum}, each rounded from double.
 template <class T>
 void rmsprop_step(T* p, const T* grad, T* square_avg, T* momentum_buf, Index n, const T* hyper) {
-  const rmsprop_detail::Hyper<T> h{hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]};
+  const detail::Hyper<T> h{hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]};
   auto run = [&]<bool WeightDecay, bool Momentum>() {
     chunked(n, [&](Index o, Index m) {
-      rmsprop_detail::update_span<T, WeightDecay, Momentum>(p + o, grad + o, square_avg + o,
+      detail::update_span<T, WeightDecay, Momentum>(p + o, grad + o, square_avg + o,
                                                             Momentum ? momentum_buf + o : nullptr, m, h);
     });
   };

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <new>
 
-#include "sakura/autograd/arena.hpp"
 #include "sakura/backend/cpu/kernels.hpp"
 #include "sakura/backend/device.hpp"
+#include "sakura/tensor/arena.hpp"
 #include "sakura/tensor/draw.hpp"
 
 namespace sakura {
@@ -21,6 +21,32 @@ struct Ops<T, Cpu> {
   static constexpr bool host_memory = true;
   static void upload(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
   static void download(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
+  static void synchronize() {}  // host work is done when a call returns
+
+  // ---- sparse input (CPU only: a GPU trains on the densified batch)
+  /// The sparse first layer's input as backward reads it (a column-major copy in the step's arena).
+  using SparseInput = cpu::Csc<T>;
+  /// y = x W^T + b (transposed: x W + b) for a CSR input x; returns x as kept for the weight gradient.
+  template <class Arena>
+  static const SparseInput* sparse_linear(Arena& arena, T* y, CsrRef<T> x, const T* w, const T* bias, Index out,
+                                          bool transposed) {
+    auto* csc = arena.template alloc<SparseInput>(1);
+    *csc = SparseInput{x.rows, x.cols, arena.template alloc<std::int64_t>(x.cols + 1),
+                       arena.template alloc<std::int32_t>(x.nnz()), arena.template alloc<T>(x.nnz())};
+    cpu::csr_to_csc(*csc, x);
+    for (Index r = 0; r < x.rows; ++r)
+      for (Index o = 0; o < out; ++o) y[r * out + o] = bias ? bias[o] : T(0);
+    if (transposed) cpu::csr_linear_fwd_inmajor(y, x, w, out);
+    else cpu::csr_linear_fwd_outmajor(y, x, w, out);
+    return csc;
+  }
+  static void sparse_linear_weight_grad(T* dw, const SparseInput& x, const T* dy, Index out, bool transposed,
+                                        bool acc) {
+    cpu::csc_weight_grad(dw, x, dy, out, transposed, acc);
+  }
+  // ---- host batches (a batch arrives in host memory whatever device trains on it)
+  static bool all_finite(const T* x, Index n) { return cpu::all_finite(x, n); }
+  static void csr_densify(T* out, CsrRef<T> x) { cpu::csr_densify(out, x); }
 
   // ---- dense algebra and blocks
   static void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,

@@ -59,7 +59,9 @@ struct OddEvenMerge {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
-namespace register_sort_detail {
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 
 // sort_key's sign transform as one ternary-logic op on (bits, bits >> 31 arithmetic, sign bit):
 // to the key bits ^ (negative ? ~0 : sign), and back from the key key ^ (top bit set ? sign : ~0)
@@ -179,7 +181,7 @@ inline void sort_values_all(float* sorted, std::int32_t* perm, const float* x, I
   }
 }
 
-}  // namespace register_sort_detail
+}  // namespace detail
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -191,7 +193,7 @@ inline void sort_values_all(float* sorted, std::int32_t* perm, const float* x, I
 inline bool register_sort_columns(float* sorted, std::int32_t* perm, const float* x, Index rows, Index cols,
                                   bool values_only = false) {
 #if defined(SAKURA_REGISTER_SORT)
-  namespace d = register_sort_detail;
+  namespace d = detail;
   if (rows <= 1 || rows > 32 || cols <= 0) return false;
   d::at_height(rows, [&]<int N>(std::integral_constant<int, N>) {
     if (values_only) d::sort_values_all<N>(sorted, perm, x, rows, cols);

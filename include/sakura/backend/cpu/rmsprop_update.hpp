@@ -25,7 +25,7 @@
 
 #include "sakura/tensor/tensor.hpp"
 
-namespace sakura::cpu::rmsprop_detail {
+namespace sakura::cpu::detail {
 
 template <class T>
 struct Hyper {
@@ -124,4 +124,4 @@ void update_span(T* p, const T* grad, T* v, T* b, Index n, const Hyper<T>& h) {
   for (; i < n; ++i) update<T, WeightDecay, Momentum>(p[i], grad[i], v[i], Momentum ? b + i : nullptr, h);
 }
 
-}  // namespace sakura::cpu::rmsprop_detail
+}  // namespace sakura::cpu::detail

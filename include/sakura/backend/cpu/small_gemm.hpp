@@ -34,7 +34,9 @@ namespace sakura::cpu {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
-namespace small_gemm_detail {
+namespace detail {
+using sakura::detail::fail;  // re-exported: detail::fail means the same whatever was included first
+using sakura::detail::require;
 
 /// Mask of the first `n` (0..16) lanes.
 inline __mmask16 lanes(Index n) { return static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u); }
@@ -156,7 +158,7 @@ inline void transpose(Index n, Index k, const float* b, Index ldb, float* dst, I
     }
 }
 
-}  // namespace small_gemm_detail
+}  // namespace detail
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -171,7 +173,7 @@ inline constexpr Index kSmallPack = 8192;
 inline bool small_gemm_f32(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
                            const float* b, Index ldb, float beta, float* c, Index ldc) {
 #if defined(__AVX512F__)
-  namespace d = small_gemm_detail;
+  namespace d = detail;
   if (m <= 0 || n <= 0 || k <= 0 || (ta && tb)) return false;
   // op(A)(i, p) = a[i * ars + p * acs]
   const Index ars = ta ? 1 : lda, acs = ta ? lda : 1;

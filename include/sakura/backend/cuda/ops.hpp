@@ -172,6 +172,18 @@ struct Ops<T, Cuda> {
   static constexpr bool host_memory = false;
   static void upload(void* dst, const void* src, std::size_t bytes) { launch<&cuda::copy_h2d>(dst, src, bytes); }
   static void download(void* dst, const void* src, std::size_t bytes) { cuda::copy_d2h(dst, src, bytes); }
+  // ---- sparse input: a CPU feature (the controller densifies a sparse batch for a GPU)
+  struct SparseInput {};
+  template <class Arena>
+  static const SparseInput* sparse_linear(Arena&, T*, CsrRef<T>, const T*, const T*, Index, bool) {
+    static_assert(sizeof(T) == 0, "sparse input is a CPU feature: densify the batch for a GPU");
+    return nullptr;
+  }
+  static void sparse_linear_weight_grad(T*, const SparseInput&, const T*, Index, bool, bool) {
+    static_assert(sizeof(T) == 0, "sparse input is a CPU feature: densify the batch for a GPU");
+  }
+  /// Waits for every queued copy and kernel (a host buffer handed to upload() may then be reused).
+  static void synchronize() { cuda::synchronize(); }
 
   static void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
                    T beta, T* c, Index ldc) {

@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "sakura/data/dataset.hpp"
+#include "sakura/detail/names.hpp"
+#include "sakura/tensor/csr.hpp"
 #include "sakura/tensor/tensor.hpp"
 
 namespace sakura {
@@ -51,7 +52,7 @@ class Batch {
   const CsrMatrix<T>* sparse_input() const { return has_sparse_ ? &sparse_ : nullptr; }
   void clear_sparse() { has_sparse_ = false; }
 
-  /// Input rows of a matrix already in GPU memory (cuda::DeviceMatrix): cell i of the batch is
+  /// Input rows of a matrix already in GPU memory (data::DeviceMatrix): cell i of the batch is
   /// row index[i] of `data` (data_rows x genes, row-major); the GPU gathers them, so a step
   /// moves no expression through the host. Only a Controller<T, Cuda> reads it; the matrix was
   /// checked for NaN/Inf when uploaded. Refilling reuses the index storage (no allocation).
@@ -105,19 +106,13 @@ class Batch {
   const std::vector<Target>& signatures() const { return sigs_; }
   const std::vector<Pheno>& phenos() const { return phs_; }
   /// Slot index of a named entry, or -1.
-  int signature_slot(const std::string& name) const { return slot(sigs_, name); }
-  int pheno_slot_index(const std::string& name) const { return slot(phs_, name); }
+  int signature_slot(const std::string& name) const { return detail::index_of_name(sigs_, name); }
+  int pheno_slot_index(const std::string& name) const { return detail::index_of_name(phs_, name); }
 
   /// Changes whenever a named entry is added, so a controller can cache name -> slot.
   std::uint64_t layout_id() const { return layout_id_; }
 
  private:
-  template <class V>
-  static int slot(const V& v, const std::string& n) {
-    for (std::size_t i = 0; i < v.size(); ++i)
-      if (v[i].name == n) return static_cast<int>(i);
-    return -1;
-  }
   Pheno& pheno_slot(const std::string& name) {
     for (auto& p : phs_)
       if (p.name == name) return p;

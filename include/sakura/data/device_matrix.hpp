@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
-/// cuda::DeviceMatrix<T>: a cells x genes expression matrix uploaded to GPU memory once, so that
+/// data::DeviceMatrix<T>: a cells x genes expression matrix uploaded to GPU memory once, so that
 /// training batches are gathered there (Batch::set_device_rows) instead of crossing PCIe every
 /// step. Checked for NaN/Inf when uploaded: the per-step validation then only checks indices.
 ///
 /// Example:
-///   cuda::DeviceMatrix<float> on_gpu(dataset.expr);        // CsrMatrix or dense, once
+///   data::DeviceMatrix<float> on_gpu(dataset.expr);        // CsrMatrix or dense, once
 ///   on_gpu.select(batch, cell_indices);                    // each step: no host expression
 ///   controller.train(batch);                               // Controller<float, Cuda>
 #pragma once
@@ -18,13 +18,15 @@
 #include <vector>
 
 #include "sakura/backend/cuda/ops.hpp"
-#include "sakura/data/batch.hpp"
-#include "sakura/data/dataset.hpp"
+#include "sakura/controller/batch.hpp"
+#include "sakura/tensor/csr.hpp"
 
-namespace sakura::cuda {
+namespace sakura::data {
 
 template <class T = float>
 class DeviceMatrix {
+  using Device = Ops<T, Cuda>;  // every copy and allocation goes through the device interface
+
  public:
   DeviceMatrix() = default;
   /// Copies a dense row-major host matrix.
@@ -32,8 +34,8 @@ class DeviceMatrix {
     detail::require(host.contiguous(), "DeviceMatrix: the host matrix must be contiguous");
     check_finite(host.data, host.rows, host.cols, 0);
     allocate(host.rows, host.cols);
-    copy_h2d(data_, host.data, bytes(rows_ * cols_));
-    synchronize();
+    Device::upload(data_, host.data, bytes(rows_ * cols_));
+    Device::synchronize();
   }
   explicit DeviceMatrix(const Tensor<T>& host) : DeviceMatrix(host.ref()) {}
   /// Densifies a CSR matrix block by block on the host (never whole) and uploads it.
@@ -49,8 +51,8 @@ class DeviceMatrix {
       for (Index i = 0; i < n; ++i) sel[static_cast<std::size_t>(i)] = r0 + i;
       host.gather_dense(sel, buf.data());
       check_finite(buf.data(), n, cols_, r0);
-      copy_h2d(data_ + r0 * cols_, buf.data(), bytes(n * cols_));
-      synchronize();  // buf is reused
+      Device::upload(data_ + r0 * cols_, buf.data(), bytes(n * cols_));
+      Device::synchronize();  // buf is reused
     }
   }
   DeviceMatrix(DeviceMatrix&& o) noexcept { swap(o); }
@@ -61,7 +63,7 @@ class DeviceMatrix {
   }
   DeviceMatrix(const DeviceMatrix&) = delete;
   DeviceMatrix& operator=(const DeviceMatrix&) = delete;
-  ~DeviceMatrix() { free_device(data_); }
+  ~DeviceMatrix() { Device::Alloc::deallocate(data_); }
 
   const T* data() const { return data_; }
   Index rows() const { return rows_; }
@@ -76,7 +78,7 @@ class DeviceMatrix {
     detail::require(first >= 0 && n >= 0 && first + n <= rows_, "DeviceMatrix::download: rows [", first, ", ",
                     first + n, ") outside ", rows_);
     Tensor<T> out(n, cols_);
-    if (n > 0) copy_d2h(out.data(), data_ + first * cols_, bytes(n * cols_));
+    if (n > 0) Device::download(out.data(), data_ + first * cols_, bytes(n * cols_));
     return out;
   }
 
@@ -92,7 +94,7 @@ class DeviceMatrix {
     detail::require(rows >= 0 && cols >= 0 && rows <= INT32_MAX, "DeviceMatrix: bad shape ", shape_str(rows, cols));
     rows_ = rows;
     cols_ = cols;
-    if (rows * cols > 0) data_ = static_cast<T*>(malloc_device(bytes(rows * cols)));
+    if (rows * cols > 0) data_ = static_cast<T*>(Device::Alloc::allocate(bytes(rows * cols)));
   }
   void swap(DeviceMatrix& o) noexcept {
     std::swap(data_, o.data_);
@@ -103,4 +105,4 @@ class DeviceMatrix {
   Index rows_ = 0, cols_ = 0;
 };
 
-}  // namespace sakura::cuda
+}  // namespace sakura::data
