@@ -116,10 +116,7 @@ void validate_batch(const Batch<T>& batch, const ModelSpec& m, const Selection& 
       bool classes = false;
       for (int i : e.losses)
         std::visit([&](auto& t) { classes = classes || std::decay_t<decltype(t)>::type::needs_labels; }, b.losses[i].configured);
-      if (classes)
-        for (Index r = 0; r < n; ++r)
-          detail::require(ph->labels[r] >= 0 && ph->labels[r] < b.out_dim, "phenotype '", b.name, "': label ",
-                          ph->labels[r], " of cell ", r, " is outside [0, ", b.out_dim, ")");
+      if (classes) detail::require_labels(ph->labels.data(), n, b.out_dim, "phenotype '", b.name, "'");
       if (values) {
         const bool has_values = ph && !ph->values.empty();
         const bool from_labels = ph && !has_values && b.out_dim == 1 && static_cast<Index>(ph->labels.size()) == n;
