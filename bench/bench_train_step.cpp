@@ -43,12 +43,10 @@ const Case kCases[] = {
 };
 
 TrainOptions options(const Case& c) {
-  TrainOptions o;
-  o.reconstruction = c.recon;
-  o.main_regularization = c.main_reg;
-  o.pheno = false;
-  o.signature = c.signature;
-  return o;
+  return {.scope = {.reconstruction = c.recon,
+                    .main_regularization = c.main_reg,
+                    .phenos = Selection::none(),
+                    .signatures = Scope::group(c.signature, std::nullopt)}};
 }
 
 void set_threads(int n) {

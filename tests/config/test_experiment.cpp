@@ -281,7 +281,7 @@ TEST_CASE("the builder gives every golden case's JSON spec and bit-identical tra
       const auto args = config::train_call_from_json(a.model_spec(), call["args"]);
       test::inject(a, call.value("random_draws", Json::array()));
       test::inject(b, call.value("random_draws", Json::array()));
-      const Json ra = config::to_json(a.train(batch, args.bind())), rb = config::to_json(b.train(batch, args.bind()));
+      const Json ra = config::to_json(a.train(batch, args)), rb = config::to_json(b.train(batch, args));
       REQUIRE(ra == rb);
       REQUIRE(same_parameters(a, b));
       ++steps;

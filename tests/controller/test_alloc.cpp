@@ -29,10 +29,11 @@ TEST_CASE("the steady-state step allocates nothing", "[alloc]") {
   const auto sel = config::selection_from_json(ctl.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions signature_only;
-  signature_only.reconstruction = signature_only.main_regularization = signature_only.pheno = false;
-  signature_only.selected_signature = &sel;
+  signature_only.scope.reconstruction = signature_only.scope.main_regularization = false;
+  signature_only.scope.phenos = Selection::none();
+  signature_only.scope.signatures = sel;
   TrainOptions raw;
-  raw.save_raw_loss = true;
+  raw.step.save_raw_loss = true;
 
   CHECK(steady_allocations([&] { ctl.train(batch); }) == 0);
   CHECK(steady_allocations([&] { ctl.train(batch, raw); }) == 0);

@@ -44,7 +44,7 @@ TEST_CASE("suppress_backward returns the record and changes no parameter or opti
   const auto before = flat_params(c);
   const auto sq = c.optimizer().state()[0].square_avg;
   TrainOptions o;
-  o.suppress_backward = true;
+  o.step.suppress_backward = true;
   const double total = c.train(base_batch(2), o).total;
   CHECK(std::isfinite(total));
   CHECK(total > 0);
@@ -62,7 +62,7 @@ TEST_CASE("eval computes the same losses as a train step would, without changing
   CHECK(flat_params(c) == before);
   c.rng().set_state(state);  // same random draws for the SW2 term
   TrainOptions o;
-  o.suppress_backward = true;
+  o.step.suppress_backward = true;
   const auto& t = c.train(b, o);
   CHECK(t.main.loss.at("mse") == mse);
   CHECK(t.pheno_block("p").loss.at("nll") == nll);
@@ -79,10 +79,10 @@ TEST_CASE("forward scope: a signature-only call computes and trains only what it
   const auto sel = config::selection_from_json(c.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions o;
-  o.reconstruction = false;
-  o.main_regularization = false;
-  o.pheno = false;
-  o.selected_signature = &sel;
+  o.scope.reconstruction = false;
+  o.scope.main_regularization = false;
+  o.scope.phenos = Selection::none();
+  o.scope.signatures = sel;
   const auto& rec = c.train(base_batch(), o);
   CHECK(rec.signature_block("a").present);
   CHECK_FALSE(rec.signature_block("s").present);
@@ -160,12 +160,12 @@ TEST_CASE("dropout is active in train and off in eval", "[controller][dropout]")
   REQUIRE(c.model().parameters().find("model.pre_encoder.model_list.1.weight") != nullptr);
   const auto b = base_batch();
   EvalOptions e;
-  e.main_regularization = false;
+  e.scope.main_regularization = false;
   const double e1 = c.eval(b, e).main.loss.at("mse"), e2 = c.eval(b, e).main.loss.at("mse");
   CHECK(e1 == e2);  // deterministic without dropout
   TrainOptions t;
-  t.main_regularization = false;
-  t.suppress_backward = true;
+  t.scope.main_regularization = false;
+  t.step.suppress_backward = true;
   const double t1 = c.train(b, t).main.loss.at("mse"), t2 = c.train(b, t).main.loss.at("mse");
   CHECK(t1 != t2);  // fresh masks each call
 }
@@ -176,12 +176,24 @@ TEST_CASE("next_epoch, tick and reset", "[controller][schedule]") {
   cfg["main_latent"]["regularization"]["sw2"]["max_weight"] = 0.5;
   Controller<float> c(spec_of(cfg, base_pheno(), base_signature()));
   c.next_epoch();
-  c.next_epoch({.main = false});
+  c.next_epoch({.reconstruction = false, .main_regularization = false});
   c.tick();
   CHECK(c.epoch() == 2);
   CHECK(c.ticks() == 1);
   CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.2);
   CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").epoch == 1);
+  CHECK(c.term(BlockKind::Pheno, "p", TermGroup::Loss, "nll").epoch == 2);
+  // a scope advances what it names: the reconstruction losses without the main regularization,
+  // no phenotype, and of the signatures only a's losses
+  c.next_epoch({.main_regularization = false,
+                .phenos = Selection::none(),
+                .signatures = config::selection_from_json(c.model_spec(), BlockKind::Signature,
+                                                          Json::parse(R"({"a": {"loss": "*"}})"), "sel")});
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Loss, "mse").epoch == 2);
+  CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").epoch == 1);
+  CHECK(c.term(BlockKind::Pheno, "p", TermGroup::Loss, "nll").epoch == 2);
+  CHECK(c.term(BlockKind::Signature, "a", TermGroup::Loss, "mse").epoch == 3);
+  CHECK(c.term(BlockKind::Signature, "s", TermGroup::Loss, "mse").epoch == 2);
   for (int i = 0; i < 5; ++i) c.next_epoch();
   CHECK(c.term(BlockKind::Main, "", TermGroup::Regularization, "sw2").weight == 0.5);
   c.reset();
@@ -193,7 +205,7 @@ TEST_CASE("next_epoch, tick and reset", "[controller][schedule]") {
 TEST_CASE("the record exports as upstream's result dict", "[controller][record]") {
   Controller<float> c(spec_of(base_config(), base_pheno(), base_signature()));
   TrainOptions o;
-  o.save_raw_loss = true;
+  o.step.save_raw_loss = true;
   const auto j = config::to_json(c.train(base_batch(), o));
   CHECK(j["main_latent_loss"]["loss"].contains("mse"));
   CHECK(j["main_latent_loss"]["regularization_raw"].contains("sw2"));
@@ -209,7 +221,8 @@ TEST_CASE("accumulate() sums the gradients of several batches into one step", "[
   Controller<float> acc(spec_of(cfg, base_pheno(), base_signature()));
   const auto b1 = base_batch(1), b2 = base_batch(2);
   TrainOptions sig_only;
-  sig_only.reconstruction = sig_only.main_regularization = sig_only.pheno = false;
+  sig_only.scope.reconstruction = sig_only.scope.main_regularization = false;
+  sig_only.scope.phenos = Selection::none();
   // separate steps: g1, then g2
   std::vector<std::vector<float>> g1, g2;
   auto grads = [](Controller<float>& c) {
@@ -311,8 +324,9 @@ TEST_CASE("all five attachment modes read the right latent and train it", "[cont
   const auto only_d = config::selection_from_json(ctl.model_spec(), BlockKind::Signature,
                                               Json::parse(R"({"d": {"loss": "*"}})"), "sel");
   TrainOptions o;
-  o.reconstruction = o.main_regularization = o.pheno = false;
-  o.selected_signature = &only_d;
+  o.scope.reconstruction = o.scope.main_regularization = false;
+  o.scope.phenos = Selection::none();
+  o.scope.signatures = only_d;
   ctl.train(batch, o);
   CHECK(reached(ctl, "main_latent_compressor"));
   CHECK(reached(ctl, "signature_latent_compressors"));
@@ -326,15 +340,30 @@ TEST_CASE("loss() is train()'s computation without backward or step", "[controll
   const auto before = flat_params(c);
   const auto state = c.rng().state();
   TrainOptions o;
-  o.save_raw_loss = true;
-  o.detach = DetachFrom::Encoder;
+  o.step.save_raw_loss = true;
+  o.step.detach = DetachFrom::Encoder;
   const LossRecord l = c.loss(b, o);
   CHECK(flat_params(c) == before);
   CHECK(c.view(c.forward().main).cols == 3);  // forward tensors readable
   c.rng().set_state(state);
-  o.suppress_backward = true;
+  o.step.suppress_backward = true;
   const LossRecord& t = c.train(b, o);
   CHECK(l.total == t.total);
   CHECK(l.main.loss_raw.values == t.main.loss_raw.values);
   CHECK(l.pheno_block("p").loss.at("nll") == t.pheno_block("p").loss.at("nll"));
+}
+
+TEST_CASE("a step's graph key compares its selections by content, not by address", "[controller][graphs]") {
+  // options hold their selections by value, so one address (a temporary's) may hold different
+  // selections from one call to the next: a GPU step must not replay the other selection's graph
+  const ModelSpec m = spec_of(base_config(), base_pheno(), base_signature()).model;
+  Selection call = Selection::all(m.signatures), none = Selection::none();
+  const Selection kept = call;  // what a graph's entry keeps of the call that made it
+  auto key = [&](const Selection& sig) {
+    return StepGraphKey{&none, &sig, true, true, false, DetachFrom::None, kCells, 1, 0, 0};
+  };
+  const StepGraphKey stored = key(kept);
+  CHECK(stored == key(call));  // another object, the same selection
+  call.entries.pop_back();     // the same object, another selection
+  CHECK_FALSE(stored == key(call));
 }

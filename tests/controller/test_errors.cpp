@@ -208,7 +208,7 @@ TEST_CASE("a batch missing a target is rejected and changes nothing", "[errors][
   rejects(t, [&](auto& c) { c.train(no_labels); }, "no labels for phenotype 'p'");
   // with the phenotype switched off, the same batch is fine
   TrainOptions o;
-  o.pheno = false;
+  o.scope.phenos = Selection::none();
   REQUIRE_NOTHROW(t.ctl.train(no_labels, o));
 }
 
@@ -266,7 +266,7 @@ TEST_CASE("an error midway through the step (after random draws) restores the ra
       term("SW2_gaussian_mixture_supervised", 0.1, Json{{"gaussian_mixture_n_labels", 2}});
   Controller<float> ctl(spec_of(base_config(), pheno, base_signature()));
   TrainOptions no_pheno;
-  no_pheno.pheno = false;
+  no_pheno.scope.phenos = Selection::none();
   ctl.train(t.good, no_pheno);
   const auto rng_before = ctl.rng().state();
   std::vector<float> w0(ctl.model().parameters().all().front().value.begin(),

@@ -65,7 +65,7 @@ TEST_CASE("fix: SW2 honours SW2_num_projections (upstream always uses 50)", "[fi
     ctl.injected_draws().push(prior);
     ctl.injected_draws().push(proj);
     EvalOptions o;
-    o.reconstruction = false;
+    o.scope.reconstruction = false;
     const double value = ctl.eval(b, o).main.regularization.at("r");
     REQUIRE(ctl.injected_draws().remaining() == 0);
     const Tensor<float> z = [&] {
@@ -93,7 +93,7 @@ TEST_CASE("fix: KL_gaussian_mixture runs and matches the diagonal-Gaussian formu
   const auto prior = draw("main_latent.regularization.r", DrawKind::prior_samples, kCells, 3, 7);
   ctl.injected_draws().push(prior);
   EvalOptions o;
-  o.reconstruction = false;
+  o.scope.reconstruction = false;
   const double value = ctl.eval(b, o).main.regularization.at("r");
   auto z = ctl.view(ctl.forward().main);
   double kl = 0;
@@ -111,7 +111,7 @@ TEST_CASE("fix: KL_gaussian_mixture runs and matches the diagonal-Gaussian formu
   CHECK(value == Approx(kl).epsilon(1e-5));
   // and it trains: the main compressor gets a gradient from it
   TrainOptions t;
-  t.reconstruction = false;
+  t.scope.reconstruction = false;
   ctl.train(b, t);
   CHECK(any_written(ctl, "main_latent_compressor"));
 }
@@ -124,7 +124,7 @@ TEST_CASE("fix: a phenotype BCE loss is stored and back-propagated", "[fixes][bc
   Batch<float> b(random_tensor(kCells, kGenes, 3));
   b.set_pheno_values("flag", random_tensor(kCells, 1, 4, 0.0, 1.0));
   TrainOptions o;
-  o.save_raw_loss = true;
+  o.step.save_raw_loss = true;
   const auto& rec = ctl.train(b, o);
   const auto& blk = rec.pheno_block("flag");
   REQUIRE(blk.loss.get("bce").has_value());
@@ -143,13 +143,13 @@ TEST_CASE("fix: a selection with regularization null means no regularization", "
   const auto sel = config::selection_from_json(ctl.model_spec(), BlockKind::Pheno,
                                            Json::parse(R"({"p": {"loss": "*", "regularization": null}})"), "sel");
   TrainOptions o;
-  o.selected_pheno = &sel;
+  o.scope.phenos = sel;
   const auto& rec = ctl.train(base_batch(), o);
   CHECK(rec.pheno_block("p").loss.get("nll").has_value());
   CHECK(rec.pheno_block("p").regularization.count() == 0);
   // missing "regularization" is the same; "[]" too
   const auto sel2 = config::selection_from_json(ctl.model_spec(), BlockKind::Pheno, Json::parse(R"({"p": {"loss": "*"}})"), "s");
-  o.selected_pheno = &sel2;
+  o.scope.phenos = sel2;
   CHECK(ctl.train(base_batch(), o).pheno_block("p").regularization.count() == 0);
 }
 
@@ -157,7 +157,7 @@ TEST_CASE("fix: reconstruction with the main regularization off still feeds the 
   // no head attached to the main latent: upstream fails with a width mismatch here
   Controller<float> ctl(spec_of(base_config(), base_pheno(), Json::object()));
   TrainOptions o;
-  o.main_regularization = false;
+  o.scope.main_regularization = false;
   const auto& rec = ctl.train(base_batch(), o);
   CHECK(rec.main.loss.get("mse").has_value());
   CHECK(rec.main.regularization.count() == 0);
@@ -224,8 +224,8 @@ TEST_CASE("fix: gradient neutralisation (GNL) trains the head and stops the grad
   Batch<float> b(random_tensor(kCells, kGenes, 3));
   b.set_signature("s", random_tensor(kCells, 2, 9));
   TrainOptions o;
-  o.reconstruction = false;
-  o.main_regularization = false;
+  o.scope.reconstruction = false;
+  o.scope.main_regularization = false;
   const auto& rec = ctl.train(b, o);
   CHECK(std::isfinite(rec.signature_block("s").loss.at("mse")));
   CHECK(any_written(ctl, "signature_regressors"));
@@ -239,7 +239,7 @@ TEST_CASE("fix: a regularization of type none is skipped instead of raising", "[
   Controller<float> ctl(spec_of(cfg, Json::object(), Json::object()));
   Batch<float> b(random_tensor(kCells, kGenes, 3));
   TrainOptions o;
-  o.save_raw_loss = true;
+  o.step.save_raw_loss = true;
   const auto& rec = ctl.train(b, o);
   CHECK(rec.main.regularization.count() == 1);  // only sw2
   CHECK_FALSE(rec.main.regularization.get("off").has_value());

@@ -52,7 +52,7 @@ TEST_CASE("compile-time and runtime paths are bit-identical, step after step", "
     switch (step % 3) {
       case 0: {  // everything
         TrainOptions o;
-        o.save_raw_loss = true;
+        o.step.save_raw_loss = true;
         const LossRecord r = rt.train(batch, o);
         StepOptions so;
         so.save_raw_loss = true;
@@ -61,15 +61,17 @@ TEST_CASE("compile-time and runtime paths are bit-identical, step after step", "
       }
       case 1: {  // the tutorial's cd8_focused split: one attached signature only
         TrainOptions o;
-        o.reconstruction = o.main_regularization = o.pheno = false;
-        o.selected_signature = &only_a;
+        o.scope.reconstruction = o.scope.main_regularization = false;
+        o.scope.phenos = Selection::none();
+        o.scope.signatures = only_a;
         const LossRecord r = rt.train(batch, o);
         REQUIRE(same_record(r, ct.train<Fixture, SignatureOnly<"a">>(batch)));
         break;
       }
       case 2: {  // reconstruction + main regularization only
         TrainOptions o;
-        o.pheno = o.signature = false;
+        o.scope.phenos = Selection::none();
+        o.scope.signatures = Selection::none();
         const LossRecord r = rt.train(batch, o);
         REQUIRE(same_record(r, ct.train<Fixture, MainOnly>(batch)));
         break;

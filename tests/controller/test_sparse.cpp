@@ -66,7 +66,7 @@ TEST_CASE("sparse input equals dense input within float tolerance, in both weigh
     auto [db, sb] = batches(99);
     sb.expr = db.expr;
     TrainOptions o;
-    o.suppress_backward = true;
+    o.step.suppress_backward = true;
     const auto state = d.rng().state();
     s.rng().set_state(state);
     CHECK(s.train(sb, o).total == Approx(d.train(db, o).total).epsilon(1e-5));

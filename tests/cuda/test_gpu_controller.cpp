@@ -68,10 +68,11 @@ TEST_CASE("gpu: the GPU controller follows the CPU controller step by step", "[c
   for (int step = 0; step < 6; ++step) {
     const auto batch = base_batch(20 + step);
     TrainOptions o;
-    o.save_raw_loss = true;
+    o.step.save_raw_loss = true;
     if (step % 2) {
-      o.reconstruction = o.main_regularization = o.pheno = false;
-      o.selected_signature = &sel;
+      o.scope.reconstruction = o.scope.main_regularization = false;
+      o.scope.phenos = Selection::none();
+      o.scope.signatures = sel;
     }
     gpu.rng().set_state(cpu.rng().state());  // the same random draws
     const double tc = cpu.train(batch, o).total;
@@ -92,8 +93,9 @@ TEST_CASE("gpu: a replayed CUDA graph gives the eager step's results bit for bit
   const auto sel = config::selection_from_json(eager.model_spec(), BlockKind::Signature,
                                            Json::parse(R"({"a": {"loss": "*", "regularization": "*"}})"), "sel");
   TrainOptions all, sig;
-  sig.reconstruction = sig.main_regularization = sig.pheno = false;
-  sig.selected_signature = &sel;
+  sig.scope.reconstruction = sig.scope.main_regularization = false;
+  sig.scope.phenos = Selection::none();
+  sig.scope.signatures = sel;
   for (int step = 0; step < 10; ++step) {  // interleaved: each selection warms, captures, then replays
     const auto batch = base_batch(40 + step);
     const TrainOptions& o = step % 2 ? sig : all;

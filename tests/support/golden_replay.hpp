@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <type_traits>
@@ -160,6 +161,21 @@ void compare_weights(Worst& w, const std::string& where, sakura::Controller<T, D
     check(sakura::BlockKind::Signature, it.key(), it.value(), epochs["signature"][it.key()]);
 }
 
+/// The scope of an eval or next_epoch call: upstream's flags and its selected_pheno /
+/// selected_signature (null or absent: every block).
+template <class T, class Dev>
+sakura::Scope scope(sakura::Controller<T, Dev>& ctl, const Json& args, bool recon, bool main_reg, bool pheno,
+                    bool signature) {
+  auto selected = [&](sakura::BlockKind kind, const char* key) -> std::optional<sakura::Selection> {
+    if (!args.contains(key) || args[key].is_null()) return std::nullopt;
+    return sakura::config::selection_from_json(ctl.model_spec(), kind, args[key], key);
+  };
+  return {.reconstruction = recon,
+          .main_regularization = main_reg,
+          .phenos = sakura::Scope::group(pheno, selected(sakura::BlockKind::Pheno, "selected_pheno")),
+          .signatures = sakura::Scope::group(signature, selected(sakura::BlockKind::Signature, "selected_signature"))};
+}
+
 /// Replays one golden file on Controller<T, Dev>; `tol` is the relative tolerance (1e-5 on the
 /// CPU as the golden README suggests; the GPU issue asks for 1e-4).
 template <class T, class Dev = sakura::Cpu>
@@ -187,7 +203,7 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
     if (method == "train") {
       const auto tc = sakura::config::train_call_from_json(ctl.model_spec(), call["args"]);
       inject(ctl, call.value("random_draws", Json::array()));
-      const auto& rec = ctl.train(batch, tc.bind());
+      const auto& rec = ctl.train(batch, tc);
       ctl.sync_to_host();
       if (upstream_crashed) {  // fixed behaviour: a finite record instead of upstream's exception
         if (!std::isfinite(rec.total)) w.fail(where + ": non-finite total for a case upstream crashed on");
@@ -202,40 +218,18 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
                       std::is_same_v<T, float> ? &allowance : nullptr);
     } else if (method == "eval") {
       const Json& a = call["args"];
-      sakura::EvalOptions o;
-      o.reconstruction = a.value("forward_reconstruction", false);
-      o.main_regularization = a.value("forward_main_latent", false);
-      o.pheno = a.value("forward_pheno", false);
-      o.signature = a.value("forward_signature", false);
-      o.save_raw_loss = a.value("save_raw_loss", false);
-      sakura::Selection sp, ss;
-      if (a.contains("selected_pheno") && !a["selected_pheno"].is_null()) {
-        sp = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Pheno, a["selected_pheno"], "selected_pheno");
-        o.selected_pheno = &sp;
-      }
-      if (a.contains("selected_signature") && !a["selected_signature"].is_null()) {
-        ss = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Signature, a["selected_signature"],
-                                             "selected_signature");
-        o.selected_signature = &ss;
-      }
+      const sakura::EvalOptions o{.scope = scope(ctl, a, a.value("forward_reconstruction", false),
+                                                 a.value("forward_main_latent", false), a.value("forward_pheno", false),
+                                                 a.value("forward_signature", false)),
+                                  .save_raw_loss = a.value("save_raw_loss", false)};
       inject(ctl, call.value("random_draws", Json::array()));
       const auto& rec = ctl.eval(batch, o);
       if (upstream_crashed) continue;
       compare_result(w, where, sakura::config::to_json(rec, false), call["result"]);
     } else if (method == "next_epoch") {
       const Json& a = call["args"];
-      sakura::Selection sp, ss;
-      const bool has_sp = a.contains("selected_pheno") && !a["selected_pheno"].is_null();
-      const bool has_ss = a.contains("selected_signature") && !a["selected_signature"].is_null();
-      if (has_sp) sp = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Pheno, a["selected_pheno"], "selected_pheno");
-      if (has_ss)
-        ss = sakura::config::selection_from_json(ctl.model_spec(), sakura::BlockKind::Signature, a["selected_signature"],
-                                             "selected_signature");
-      ctl.next_epoch({.main = a.value("prog_main", true),
-                      .pheno = a.value("prog_pheno", true),
-                      .selected_pheno = has_sp ? &sp : nullptr,
-                      .signature = a.value("prog_signature", true),
-                      .selected_signature = has_ss ? &ss : nullptr});
+      const bool main = a.value("prog_main", true);
+      ctl.next_epoch(scope(ctl, a, main, main, a.value("prog_pheno", true), a.value("prog_signature", true)));
       if (call.contains("weights_after")) compare_weights(w, where, ctl, call["weights_after"], call["epochs_after"]);
     } else {
       w.fail(where + ": unknown method " + method);

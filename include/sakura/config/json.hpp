@@ -533,44 +533,31 @@ inline Selection selection_from_json(const ModelSpec& m, BlockKind kind, const J
   return s;
 }
 
-/// Upstream's train() keyword arguments, with the selections they own.
-struct TrainCall {
-  TrainOptions options;
-  Selection pheno, signature;
-  bool pheno_all = true, signature_all = true;
-  /// Options whose selection pointers point into this object (keep it alive while training).
-  TrainOptions bind() const {
-    TrainOptions o = options;
-    o.selected_pheno = pheno_all ? nullptr : &pheno;
-    o.selected_signature = signature_all ? nullptr : &signature;
-    return o;
-  }
-};
-
-inline TrainCall train_call_from_json(const ModelSpec& m, const Json& args) {
+/// Upstream's train() keyword arguments as the options of Controller::train().
+inline TrainOptions train_call_from_json(const ModelSpec& m, const Json& args) {
   using namespace detail;
-  TrainCall c;
   auto flag = [&](const char* k, bool d) { return find(args, k) ? boolean(args[k], std::string("train.") + k) : d; };
-  c.options.reconstruction = flag("backward_reconstruction_loss", true);
-  c.options.main_regularization = flag("backward_main_latent_regularization", true);
-  c.options.pheno = flag("backward_pheno_loss", true);
-  c.options.signature = flag("backward_signature_loss", true);
-  c.options.suppress_backward = flag("suppress_backward", false);
-  c.options.save_raw_loss = flag("save_raw_loss", false);
+  auto selected = [&](BlockKind kind, const char* key) -> std::optional<Selection> {
+    const Json* s = find(args, key);
+    if (!s) return std::nullopt;
+    return selection_from_json(m, kind, *s, key);
+  };
+  TrainOptions o;
+  o.scope.reconstruction = flag("backward_reconstruction_loss", true);
+  o.scope.main_regularization = flag("backward_main_latent_regularization", true);
+  o.scope.phenos = Scope::group(flag("backward_pheno_loss", true), selected(BlockKind::Pheno, "selected_pheno"));
+  o.scope.signatures =
+      Scope::group(flag("backward_signature_loss", true), selected(BlockKind::Signature, "selected_signature"));
+  o.step.suppress_backward = flag("suppress_backward", false);
+  o.step.save_raw_loss = flag("save_raw_loss", false);
   if (flag("detach", false)) {
     const Json* f = find(args, "detach_from");
     const std::string from = f ? string(*f, "train.detach_from") : "";
-    if (from == "pre_encoder") c.options.detach = DetachFrom::PreEncoder;
-    else if (from == "encoder") c.options.detach = DetachFrom::Encoder;
+    if (from == "pre_encoder") o.step.detach = DetachFrom::PreEncoder;
+    else if (from == "encoder") o.step.detach = DetachFrom::Encoder;
     else fail("train.detach_from must be \"pre_encoder\" or \"encoder\" when detach is set, got \"", from, "\"");
   }
-  const Json* sp = find(args, "selected_pheno");
-  const Json* ss = find(args, "selected_signature");
-  c.pheno_all = sp == nullptr;
-  c.signature_all = ss == nullptr;
-  if (sp) c.pheno = selection_from_json(m, BlockKind::Pheno, *sp, "selected_pheno");
-  if (ss) c.signature = selection_from_json(m, BlockKind::Signature, *ss, "selected_signature");
-  return c;
+  return o;
 }
 
 /// The record as upstream's result dict: main_latent_loss, pheno_loss, signature_loss,

@@ -19,7 +19,7 @@ class AnyController {
   virtual ~AnyController() = default;
   virtual const LossRecord& train(const Batch<float>& batch, const TrainOptions& o = {}) = 0;
   virtual const LossRecord& eval(const Batch<float>& batch, const EvalOptions& o = {}) = 0;
-  virtual void next_epoch(const EpochOptions& o = {}) = 0;
+  virtual void next_epoch(const Scope& o = {}) = 0;
   virtual void tick() = 0;
   virtual void reset() = 0;
   /// Host copies of parameters and optimizer state (a no-op on the CPU).
@@ -39,7 +39,7 @@ class ControllerOn final : public AnyController {
   explicit ControllerOn(ExperimentSpec spec) : c_(std::move(spec)) {}
   const LossRecord& train(const Batch<float>& b, const TrainOptions& o) override { return c_.train(b, o); }
   const LossRecord& eval(const Batch<float>& b, const EvalOptions& o) override { return c_.eval(b, o); }
-  void next_epoch(const EpochOptions& o) override { c_.next_epoch(o); }
+  void next_epoch(const Scope& o) override { c_.next_epoch(o); }
   void tick() override { c_.tick(); }
   void reset() override { c_.reset(); }
   void sync_to_host() override { c_.sync_to_host(); }

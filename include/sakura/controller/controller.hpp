@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -119,8 +120,8 @@ class Controller {
   /// One training step (SPEC §5). Throws sakura::Error on bad input, leaving parameters,
   /// optimizer state, gradients and the random stream exactly as they were.
   const LossRecord& train(const Batch<T>& batch, const TrainOptions& o = {}) {
-    const auto c = runtime_call(o, true);
-    return step(batch, c, o.detach, o.suppress_backward);
+    const auto c = runtime_call(o.scope, o.step.save_raw_loss, true);
+    return step(batch, c, o.step);
   }
 
   /// The same step with the model's structure and the selection known at compile time
@@ -130,7 +131,7 @@ class Controller {
   const LossRecord& train(const Batch<T>& batch, const StepOptions& o = {}) {
     verify<M>();
     const StaticCall<M, Sel> c{spec_, o.save_raw_loss, true};
-    return step(batch, c, o.detach, o.suppress_backward);
+    return step(batch, c, o);
   }
 
   /// One part of a summed step (upstream's hybrid "sum" mode): computes this batch's terms and
@@ -138,10 +139,10 @@ class Controller {
   /// call after a step zero-fills the gradients (PyTorch's zero_grad()); apply_accumulated()
   /// then takes one step on the sum. Equal to back-propagating the summed totals at once.
   const LossRecord& accumulate(const Batch<T>& batch, const TrainOptions& o = {}) {
-    const auto c = runtime_call(o, true);
+    const auto c = runtime_call(o.scope, o.step.save_raw_loss, true);
     tape_.set_accumulate_parameters(true);  // parameter leaves (made in compute) add to their grads
     try {
-      guarded([&] { compute(batch, c, o.detach); });
+      guarded([&] { compute(batch, c, o.step.detach); });
     } catch (...) {
       tape_.set_accumulate_parameters(false);
       throw;
@@ -169,8 +170,8 @@ class Controller {
   /// (dropout on, detach honoured) without backward or optimizer step. The forward tensors stay
   /// readable through forward() until the next call.
   const LossRecord& loss(const Batch<T>& batch, const TrainOptions& o = {}) {
-    const auto c = runtime_call(o, true);
-    guarded([&] { compute(batch, c, o.detach); });
+    const auto c = runtime_call(o.scope, o.step.save_raw_loss, true);
+    guarded([&] { compute(batch, c, o.step.detach); });
     finish_record();
     return record_;
   }
@@ -178,7 +179,7 @@ class Controller {
   /// Evaluation (SPEC §5): the same record, dropout off, no gradients, nothing changes except
   /// the random stream. The forward tensors stay readable through forward() until the next call.
   const LossRecord& eval(const Batch<T>& batch, const EvalOptions& o = {}) {
-    const auto c = runtime_call(o, false);
+    const auto c = runtime_call(o.scope, o.save_raw_loss, false);
     guarded([&] { compute(batch, c, DetachFrom::None); });
     finish_record();
     return record_;
@@ -189,22 +190,23 @@ class Controller {
   const ForwardVars& forward() const { return fwd_; }
 
   // ------------------------------------------------------------------ schedules
-  /// Advances the weight schedules of the selected terms by one epoch (SPEC §4).
-  void next_epoch(const EpochOptions& o = {}) {
+  /// Advances the weight schedules of the terms in scope by one epoch (SPEC §4); upstream's
+  /// prog_main is `reconstruction` and `main_regularization` together.
+  void next_epoch(const Scope& o = {}) {
     ++epoch_;
-    if (o.main) {
+    if (o.reconstruction)
       for (std::size_t i = 0; i < spec_.main_losses.size(); ++i) advance(main_loss_[i], spec_.main_losses[i]);
+    if (o.main_regularization)
       for (std::size_t i = 0; i < spec_.main_regularizations.size(); ++i)
         advance(main_reg_[i], spec_.main_regularizations[i]);
-    }
     auto blocks = [&](const Selection& sel, std::vector<BlockState>& st, const std::vector<BlockSpec>& specs) {
       for (const auto& e : sel.entries) {
         for (int i : e.losses) advance(st[e.block].loss[i], specs[e.block].losses[i]);
         for (int i : e.regs) advance(st[e.block].reg[i], specs[e.block].regularizations[i]);
       }
     };
-    if (o.pheno) blocks(o.selected_pheno ? *o.selected_pheno : all_phenos_, pheno_states_, spec_.model.phenos);
-    if (o.signature) blocks(o.selected_signature ? *o.selected_signature : all_signatures_, signature_states_, spec_.model.signatures);
+    blocks(chosen(o.phenos, all_phenos_), pheno_states_, spec_.model.phenos);
+    blocks(chosen(o.signatures, all_signatures_), signature_states_, spec_.model.signatures);
   }
   void tick() { ++tick_; }
   /// Back to initial weights and counters (parameters and optimizer state are kept, as upstream).
@@ -355,25 +357,20 @@ class Controller {
   struct BlockState {
     std::vector<TermState> loss, reg;
   };
-  static const Selection& pick(bool on, const Selection* sel, const Selection& all) {
-    return on ? (sel ? *sel : all) : none_selection();
-  }
-  static const Selection& none_selection() {
-    static const Selection none;
-    return none;
+  /// A scope's selection of one group; std::nullopt is every block with every term.
+  static const Selection& chosen(const std::optional<Selection>& selected, const Selection& all) {
+    return selected ? *selected : all;
   }
 
-  /// The runtime call of train(), accumulate(), loss() (training) and eval(): the options' flags and
-  /// selections, every block and term where an option names none.
-  template <class Options>
-  RuntimeCall<T> runtime_call(const Options& o, bool training) const {
+  /// The runtime call of train(), accumulate(), loss() (training) and eval() for a scope.
+  RuntimeCall<T> runtime_call(const Scope& s, bool save_raw, bool training) const {
     return RuntimeCall<T>{spec_,
                           model_,
-                          o.reconstruction,
-                          o.main_regularization,
-                          pick(o.pheno, o.selected_pheno, all_phenos_),
-                          pick(o.signature, o.selected_signature, all_signatures_),
-                          o.save_raw_loss,
+                          s.reconstruction,
+                          s.main_regularization,
+                          chosen(s.phenos, all_phenos_),
+                          chosen(s.signatures, all_signatures_),
+                          save_raw,
                           training};
   }
 
@@ -571,12 +568,12 @@ class Controller {
   /// compute(), then (unless suppressed) backward and one optimizer step with PyTorch 1.13's
   /// zero_grad semantics (SPEC §6). On a GPU with graphs enabled, a step seen before is replayed.
   template <class Call>
-  const LossRecord& step(const Batch<T>& batch, const Call& c, DetachFrom detach, bool suppress_backward) {
+  const LossRecord& step(const Batch<T>& batch, const Call& c, const StepOptions& o) {
     if constexpr (!Device::host_memory) {
-      if (graphs_enabled_ && !suppress_backward) return graph_step(batch, c, detach);
+      if (graphs_enabled_ && !o.suppress_backward) return graph_step(batch, c, o.detach);
     }
-    guarded([&] { compute(batch, c, detach); });
-    if (!suppress_backward) backward_and_step();
+    guarded([&] { compute(batch, c, o.detach); });
+    if (!o.suppress_backward) backward_and_step();
     finish_record();
     tape_.reset();  // frees this step's activations; merges arena chunks once, then never allocates
     return record_;

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
-/// The options of the controller's calls (train, eval, the compile-time step) and a term's
-/// schedule state: plain structs, so that the JSON loader fills them without including the step.
+/// The options of the controller's calls (which terms: Scope; how a training step runs:
+/// StepOptions) and a term's schedule state: plain structs, so that the JSON loader fills them
+/// without including the step.
 #pragma once
+
+#include <optional>
+#include <string>
 
 #include "sakura/controller/experiment_spec.hpp"
 #include "sakura/controller/selection.hpp"
@@ -10,46 +14,47 @@
 
 namespace sakura {
 
-/// The flags of upstream's train(); defaults compute and back-propagate everything.
-struct TrainOptions {
-  bool reconstruction = true;                     ///< backward_reconstruction_loss
-  bool main_regularization = true;                ///< backward_main_latent_regularization
-  bool pheno = true;                              ///< backward_pheno_loss
-  const Selection* selected_pheno = nullptr;      ///< nullptr: every phenotype, every term
-  bool signature = true;                          ///< backward_signature_loss
-  const Selection* selected_signature = nullptr;  ///< nullptr: every signature, every term
-  bool suppress_backward = false;                 ///< compute the record only; change nothing
-  DetachFrom detach = DetachFrom::None;           ///< detach + detach_from
-  bool save_raw_loss = false;                     ///< fill the *_raw groups
+/// Which terms a call computes (train, loss, accumulate, eval) or whose weights it advances
+/// (next_epoch): upstream's reconstruction / main-latent flags and its selected_pheno /
+/// selected_signature. Defaults: every term of every block.
+///
+/// Example: the cd8 signature's terms only (`cd8` a Selection naming that block):
+///   ctl.train(batch, {.scope = {.reconstruction = false, .main_regularization = false,
+///                               .phenos = sakura::Selection::none(), .signatures = cd8}});
+struct Scope {
+  bool reconstruction = true;       ///< the main latent's losses (upstream: backward_reconstruction_loss)
+  bool main_regularization = true;  ///< the main latent's regularizations
+  /// The phenotype blocks and their terms: std::nullopt is every block (upstream's None),
+  /// Selection::none() no block (upstream's backward_pheno_loss=False).
+  std::optional<Selection> phenos = std::nullopt;
+  std::optional<Selection> signatures = std::nullopt;  ///< the same for the signature blocks
+
+  /// One group from upstream's pair of arguments (train_pheno + selected_pheno, ...): no block
+  /// when `on` is false, else `selected` (std::nullopt: every block).
+  static std::optional<Selection> group(bool on, const std::optional<Selection>& selected) {
+    return on ? selected : std::optional<Selection>(Selection::none());
+  }
 };
 
-/// The flags of upstream's eval(). Upstream defaults every forward flag to False; here they
-/// default to true so that eval(batch) evaluates everything.
-struct EvalOptions {
-  bool reconstruction = true;  ///< forward_reconstruction
-  bool main_regularization = true;  ///< forward_main_latent
-  bool pheno = true;
-  const Selection* selected_pheno = nullptr;
-  bool signature = true;
-  const Selection* selected_signature = nullptr;
-  bool save_raw_loss = false;
-};
-
-/// The flags a compile-time step keeps at runtime (its selection is a type).
+/// How a training-mode call runs, whatever its scope: the whole options of a compile-time step
+/// (train<Model, Policy>), whose scope is a type.
 struct StepOptions {
-  bool suppress_backward = false;
-  DetachFrom detach = DetachFrom::None;
-  bool save_raw_loss = false;
+  bool suppress_backward = false;  ///< compute the record only; change nothing
+  DetachFrom detach = DetachFrom::None;  ///< upstream's detach + detach_from
+  bool save_raw_loss = false;      ///< also fill the record's *_raw groups
 };
 
-/// Which weight schedules next_epoch() advances (upstream's prog_main, prog_pheno, prog_signature
-/// and their selections); defaults advance every term.
-struct EpochOptions {
-  bool main = true;                               ///< prog_main: the main latent's losses and regularizations
-  bool pheno = true;                              ///< prog_pheno
-  const Selection* selected_pheno = nullptr;      ///< nullptr: every phenotype, every term
-  bool signature = true;                          ///< prog_signature
-  const Selection* selected_signature = nullptr;  ///< nullptr: every signature, every term
+/// The options of train(), loss() and accumulate(): which terms, and how the step runs.
+struct TrainOptions {
+  Scope scope = {};
+  StepOptions step = {};
+};
+
+/// The options of eval(): which terms (upstream's forward_* flags and selections; here everything
+/// by default, where upstream defaults every forward flag to False), and the raw record groups.
+struct EvalOptions {
+  Scope scope = {};
+  bool save_raw_loss = false;  ///< also fill the record's *_raw groups
 };
 
 /// The two groups of a block's terms (upstream's "loss" and "regularization" keys).

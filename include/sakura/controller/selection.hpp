@@ -17,8 +17,10 @@ struct Selection {
     int block = -1;            ///< index in config order
     std::vector<int> losses;   ///< term indices, evaluation order
     std::vector<int> regs;
+    bool operator==(const Entry&) const = default;
   };
   std::vector<Entry> entries;  ///< evaluation order (upstream iterates the selection dict)
+  bool operator==(const Selection&) const = default;
 
   /// Every block with every term, in config order ("all", upstream's None).
   static Selection all(const std::vector<BlockSpec>& blocks) {

@@ -8,7 +8,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
+#include <deque>
+#include <tuple>
 
 #include "sakura/backend/cuda/ops.hpp"
 #include "sakura/controller/selection.hpp"
@@ -16,7 +17,8 @@
 
 namespace sakura {
 
-/// What makes two steps the same graph.
+/// What makes two steps the same graph. The selections are compared by content: a call's
+/// options hold them by value, so one address may hold different selections over time.
 struct StepGraphKey {
   const Selection* phenos;
   const Selection* signatures;
@@ -25,7 +27,11 @@ struct StepGraphKey {
   Index cells;
   std::uint64_t layout, has_grad_generation;
   int input;  ///< 0 dense host, 1 sparse host (densified), 2 device rows: the first kernels differ
-  bool operator==(const StepGraphKey&) const = default;
+  bool operator==(const StepGraphKey& o) const {
+    return *phenos == *o.phenos && *signatures == *o.signatures &&
+           std::tie(recon, main_reg, save_raw, detach, cells, layout, has_grad_generation, input) ==
+               std::tie(o.recon, o.main_reg, o.save_raw, o.detach, o.cells, o.layout, o.has_grad_generation, o.input);
+  }
 };
 
 /// Dev = Cpu holds nothing (a CPU step has no graphs); only Dev = Cuda calls into the GPU library.
@@ -48,8 +54,10 @@ class StepGraphs {
     Entry* entry = nullptr;
     for (auto& g : graphs_)
       if (g.key == key) entry = &g;
-    if (!entry) {  // first occurrence: eager
-      graphs_.push_back(Entry{key, nullptr});
+    if (!entry) {  // first occurrence: eager; the entry keeps its own copies of the selections
+      Entry& e = graphs_.emplace_back(Entry{*key.phenos, *key.signatures, key, nullptr});
+      e.key.phenos = &e.phenos;
+      e.key.signatures = &e.signatures;
       guarded(compute);
       update();
     } else if (!entry->exec) {  // second: capture, then launch
@@ -81,10 +89,11 @@ class StepGraphs {
 
  private:
   struct Entry {
+    Selection phenos, signatures;  ///< what key points to
     StepGraphKey key;
     void* exec;
   };
-  std::vector<Entry> graphs_;
+  std::deque<Entry> graphs_;  // a deque: entries never move, so their keys' pointers stay valid
 };
 
 }  // namespace sakura

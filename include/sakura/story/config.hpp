@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,32 +18,21 @@ namespace sakura::story {
 
 using config::Json;
 
-/// A phenotype or signature selection with its "all" flag (upstream's None).
-struct BlockSelection {
-  Selection sel;
-  bool all = true;
-  const Selection* ptr() const { return all ? nullptr : &sel; }
-};
-
 /// One way of training: a train_hybrid split_configs entry, or a `train` action's flags.
 struct SplitConfig {
   std::string key;        ///< split_configs key ("cd8_focused"); "train" for a train action
   std::string use_split;  ///< which cells ("overall_train")
   Index batch_size = 50;
   bool main = true, pheno = true, signature = true;  ///< train_main_latent, train_pheno, train_signature
-  BlockSelection selected_pheno, selected_signature;
+  std::optional<Selection> selected_pheno, selected_signature;  ///< std::nullopt: every block
   DetachFrom detach = DetachFrom::None;
 
   TrainOptions options(bool save_raw) const {
-    TrainOptions o;
-    o.reconstruction = o.main_regularization = main;
-    o.pheno = pheno;
-    o.selected_pheno = selected_pheno.ptr();
-    o.signature = signature;
-    o.selected_signature = selected_signature.ptr();
-    o.detach = detach;
-    o.save_raw_loss = save_raw;
-    return o;
+    return {.scope = {.reconstruction = main,
+                      .main_regularization = main,
+                      .phenos = Scope::group(pheno, selected_pheno),
+                      .signatures = Scope::group(signature, selected_signature)},
+            .step = {.detach = detach, .save_raw_loss = save_raw}};
   }
 };
 
@@ -55,7 +45,7 @@ struct TestConfig {
   bool dump_latent = false;
   std::string latent_prefix;
   bool test_main = true, test_pheno = true, test_signature = true;
-  BlockSelection selected_pheno, selected_signature;
+  std::optional<Selection> selected_pheno, selected_signature;  ///< std::nullopt: every block
   bool dump_pre_encoder = false, dump_reconstructed = false, reconstructed_gene_names = false;
   bool dump_pheno_out = false, dump_signature_out = false;
   bool save_raw = false;
@@ -64,7 +54,13 @@ struct TestConfig {
 /// Arguments of a next_epoch() call.
 struct ProgressionConfig {
   bool main = true, pheno = true, signature = true;
-  BlockSelection selected_pheno, selected_signature;
+  std::optional<Selection> selected_pheno, selected_signature;  ///< std::nullopt: every block
+  Scope scope() const {
+    return {.reconstruction = main,
+            .main_regularization = main,
+            .phenos = Scope::group(pheno, selected_pheno),
+            .signatures = Scope::group(signature, selected_signature)};
+  }
 };
 
 struct ActionConfig {
@@ -132,9 +128,8 @@ inline std::vector<std::string> string_list(const Json& v, const std::string& wh
 
 /// A selection: null, "*", a dict {name: {loss, regularization}} or (as upstream's train()
 /// documents) a name or a list of names, each meaning every term.
-inline BlockSelection selection(const ModelSpec& m, BlockKind kind, const Json* v, const std::string& where) {
-  BlockSelection s;
-  if (!v || v->is_null()) return s;
+inline std::optional<Selection> selection(const ModelSpec& m, BlockKind kind, const Json* v, const std::string& where) {
+  if (!v || v->is_null()) return std::nullopt;
   Json sel = *v;
   auto everything = Json{{"loss", "*"}, {"regularization", "*"}};
   if (sel.is_string() && sel != "*") sel = Json{{sel.get<std::string>(), everything}};
@@ -143,8 +138,8 @@ inline BlockSelection selection(const ModelSpec& m, BlockKind kind, const Json* 
     for (std::size_t i = 0; i < sel.size(); ++i) obj[string(sel[i], where + "[" + std::to_string(i) + "]")] = everything;
     sel = obj;
   }
-  s.sel = config::selection_from_json(m, kind, sel, where);
-  s.all = sel.is_string();  // "*"
+  Selection s = config::selection_from_json(m, kind, sel, where);
+  if (sel.is_string()) return std::nullopt;  // "*"
   return s;
 }
 
@@ -287,7 +282,7 @@ inline ActionConfig action_from_json(const ModelSpec& m, const Json& item, const
     a.tests = tests(m, item, where, splits, "test", a.log_groups, a.save_raw, a.test_every_epoch || a.test_on_segment);
     for (auto& t : a.tests) {
       t.test_main = t.test_pheno = t.test_signature = true;
-      t.selected_pheno = t.selected_signature = BlockSelection{};
+      t.selected_pheno = t.selected_signature = std::nullopt;
       t.log_groups = a.log_groups;
     }
   } else if (action == "test") {

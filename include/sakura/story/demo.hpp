@@ -179,9 +179,7 @@ inline DemoMetrics score_demo(Session& s, Runner& r, int knn_k) {
   const int sig = ctl.model().find(BlockKind::Signature, "cd8");
   sakura::detail::require(sig >= 0, "demo config has no cd8 signature");
   const Index lat = ctl.model_spec().latent_dim;
-  EvalOptions eo;
-  eo.reconstruction = false;
-  eo.pheno = false;
+  const EvalOptions eo{.scope = {.reconstruction = false, .phenos = Selection::none()}};
   auto collect = [&](const std::string& split, std::vector<float>& latent, std::vector<std::int64_t>& labels,
                      std::vector<double>* pred, std::vector<double>* truth) {
     r.evaluate(s.splits().rows(split), eo, [&](std::span<const Index> rows) {

@@ -406,13 +406,7 @@ class Runner {
     return rec.total;
   }
 
-  void progress_epoch(const SplitConfig& sc, const TrainOptions& o) {
-    ctl_.next_epoch({.main = sc.main,
-                     .pheno = sc.pheno,
-                     .selected_pheno = o.selected_pheno,
-                     .signature = sc.signature,
-                     .selected_signature = o.selected_signature});
-  }
+  void progress_epoch(const TrainOptions& o) { ctl_.next_epoch(o.scope); }
 
   void save_checkpoint(std::size_t item, const ActionConfig& a, std::int64_t tick, std::int64_t cursor,
                        std::int64_t epoch, bool done) {
@@ -472,7 +466,7 @@ class Runner {
         if (a.checkpoint_on_segment && tick % a.checkpoint_segment == 0) save_checkpoint(item, a, tick, 0, epoch, false);
         if (count_tick()) return end_progress();
       }
-      progress_epoch(a.train, options_[0]);
+      progress_epoch(options_[0]);
       ++epoch;
       if (a.test_every_epoch) run_tests(a);
     }
@@ -511,12 +505,7 @@ class Runner {
       if (a.perform_test && tick % a.test_segment == 0) {
         run_tests(a);
         if (a.prog == ActionConfig::Prog::OnTest) {
-          const auto& p = a.prog_on_test;
-          ctl_.next_epoch({.main = p.main,
-                           .pheno = p.pheno,
-                           .selected_pheno = p.selected_pheno.ptr(),
-                           .signature = p.signature,
-                           .selected_signature = p.selected_signature.ptr()});
+          ctl_.next_epoch(a.prog_on_test.scope());
         }
       }
       if (a.perform_checkpoint && tick % a.checkpoint_segment == 0) save_checkpoint(item, a, tick, cursor, 0, false);
@@ -529,7 +518,7 @@ class Runner {
   void epoch_end(const ActionConfig& a, std::size_t k) {
     if (!samplers_[k].exhausted()) return;
     samplers_[k].begin_epoch();
-    if (a.prog == ActionConfig::Prog::EpochEnd) progress_epoch(a.splits[k], options_[k]);
+    if (a.prog == ActionConfig::Prog::EpochEnd) progress_epoch(options_[k]);
   }
 
   /// hybrid_mode "sum": every split's loss on the same parameters, one optimizer step on the sum
@@ -561,12 +550,10 @@ class Runner {
       note("warning: test on split '" + t.on_split + "' skipped: it has no cells");
       return;
     }
-    const EvalOptions eo{.reconstruction = t.test_main,
-                         .main_regularization = true,
-                         .pheno = t.test_pheno,
-                         .selected_pheno = t.selected_pheno.ptr(),
-                         .signature = t.test_signature,
-                         .selected_signature = t.selected_signature.ptr(),
+    const EvalOptions eo{.scope = {.reconstruction = t.test_main,
+                                   .main_regularization = true,
+                                   .phenos = Scope::group(t.test_pheno, t.selected_pheno),
+                                   .signatures = Scope::group(t.test_signature, t.selected_signature)},
                          .save_raw_loss = t.save_raw};
     const bool dump = t.dump_latent || t.dump_pre_encoder || t.dump_reconstructed || t.dump_pheno_out ||
                       t.dump_signature_out;
