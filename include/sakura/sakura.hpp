@@ -17,7 +17,6 @@
 #include "sakura/optim/rmsprop.hpp"
 #include "sakura/controller/batch.hpp"
 #include "sakura/controller/controller.hpp"
-#include "sakura/controller/any_controller.hpp"
 #include "sakura/config/json.hpp"
 #if defined(SAKURA_WITH_CUDA) && SAKURA_WITH_CUDA
 // GPU: device-resident expression for Controller<T, Cuda>

@@ -329,4 +329,6 @@ TEST_CASE("builder mistakes throw naming the call and the fix", "[experiment]") 
   throws([] { small().signature(SignatureBlock("s", {.lat_dim = 2, .out_dim = 1}).attach_to_signature("t")).build(); },
          "attaches to signature \"t\", which is not there");
   throws([] { Experiment({.genes = 1 << 20, .encoder_neurons = 1 << 20}).build(); }, "parameters, more than the limit");
+  throws([] { small().device("tpu"); }, "Experiment.device(\"tpu\"): use \"cpu\" or \"cuda\"");
+  CHECK(small().device("cuda").build().device == "cuda");  // the spec says what was asked; the caller picks Dev
 }

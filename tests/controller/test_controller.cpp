@@ -258,20 +258,6 @@ TEST_CASE("accumulate() sums the gradients of several batches into one step", "[
   CHECK(flat_params(a) == flat_params(b));
 }
 
-TEST_CASE("make_controller picks the device from the config", "[controller][device]") {
-  auto cpu = make_controller(spec_of(base_config(), base_pheno(), base_signature()));
-  CHECK(std::string(cpu->device()) == "cpu");
-  CHECK(std::isfinite(cpu->train(base_batch()).total));
-  auto cfg = base_config();
-  cfg["device"] = "tpu";
-  REQUIRE_THROWS_WITH(make_controller(spec_of(cfg, base_pheno(), base_signature())), Catch::Contains("config.device"));
-#if !SAKURA_WITH_CUDA
-  cfg["device"] = "cuda";
-  REQUIRE_THROWS_WITH(make_controller(spec_of(cfg, base_pheno(), base_signature())),
-                      Catch::Contains("no GPU backend"));
-#endif
-}
-
 TEST_CASE("all five attachment modes read the right latent and train it", "[controller][attach]") {
   // a: signature_lat (reads s), b: pheno_lat (reads p), c: all_lat, d: multiple [main, s], e: main_lat
   auto sig = Json::parse(R"({

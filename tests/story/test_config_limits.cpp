@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 
@@ -180,6 +181,20 @@ TEST_CASE("every upstream boolean follows one rule: true, false, \"True\" or \"F
   CHECK_FALSE(s.dump_configs);
   CHECK(s.dump_splits);
   CHECK(s.dataset.make_names_unique);
+}
+
+TEST_CASE("sakura-train runs on the CPU and says so when the config asks for another device", "[config][device]") {
+  const Fixture f;
+  Json c = f.base;
+  c["device"] = "cuda:0";  // upstream's torch.device strings
+  std::ostringstream notes;
+  story::SessionOptions so;
+  so.log = &notes;
+  story::Session s(story::load_setup(write_config(f.config, c), so), so);
+  CHECK_THAT(notes.str(), Contains("config.device \"cuda:0\" ignored: sakura-train runs on the CPU"));
+  story::Runner r(s);
+  r.run();  // the whole story, on Controller<float> (the CPU)
+  CHECK(r.ticks_run() > 0);
 }
 
 TEST_CASE("phenotype options: bins bounded, booleans and strings checked", "[config][pheno]") {

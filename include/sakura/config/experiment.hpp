@@ -361,7 +361,8 @@ class Experiment {
     spec_.seed = s;
     return *this;
   }
-  /// "cpu" or "cuda" (AnyController picks the backend from it).
+  /// "cpu" or "cuda": what the experiment asks for (config.device). The device is the
+  /// controller's type, Controller<T, Cpu> or Controller<T, Cuda>: the caller picks it.
   Experiment& device(std::string d) {
     detail::require(d == "cpu" || d == "cuda", "Experiment.device(\"", d, "\"): use \"cpu\" or \"cuda\"");
     spec_.device = std::move(d);
