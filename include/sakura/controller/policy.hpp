@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "sakura/controller/experiment_spec.hpp"
+#include "sakura/nn/forward_scope.hpp"
 
 namespace sakura {
 
@@ -162,39 +163,50 @@ struct selected_indices<Only<N...>, Bs> {
   static_assert(((Bs::index_of(N.view()) >= 0) && ...), "the selection names a block the model policy does not have");
 };
 
-/// The compile-time forward plan: the same closure Extractor::plan() computes at runtime.
+/// The compile-time forward plan's data: ForwardPlan's members as arrays.
 template <std::size_t NS, std::size_t NP>
 struct PlanData {
-  bool main = false, all = false, recon = false;
-  std::array<bool, NS> sig_lat{}, sig_head{};
-  std::array<bool, NP> ph_lat{}, ph_head{};
+  bool main_ = false, all_ = false, recon_ = false;
+  std::array<bool, NS> sig_lat_{}, sig_head_{};
+  std::array<bool, NP> ph_lat_{}, ph_head_{};
 };
 
+/// A block's attachment as constants: what close_forward_scope() reads of a BlockShape.
+struct StaticAttachment {
+  struct Ref {
+    BlockKind kind = BlockKind::Main;
+    int index = -1;  ///< -1: a key the model policy lacks
+  };
+  struct Refs {
+    std::array<Ref, 8> refs{};
+    std::size_t n = 0;
+    constexpr const Ref* begin() const { return refs.data(); }
+    constexpr const Ref* end() const { return refs.data() + n; }
+  };
+  AttachTo attach = AttachTo::None;
+  Refs attach_keys;
+};
+
+/// The forward scope of selection Sel on model M, computed at compile time by the runtime's closure.
 template <class M, class Sel>
 struct StaticPlanOf {
   using S = typename M::signatures;
   using P = typename M::phenos;
   static constexpr std::size_t NS = S::size, NP = P::size;
-  struct BlockInfo {
-    AttachTo to = AttachTo::None;
-    std::array<BlockKind, 8> kinds{};
-    std::array<int, 8> refs{};
-    std::size_t n = 0;
-  };
   template <class Bs>
-  static constexpr auto infos() {
-    std::array<BlockInfo, Bs::size> out{};
+  static constexpr auto attachments() {
+    std::array<StaticAttachment, Bs::size> out{};
     std::size_t i = 0;
     for_each_type(typename Bs::list{}, [&]<class B>() {
       using A = typename B::attach;
       static_assert(A::n_refs <= 8, "at most 8 attachment references per block");
-      out[i].to = A::to;
-      out[i].n = A::n_refs;
+      out[i].attach = A::to;
+      out[i].attach_keys.n = A::n_refs;
       for (std::size_t k = 0; k < A::n_refs; ++k) {
-        out[i].kinds[k] = A::kinds[k];
-        out[i].refs[k] = A::kinds[k] == BlockKind::Signature ? S::index_of(A::keys[k])
-                         : A::kinds[k] == BlockKind::Pheno   ? P::index_of(A::keys[k])
-                                                             : 0;
+        const BlockKind kind = A::kinds[k];
+        out[i].attach_keys.refs[k] = {kind, kind == BlockKind::Signature ? S::index_of(A::keys[k])
+                                            : kind == BlockKind::Pheno   ? P::index_of(A::keys[k])
+                                                                         : 0};
       }
       ++i;
       return false;
@@ -202,37 +214,15 @@ struct StaticPlanOf {
     return out;
   }
   static constexpr PlanData<NS, NP> compute() {
-    constexpr auto si = infos<S>();
-    constexpr auto pi = infos<P>();
+    constexpr auto sig = attachments<S>();
+    constexpr auto ph = attachments<P>();
     PlanData<NS, NP> d;
-    d.recon = Sel::reconstruction;
-    d.main = Sel::reconstruction || Sel::main_regularization;
-    d.all = Sel::reconstruction;
-    for (int b : selected_indices<typename Sel::signature, S>::value) d.sig_head[b] = true;
-    for (int b : selected_indices<typename Sel::pheno, P>::value) d.ph_head[b] = true;
-    // need_latent closure: iterate to a fixed point (blocks <= 64, so it converges quickly)
-    for (std::size_t i = 0; i < NS; ++i) d.sig_lat[i] = d.sig_head[i];
-    for (std::size_t i = 0; i < NP; ++i) d.ph_lat[i] = d.ph_head[i];
-    for (std::size_t round = 0; round <= NS + NP; ++round) {
-      auto visit = [&](const BlockInfo& b) {
-        if (b.to == AttachTo::MainLat) d.main = true;
-        if (b.to == AttachTo::AllLat) d.all = true;
-        for (std::size_t k = 0; k < b.n; ++k) {
-          if (b.kinds[k] == BlockKind::Main) d.main = true;
-          if (b.kinds[k] == BlockKind::Signature && b.refs[k] >= 0) d.sig_lat[b.refs[k]] = true;
-          if (b.kinds[k] == BlockKind::Pheno && b.refs[k] >= 0) d.ph_lat[b.refs[k]] = true;
-        }
-      };
-      for (std::size_t i = 0; i < NS; ++i)
-        if (d.sig_lat[i]) visit(si[i]);
-      for (std::size_t i = 0; i < NP; ++i)
-        if (d.ph_lat[i]) visit(pi[i]);
-    }
-    if (d.all) {
-      d.main = true;
-      for (std::size_t i = 0; i < NS; ++i) d.sig_lat[i] = d.sig_lat[i] || si[i].to == AttachTo::None;
-      for (std::size_t i = 0; i < NP; ++i) d.ph_lat[i] = d.ph_lat[i] || pi[i].to == AttachTo::None;
-    }
+    for (int b : selected_indices<typename Sel::signature, S>::value) d.sig_head_[b] = true;
+    for (int b : selected_indices<typename Sel::pheno, P>::value) d.ph_head_[b] = true;
+    close_forward_scope(d, Sel::reconstruction, Sel::main_regularization, NS, NP,
+                        [&](BlockKind kind, std::size_t i) -> const StaticAttachment& {
+                          return kind == BlockKind::Signature ? sig[i] : ph[i];
+                        });
     return d;
   }
   static constexpr PlanData<NS, NP> value = compute();
@@ -245,17 +235,17 @@ template <class M, class Sel>
 struct StaticPlan {
   using D = detail::StaticPlanOf<M, Sel>;
   static constexpr auto& d = D::value;
-  static constexpr auto main() { return std::bool_constant<d.main>{}; }
-  static constexpr auto all() { return std::bool_constant<d.all>{}; }
-  static constexpr auto recon() { return std::bool_constant<d.recon>{}; }
+  static constexpr auto main() { return std::bool_constant<d.main_>{}; }
+  static constexpr auto all() { return std::bool_constant<d.all_>{}; }
+  static constexpr auto recon() { return std::bool_constant<d.recon_>{}; }
   template <std::size_t I>
-  static constexpr auto sig_lat(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.sig_lat[I]>{}; }
+  static constexpr auto sig_lat(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.sig_lat_[I]>{}; }
   template <std::size_t I>
-  static constexpr auto sig_head(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.sig_head[I]>{}; }
+  static constexpr auto sig_head(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.sig_head_[I]>{}; }
   template <std::size_t I>
-  static constexpr auto ph_lat(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.ph_lat[I]>{}; }
+  static constexpr auto ph_lat(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.ph_lat_[I]>{}; }
   template <std::size_t I>
-  static constexpr auto ph_head(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.ph_head[I]>{}; }
+  static constexpr auto ph_head(std::integral_constant<std::size_t, I>) { return std::bool_constant<d.ph_head_[I]>{}; }
   template <class F>
   static void for_each_sig(F&& f) {
     [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::integral_constant<std::size_t, I>{}), ...); }(

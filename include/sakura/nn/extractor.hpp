@@ -12,36 +12,11 @@
 #include <vector>
 
 #include "sakura/detail/names.hpp"
+#include "sakura/nn/forward_scope.hpp"
 #include "sakura/nn/model_spec.hpp"
 #include "sakura/nn/sequential.hpp"
 
 namespace sakura {
-
-/// Which parts of the model a call computes (runtime form; Extractor::plan() builds it).
-/// A compile-time plan (controller/policy.hpp) offers the same accessors returning
-/// std::bool_constant, so the same forward() skips unused branches at compile time.
-struct ForwardPlan {
-  bool main_ = false;   ///< main latent
-  bool all_ = false;    ///< concatenated latent (decoder input, all_lat attachments)
-  bool recon_ = false;  ///< decoder
-  std::vector<char> sig_lat_, sig_head_, ph_lat_, ph_head_;
-
-  bool main() const { return main_; }
-  bool all() const { return all_; }
-  bool recon() const { return recon_; }
-  bool sig_lat(std::size_t i) const { return sig_lat_[i]; }
-  bool sig_head(std::size_t i) const { return sig_head_[i]; }
-  bool ph_lat(std::size_t i) const { return ph_lat_[i]; }
-  bool ph_head(std::size_t i) const { return ph_head_[i]; }
-  template <class F>
-  void for_each_sig(F&& f) const {
-    for (std::size_t i = 0; i < sig_lat_.size(); ++i) f(i);
-  }
-  template <class F>
-  void for_each_ph(F&& f) const {
-    for (std::size_t i = 0; i < ph_lat_.size(); ++i) f(i);
-  }
-};
 
 namespace detail {
 /// Runs f when c holds: a runtime test for bool, a compile-time one for std::bool_constant
@@ -144,26 +119,16 @@ class Extractor {
   /// their attachments read. Reconstruction needs every non-attached latent (decoder input).
   void plan(ForwardPlan& p, bool recon, bool main_reg, const std::vector<char>& sig_heads,
             const std::vector<char>& ph_heads) const {
-    p.recon_ = recon;
-    p.main_ = recon || main_reg;
-    p.all_ = recon;
     p.sig_lat_.assign(sigs_.size(), 0);
     p.ph_lat_.assign(phs_.size(), 0);
     p.sig_head_ = sig_heads;
     p.ph_head_ = ph_heads;
     p.sig_head_.resize(sigs_.size(), 0);
     p.ph_head_.resize(phs_.size(), 0);
-    for (std::size_t i = 0; i < sigs_.size(); ++i)
-      if (p.sig_head_[i]) need_latent(p, BlockKind::Signature, i);
-    for (std::size_t i = 0; i < phs_.size(); ++i)
-      if (p.ph_head_[i]) need_latent(p, BlockKind::Pheno, i);
-    if (p.all_) {
-      p.main_ = true;
-      for (std::size_t i = 0; i < sigs_.size(); ++i)
-        if (!sigs_[i].spec->attached()) p.sig_lat_[i] = 1;
-      for (std::size_t i = 0; i < phs_.size(); ++i)
-        if (!phs_[i].spec->attached()) p.ph_lat_[i] = 1;
-    }
+    detail::close_forward_scope(p, recon, main_reg, sigs_.size(), phs_.size(),
+                                [&](BlockKind kind, std::size_t i) -> const BlockShape& {
+                                  return *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
+                                });
   }
 
   /// Runs the planned forward pass. `x` is the (N x genes) input already on the tape, or `first`
@@ -374,22 +339,6 @@ class Extractor {
   }
 
   // ---- forward helpers
-  void need_latent(ForwardPlan& p, BlockKind kind, std::size_t i) const {
-    auto& flags = kind == BlockKind::Signature ? p.sig_lat_ : p.ph_lat_;
-    if (flags[i]) return;
-    flags[i] = 1;
-    const BlockShape& b = *(kind == BlockKind::Signature ? sigs_ : phs_)[i].spec;
-    switch (b.attach) {
-      case AttachTo::None: break;
-      case AttachTo::MainLat: p.main_ = true; break;
-      case AttachTo::AllLat: p.all_ = true; break;
-      default:
-        for (auto& r : b.attach_keys) {
-          if (r.kind == BlockKind::Main) p.main_ = true;
-          else need_latent(p, r.kind, static_cast<std::size_t>(r.index));
-        }
-    }
-  }
   template <class Dev>
   Var latent(Tape<T, Dev>& t, ForwardVars& out, BlockKind kind, std::size_t i) const {
     if (kind == BlockKind::Main) return out.main;
