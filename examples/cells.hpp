@@ -18,7 +18,7 @@ namespace sd = sakura::data;
 inline const std::vector<std::string> kCd8{"CD8A", "CD8B"};
 
 /// A data set prepared for training, with the "cd8" signature target (its two genes stay input genes).
-inline sd::TrainingData<float> with_cd8_target(sakura::Dataset<float> cells) {
+inline sd::TrainingData<float> with_cd8_target(sakura::data::Dataset<float> cells) {
   return sd::prepare_training_data(std::move(cells), {{.name = "cd8", .genes = kCd8}}, {});
 }
 

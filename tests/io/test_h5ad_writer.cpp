@@ -40,7 +40,7 @@ bool same_value(const std::string& a, const std::string& b) {
   return !a.empty() && !b.empty() && *ea == 0 && *eb == 0 && x == y;
 }
 
-void check_same(const Dataset<float>& got, const Dataset<float>& want) {
+void check_same(const data::Dataset<float>& got, const data::Dataset<float>& want) {
   CHECK(got.cells == want.cells);
   CHECK(got.genes == want.genes);
   CHECK(got.expr.indptr == want.expr.indptr);
@@ -59,16 +59,16 @@ void check_same(const Dataset<float>& got, const Dataset<float>& want) {
 }
 
 /// A random cells x genes matrix, ~80% zeros, with names and columns of every pandas type.
-Dataset<float> random_dataset(Index cells, Index genes, unsigned seed) {
+data::Dataset<float> random_dataset(Index cells, Index genes, unsigned seed) {
   std::mt19937 rng(seed);
-  Dataset<float> ds;
+  data::Dataset<float> ds;
   std::vector<float> dense(static_cast<std::size_t>(cells * genes), 0.0f);
   for (auto& v : dense)
     if (rng() % 5 == 0) v = static_cast<float>(rng() % 1000) / 8.0f + 0.125f;
   ds.expr = CsrMatrix<float>::from_dense({dense.data(), cells, genes});
   for (Index c = 0; c < cells; ++c) ds.cells.push_back("c" + std::to_string(c) + (c % 7 == 0 ? ",\"q\"" : ""));
   for (Index g = 0; g < genes; ++g) ds.genes.push_back("G" + std::to_string(g));
-  PhenoColumn type{"type", {}}, n{"n", {}}, score{"score", {}}, flag{"flag", {}};
+  data::PhenoColumn type{"type", {}}, n{"n", {}}, score{"score", {}}, flag{"flag", {}};
   for (Index c = 0; c < cells; ++c) {
     type.values.push_back(c % 5 == 4 ? "" : "t" + std::to_string(rng() % 3));
     n.values.push_back(std::to_string(static_cast<int>(rng() % 100) - 50));

@@ -30,7 +30,7 @@ using Strings = std::vector<std::string>;
 namespace {
 
 const std::string kData = SAKURA_IO_DATA_DIR;
-std::string data(const std::string& name) { return kData + "/" + name; }
+std::string data_file(const std::string& name) { return kData + "/" + name; }
 
 const Strings kGenes{"CD8A", "CD8B", "CD4", "MT-CO1", "GENE5"};
 const Strings kCells{"AAAC-1", "AAAG-1", "cell,3", "cell\"4"};
@@ -110,12 +110,12 @@ TEST_CASE("CSV: errors name the file and line", "[io][csv]") {
                       Contains("bad.csv:2") && Contains("never closed"));
   REQUIRE_THROWS_WITH(io::parse_csv("a,b\n1,2\n3,\"x\"y\n", "bad.csv"),
                       Contains("bad.csv:3") && Contains("after a closing quote"));
-  REQUIRE_THROWS_WITH(io::read_csv(data("no_such_file.csv")), Contains("no_such_file.csv") && Contains("cannot open"));
+  REQUIRE_THROWS_WITH(io::read_csv(data_file("no_such_file.csv")), Contains("no_such_file.csv") && Contains("cannot open"));
 }
 
 TEST_CASE("Name lists are read like pandas read_csv(index_col=0): R's write.csv layout", "[io][csv]") {
-  CHECK(io::read_name_csv(data("genes.csv")) == kGenes);
-  CHECK(io::read_name_csv(data("cells.csv")) == kCells);
+  CHECK(io::read_name_csv(data_file("genes.csv")) == kGenes);
+  CHECK(io::read_name_csv(data_file("cells.csv")) == kCells);
   // write.table without col.names = NA: the header is one field short, the index column is implicit.
   CHECK(io::read_name_csv(temp_file("implicit.csv", "x\n1,A\n2,B\n")) == Strings{"A", "B"});
   REQUIRE_THROWS_WITH(io::read_name_csv(temp_file("single.csv", "gene\nA\nB\n")),
@@ -125,7 +125,7 @@ TEST_CASE("Name lists are read like pandas read_csv(index_col=0): R's write.csv 
 }
 
 TEST_CASE("Phenotype CSV: columns, pandas NA markers, pandas header names", "[io][csv]") {
-  const auto cols = io::read_pheno_csv(data("pheno.csv"), kCells);
+  const auto cols = io::read_pheno_csv(data_file("pheno.csv"), kCells);
   REQUIRE(cols.size() == 4);
   CHECK(cols[0].name == "celltype");
   CHECK(cols[0].values == Strings{"T", "B", "", "T"});
@@ -145,10 +145,10 @@ TEST_CASE("Phenotype CSV: columns, pandas NA markers, pandas header names", "[io
 }
 
 TEST_CASE("Phenotype CSV: rows must be the cells in order, the first mismatch is named", "[io][csv]") {
-  REQUIRE_THROWS_WITH(io::read_pheno_csv(data("pheno_swapped.csv"), kCells),
+  REQUIRE_THROWS_WITH(io::read_pheno_csv(data_file("pheno_swapped.csv"), kCells),
                       Contains("pheno_swapped.csv:4") && Contains("row 3 is cell 'cell\"4'") &&
                           Contains("'cell,3'"));
-  REQUIRE_THROWS_WITH(io::read_pheno_csv(data("pheno.csv"), {"AAAC-1"}),
+  REQUIRE_THROWS_WITH(io::read_pheno_csv(data_file("pheno.csv"), {"AAAC-1"}),
                       Contains("pheno.csv") && Contains("4 phenotype rows but 1 cells"));
 }
 
@@ -198,7 +198,7 @@ TEST_CASE("CsrMatrix: sort_and_sum_duplicates and validate", "[io][dataset]") {
 }
 
 TEST_CASE("Dataset: gene lookup and phenotype columns name what is missing", "[io][dataset]") {
-  Dataset<float> ds;
+  data::Dataset<float> ds;
   ds.genes = {"A", "B", "C", "B"};
   ds.cells = {"c1"};
   ds.pheno = {{"celltype", {"T"}}, {"donor", {"d1"}}};
@@ -213,9 +213,9 @@ TEST_CASE("Dataset: gene lookup and phenotype columns name what is missing", "[i
 // ---------------------------------------------------------------- MatrixMarket
 
 TEST_CASE("MatrixMarket: both orientations, integer/real/pattern, dense array", "[io][mtx]") {
-  const auto genes = data("genes.csv"), cells = data("cells.csv");
+  const auto genes = data_file("genes.csv"), cells = data_file("cells.csv");
   SECTION("genes x cells integer (Seurat writeMM) is transposed") {
-    const auto ds = io::read_mtx_dataset(data("counts_gxc.mtx"), genes, cells, data("pheno.csv"));
+    const auto ds = io::read_mtx_dataset(data_file("counts_gxc.mtx"), genes, cells, data_file("pheno.csv"));
     CHECK(ds.genes == kGenes);
     CHECK(ds.cells == kCells);
     CHECK(ds.expr.rows == 4);
@@ -225,23 +225,23 @@ TEST_CASE("MatrixMarket: both orientations, integer/real/pattern, dense array", 
     CHECK(ds.column("celltype").values == Strings{"T", "B", "", "T"});
   }
   SECTION("cells x genes real is taken as is, exact in float and double") {
-    const auto f = io::read_mtx_dataset<float>(data("counts_cxg.mtx"), genes, cells);
+    const auto f = io::read_mtx_dataset<float>(data_file("counts_cxg.mtx"), genes, cells);
     CHECK(dense(f.expr) == cast<float>(expected_x()));
     CHECK(f.pheno.empty());
-    const auto d = io::read_mtx_dataset<double>(data("counts_cxg.mtx"), genes, cells);
+    const auto d = io::read_mtx_dataset<double>(data_file("counts_cxg.mtx"), genes, cells);
     CHECK(dense(d.expr) == expected_x());
   }
   SECTION("pattern stores ones") {
-    const auto ds = io::read_mtx_dataset(data("pattern_gxc.mtx"), genes, cells);
+    const auto ds = io::read_mtx_dataset(data_file("pattern_gxc.mtx"), genes, cells);
     std::vector<float> want;
     for (double v : expected_x()) want.push_back(v != 0 ? 1.f : 0.f);
     CHECK(dense(ds.expr) == want);
   }
   SECTION("dense array format, zeros not stored") {
-    const auto ds = io::read_mtx_dataset<double>(data("dense_gxc.mtx"), genes, cells);
+    const auto ds = io::read_mtx_dataset<double>(data_file("dense_gxc.mtx"), genes, cells);
     CHECK(ds.expr.nnz() == 7);
     CHECK(dense(ds.expr) == expected_x());
-    const auto raw = io::read_mtx<double>(data("dense_gxc.mtx"));  // file orientation
+    const auto raw = io::read_mtx<double>(data_file("dense_gxc.mtx"));  // file orientation
     CHECK(raw.rows == 5);
     CHECK(raw.cols == 4);
   }
@@ -280,7 +280,7 @@ TEST_CASE("MatrixMarket: bad files are rejected naming file and line", "[io][mtx
                       Contains("val.mtx:3") && Contains("an integer value") && Contains("'1.5'"));
   REQUIRE_THROWS_WITH(mtx("arr.mtx", "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n"),
                       Contains("arr.mtx") && Contains("needs 4 values but the file has 3"));
-  REQUIRE_THROWS_WITH(io::read_mtx(data("missing.mtx")), Contains("missing.mtx") && Contains("cannot open"));
+  REQUIRE_THROWS_WITH(io::read_mtx(data_file("missing.mtx")), Contains("missing.mtx") && Contains("cannot open"));
   REQUIRE_THROWS_WITH(io::read_mtx(kData), Contains("is a directory"));
   REQUIRE_THROWS_WITH(io::read_name_csv(kData), Contains("is a directory"));
 }
@@ -354,11 +354,11 @@ TEST_CASE("MatrixMarket: NaN, Inf and values beyond the element type are rejecte
   REQUIRE_THROWS_WITH(io::read_mtx<float>(arr), Contains("nonfinite_arr.mtx:6") && Contains("row 2, column 2"));
   SECTION("with the name lists, the gene and the cell are named (both orientations)") {
     const auto gxc = temp_file("nan_gxc.mtx", coord + "5 4 2\n1 1 1\n4 3 nan\n");  // gene 4 = MT-CO1, cell 3
-    REQUIRE_THROWS_WITH(io::read_mtx_dataset(gxc, data("genes.csv"), data("cells.csv")),
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(gxc, data_file("genes.csv"), data_file("cells.csv")),
                         Contains("nan_gxc.mtx:4") && Contains("gene 'MT-CO1' (row 4)") &&
                             Contains("cell 'cell,3' (column 3)"));
     const auto cxg = temp_file("inf_cxg.mtx", coord + "4 5 1\n2 5 inf\n");
-    REQUIRE_THROWS_WITH(io::read_mtx_dataset(cxg, data("genes.csv"), data("cells.csv")),
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(cxg, data_file("genes.csv"), data_file("cells.csv")),
                         Contains("inf_cxg.mtx:3") && Contains("cell 'AAAG-1' (row 2)") &&
                             Contains("gene 'GENE5' (column 5)"));
   }
@@ -386,9 +386,9 @@ std::string temp_gzip(const std::string& name, const std::string& text) {
 
 TEST_CASE("MatrixMarket: gzip-compressed files are told by their magic bytes and read with the same checks",
           "[io][mtx][gzip]") {
-  const std::string text = slurp_file(data("counts_gxc.mtx"));
+  const std::string text = slurp_file(data_file("counts_gxc.mtx"));
   const auto gz = temp_gzip("counts_gxc.mtx.gz", text);
-  const auto ds = io::read_mtx_dataset(gz, data("genes.csv"), data("cells.csv"), data("pheno.csv"));
+  const auto ds = io::read_mtx_dataset(gz, data_file("genes.csv"), data_file("cells.csv"), data_file("pheno.csv"));
   CHECK(dense(ds.expr) == cast<float>(expected_xi()));
   // the name does not matter: a gzip file called .mtx is still decompressed
   const auto plain_name = temp_gzip("looks_plain.mtx", text);
@@ -441,7 +441,7 @@ TEST_CASE("Repeated gene or cell names are an error naming both rows, unless mad
                       Contains("dup_cells.csv: cell name 'c' occurs 2 times: rows 1 (line 2) and 2 (line 3)"));
   // make_unique: the 2nd 'A' becomes 'A-2' because 'A-1' exists; the 3rd 'A-3'; the 2nd 'B' 'B-1'.
   const auto p = temp_file("dup_pheno.csv", ",t\nc,x\nc,y\n");  // rows name the cells as the file did
-  const auto ds = io::read_mtx_dataset(m, g, c, p, NameOptions{true});
+  const auto ds = io::read_mtx_dataset(m, g, c, p, data::NameOptions{true});
   CHECK(ds.genes == Strings{"A", "B", "A-2", "A-1", "A-3", "B-1"});
   CHECK(ds.cells == Strings{"c", "c-1"});
   REQUIRE(ds.repeated_genes.size() == 2);
@@ -461,14 +461,14 @@ TEST_CASE("MatrixMarket dataset: orientation from the name lists", "[io][mtx]") 
     CHECK(dense(ds.expr) == std::vector<float>{0, 0, 5, 0});  // file (gene 1, cell 2) -> (cell 2, gene 1)
   }
   SECTION("neither orientation fits: both shapes and both files are named") {
-    REQUIRE_THROWS_WITH(io::read_mtx_dataset(sq, data("genes.csv"), data("cells.csv")),
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(sq, data_file("genes.csv"), data_file("cells.csv")),
                         Contains("sq.mtx") && Contains("matrix is [2, 2]") && Contains("genes.csv' lists 5 genes") &&
                             Contains("cells.csv' lists 4 cells") && Contains("[5, 4] (genes x cells)") &&
                             Contains("[4, 5] (cells x genes)"));
   }
   SECTION("phenotype rows in another order") {
-    REQUIRE_THROWS_WITH(io::read_mtx_dataset(data("counts_gxc.mtx"), data("genes.csv"), data("cells.csv"),
-                                             data("pheno_swapped.csv")),
+    REQUIRE_THROWS_WITH(io::read_mtx_dataset(data_file("counts_gxc.mtx"), data_file("genes.csv"), data_file("cells.csv"),
+                                             data_file("pheno_swapped.csv")),
                         Contains("pheno_swapped.csv:4") && Contains("same order"));
   }
 }
@@ -478,7 +478,7 @@ TEST_CASE("MatrixMarket dataset: orientation from the name lists", "[io][mtx]") 
 #if defined(SAKURA_WITH_HDF5)
 
 namespace {
-void check_obs_columns(const Dataset<float>& ds) {
+void check_obs_columns(const data::Dataset<float>& ds) {
   Strings names;
   for (const auto& c : ds.pheno) names.push_back(c.name);
   CHECK(names == Strings{"celltype", "barcode", "n_genes", "score", "pct", "doublet", "n_umi"});
@@ -495,7 +495,7 @@ void check_obs_columns(const Dataset<float>& ds) {
 TEST_CASE("h5ad: dense, CSR and CSC X with anndata 0.8 obs columns", "[io][h5ad]") {
   for (const char* kind : {"dense", "csr", "csc"}) {
     INFO(kind);
-    const auto ds = io::read_h5ad<float>(data(std::string("x_") + kind + ".h5ad"));
+    const auto ds = io::read_h5ad<float>(data_file(std::string("x_") + kind + ".h5ad"));
     CHECK(ds.genes == kGenes);  // x_csc names its var index "gene_symbols" through the _index attribute
     CHECK(ds.cells == kCells);
     CHECK(ds.expr.rows == 4);
@@ -504,12 +504,12 @@ TEST_CASE("h5ad: dense, CSR and CSC X with anndata 0.8 obs columns", "[io][h5ad]
     CHECK(dense(ds.expr) == cast<float>(expected_x()));
     check_obs_columns(ds);
   }
-  const auto d = io::read_h5ad<double>(data("x_csc.h5ad"));  // float32 on disk, widened exactly
+  const auto d = io::read_h5ad<double>(data_file("x_csc.h5ad"));  // float32 on disk, widened exactly
   CHECK(dense(d.expr) == cast<double>(cast<float>(expected_x())));
 }
 
 TEST_CASE("h5ad: legacy layout, fixed-length strings, unsorted and repeated CSR entries", "[io][h5ad]") {
-  const auto ds = io::read_h5ad(data("legacy_fixed.h5ad"));
+  const auto ds = io::read_h5ad(data_file("legacy_fixed.h5ad"));
   CHECK(ds.genes == kGenes);
   CHECK(ds.cells == kCells);
   REQUIRE_NOTHROW(ds.expr.validate());
@@ -522,36 +522,36 @@ TEST_CASE("h5ad: legacy layout, fixed-length strings, unsorted and repeated CSR 
 }
 
 TEST_CASE("h5ad: errors name the file and the HDF5 path", "[io][h5ad]") {
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("bad_shape.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("bad_shape.h5ad")),
                       Contains("bad_shape.h5ad") && Contains("X is [3, 5]") && Contains("obs has 4 names"));
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("obs_compound.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("obs_compound.h5ad")),
                       Contains("obs_compound.h5ad: HDF5 path '/obs'") && Contains("anndata < 0.7"));
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("genes.csv")), Contains("genes.csv: cannot open as an HDF5 file"));
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("missing.h5ad")), Contains("missing.h5ad"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("genes.csv")), Contains("genes.csv: cannot open as an HDF5 file"));
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("missing.h5ad")), Contains("missing.h5ad"));
   io::h5::QuietErrors quiet;
-  io::h5::Node root{io::h5::Handle(H5Fopen(data("x_csr.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose),
-                    data("x_csr.h5ad"), "/"};
+  io::h5::Node root{io::h5::Handle(H5Fopen(data_file("x_csr.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose),
+                    data_file("x_csr.h5ad"), "/"};
   REQUIRE_THROWS_WITH(io::h5::open(io::h5::open(root, "obs"), "cluster"),
                       Contains("x_csr.h5ad: HDF5 path '/obs/cluster': not found"));
 }
 
 TEST_CASE("h5ad: declared shapes beyond what the file stores are errors before any allocation", "[io][h5ad]") {
   // Each of these asked for gigabytes (or read fill values for hours) before the checks.
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("csc_huge_shape.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("csc_huge_shape.h5ad")),
                       Contains("csc_huge_shape.h5ad: X is [2147483647, 5] but obs has 4 names"));
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("indptr_huge.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("indptr_huge.h5ad")),
                       Contains("indptr_huge.h5ad: HDF5 path '/X/indptr'") && Contains("declares 4294967296 (34359738368 bytes)") &&
                           Contains("stores only 0 bytes"));
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("data_huge.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("data_huge.h5ad")),
                       Contains("data_huge.h5ad: HDF5 path '/X/data'") && Contains("declares 8589934592"));
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("index_huge.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("index_huge.h5ad")),
                       Contains("index_huge.h5ad: HDF5 path '/obs/_index'") && Contains("declares 1099511627776"));
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("obs_short_column.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("obs_short_column.h5ad")),
                       Contains("obs_short_column.h5ad: HDF5 path '/obs/n': 3 values for 4 cells"));
 }
 
 TEST_CASE("h5ad: gzip-compressed arrays and strings read like uncompressed ones", "[io][h5ad]") {
-  const auto ds = io::read_h5ad<float>(data("x_gzip.h5ad"));
+  const auto ds = io::read_h5ad<float>(data_file("x_gzip.h5ad"));
   CHECK(ds.genes == kGenes);
   CHECK(ds.cells == kCells);
   CHECK(dense(ds.expr) == cast<float>(expected_x()));
@@ -561,7 +561,7 @@ TEST_CASE("h5ad: gzip-compressed arrays and strings read like uncompressed ones"
 namespace {
 /// A copy of a fixture with `bytes` written at `offset`.
 std::string patched(const std::string& fixture, std::size_t offset, const std::string& bytes) {
-  std::string content = slurp_file(data(fixture));
+  std::string content = slurp_file(data_file(fixture));
   REQUIRE(offset + bytes.size() <= content.size());
   content.replace(offset, bytes.size(), bytes);
   return temp_file("patched_" + fixture, content);
@@ -575,7 +575,7 @@ std::string le64(std::uint64_t v) {
 
 TEST_CASE("h5ad: a damaged string heap or string reference is an error, not a crash inside libhdf5",
           "[io][h5ad]") {
-  const std::string file = slurp_file(data("x_csr.h5ad"));
+  const std::string file = slurp_file(data_file("x_csr.h5ad"));
   const std::size_t heap = file.find("GCOL\x01");
   REQUIRE(heap != std::string::npos);
   // The first object's size (8 bytes after its index, refcount and reserved field): libhdf5 1.10
@@ -594,7 +594,7 @@ TEST_CASE("h5ad: a damaged string heap or string reference is an error, not a cr
   io::h5::QuietErrors quiet;
   haddr_t at = HADDR_UNDEF;
   {
-    io::h5::Handle f(H5Fopen(data("x_csr.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    io::h5::Handle f(H5Fopen(data_file("x_csr.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     io::h5::Handle d(H5Dopen2(f.get(), "/obs/_index", H5P_DEFAULT), H5Dclose);
     at = H5Dget_offset(d.get());
   }
@@ -607,7 +607,7 @@ TEST_CASE("h5ad: a damaged string heap or string reference is an error, not a cr
 }
 
 TEST_CASE("h5ad: damaged attribute messages and attribute string references are errors", "[io][h5ad]") {
-  const std::string file = slurp_file(data("x_csr.h5ad"));
+  const std::string file = slurp_file(data_file("x_csr.h5ad"));
   // obs's attribute message 'column-order' (version 1): name, datatype and dataspace sizes at +2/+4/+6,
   // its name at +8, then the three parts padded to 8 bytes, then the data (string references).
   const std::size_t name = file.find(std::string("column-order\0", 13));
@@ -630,10 +630,10 @@ namespace {
 /// (its first block), found through libhdf5 on the intact fixture.
 std::size_t message_offset(const std::string& fixture, const char* object, unsigned type) {
   io::h5::QuietErrors quiet;
-  io::h5::Handle f(H5Fopen(data(fixture).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  io::h5::Handle f(H5Fopen(data_file(fixture).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   H5O_info_t info;
   REQUIRE(H5Oget_info_by_name2(f.get(), object, &info, H5O_INFO_BASIC, H5P_DEFAULT) >= 0);
-  const std::string file = slurp_file(data(fixture));
+  const std::string file = slurp_file(data_file(fixture));
   const auto u16 = [&](std::size_t at) { return unsigned(static_cast<unsigned char>(file[at])) | unsigned(static_cast<unsigned char>(file[at + 1])) << 8; };
   REQUIRE(file[info.addr] == 1);  // version 1
   const std::size_t end = info.addr + 16 + (u16(info.addr + 8) | std::size_t(u16(info.addr + 10)) << 16);
@@ -652,7 +652,7 @@ TEST_CASE("h5ad: damaged metadata is a named error before libhdf5 reads it (fuzz
                       Contains("x_csc.h5ad: HDF5 path '/': damaged group B-tree: no node signature"));
   // The root group's local heap: a free list that points at itself made libhdf5 allocate list
   // entries forever (a hang); a data size beyond the file, a multi-GB allocation.
-  const std::string file = slurp_file(data("x_csc.h5ad"));
+  const std::string file = slurp_file(data_file("x_csc.h5ad"));
   REQUIRE(file.substr(0x2a8, 4) == "HEAP");
   const std::size_t heap_data = 30168, free_head = 80;  // the fixture's heap: data address, first free block
   REQUIRE(file.substr(0x2a8 + 16, 16) == le64(free_head) + le64(heap_data));
@@ -699,7 +699,7 @@ TEST_CASE("h5ad: a compressed chunk that inflates to less than a chunk is an err
   hsize_t size = 0;
   {
     io::h5::QuietErrors quiet;
-    io::h5::Handle f(H5Fopen(data("x_gzip.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    io::h5::Handle f(H5Fopen(data_file("x_gzip.h5ad").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     io::h5::Handle d(H5Dopen2(f.get(), "/X/data", H5P_DEFAULT), H5Dclose);
     io::h5::Handle space(H5Dget_space(d.get()), H5Sclose);
     hsize_t offset = 0;
@@ -730,10 +730,10 @@ TEST_CASE("h5ad: a file rejected at its superblock leaves no descriptor open", "
 }
 
 TEST_CASE("h5ad: repeated names are an error naming both positions, or made unique on request", "[io][h5ad][names]") {
-  REQUIRE_THROWS_WITH(io::read_h5ad(data("dup_names.h5ad")),
+  REQUIRE_THROWS_WITH(io::read_h5ad(data_file("dup_names.h5ad")),
                       Contains("dup_names.h5ad: HDF5 path '/var/_index': gene name 'CD4' occurs 2 times: rows 2 and 3") &&
                           Contains("make_names_unique"));
-  const auto ds = io::read_h5ad(data("dup_names.h5ad"), NameOptions{true});
+  const auto ds = io::read_h5ad(data_file("dup_names.h5ad"), data::NameOptions{true});
   CHECK(ds.genes == Strings{"CD8A", "CD4", "CD4-2", "MT-CO1", "CD4-1"});  // CD4-1 exists: the repeat becomes CD4-2
   CHECK(ds.cells == Strings{"AAAC-1", "B", "AAAC-1-1", "C"});
   REQUIRE(ds.repeated_genes.size() == 1);

@@ -198,7 +198,7 @@ TEST_CASE("sakura-train runs on the CPU and says so when the config asks for ano
 }
 
 TEST_CASE("phenotype options: bins bounded, booleans and strings checked", "[config][pheno]") {
-  Dataset<float> ds;
+  data::Dataset<float> ds;
   ds.cells = {"a", "b", "c"};
   ds.genes = {"g"};
   ds.expr.rows = 3;

@@ -54,9 +54,9 @@ void write(const fs::path& p, const std::string& text) {
   std::ofstream(p) << text;
 }
 
-Dataset<float> small_dataset(const std::vector<std::string>& cells, const std::vector<std::vector<std::string>>& cols,
+data::Dataset<float> small_dataset(const std::vector<std::string>& cells, const std::vector<std::vector<std::string>>& cols,
                              const std::vector<std::string>& names) {
-  Dataset<float> ds;
+  data::Dataset<float> ds;
   ds.cells = cells;
   ds.genes = {"g0"};
   ds.expr.rows = static_cast<Index>(cells.size());
@@ -76,7 +76,7 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 /// Synthetic data (4 types) written as upstream's files into dir; returns the dataset.
-Dataset<float> write_synthetic(const fs::path& dir, Index cells, Index genes, std::uint64_t seed = 7) {
+data::Dataset<float> write_synthetic(const fs::path& dir, Index cells, Index genes, std::uint64_t seed = 7) {
   fs::create_directories(dir);
   auto ds = data::to_dataset(data::make_synthetic({.cells = cells, .genes = genes, .cell_types = 4, .seed = seed}));
   io::write_mtx_dataset(ds, dir.string());

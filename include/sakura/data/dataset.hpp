@@ -22,7 +22,7 @@
 #include "sakura/tensor/csr.hpp"
 #include "sakura/tensor/tensor.hpp"
 
-namespace sakura {
+namespace sakura::data {
 
 /// One phenotype column as read: the raw per-cell strings, "" for a missing value (NA). Encoding
 /// into labels or numbers happens once on the whole column later (SPEC §9: never per mini-batch).
@@ -112,6 +112,8 @@ struct Dataset {
 };
 
 namespace detail {
+using sakura::detail::fail;
+using sakura::detail::require;
 
 /// pandas' default na_values: upstream reads phenotypes with na_filter on, so these become NaN there.
 inline bool is_pandas_na(const std::string& s) {
@@ -208,4 +210,4 @@ CsrMatrix<T> csr_from_triplets(Index rows, Index cols, const std::vector<std::in
 }
 }  // namespace detail
 
-}  // namespace sakura
+}  // namespace sakura::data

@@ -69,7 +69,7 @@ TrainingData<T> prepare_training_data(Dataset<T>&& ds, const std::vector<Signatu
                                       std::vector<PhenoTable> phenos) {
   TrainingData<T> d;
   std::unordered_map<std::string, const RepeatedName*> repeated;
-  const auto now = sakura::detail::repeated_names(ds.genes);
+  const auto now = detail::repeated_names(ds.genes);
   for (const auto& r : ds.repeated_genes) repeated.emplace(r.name, &r);
   for (const auto& r : now) repeated.emplace(r.name, &r);
   std::unordered_map<std::string_view, Index> pos;

@@ -135,7 +135,7 @@ inline std::vector<std::int64_t> encode(const Work& w, const std::vector<std::st
   std::map<std::string, std::int64_t> pos;
   for (std::size_t i = 0; i < cats.size(); ++i) {
     pos.emplace(cats[i], static_cast<std::int64_t>(i));
-    if (sakura::detail::is_pandas_na(cats[i])) pos.emplace(std::string(), static_cast<std::int64_t>(i));
+    if (detail::is_pandas_na(cats[i])) pos.emplace(std::string(), static_cast<std::int64_t>(i));
   }
   std::vector<std::int64_t> out(w.text.size());
   for (std::size_t i = 0; i < w.text.size(); ++i) {

@@ -190,13 +190,13 @@ inline std::vector<std::string> read_name_csv(const std::string& path, std::vect
 /// Reads a phenotype table: rows are cells (first column the cell name), the header names the columns.
 /// Upstream raises unless the rows are exactly `cells` in order; we say which row differs. Values
 /// pandas reads as NaN ("", "NA", "nan", ...) become "".
-inline std::vector<PhenoColumn> read_pheno_csv(const std::string& path, const std::vector<std::string>& cells) {
+inline std::vector<data::PhenoColumn> read_pheno_csv(const std::string& path, const std::vector<std::string>& cells) {
   const CsvTable t = read_csv(path);
   const std::size_t off = detail::header_offset(t);
   const auto names = detail::pandas_column_names(t, off);
   sakura::detail::require(t.rows.size() == cells.size(), path, ": ", t.rows.size(), " phenotype rows but ",
                           cells.size(), " cells in the expression data");
-  std::vector<PhenoColumn> cols(names.size());
+  std::vector<data::PhenoColumn> cols(names.size());
   for (std::size_t j = 0; j < names.size(); ++j) cols[j].name = names[j];
   for (std::size_t i = 0; i < t.rows.size(); ++i) {
     detail::require_width(t, i, names.size() + 1);
@@ -206,7 +206,7 @@ inline std::vector<PhenoColumn> read_pheno_csv(const std::string& path, const st
                            "' (rows must list the same cells in the same order)");
     for (std::size_t j = 0; j < names.size(); ++j) {
       const std::string& v = t.rows[i][j + 1];
-      cols[j].values.push_back(sakura::detail::is_pandas_na(v) ? std::string() : v);
+      cols[j].values.push_back(data::detail::is_pandas_na(v) ? std::string() : v);
     }
   }
   return cols;

@@ -1815,7 +1815,7 @@ inline void skip_x_arrays(const h5::Node& root) {
 /// cell names are an error unless `names.make_unique` (see settle_names).
 /// Example: `auto ds = sakura::io::read_h5ad<float>("pbmc.h5ad"); ds.column("celltype");`
 template <class T = float>
-Dataset<T> read_h5ad(const std::string& path, const NameOptions& names = {}) {
+data::Dataset<T> read_h5ad(const std::string& path, const data::NameOptions& names = {}) {
   const h5::InputFile in(path);
   const h5::Node& root = in.root();
   detail::skip_x_arrays(root);
@@ -1826,15 +1826,15 @@ Dataset<T> read_h5ad(const std::string& path, const NameOptions& names = {}) {
   const detail::XLayout layout = detail::x_layout(x);
   sakura::detail::require(layout.rows == n_obs && layout.cols == n_var, path, ": X is ",
                           shape_str(layout.rows, layout.cols), " but obs has ", n_obs, " names and var has ", n_var);
-  Dataset<T> ds;
+  data::Dataset<T> ds;
   ds.cells = h5::read_strings(obs_index);
   ds.genes = h5::read_strings(var_index);
   auto row = [](Index r) { return std::to_string(r + 1); };
-  ds.repeated_genes = settle_names(ds.genes, "gene", var_index.where(), names, row);
-  ds.repeated_cells = settle_names(ds.cells, "cell", obs_index.where(), names, row);
+  ds.repeated_genes = data::settle_names(ds.genes, "gene", var_index.where(), names, row);
+  ds.repeated_cells = data::settle_names(ds.cells, "cell", obs_index.where(), names, row);
   ds.expr = detail::read_x<T>(x, layout);
   for (const auto& name : h5::column_names(obs))
-    ds.pheno.push_back(PhenoColumn{name, h5::column_values(obs, name, n_obs)});
+    ds.pheno.push_back(data::PhenoColumn{name, h5::column_values(obs, name, n_obs)});
   ds.validate(path);
   return ds;
 }

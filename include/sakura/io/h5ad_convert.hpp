@@ -159,7 +159,7 @@ class H5adXSource {
 template <class T>
 void flush(Entries<T>& buf, Index lo, Index hi, Index cols, CsrAppender& out) {
   for (auto& r : buf.r) r -= static_cast<std::int32_t>(lo);
-  out.append(sakura::detail::csr_from_triplets(hi - lo, cols, buf.r, buf.c, buf.v));
+  out.append(data::detail::csr_from_triplets(hi - lo, cols, buf.r, buf.c, buf.v));
   buf.clear();
 }
 
@@ -232,7 +232,7 @@ ConvertReport write_csr_x(const Source& src, bool rows_in_order, const h5::Node&
 
 /// obs (cell names, phenotype columns typed as pandas would read them) and var (gene names).
 inline void write_obs_var(const h5::Node& root, const std::vector<std::string>& cells,
-                          const std::vector<std::string>& genes, const std::vector<PhenoColumn>& pheno,
+                          const std::vector<std::string>& genes, const std::vector<data::PhenoColumn>& pheno,
                           const H5adLayout& layout = {}) {
   DataFrameWriter obs(root, "obs", layout);
   obs.index(cells);
@@ -269,7 +269,7 @@ ConvertReport convert_mtx_to_h5ad(const std::string& mtx, const std::string& gen
   sakura::detail::require(genes_by_cells || (h.rows == nc && h.cols == ng), mtx, ": matrix is ",
                           shape_str(h.rows, h.cols), " but '", genes_csv, "' lists ", ng, " genes and '", cells_csv,
                           "' lists ", nc, " cells; expected genes x cells or cells x genes");
-  const auto pheno = pheno_csv.empty() ? std::vector<PhenoColumn>{} : read_pheno_csv(pheno_csv, cells);
+  const auto pheno = pheno_csv.empty() ? std::vector<data::PhenoColumn>{} : read_pheno_csv(pheno_csv, cells);
   H5adFile f(out);
   write_obs_var(f.root(), cells, genes, pheno, o.layout);
   const detail::MtxSource<T> src(mtx, genes_by_cells);

@@ -201,7 +201,7 @@ inline void skip_x_chunks(const h5::Node& root) {
 template <class T = float>
 class H5adRows final : public data::RowSource<T> {
  public:
-  explicit H5adRows(const std::string& path, const NameOptions& names = {})
+  explicit H5adRows(const std::string& path, const data::NameOptions& names = {})
       : check_(std::make_unique<h5::InputFile>(path)), watch_(path), path_(path) {
     const h5::Node& root = check_->root();
     detail::skip_x_arrays(root);
@@ -227,7 +227,7 @@ class H5adRows final : public data::RowSource<T> {
     if (dense_) (void)h5::extent(x);  // its storage can hold its shape
     else check_csr(x);
     genes_ = h5::read_strings(var_index);
-    repeated_genes_ = settle_names(genes_, "gene", var_index.where(), names,
+    repeated_genes_ = data::settle_names(genes_, "gene", var_index.where(), names,
                                    [](Index r) { return std::to_string(r + 1); });
     check_cell_names(names);
     index_name_ = h5::index_name(obs_);
@@ -253,7 +253,7 @@ class H5adRows final : public data::RowSource<T> {
   std::int64_t max_row_entries() const override { return dense_ ? cols_ : index_.max_length(); }
   const std::string& path() const override { return path_; }
   const std::vector<std::string>& genes() const { return genes_; }
-  const std::vector<RepeatedName>& repeated_genes() const { return repeated_genes_; }
+  const std::vector<data::RepeatedName>& repeated_genes() const { return repeated_genes_; }
   /// Bytes held per cell (the row index), for the memory report.
   std::size_t index_bytes() const { return index_.bytes(); }
 
@@ -540,7 +540,7 @@ class H5adRows final : public data::RowSource<T> {
 
   /// Cell names must be unique, as the in-memory reader requires (or renamed when make_unique):
   /// checked with a 64-bit hash per cell (freed afterwards), names compared only on equal hashes.
-  void check_cell_names(const NameOptions& o) {
+  void check_cell_names(const data::NameOptions& o) {
     const h5::Extent e = h5::extent_1d(obs_index_);
     if (e.vlen_string) {
       obs_index_.ctx->scan_heaps();
@@ -567,11 +567,11 @@ class H5adRows final : public data::RowSource<T> {
     std::vector<std::string> got;
     read_names(obs_index_, candidates, got);
     auto row = [&](Index i) { return std::to_string(candidates[static_cast<std::size_t>(i)] + 1); };
-    if (sakura::detail::repeated_names(got).empty()) return;  // equal hashes, different names
-    if (!o.make_unique) (void)settle_names(got, "cell", obs_index_.where(), o, row);  // throws
+    if (data::detail::repeated_names(got).empty()) return;  // equal hashes, different names
+    if (!o.make_unique) (void)data::settle_names(got, "cell", obs_index_.where(), o, row);  // throws
     // make_names_unique must see every name (a repeat is renamed past names that exist): kept in memory
     cells_ = h5::read_strings(obs_index_);
-    (void)settle_names(cells_, "cell", obs_index_.where(), o, [](Index r) { return std::to_string(r + 1); });
+    (void)data::settle_names(cells_, "cell", obs_index_.where(), o, [](Index r) { return std::to_string(r + 1); });
   }
 
   /// f(first row, names) over the obs index, 65536 names at a time.
@@ -599,7 +599,7 @@ class H5adRows final : public data::RowSource<T> {
   detail::RowIndex index_;
   std::vector<std::string> genes_, cells_;
   std::string index_name_;  ///< the obs index dataset's name
-  std::vector<RepeatedName> repeated_genes_;
+  std::vector<data::RepeatedName> repeated_genes_;
   // read buffers (they grow to the largest read, then stay)
   std::vector<std::pair<hsize_t, hsize_t>> runs_;
   std::vector<std::size_t> row_at_;  ///< where each row's entries start in idx_ / val_
@@ -651,9 +651,9 @@ std::optional<data::PhenoTable> fit_categorical(const H5adRows<T>& src, const st
   src.for_each_code_block(keys[0], cats->size(), [&](Index, std::span<const std::int32_t> codes) {
     for (std::int32_t c : codes) used[c < 0 ? cats->size() : static_cast<std::size_t>(c)] = 1;
   });
-  Dataset<T> levels;
+  data::Dataset<T> levels;
   std::vector<std::int64_t> level_of(used.size(), -1);
-  PhenoColumn col{keys[0], {}};
+  data::PhenoColumn col{keys[0], {}};
   for (std::size_t l = 0; l < used.size(); ++l)
     if (used[l]) {
       level_of[l] = static_cast<std::int64_t>(col.values.size());
@@ -691,10 +691,10 @@ std::optional<data::PhenoTable> fit_categorical(const H5adRows<T>& src, const st
 template <class T>
 data::PhenoTable fit_per_cell(H5adRows<T>& src, const std::string& name, const data::PhenoJson& meta,
                               const std::string& where) {
-  Dataset<T> ds;
+  data::Dataset<T> ds;
   const auto keys = pheno_keys(meta);
   for (const auto& c : src.column_names())  // every name, so a missing column is reported with the others
-    ds.pheno.push_back(PhenoColumn{
+    ds.pheno.push_back(data::PhenoColumn{
         c, std::find(keys.begin(), keys.end(), c) != keys.end() ? src.column_text(c) : std::vector<std::string>{}});
   std::vector<std::string> names;
   if (!ds.pheno.empty()) {  // fit_pheno names cells in its errors
@@ -713,7 +713,7 @@ data::PhenoTable fit_per_cell(H5adRows<T>& src, const std::string& name, const d
 /// `where` prefixes their errors.
 /// Example: `auto d = io::read_h5ad_backed<float>("atlas.h5ad", {}, sigs, meta, "pheno.json: ");`
 template <class T = float>
-data::TrainingData<T> read_h5ad_backed(const std::string& path, const NameOptions& names,
+data::TrainingData<T> read_h5ad_backed(const std::string& path, const data::NameOptions& names,
                                        const std::vector<data::SignatureRequest>& sigs,
                                        const data::PhenoJson& pheno_meta, const std::string& where) {
   auto src = std::make_shared<H5adRows<T>>(path, names);
@@ -723,7 +723,7 @@ data::TrainingData<T> read_h5ad_backed(const std::string& path, const NameOption
     phenos.push_back(t ? std::move(*t) : detail::fit_per_cell(*src, it.key(), it.value(), where));
   }
   src->done_checking();
-  Dataset<T> genes_only;
+  data::Dataset<T> genes_only;
   genes_only.genes = src->genes();
   genes_only.repeated_genes = src->repeated_genes();
   genes_only.expr.cols = static_cast<Index>(genes_only.genes.size());

@@ -350,7 +350,7 @@ class DataFrameWriter {
   }
 
   /// A phenotype column of text, stored with the type pandas would give it (TypedColumn).
-  void column(const PhenoColumn& col) {
+  void column(const data::PhenoColumn& col) {
     const TypedColumn t = TypedColumn::infer(col.values);
     switch (t.kind) {
       case TypedColumn::Kind::Int: return numbers<std::int64_t>(col.name, t.ints);

@@ -455,8 +455,8 @@ CsrMatrix<T> read_mtx(const std::string& path, bool transpose = false, const Mtx
   const auto disk = static_cast<Index>(std::min<std::uintmax_t>(src.source().size_on_disk(), Index{1} << 40));
   t.reserve(std::min<Index>(h.entries, src.source().gzip() ? disk * 4 : disk / 2) + 1);
   detail::for_each_entry<T>(src, h, axes, [&](Index i, Index j, T x) { t.add(i, j, x); });
-  return transpose ? sakura::detail::csr_from_triplets(h.cols, h.rows, t.r, t.c, t.v)
-                   : sakura::detail::csr_from_triplets(h.rows, h.cols, t.r, t.c, t.v);
+  return transpose ? data::detail::csr_from_triplets(h.cols, h.rows, t.r, t.c, t.v)
+                   : data::detail::csr_from_triplets(h.rows, h.cols, t.r, t.c, t.v);
 }
 
 /// Reads upstream's sparse input: expression .mtx (or .mtx.gz), gene and cell name CSVs (R
@@ -467,10 +467,10 @@ CsrMatrix<T> read_mtx(const std::string& path, bool transpose = false, const Mtx
 /// (which always indexes rows by gene), we take the file as genes x cells. Repeated gene or cell
 /// names are an error unless `names.make_unique` (see settle_names).
 template <class T = float>
-Dataset<T> read_mtx_dataset(const std::string& mtx_path, const std::string& gene_names_csv,
+data::Dataset<T> read_mtx_dataset(const std::string& mtx_path, const std::string& gene_names_csv,
                             const std::string& cell_names_csv, const std::string& pheno_csv = "",
-                            const NameOptions& names = {}) {
-  Dataset<T> ds;
+                            const data::NameOptions& names = {}) {
+  data::Dataset<T> ds;
   std::vector<std::size_t> gene_lines, cell_lines;
   ds.genes = read_name_csv(gene_names_csv, &gene_lines);
   ds.cells = read_name_csv(cell_names_csv, &cell_lines);
@@ -488,8 +488,8 @@ Dataset<T> read_mtx_dataset(const std::string& mtx_path, const std::string& gene
   auto row = [](const std::vector<std::size_t>& lines) {
     return [&lines](Index r) { return std::to_string(r + 1) + " (line " + std::to_string(lines[r]) + ")"; };
   };
-  ds.repeated_genes = settle_names(ds.genes, "gene", gene_names_csv, names, row(gene_lines));
-  ds.repeated_cells = settle_names(ds.cells, "cell", cell_names_csv, names, row(cell_lines));
+  ds.repeated_genes = data::settle_names(ds.genes, "gene", gene_names_csv, names, row(gene_lines));
+  ds.repeated_cells = data::settle_names(ds.cells, "cell", cell_names_csv, names, row(cell_lines));
   ds.validate(mtx_path);
   return ds;
 }

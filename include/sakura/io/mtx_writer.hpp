@@ -85,7 +85,7 @@ inline void write_name_csv(const std::string& path, const std::vector<std::strin
 
 /// A phenotype table: cell names in the first column, one column per PhenoColumn ("" = NA).
 inline void write_pheno_csv(const std::string& path, const std::vector<std::string>& cells,
-                            const std::vector<PhenoColumn>& cols) {
+                            const std::vector<data::PhenoColumn>& cols) {
   detail::OutFile out(path);
   std::FILE* f = out.get();
   std::fputs("\"\"", f);
@@ -108,7 +108,7 @@ inline void write_pheno_csv(const std::string& path, const std::vector<std::stri
 
 /// Writes `dir`/matrix.mtx (genes x cells), genes.csv, cells.csv and pheno.csv.
 template <class T>
-void write_mtx_dataset(const Dataset<T>& ds, const std::string& dir) {
+void write_mtx_dataset(const data::Dataset<T>& ds, const std::string& dir) {
   write_mtx(dir + "/matrix.mtx", ds.expr, true);
   write_name_csv(dir + "/genes.csv", ds.genes);
   write_name_csv(dir + "/cells.csv", ds.cells);

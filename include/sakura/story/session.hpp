@@ -220,7 +220,7 @@ class Session {
     if (s.dataset.backed) {
       data_ = read_backed(sigs, meta_file + ": ");
     } else {
-      Dataset<float> ds = read_dataset();
+      data::Dataset<float> ds = read_dataset();
       std::vector<data::PhenoTable> phenos;
       for (auto it = s.pheno_meta.begin(); it != s.pheno_meta.end(); ++it)
         phenos.push_back(data::fit_pheno(it.key(), it.value(), ds, meta_file + ": "));
@@ -249,24 +249,24 @@ class Session {
   std::string config_text() const { return setup_.config.dump(); }
 
  private:
-  Dataset<float> read_dataset() const {
+  data::Dataset<float> read_dataset() const {
     const DatasetConfig& d = setup_.dataset;
     if (d.type == DatasetConfig::Type::H5ad) {
 #if defined(SAKURA_WITH_HDF5)
-      return io::read_h5ad<float>(d.h5ad, NameOptions{d.make_names_unique});
+      return io::read_h5ad<float>(d.h5ad, data::NameOptions{d.make_names_unique});
 #else
       sakura::detail::fail("config.dataset.type \"h5ad\": this build has no HDF5 support (configure with the HDF5 "
                            "C library installed, e.g. Debian's libhdf5-dev)");
 #endif
     }
     return io::read_mtx_dataset<float>(d.mtx, d.gene_names, d.cell_names, d.pheno_csv,
-                                       NameOptions{d.make_names_unique});
+                                       data::NameOptions{d.make_names_unique});
   }
 
   /// X stays in the .h5ad (io/h5ad_rows.hpp); genes, signatures and phenotypes as in memory.
   data::TrainingData<float> read_backed(const std::vector<data::SignatureRequest>& sigs, const std::string& where) const {
 #if defined(SAKURA_WITH_HDF5)
-    return io::read_h5ad_backed<float>(setup_.dataset.h5ad, NameOptions{setup_.dataset.make_names_unique}, sigs,
+    return io::read_h5ad_backed<float>(setup_.dataset.h5ad, data::NameOptions{setup_.dataset.make_names_unique}, sigs,
                                        setup_.pheno_meta, where);
 #else
     (void)sigs, (void)where;
