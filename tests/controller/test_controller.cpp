@@ -259,31 +259,12 @@ TEST_CASE("accumulate() sums the gradients of several batches into one step", "[
 }
 
 TEST_CASE("all five attachment modes read the right latent and train it", "[controller][attach]") {
-  // a: signature_lat (reads s), b: pheno_lat (reads p), c: all_lat, d: multiple [main, s], e: main_lat
-  auto sig = Json::parse(R"({
-    "s": {"signature_lat_dim": 2, "signature_out_dim": 2, "model": {"type": "LinRegressor"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "a": {"signature_lat_dim": 2, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "signature_lat", "attach_key": "s"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "c": {"signature_lat_dim": 7, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "all_lat"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "d": {"signature_lat_dim": 5, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "multiple",
-                    "attach_key": [{"type": "main"}, {"type": "signature", "key": "s"}]},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "e": {"signature_lat_dim": 3, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "main_lat"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}}})");
-  auto pheno = base_pheno();
-  pheno["b"] = Json::parse(R"({"pheno_lat_dim": 2, "pheno_out_dim": 3,
-      "model": {"type": "LinClassifier", "attach": "True", "attach_to": "pheno_lat", "attach_key": "p"},
-      "loss": {"nll": {"type": "NLL", "init_weight": 1.0}}})");
-  Controller<float> ctl(spec_of(base_config(), pheno, sig));
+  // a: signature_lat (reads s), b: pheno_lat (reads p), c: all_lat, d: multiple [main, s], e: main_lat,
+  // f: signature_lat (reads a)
+  Controller<float> ctl(spec_of(base_config(), attachment_phenos(), attachment_signatures()));
   CHECK(ctl.model().latent_width() == 3 + 2 + 2);  // main + s + p: attached blocks add nothing
   auto batch = base_batch();
-  for (const char* n : {"a", "c", "d", "e"}) batch.set_signature(n, random_tensor(kCells, 2, 7));
+  for (const char* n : {"a", "c", "d", "e", "f"}) batch.set_signature(n, random_tensor(kCells, 2, 7));
   batch.set_labels("b", batch.phenos()[0].labels);
   EvalOptions e;
   ctl.eval(batch, e);

@@ -38,6 +38,28 @@ bool same_record(const LossRecord& a, const LossRecord& b) {
   return true;
 }
 
+/// StaticPlan<M, Sel> against the runtime plan of the same heads: every flag equal.
+template <class M, class Sel>
+void check_plan(const Controller<float>& ctl, bool recon, bool main_reg, const std::vector<char>& sig_heads,
+                const std::vector<char>& ph_heads) {
+  using P = StaticPlan<M, Sel>;
+  ForwardPlan rp;
+  ctl.model().plan(rp, recon, main_reg, sig_heads, ph_heads);
+  CHECK(P::main() == rp.main());
+  CHECK(P::all() == rp.all());
+  CHECK(P::recon() == rp.recon());
+  P::for_each_sig([&](auto i) {
+    INFO("signature " << i);
+    CHECK(P::sig_lat(i) == rp.sig_lat(i));
+    CHECK(P::sig_head(i) == rp.sig_head(i));
+  });
+  P::for_each_ph([&](auto i) {
+    INFO("phenotype " << i);
+    CHECK(P::ph_lat(i) == rp.ph_lat(i));
+    CHECK(P::ph_head(i) == rp.ph_head(i));
+  });
+}
+
 }  // namespace
 
 TEST_CASE("compile-time and runtime paths are bit-identical, step after step", "[policy]") {
@@ -102,52 +124,18 @@ TEST_CASE("a model policy that does not describe the config is rejected, naming 
 }
 
 TEST_CASE("the compile-time plan equals the runtime plan for every selection", "[policy]") {
-  Controller<float> ctl(spec_of(base_config(), base_pheno(), base_signature()));
-  ForwardPlan rp;
-  auto check = [&](auto sel, bool recon, bool main_reg, std::vector<char> sig, std::vector<char> ph) {
-    using P = StaticPlan<Fixture, decltype(sel)>;
-    ctl.model().plan(rp, recon, main_reg, sig, ph);
-    CHECK(P::main() == rp.main());
-    CHECK(P::all() == rp.all());
-    CHECK(P::recon() == rp.recon());
-    P::for_each_sig([&](auto i) { CHECK(P::sig_lat(i) == rp.sig_lat(i)); });
-    P::for_each_ph([&](auto i) { CHECK(P::ph_lat(i) == rp.ph_lat(i)); });
-  };
-  check(All{}, true, true, {1, 1}, {1});
-  check(MainOnly{}, true, true, {0, 0}, {0});
-  check(SignatureOnly<"a">{}, false, false, {0, 1}, {0});
-  check(SignatureOnly<"s">{}, false, false, {1, 0}, {0});
-  check(SignatureOnly<>{}, false, false, {1, 1}, {0});  // no names: every signature
-  check(PhenoOnly<>{}, false, false, {0, 0}, {1});
-  check(Select<false, true, NoBlocks, NoBlocks>{}, false, true, {0, 0}, {0});
+  const Controller<float> ctl(spec_of(base_config(), base_pheno(), base_signature()));
+  check_plan<Fixture, All>(ctl, true, true, {1, 1}, {1});
+  check_plan<Fixture, MainOnly>(ctl, true, true, {0, 0}, {0});
+  check_plan<Fixture, SignatureOnly<"a">>(ctl, false, false, {0, 1}, {0});
+  check_plan<Fixture, SignatureOnly<"s">>(ctl, false, false, {1, 0}, {0});
+  check_plan<Fixture, SignatureOnly<>>(ctl, false, false, {1, 1}, {0});  // no names: every signature
+  check_plan<Fixture, PhenoOnly<>>(ctl, false, false, {0, 0}, {1});
+  check_plan<Fixture, Select<false, true, NoBlocks, NoBlocks>>(ctl, false, true, {0, 0}, {0});
 }
 
 TEST_CASE("the compile-time plan equals the runtime plan through every attachment mode", "[policy][attach]") {
-  // a: signature_lat (reads s), c: all_lat, d: multiple [main, s], e: main_lat, f: signature_lat
-  // (reads a, so s through a); pheno b: pheno_lat (reads p)
-  auto sig = Json::parse(R"({
-    "s": {"signature_lat_dim": 2, "signature_out_dim": 2, "model": {"type": "LinRegressor"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "a": {"signature_lat_dim": 2, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "signature_lat", "attach_key": "s"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "c": {"signature_lat_dim": 7, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "all_lat"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "d": {"signature_lat_dim": 5, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "multiple",
-                    "attach_key": [{"type": "main"}, {"type": "signature", "key": "s"}]},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "e": {"signature_lat_dim": 3, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "main_lat"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
-    "f": {"signature_lat_dim": 2, "signature_out_dim": 2,
-          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "signature_lat", "attach_key": "a"},
-          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}}})");
-  auto pheno = base_pheno();
-  pheno["b"] = Json::parse(R"({"pheno_lat_dim": 2, "pheno_out_dim": 3,
-      "model": {"type": "LinClassifier", "attach": "True", "attach_to": "pheno_lat", "attach_key": "p"},
-      "loss": {"nll": {"type": "NLL", "init_weight": 1.0}}})");
+  // tests/support/fixtures.hpp's attachment_signatures() and attachment_phenos() as a policy
   using Reg = LinRegressorHead;
   using M = Model<Terms<Mse>, Terms<Sw2Uniform>,
                   Blocks<Block<"s", Reg, 2, OwnLatent, Terms<Mse>>, Block<"a", Reg, 2, OnSignature<"s">, Terms<Mse>>,
@@ -156,33 +144,15 @@ TEST_CASE("the compile-time plan equals the runtime plan through every attachmen
                          Block<"e", Reg, 3, OnMain, Terms<Mse>>, Block<"f", Reg, 2, OnSignature<"a">, Terms<Mse>>>,
                   Blocks<Block<"p", LinClassifierHead, 2, OwnLatent, Terms<Nll>, Terms<L2Regularization>>,
                          Block<"b", LinClassifierHead, 2, OnPheno<"p">, Terms<Nll>>>>;
-  Controller<float> ctl(spec_of(base_config(), pheno, sig));
-  ForwardPlan rp;
-  auto check = [&](auto sel, bool recon, bool main_reg, std::vector<char> sig_heads, std::vector<char> ph_heads) {
-    using P = StaticPlan<M, decltype(sel)>;
-    ctl.model().plan(rp, recon, main_reg, sig_heads, ph_heads);
-    CHECK(P::main() == rp.main());
-    CHECK(P::all() == rp.all());
-    CHECK(P::recon() == rp.recon());
-    P::for_each_sig([&](auto i) {
-      INFO("signature " << i);
-      CHECK(P::sig_lat(i) == rp.sig_lat(i));
-      CHECK(P::sig_head(i) == rp.sig_head(i));
-    });
-    P::for_each_ph([&](auto i) {
-      INFO("phenotype " << i);
-      CHECK(P::ph_lat(i) == rp.ph_lat(i));
-      CHECK(P::ph_head(i) == rp.ph_head(i));
-    });
-  };
-  check(SignatureOnly<"a">{}, false, false, {0, 1, 0, 0, 0, 0}, {0, 0});
-  check(SignatureOnly<"c">{}, false, false, {0, 0, 1, 0, 0, 0}, {0, 0});
-  check(SignatureOnly<"d">{}, false, false, {0, 0, 0, 1, 0, 0}, {0, 0});
-  check(SignatureOnly<"e">{}, false, false, {0, 0, 0, 0, 1, 0}, {0, 0});
-  check(SignatureOnly<"f">{}, false, false, {0, 0, 0, 0, 0, 1}, {0, 0});
-  check(PhenoOnly<"b">{}, false, false, {0, 0, 0, 0, 0, 0}, {0, 1});
-  check(MainOnly{}, true, true, {0, 0, 0, 0, 0, 0}, {0, 0});
-  check(All{}, true, true, {1, 1, 1, 1, 1, 1}, {1, 1});
+  const Controller<float> ctl(spec_of(base_config(), attachment_phenos(), attachment_signatures()));
+  check_plan<M, SignatureOnly<"a">>(ctl, false, false, {0, 1, 0, 0, 0, 0}, {0, 0});
+  check_plan<M, SignatureOnly<"c">>(ctl, false, false, {0, 0, 1, 0, 0, 0}, {0, 0});
+  check_plan<M, SignatureOnly<"d">>(ctl, false, false, {0, 0, 0, 1, 0, 0}, {0, 0});
+  check_plan<M, SignatureOnly<"e">>(ctl, false, false, {0, 0, 0, 0, 1, 0}, {0, 0});
+  check_plan<M, SignatureOnly<"f">>(ctl, false, false, {0, 0, 0, 0, 0, 1}, {0, 0});
+  check_plan<M, PhenoOnly<"b">>(ctl, false, false, {0, 0, 0, 0, 0, 0}, {0, 1});
+  check_plan<M, MainOnly>(ctl, true, true, {0, 0, 0, 0, 0, 0}, {0, 0});
+  check_plan<M, All>(ctl, true, true, {1, 1, 1, 1, 1, 1}, {1, 1});
   // the closure itself, at compile time: f reads a, which reads s; nothing else
   using F = detail::StaticPlanOf<M, SignatureOnly<"f">>;
   static_assert(F::value.sig_lat_[0] && F::value.sig_lat_[1] && F::value.sig_lat_[5] && !F::value.sig_lat_[2] &&

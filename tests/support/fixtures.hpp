@@ -53,6 +53,39 @@ inline Json base_signature() {
                    "cos": {"type": "Cosine", "init_weight": 0.5, "progressive_const": 1.0, "progressive_start_epoch": 1}}}})");
 }
 
+/// Signatures in every attachment mode: s (own latent), a (signature_lat: s), c (all_lat),
+/// d (multiple: [main, s]), e (main_lat), f (signature_lat: a, so s through a).
+inline Json attachment_signatures() {
+  return Json::parse(R"({
+    "s": {"signature_lat_dim": 2, "signature_out_dim": 2, "model": {"type": "LinRegressor"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "a": {"signature_lat_dim": 2, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "signature_lat", "attach_key": "s"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "c": {"signature_lat_dim": 7, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "all_lat"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "d": {"signature_lat_dim": 5, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "multiple",
+                    "attach_key": [{"type": "main"}, {"type": "signature", "key": "s"}]},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "e": {"signature_lat_dim": 3, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "main_lat"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}},
+    "f": {"signature_lat_dim": 2, "signature_out_dim": 2,
+          "model": {"type": "LinRegressor", "attach": "True", "attach_to": "signature_lat", "attach_key": "a"},
+          "loss": {"mse": {"type": "MSE", "init_weight": 1.0}}}})");
+}
+
+/// base_pheno plus b (LinClassifier attached to p's latent: pheno_lat).
+inline Json attachment_phenos() {
+  Json pheno = base_pheno();
+  pheno["b"] = Json::parse(R"({"pheno_lat_dim": 2, "pheno_out_dim": 3,
+      "model": {"type": "LinClassifier", "attach": "True", "attach_to": "pheno_lat", "attach_key": "p"},
+      "loss": {"nll": {"type": "NLL", "init_weight": 1.0}}})");
+  return pheno;
+}
+
 /// base_config + base_pheno + base_signature as compile-time policies.
 using Fixture = Model<Terms<Mse>, Terms<Sw2Uniform>,
                       Blocks<Block<"s", LinRegressorHead, 2, OwnLatent, Terms<Mse>>,
