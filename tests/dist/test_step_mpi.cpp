@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -269,4 +270,28 @@ TEST_CASE("distributed step: a 1-rank MPI communicator is the default path, bit 
     CHECK(same_bits(params_of(a), params_of(b)));
   }
   MPI_Comm_free(&alone);
+}
+
+TEST_CASE("distributed step: a rank's invalid rows stop the call on every rank, changing nothing",
+          "[dist][errors]") {
+  const dist::Comm& comm = world();
+  Controller<float> ctl(mixed_spec(), comm);
+  const Batch<float> good = rank_rows(mixed_batch<float>(2, 11), comm);
+  Batch<float> bad = good;
+  if (comm.rank() == comm.size() - 1) bad.expr(0, 0) = std::numeric_limits<float>::quiet_NaN();
+  const auto before = params_of(ctl);
+  const auto rng = ctl.rng().state();
+  try {
+    ctl.train(bad);
+    FAIL("no rank threw");
+  } catch (const Error& e) {  // the bad rank names its problem, the others name the bad rank
+    const std::string what = e.what();
+    INFO(what);
+    CHECK((comm.rank() == comm.size() - 1 ? what.find("non-finite") != std::string::npos || what.find("NaN") != std::string::npos
+                                          : what.find("rank " + std::to_string(comm.size() - 1)) != std::string::npos));
+  }
+  CHECK(same_bits(params_of(ctl), before));
+  CHECK(ctl.rng().state() == rng);
+  ctl.train(good);  // the ranks are still in step
+  ctl.check_replicas();
 }

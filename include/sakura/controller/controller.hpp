@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -235,6 +236,9 @@ class Controller {
     comm_.check_same(std::as_bytes(std::span<const std::uint64_t>(digest)), "the parameters and optimizer state");
   }
   static constexpr int kCheckEvery = 16;
+  /// Wall seconds this controller has spent in its collectives (the distributed calls' exchanges:
+  /// split, latent gather, loss sums, gradient sum), for measuring a step's exchange share.
+  double exchange_seconds() const { return exchange_seconds_; }
 
   // ------------------------------------------------------------------ schedules
   /// Advances the weight schedules of the selected terms by one epoch (SPEC §4).
@@ -724,7 +728,7 @@ class Controller {
     }
     const int N = comm_.size();
     all_desc_.assign(k * static_cast<std::size_t>(N), 0);
-    comm_.allgather(std::span<const std::int64_t>(desc_), std::span<std::int64_t>(all_desc_));
+    timed([&] { comm_.allgather(std::span<const std::int64_t>(desc_), std::span<std::int64_t>(all_desc_)); });
     std::vector<Index> counts(static_cast<std::size_t>(N));
     int ref = -1;
     for (int r = 0; r < N; ++r) {
@@ -790,7 +794,7 @@ class Controller {
         if (layout_[m.signatures.size() + 2 * b + 1]) row = std::copy_n(&ph.values(r, 0), m.phenos[b].out_dim, row);
       }
     }
-    comm_.allgather_rows<T>(MatrixRef<const T>(send_.data(), n, W), split_, MatrixRef<T>(recv_.data(), B, W));
+    timed([&] { comm_.allgather_rows<T>(MatrixRef<const T>(send_.data(), n, W), split_, MatrixRef<T>(recv_.data(), B, W)); });
     if (local) {
       const Var g = tape_.gathered_rows(local, first, B, [&](MatrixRef<T> all) {
         for (Index r = 0; r < B; ++r) std::copy_n(recv_.data() + r * W, Z, all.data + r * Z);
@@ -865,7 +869,7 @@ class Controller {
     const bool rows = split_.count(comm_.rank()) > 0;  // a rank without rows has a 0/0 share
     for (const PendingValue& v : pending_values_)
       if (v.partial) sums_.push_back(rows ? static_cast<double>(tape_.scalar(v.raw)) : 0.0);
-    comm_.allreduce_sum(std::span<double>(sums_));
+    timed([&] { comm_.allreduce_sum(std::span<double>(sums_)); });
     std::size_t k = 0;
     weighted_.clear();
     for (const PendingValue& v : pending_values_) {
@@ -912,8 +916,16 @@ class Controller {
       grad_sum_ = std::make_unique<dist::GradientSum<T>>(comm_, sizes);
       reduced_ = reduced_now_;
     }
-    for (std::size_t b = 0; b < reduced_.size(); ++b) grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
-    grad_sum_->wait_all();
+    timed([&] {
+      for (std::size_t b = 0; b < reduced_.size(); ++b) grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
+      grad_sum_->wait_all();
+    });
+  }
+  template <class F>
+  void timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    exchange_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   // ------------------------------------------------------------------ policy check
@@ -979,6 +991,7 @@ class Controller {
   std::unique_ptr<dist::GradientSum<T>> grad_sum_;
   std::vector<Parameter<T>*> reduced_, reduced_now_;
   int distributed_steps_ = 0;
+  double exchange_seconds_ = 0;
 };
 
 }  // namespace sakura
