@@ -9,7 +9,8 @@
 // benchmark library choosing iteration counts per rank would deadlock the collectives).
 // Times are per operation, the slowest rank's, median over --iters (min in brackets), and the
 // process CPU time per call (mean over ranks): on a loaded machine, what an idle core would take.
-// Usage: mpiexec -np 2 sakura_bench_dist [--iters N] [--step]
+// --dist-step times the distributed training step itself (ticks/s, share spent exchanging).
+// Usage: mpiexec -np 2 sakura_bench_dist [--iters N] [--step | --dist-step]
 #include "tutorial_case.hpp"
 
 #include <sakura/dist/gradient_sum.hpp>
@@ -118,18 +119,62 @@ void step_times(const dist::Comm& comm, int iters) {
                 (cpu[0] - per_cell * double(batches[0])) * 1e3);
 }
 
+/// This rank's rows of a tutorial batch (dense expression and the cd8 targets), as the
+/// distributed step's contract splits a global batch.
+Batch<float> rank_rows(const Batch<float>& b, const dist::Comm& comm) {
+  const auto [first, count] = dist::balanced_range(b.cells(), comm.size(), comm.rank());
+  auto rows = [&](const Tensor<float>& t) {
+    Tensor<float> out(count, t.cols());
+    std::copy_n(t.data() + first * t.cols(), count * t.cols(), out.data());
+    return out;
+  };
+  Batch<float> out(rows(b.expr));
+  for (const auto& s : b.signatures()) out.set_signature(s.name, rows(s.values));
+  return out;
+}
+
+/// The distributed training step itself (Controller(spec, comm)) at the tutorial shape, each rank
+/// on its rows of a global batch of 100 and 400 cells: ticks per second (slowest rank) and the
+/// share of a step the ranks spend in the step's exchanges. Run at 1 rank x 2 threads and at
+/// 2 ranks x 1 thread to compare (one rank is the single-process step).
+void dist_step_times(const dist::Comm& comm, int iters) {
+  for (Index batch : {Index(100), Index(400)}) {
+    const bench::Shape shape{10000, 200, 50, batch};
+    Controller<float> ctl(bench::tutorial_spec(shape), comm);
+    std::vector<Batch<float>> data;
+    for (const auto& b : bench::tutorial_batches(shape)) data.push_back(rank_rows(b, comm));
+    std::size_t i = 0;
+    double exchange = 0;
+    const Stats s = time_op(comm, iters, [&] {
+      const double e0 = ctl.exchange_seconds();
+      (void)ctl.train(data[i++ % data.size()]);
+      exchange += ctl.exchange_seconds() - e0;
+    });
+    const double share = comm.allreduce_sum(exchange) / comm.size() / (iters + 2) / s.median;
+    if (comm.rank() == 0)
+      std::printf("%-46s %10.3f ms [%8.3f]  cpu %8.3f ms  %6.2f ticks/s [%6.2f]  exchange %4.1f%%\n",
+                  ("train B=" + std::to_string(batch) + ", " + std::to_string(comm.size()) + " rank(s)").c_str(),
+                  s.median * 1e3, s.min * 1e3, s.cpu * 1e3, 1.0 / s.median, 1.0 / s.min, 100 * share);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   dist::MpiSession mpi(&argc, &argv);
   const dist::Comm comm = dist::mpi_comm();
   int iters = 30;
-  bool step = false;
+  bool step = false, dist_step = false;
   for (int a = 1; a < argc; ++a) {
     if (!std::strcmp(argv[a], "--iters") && a + 1 < argc) iters = std::max(1, std::atoi(argv[++a]));
     else if (!std::strcmp(argv[a], "--step")) step = true;
+    else if (!std::strcmp(argv[a], "--dist-step")) dist_step = true;
   }
   return dist::run_or_abort(comm, [&] {
+    if (dist_step) {  // only the distributed step
+      dist_step_times(comm, iters);
+      return 0;
+    }
     const int n = comm.size();
     const double ring = 2.0 * (n - 1) / n;  // bytes each rank sends per byte of an allreduce
     const Index params = tutorial_parameters();

@@ -76,6 +76,40 @@ Batch<T> make_batch(const Json& b) {
   return batch;
 }
 
+/// Rows [first, first + count) of a batch (expression dense and/or sparse, targets, labels, values):
+/// one rank's part of a global batch in a distributed step.
+template <class T>
+Batch<T> rows_of(const Batch<T>& b, Index first, Index count) {
+  auto rows = [&](const Tensor<T>& t) {
+    if (t.empty()) return Tensor<T>();
+    Tensor<T> out(count, t.cols());
+    for (Index r = 0; r < count; ++r)
+      for (Index c = 0; c < t.cols(); ++c) out(r, c) = t(first + r, c);
+    return out;
+  };
+  Batch<T> out(rows(b.expr));
+  if (b.expr.empty()) out.expr = Tensor<T>(count, b.genes());
+  if (const auto* sp = b.sparse_input()) {
+    Tensor<T> dense(sp->rows, sp->cols);
+    Ops<T, Cpu>::csr_densify(dense.data(), sp->ref());
+    out.set_sparse(CsrMatrix<T>::from_dense(rows(dense).ref()));
+    if (b.expr.empty()) out.expr = Tensor<T>();
+  }
+  for (const auto& s : b.signatures()) out.set_signature(s.name, rows(s.values));
+  for (const auto& p : b.phenos()) {
+    if (!p.labels.empty())
+      out.set_labels(p.name, std::vector<std::int64_t>(p.labels.begin() + first, p.labels.begin() + first + count));
+    if (!p.values.empty()) out.set_pheno_values(p.name, rows(p.values));
+  }
+  return out;
+}
+/// This rank's rows of a global batch, as the distributed step's contract splits them.
+template <class T>
+Batch<T> rank_rows(const Batch<T>& b, const dist::Comm& comm) {
+  const auto [first, count] = dist::balanced_range(b.cells(), comm.size(), comm.rank());
+  return rows_of(b, first, count);
+}
+
 /// Queues a call's recorded draws for replay.
 template <class T, class Dev>
 void inject(Controller<T, Dev>& ctl, const Json& draws) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -178,8 +179,11 @@ sakura::Scope scope(sakura::Controller<T, Dev>& ctl, const Json& args, bool reco
 
 /// Replays one golden file on Controller<T, Dev>; `tol` is the relative tolerance (1e-5 on the
 /// CPU as the golden README suggests; the GPU issue asks for 1e-4).
-template <class T, class Dev = sakura::Cpu>
-Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
+/// `comm`: replays distributed, each rank training on its rows of the recorded batch; `done` is
+/// given the controller after the last call.
+template <class T, class Dev = sakura::Cpu, class Done = std::nullptr_t>
+Worst replay(const std::filesystem::path& file, double tol = 1e-5, const sakura::dist::Comm& comm = {},
+             Done&& done = nullptr) {
   Worst w;
   w.tol = tol;
   Allowance allowance;
@@ -189,10 +193,10 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
   compat.sw2_fixed_projections = 50;
   auto spec = sakura::config::experiment_from_json(g["config"], g["pheno_config"], g["signature_config"],
                                                g["input_dim"].get<sakura::Index>(), compat);
-  sakura::Controller<T, Dev> ctl(std::move(spec));
+  sakura::Controller<T, Dev> ctl(std::move(spec), comm);
   load_parameters(ctl, g["parameters_before"]);
   ctl.sync_to_device();
-  const sakura::Batch<T> batch = make_batch<T>(g["batch"]);
+  const sakura::Batch<T> batch = rank_rows(make_batch<T>(g["batch"]), comm);
 
   int idx = 0;
   for (const Json& call : g["calls"]) {
@@ -235,6 +239,7 @@ Worst replay(const std::filesystem::path& file, double tol = 1e-5) {
       w.fail(where + ": unknown method " + method);
     }
   }
+  if constexpr (!std::is_same_v<std::decay_t<Done>, std::nullptr_t>) done(ctl);
   return w;
 }
 

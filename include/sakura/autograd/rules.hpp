@@ -98,6 +98,13 @@ void Tape<T, Dev>::apply_rule(const Node& n) {
                      MatrixRef<const T>(gy, out.rows, out.cols), true);
       });
       break;
+    case Op::GatherRows:
+      to_input(n.a, [&](T* dx, bool acc) {
+        const Value& x = in(n.a);
+        Device::add_block(MatrixRef<T>(dx, x.rows, x.cols), MatrixRef<const T>(gy + n.first_row * out.cols, x.rows, x.cols),
+                          acc);
+      });
+      break;
     case Op::ReverseGrad:
       to_input(n.a, [&](T* dx, bool acc) { Device::axpy(dx, gy, count, T(-1), acc); });
       break;

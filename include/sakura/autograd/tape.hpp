@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "sakura/backend/cpu/ops.hpp"
@@ -45,6 +46,7 @@ enum class Op : std::uint8_t {
   SliceCols,   // a block of columns
   ReverseGrad, // identity forward, -gradient backward (GRL)
   SortCols,    // per-column ascending sort with its permutation (sliced Wasserstein)
+  GatherRows,  // a global batch whose rows [first_row, + rows(input)) are the input (distributed step)
   // the open elementwise set and its reductions
   Pointwise,   // y = f(x) elementwise: abs, square, sqrt, exp, log1p, affine, clamp_min (backend/pointwise.hpp)
   Binary,      // y = a + b, a - b, a * b, a / b elementwise (dropout: x * mask)
@@ -98,6 +100,7 @@ class Tape {
     union {
       LinearLayout linear;                 // Linear, SparseLinear
       Index first_col;                     // SliceCols
+      Index first_row;                     // GatherRows
       const std::int32_t* perm;            // SortCols: the source row of every sorted entry
       struct {
         T *norm_a, *norm_b, *dot;          // per row
@@ -392,6 +395,27 @@ class Tape {
     Var y = push_value(v.data, v.rows, v.cols, v.requires_grad);
     push_node(Op::ReverseGrad, y, x);
     return y;
+  }
+  /// The global batch (total rows x cols(local)) of a distributed step, whose rows
+  /// [first_row, first_row + rows(local)) are this rank's `local`: fill(MatrixRef<T>) writes all
+  /// of it (the caller's allgather; host memory, staged on a GPU). Backward gives `local` its rows
+  /// of the gradient, with no exchange: everything downstream is computed alike on every rank, so
+  /// each rank's gradient of the global batch is already the whole one.
+  template <class F>
+  Var gathered_rows(Var local, Index first_row, Index total, F&& fill) {
+    detail::require(first_row >= 0 && first_row + rows(local) <= total, "gathered_rows: rows [", first_row, ", ",
+                    first_row + rows(local), ") of a batch of ", total);
+    Var y = host_filled(total, cols(local), std::forward<F>(fill));
+    values_[y.id].requires_grad = requires_grad(local);
+    push_node(Op::GatherRows, y, local).first_row = first_row;
+    return y;
+  }
+  /// Rows [first, first + count) of x, read in place, without a gradient path (a view for callers).
+  Var row_view(Var x, Index first, Index count) {
+    const Value v = values_[x.id];
+    detail::require(first >= 0 && count >= 0 && first + count <= v.rows, "row_view: rows [", first, ", ",
+                    first + count, ") of ", v.rows);
+    return push_value(v.data + first * v.cols, count, v.cols, false);
   }
   /// Sorts each column ascending; the gradient flows back through the permutation (a constant
   /// input, such as SW2's prior samples, needs none: its values are sorted alone).

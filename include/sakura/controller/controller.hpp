@@ -10,7 +10,11 @@
 ///   ctl.next_epoch();                             // advance the weight schedules
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -27,6 +31,8 @@
 #include "sakura/controller/step_graphs.hpp"
 #include "sakura/controller/training_state.hpp"
 #include "sakura/controller/validate.hpp"
+#include "sakura/dist/comm.hpp"
+#include "sakura/dist/gradient_sum.hpp"
 #include "sakura/nn/extractor.hpp"
 #include "sakura/optim/rmsprop.hpp"
 
@@ -37,6 +43,15 @@ namespace sakura {
 /// counters the host reserves; a batch is staged from the host, or gathered on the GPU from a
 /// data::DeviceMatrix (Batch::set_device_rows).
 /// The parameters' host tensors are then copies, refreshed by sync_to_host().
+///
+/// Data-parallel training (docs/distributed.md, "The step"): with a Comm of N > 1 ranks, every rank
+/// calls the same methods in the same order, each with a Batch holding ONLY ITS rows of the global
+/// batch (the rows dist::RowSplit::balanced(B, N) gives it, in global order; a rank may have none).
+/// The encoder and decoder run on those rows; one allgather brings every rank the global batch's
+/// latents and per-cell targets; every term that reads latents (regularizers, heads and their
+/// losses) runs on the global batch on every rank; reconstruction terms are means over the global
+/// count. Every rank gets the same LossRecord; parameters and optimizer state stay bit-identical.
+/// Dev = Cuda trains on one process only for now (an error names it).
 template <class T = float, class Dev = Cpu>
 class Controller {
  public:
@@ -44,10 +59,15 @@ class Controller {
   using Scalar = T;
   using Mirrors = DeviceMirrors<T, Dev>;
 
-  explicit Controller(ExperimentSpec spec)
+  /// `comm`: the ranks training together (default: this process alone, no MPI needed).
+  explicit Controller(ExperimentSpec spec, dist::Comm comm = {})
       : spec_(std::move(spec)), rng_(spec_.seed), model_(spec_.model, rng_),
-        optimizer_(model_.parameters().all(), spec_.optimizer) {
+        optimizer_(model_.parameters().all(), spec_.optimizer), comm_(std::move(comm)) {
     const ModelSpec& m = spec_.model;
+    if constexpr (!Device::host_memory)
+      detail::require(comm_.size() == 1, "Controller<T, Cuda>: the distributed step runs on the CPU so far (",
+                      comm_.size(), " ranks given); train on GPUs with one process, or use Controller<T, Cpu>");
+    exchange_ = [this](ForwardVars& out) { exchange(out); };
     optimizer_.apply_excludes();
     if constexpr (!Device::host_memory) {  // device mirrors of every parameter and its gradient
       Mirrors::allocate(model_.parameters().all());
@@ -162,6 +182,7 @@ class Controller {
   /// The optimizer step on the gradients summed by accumulate() (a no-op without any).
   void apply_accumulated() {
     if (!accumulating_) return;
+    if (distributed()) reduce_gradients(true);
     optimizer_.step();
     accumulating_ = false;
   }
@@ -186,8 +207,39 @@ class Controller {
   }
 
   /// Latents, head outputs and reconstruction of the last eval() call (empty if not computed).
+  /// Distributed: every ForwardVars entry (x, pre, main, all, recon, sig_lat, sig_out, ph_lat,
+  /// ph_out) holds THIS RANK'S ROWS of the batch, in global order; gather them with
+  /// comm().allgather_rows(view(v), split(), ...). (The terms read the gathered batch internally.)
   MatrixRef<const T> view(Var v) const { return v ? tape_.data(v) : MatrixRef<const T>{}; }
   const ForwardVars& forward() const { return fwd_; }
+
+  /// The ranks training together, and how the last call's batch was split over them.
+  const dist::Comm& comm() const { return comm_; }
+  const dist::RowSplit& split() const { return split_; }
+  /// Checks (a collective: every rank calls it) that every rank holds the same parameter bytes,
+  /// optimizer state and gradient flags; throws the same sakura::Error on every rank otherwise.
+  /// Debug builds run it every kCheckEvery distributed steps.
+  void check_replicas() {
+    if (comm_.size() == 1) return;
+    sync_to_host();
+    std::vector<std::uint64_t> digest;
+    auto add = [&](const Tensor<T>& t) {
+      digest.push_back(dist::hash_bytes(std::as_bytes(std::span<const T>(t.data(), static_cast<std::size_t>(t.size())))));
+    };
+    std::size_t i = 0;
+    for (const auto& p : model_.parameters().all()) {
+      add(p.value);
+      const auto& st = optimizer_.state()[i++];
+      digest.push_back(p.has_grad * 2 + st.initialised);
+      if (st.initialised) add(st.square_avg);
+      if (!st.momentum_buffer.empty()) add(st.momentum_buffer);
+    }
+    comm_.check_same(std::as_bytes(std::span<const std::uint64_t>(digest)), "the parameters and optimizer state");
+  }
+  static constexpr int kCheckEvery = 16;
+  /// Wall seconds this controller has spent in its collectives (the distributed calls' exchanges:
+  /// split, latent gather, loss sums, gradient sum), for measuring a step's exchange share.
+  double exchange_seconds() const { return exchange_seconds_; }
 
   // ------------------------------------------------------------------ schedules
   /// Advances the weight schedules of the terms in scope by one epoch (SPEC §4); upstream's
@@ -421,7 +473,8 @@ class Controller {
   void compute(const Batch<T>& batch, const Call& c, DetachFrom detach) {
     const Selection& ps = c.pheno();
     const Selection& ss = c.signature();
-    validate_batch<Device::host_memory>(batch, spec_.model, ps, ss, slots_);
+    if (distributed()) begin_split(batch, ps, ss);  // collective: every rank's batch is checked here
+    else validate_batch<Device::host_memory>(batch, spec_.model, ps, ss, slots_);
 
     tape_.reset();
     record_.main.clear();
@@ -429,35 +482,50 @@ class Controller {
     for (auto& b : record_.signature) b.clear();
 
     const auto& plan = c.plan(plan_scratch_);
+    exchange_batch_ = &batch;
     ForwardContext<T> ctx{c.training, &rng_};
+    const bool split = distributed();
+    if (split) ctx.row_begin = split_.begin(comm_.rank()), ctx.row_total = split_.total();
     Var x, first;
     input(batch, c, x, first);
-    model_.forward(tape_, x, plan, detach, ctx, fwd_, first);
+    ForwardVars& f = split ? gfwd_ : fwd_;  // distributed: latents and heads of the global batch
+    model_.forward(tape_, x, plan, detach, ctx, f, first, split ? &exchange_ : nullptr);
 
     DrawSource draws{&rng_, &draws_};
     sum_main_loss_.clear();
     sum_main_reg_.clear();
+    total_terms_.clear();
     detail::when(c.recon(), [&](auto) {
       c.each_main_loss([&](auto i, const auto& configured) {
-        LossArgs<T, Dev> a{tape_, fwd_.recon, x, nullptr};
+        LossArgs<T, Dev> a{tape_, f.recon, x, nullptr};
         Var raw = std::decay_t<decltype(configured)>::type::apply(a, configured.options);
+        // distributed: this rank's share of the global mean (a mean over its rows times rows / B);
+        // finish_record() adds the ranks' shares
+        if (split) raw = tape_.scale(raw, static_cast<double>(tape_.rows(x)) / static_cast<double>(split_.total()));
+        partial_ = split;
         sum_main_loss_.push_back(weigh(raw, main_loss_[i].weight, record_.main.loss, record_.main.loss_raw, i, c));
+        partial_ = false;
       });
     });
     detail::when(c.main_reg(), [&](auto) {
       c.each_main_reg([&](auto i, const auto& configured) {
-        RegArgs<T, Dev> a{tape_, fwd_.main, nullptr, draws, spec_.main_regularizations[i].site};
+        RegArgs<T, Dev> a{tape_, f.main, nullptr, draws, spec_.main_regularizations[i].site};
         Var raw = std::decay_t<decltype(configured)>::type::apply(a, configured.options);
         sum_main_reg_.push_back(
             weigh(raw, main_reg_[i].weight, record_.main.regularization, record_.main.regularization_raw, i, c));
       });
     });
-    run_blocks(batch, c, BlockKind::Pheno, ctx, draws);
-    run_blocks(batch, c, BlockKind::Signature, ctx, draws);
+    const Batch<T>& targets = split ? global_ : batch;
+    const BatchSlots& slots = split ? global_slots_ : slots_;
+    run_blocks(targets, slots, f, c, BlockKind::Pheno, ctx, draws);
+    run_blocks(targets, slots, f, c, BlockKind::Signature, ctx, draws);
 
     // total_loss_backwarded: float running sum in upstream's order (SPEC §4)
     total_ = Var{};
-    auto add = [&](Var v) { total_ = total_ ? tape_.add(total_, v) : v; };
+    auto add = [&](Var v) {
+      total_terms_.push_back(v);
+      total_ = total_ ? tape_.add(total_, v) : v;
+    };
     for (Var v : sum_main_loss_) add(v);
     for (Var v : sum_main_reg_) add(v);
     for (auto [group, sel] : {std::pair{&pending_pheno_, &ps}, std::pair{&pending_signature_, &ss}}) {
@@ -467,6 +535,7 @@ class Controller {
         for (Var v : (*group)[k].reg) add(v);
     }
     if (!total_) total_ = tape_.host_filled(1, 1, [](MatrixRef<T> m) { m.data[0] = T(0); });
+    if (split) local_views();
   }
 
   /// The input on the tape. A sparse batch runs the first pre-encoder layer as a sparse product
@@ -478,6 +547,10 @@ class Controller {
         x = tape_.gather_rows(dv->data, dv->index, dv->genes);
         return;
       }
+    }
+    if (batch.cells() == 0) {  // a rank without rows of the global batch
+      x = tape_.scratch(0, spec_.model.input_dim);
+      return;
     }
     const CsrMatrix<T>* sp = batch.sparse_input();
     const auto& layers = model_.pre_encoder().layers();
@@ -497,17 +570,17 @@ class Controller {
 
   /// The selected blocks' losses and regularizations (SPEC §2-3), in the selection's order.
   template <class Call>
-  void run_blocks(const Batch<T>& batch, const Call& c, BlockKind kind, ForwardContext<T>& ctx,
-                  DrawSource& draws) {
+  void run_blocks(const Batch<T>& batch, const BatchSlots& slots, const ForwardVars& f, const Call& c, BlockKind kind,
+                  ForwardContext<T>& ctx, DrawSource& draws) {
     const bool pheno = kind == BlockKind::Pheno;
     const Selection& sel = pheno ? c.pheno() : c.signature();
     const auto& specs = pheno ? spec_.model.phenos : spec_.model.signatures;
     const auto& blocks = pheno ? model_.phenos() : model_.signatures();
     auto& st = pheno ? pheno_states_ : signature_states_;
     auto& rec = pheno ? record_.pheno : record_.signature;
-    const auto& lat = pheno ? fwd_.ph_lat : fwd_.sig_lat;
-    const auto& out = pheno ? fwd_.ph_out : fwd_.sig_out;
-    const auto& slot = pheno ? slots_.pheno : slots_.signature;
+    const auto& lat = pheno ? f.ph_lat : f.sig_lat;
+    const auto& out = pheno ? f.ph_out : f.sig_out;
+    const auto& slot = pheno ? slots.pheno : slots.signature;
     auto& pending = pheno ? pending_pheno_ : pending_signature_;
     if (pending.size() < sel.entries.size()) pending.resize(sel.entries.size());
     c.each_entry(kind, [&](auto k, auto b, auto for_losses, auto for_regs) {
@@ -561,7 +634,8 @@ class Controller {
   template <class Call>
   Var weigh(Var raw, double weight, TermValues& weighted, TermValues& raws, std::size_t i, const Call& c) {
     Var w = tape_.scale(raw, weight);
-    pending_values_.push_back(PendingValue{raw, w, &weighted, c.save_raw ? &raws : nullptr, i});
+    pending_values_.push_back(
+        PendingValue{raw, w, &weighted, c.save_raw ? &raws : nullptr, i, static_cast<T>(weight), partial_});
     return w;
   }
 
@@ -581,11 +655,16 @@ class Controller {
   void backward_and_step() {
     optimizer_.begin_backward();
     tape_.backward(total_);
+    if (distributed()) reduce_gradients(false);
     optimizer_.step_after_backward();
+#ifndef NDEBUG
+    if (distributed() && ++distributed_steps_ % kCheckEvery == 0) check_replicas();
+#endif
   }
 
   /// Reads the step's scalars into the record (on a GPU: once, after the device work).
   void finish_record() {
+    if (distributed()) return finish_distributed_record();
     for (const PendingValue& v : pending_values_) {
       v.weighted->set(v.index, static_cast<double>(tape_.scalar(v.w)));
       if (v.raws) v.raws->set(v.index, static_cast<double>(tape_.scalar(v.raw)));
@@ -608,6 +687,243 @@ class Controller {
 
   /// 0 dense host, 1 sparse host (densified), 2 device rows.
   static int input_kind(const Batch<T>& b) { return b.device_input() ? 2 : b.expr.empty() ? 1 : 0; }
+
+  // ------------------------------------------------------------------ the distributed step
+  bool distributed() const { return comm_.size() > 1; }
+
+  /// Collective, first of a distributed call: every rank's batch is validated, and one allgather
+  /// shares each rank's verdict, row count and targets held, so all ranks learn the split and the
+  /// gather's layout, and all throw (leaving everything as it was) if any rank's rows are invalid.
+  void begin_split(const Batch<T>& batch, const Selection& ps, const Selection& ss) {
+    const ModelSpec& m = spec_.model;
+    const Index n = batch.cells();
+    std::string error;
+    if (n > 0) {
+      try {
+        validate_batch<Device::host_memory>(batch, m, ps, ss, slots_);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    const std::size_t k = 2 + m.signatures.size() + 2 * m.phenos.size();
+    desc_.assign(k, 0);
+    desc_[0] = error.empty();
+    desc_[1] = n;
+    if (n > 0 && error.empty()) {
+      for (std::size_t b = 0; b < m.signatures.size(); ++b) {
+        const int slot = slots_.signature[b];
+        desc_[2 + b] = slot >= 0 && batch.signatures()[slot].values.rows() == n &&
+                       batch.signatures()[slot].values.cols() == m.signatures[b].out_dim;
+      }
+      for (std::size_t b = 0; b < m.phenos.size(); ++b) {
+        const int slot = slots_.pheno[b];
+        if (slot < 0) continue;
+        const auto& ph = batch.phenos()[slot];
+        desc_[2 + m.signatures.size() + 2 * b] = static_cast<Index>(ph.labels.size()) == n;
+        desc_[3 + m.signatures.size() + 2 * b] = ph.values.rows() == n && ph.values.cols() == m.phenos[b].out_dim;
+      }
+    }
+    const int N = comm_.size();
+    all_desc_.assign(k * static_cast<std::size_t>(N), 0);
+    timed([&] { comm_.allgather(std::span<const std::int64_t>(desc_), std::span<std::int64_t>(all_desc_)); });
+    std::vector<Index> counts(static_cast<std::size_t>(N));
+    int ref = -1;
+    for (int r = 0; r < N; ++r) {
+      const std::int64_t* d = &all_desc_[k * static_cast<std::size_t>(r)];
+      if (!d[0]) {
+        if (r == comm_.rank()) detail::fail(error);
+        detail::fail("rank ", r, " of ", N, " rejected its rows of the batch (its own error names the problem); "
+                     "nothing was trained");
+      }
+      counts[static_cast<std::size_t>(r)] = d[1];
+      if (d[1] == 0) continue;
+      if (ref < 0) ref = r;
+      else if (!std::equal(d + 2, d + k, &all_desc_[k * static_cast<std::size_t>(ref) + 2]))
+        detail::fail("ranks ", ref, " and ", r, " hold different targets (signature expression, phenotype labels "
+                     "or values) in their rows of the batch: give every rank the same kinds of data");
+    }
+    detail::require(ref >= 0, "the batch has no cells on any of the ", N, " ranks");
+    split_ = dist::RowSplit(std::move(counts));
+    layout_.assign(all_desc_.begin() + static_cast<std::ptrdiff_t>(k * static_cast<std::size_t>(ref) + 2),
+                   all_desc_.begin() + static_cast<std::ptrdiff_t>(k * static_cast<std::size_t>(ref + 1)));
+  }
+
+  /// Width of the per-cell targets in the gather (layout_: which ones the ranks hold).
+  Index target_width() const {
+    const ModelSpec& m = spec_.model;
+    Index w = 0;
+    for (std::size_t b = 0; b < m.signatures.size(); ++b) w += layout_[b] ? m.signatures[b].out_dim : 0;
+    for (std::size_t b = 0; b < m.phenos.size(); ++b)
+      w += (layout_[m.signatures.size() + 2 * b] ? 1 : 0) + (layout_[m.signatures.size() + 2 * b + 1] ? m.phenos[b].out_dim : 0);
+    return w;
+  }
+
+  /// Extractor::forward's exchange: ONE allgather of this rank's own latents (the computed ones, in
+  /// the decoder input's order) and per-cell targets. The latents enter the tape as one
+  /// gathered_rows value, sliced into the global batch's latents; the targets fill global_.
+  void exchange(ForwardVars& out) {
+    const ModelSpec& m = spec_.model;
+    exchange_parts_.clear();
+    if (out.main) exchange_parts_.push_back(out.main);
+    for (std::size_t i = 0; i < m.signatures.size(); ++i)
+      if (!m.signatures[i].attached() && out.sig_lat[i]) exchange_parts_.push_back(out.sig_lat[i]);
+    for (std::size_t i = 0; i < m.phenos.size(); ++i)
+      if (!m.phenos[i].attached() && out.ph_lat[i]) exchange_parts_.push_back(out.ph_lat[i]);
+    const int me = comm_.rank();
+    const Index n = split_.count(me), B = split_.total(), first = split_.begin(me);
+    Index Z = 0;
+    for (Var v : exchange_parts_) Z += tape_.cols(v);
+    const Index W = Z + target_width();
+    if (W == 0) return;
+    const Var local = exchange_parts_.empty() ? Var{} : tape_.concat(exchange_parts_);
+    send_.resize(static_cast<std::size_t>(n * W));
+    recv_.resize(static_cast<std::size_t>(B * W));
+    const Batch<T>& batch = *exchange_batch_;
+    for (Index r = 0; r < n; ++r) {
+      T* row = send_.data() + r * W;
+      if (local) std::copy_n(tape_.data(local).data + r * Z, Z, row);
+      row += Z;
+      for (std::size_t b = 0; b < m.signatures.size(); ++b)
+        if (layout_[b]) row = std::copy_n(&batch.signatures()[slots_.signature[b]].values(r, 0), m.signatures[b].out_dim, row);
+      for (std::size_t b = 0; b < m.phenos.size(); ++b) {
+        const auto& ph = batch.phenos()[std::max(slots_.pheno[b], 0)];
+        if (layout_[m.signatures.size() + 2 * b]) *row++ = static_cast<T>(ph.labels[r]);  // small integers: exact
+        if (layout_[m.signatures.size() + 2 * b + 1]) row = std::copy_n(&ph.values(r, 0), m.phenos[b].out_dim, row);
+      }
+    }
+    timed([&] { comm_.allgather_rows<T>(MatrixRef<const T>(send_.data(), n, W), split_, MatrixRef<T>(recv_.data(), B, W)); });
+    if (local) {
+      const Var g = tape_.gathered_rows(local, first, B, [&](MatrixRef<T> all) {
+        for (Index r = 0; r < B; ++r) std::copy_n(recv_.data() + r * W, Z, all.data + r * Z);
+      });
+      Index off = 0;
+      auto global = [&](Var& v) {
+        const Index w = tape_.cols(v);
+        v = exchange_parts_.size() == 1 ? g : tape_.slice_cols(g, off, w);
+        off += w;
+      };
+      if (out.main) global(out.main);
+      for (std::size_t i = 0; i < m.signatures.size(); ++i)
+        if (!m.signatures[i].attached() && out.sig_lat[i]) global(out.sig_lat[i]);
+      for (std::size_t i = 0; i < m.phenos.size(); ++i)
+        if (!m.phenos[i].attached() && out.ph_lat[i]) global(out.ph_lat[i]);
+      if (out.all) out.all = g;  // `all` is the concatenation of exactly these latents
+    }
+    unpack_targets(W - target_width());
+  }
+
+  /// The gathered targets (columns from `col` of recv_) into global_, and global_slots_.
+  void unpack_targets(Index col) {
+    const ModelSpec& m = spec_.model;
+    const Index B = split_.total(), W = recv_.empty() ? 0 : static_cast<Index>(recv_.size()) / B;
+    if (global_.expr.rows() != B) global_.expr = Tensor<T>(B, 0);  // cells() of the global batch
+    auto take = [&](Tensor<T>& t, Index cols) {
+      if (t.rows() != B || t.cols() != cols) t = Tensor<T>(B, cols);
+      for (Index r = 0; r < B; ++r) std::copy_n(recv_.data() + r * W + col, cols, &t(r, 0));
+      col += cols;
+    };
+    global_slots_.signature.assign(m.signatures.size(), -1);
+    global_slots_.pheno.assign(m.phenos.size(), -1);
+    for (std::size_t b = 0; b < m.signatures.size(); ++b) {
+      if (!layout_[b]) continue;
+      take(global_.signature_values(m.signatures[b].name), m.signatures[b].out_dim);
+      global_slots_.signature[b] = global_.signature_slot(m.signatures[b].name);
+    }
+    for (std::size_t b = 0; b < m.phenos.size(); ++b) {
+      const bool labels = layout_[m.signatures.size() + 2 * b], values = layout_[m.signatures.size() + 2 * b + 1];
+      if (!labels && !values) continue;
+      const std::string& name = m.phenos[b].name;
+      auto& lab = global_.labels(name);
+      lab.clear();
+      if (labels) {
+        for (Index r = 0; r < B; ++r) lab.push_back(static_cast<std::int64_t>(recv_[static_cast<std::size_t>(r * W + col)]));
+        ++col;
+      }
+      if (values) take(global_.pheno_values(name), m.phenos[b].out_dim);
+      else global_.pheno_values(name) = Tensor<T>();
+      global_slots_.pheno[b] = global_.pheno_slot_index(name);
+    }
+  }
+
+  /// forward() after a distributed call: every entry as this rank's rows (see view()).
+  void local_views() {
+    fwd_ = gfwd_;
+    const int me = comm_.rank();
+    const Index first = split_.begin(me), n = split_.count(me), B = split_.total();
+    auto mine = [&](Var& v) {
+      if (v && tape_.rows(v) == B) v = tape_.row_view(v, first, n);
+    };
+    mine(fwd_.main);
+    mine(fwd_.all);
+    for (auto* group : {&fwd_.sig_lat, &fwd_.sig_out, &fwd_.ph_lat, &fwd_.ph_out})
+      for (Var& v : *group) mine(v);
+  }
+
+  /// The record of a distributed call: decoder-side terms are the sum of the ranks' shares (one
+  /// allreduce in rank order), the rest is replicated; the total is re-added in compute()'s order.
+  void finish_distributed_record() {
+    sums_.clear();
+    const bool rows = split_.count(comm_.rank()) > 0;  // a rank without rows has a 0/0 share
+    for (const PendingValue& v : pending_values_)
+      if (v.partial) sums_.push_back(rows ? static_cast<double>(tape_.scalar(v.raw)) : 0.0);
+    timed([&] { comm_.allreduce_sum(std::span<double>(sums_)); });
+    std::size_t k = 0;
+    weighted_.clear();
+    for (const PendingValue& v : pending_values_) {
+      T raw, w;
+      if (v.partial) {
+        raw = static_cast<T>(sums_[k++]);
+        w = raw * v.weight;  // Tape::scale's product
+      } else {
+        raw = tape_.scalar(v.raw);
+        w = tape_.scalar(v.w);
+      }
+      v.weighted->set(v.index, static_cast<double>(w));
+      if (v.raws) v.raws->set(v.index, static_cast<double>(raw));
+      weighted_.push_back({v.w.id, w});
+    }
+    T total = T(0);
+    for (std::size_t i = 0; i < total_terms_.size(); ++i) {
+      T x = T(0);
+      for (const auto& [id, w] : weighted_)
+        if (id == total_terms_[i].id) x = w;
+      total = i == 0 ? x : total + x;
+    }
+    pending_values_.clear();
+    record_.total = static_cast<double>(total);
+  }
+
+  /// The ordered sum over ranks of the encoder's and decoder's gradients (partial sums over each
+  /// rank's rows); heads are computed on the global batch on every rank, their gradients already
+  /// whole and identical, and are not sent. One bucket per parameter, started in registration
+  /// order. Frozen modules are skipped (their gradient is never used). `accumulated`: every
+  /// parameter a summed step reached (has_grad), else those this backward wrote.
+  void reduce_gradients(bool accumulated) {
+    reduced_now_.clear();
+    for (auto& p : model_.parameters().all()) {
+      const bool rows_module = p.module == "pre_encoder" || p.module == "main_latent_compressor" ||
+                               p.module == "signature_latent_compressors" || p.module == "pheno_latent_compressors" ||
+                               p.module == "decoder";
+      if (rows_module && p.trainable && (accumulated ? p.has_grad : p.written)) reduced_now_.push_back(&p);
+    }
+    if (reduced_now_.empty()) return;
+    if (!grad_sum_ || reduced_now_ != reduced_) {
+      std::vector<Index> sizes;
+      for (auto* p : reduced_now_) sizes.push_back(p->grad.size());
+      grad_sum_ = std::make_unique<dist::GradientSum<T>>(comm_, sizes);
+      reduced_ = reduced_now_;
+    }
+    timed([&] {
+      for (std::size_t b = 0; b < reduced_.size(); ++b) grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
+      grad_sum_->wait_all();
+    });
+  }
+  template <class F>
+  void timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    exchange_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 
   // ------------------------------------------------------------------ policy check
   /// Checks once per controller that model policy M describes the loaded config.
@@ -648,10 +964,31 @@ class Controller {
     TermValues* weighted;
     TermValues* raws;
     std::size_t index;
+    T weight;      // as the tape rounded it
+    bool partial;  // distributed: this rank's share of a decoder-side term, summed in finish_record()
   };
   std::vector<PendingValue> pending_values_;
   StepGraphs<Dev> graphs_;  // GPU: one CUDA graph per distinct step
   bool graphs_enabled_ = false;
+
+  // the distributed step (comm_.size() > 1)
+  dist::Comm comm_;
+  dist::RowSplit split_;                        // the last call's rows per rank
+  ForwardVars gfwd_;                            // what the terms read: latents and heads of the global batch
+  std::function<void(ForwardVars&)> exchange_;  // Extractor::forward's hook: exchange()
+  const Batch<T>* exchange_batch_ = nullptr;    // this rank's rows, during compute()
+  Batch<T> global_;                             // the global batch's targets (no expression)
+  BatchSlots global_slots_;
+  std::vector<std::int64_t> desc_, all_desc_, layout_;  // begin_split(): what each rank holds
+  std::vector<T> send_, recv_;                  // the gather's rows
+  std::vector<Var> exchange_parts_, total_terms_;
+  std::vector<double> sums_;
+  std::vector<std::pair<int, T>> weighted_;
+  bool partial_ = false;  // weigh(): the term is this rank's share of a decoder-side mean
+  std::unique_ptr<dist::GradientSum<T>> grad_sum_;
+  std::vector<Parameter<T>*> reduced_, reduced_now_;
+  int distributed_steps_ = 0;
+  double exchange_seconds_ = 0;
 };
 
 }  // namespace sakura

@@ -52,10 +52,13 @@ class GradientSum {
   /// Starts the sum of bucket b of the flat buffer `data` (total() elements): elements
   /// [offset(b), offset(b) + size(b)) must stay untouched until the bucket is waited for.
   /// Every rank starts the buckets in the same order.
-  void start(Index b, T* data) {
+  void start(Index b, T* data) { start_bucket(b, data + at(b).offset); }
+  /// start() for a bucket that is not part of one flat buffer: its size(b) elements at `bucket`
+  /// (e.g. one parameter's gradient tensor, when each parameter is a bucket).
+  void start_bucket(Index b, T* bucket) {
     Bucket& k = at(b);
     detail::require(!k.in_flight, "GradientSum: bucket ", b, " started again before wait()");
-    k.slot->start(data + k.offset);
+    k.slot->start(bucket);
     k.in_flight = true;
   }
   /// Lets the engine move data for every bucket in flight (call between pieces of backward).

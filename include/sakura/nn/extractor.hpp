@@ -5,6 +5,7 @@
 /// pass limited to what a call needs (forward scope), with detach and attachment handling.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <type_traits>
 #include <utility>
@@ -133,9 +134,15 @@ class Extractor {
 
   /// Runs the planned forward pass. `x` is the (N x genes) input already on the tape, or `first`
   /// the first pre-encoder layer already applied (sparse input). Plan: ForwardPlan or a static plan.
+  ///
+  /// Distributed (`exchange` set; controller.hpp): x holds this rank's rows and ctx says where they
+  /// sit in the global batch. The pre-encoder, compressors and decoder run on these rows; heads of
+  /// own latents only reserve their dropout masks in their single-process place. After the decoder,
+  /// exchange(out) replaces the computed own latents (and `all`) by the global batch's, and the
+  /// heads then run on the global rows, so every draw keeps its single-process order.
   template <class Plan, class Dev>
   void forward(Tape<T, Dev>& t, Var x, const Plan& p, DetachFrom detach, ForwardContext<T>& ctx, ForwardVars& out,
-               Var first = Var{}) const {
+               Var first = Var{}, const std::function<void(ForwardVars&)>* exchange = nullptr) const {
     out.x = x;
     out.sig_lat.assign(sigs_.size(), Var{});
     out.sig_out.assign(sigs_.size(), Var{});
@@ -147,11 +154,16 @@ class Extractor {
                       spec_.input_dim);
     out.pre = first ? pre_.forward(t, first, ctx, 1) : pre_.forward(t, x, ctx);
     if (detach == DetachFrom::PreEncoder) out.pre = t.detach(out.pre);
+    std::deque<DrawSpec>& deferred = deferred_;  // distributed: the own heads' masks, reserved in their place
+    deferred.clear();
     auto own = [&](const Block& b, Var& lat, Var& o, auto need_head) {
       if (b.spec->attached()) return;
       lat = b.compressor.forward(t, out.pre, ctx);
       if (detach == DetachFrom::Encoder) lat = t.detach(lat);
-      detail::when(need_head, [&](auto) { o = head(t, b, lat, ctx); });
+      detail::when(need_head, [&](auto) {
+        if (!exchange) o = head(t, b, lat, ctx);
+        else if (ctx.training) b.head.reserve_masks(ctx.row_total, b.spec->lat_dim, *ctx.rng, deferred);
+      });
     };
     detail::when(p.main(), [&](auto) {
       out.main = main_.forward(t, out.pre, ctx);
@@ -173,6 +185,25 @@ class Extractor {
       out.all = t.concat(parts_);
     });
     detail::when(p.recon(), [&](auto) { out.recon = dec_.forward(t, out.all, ctx); });
+    if (exchange) {  // the global batch's latents; the heads of own latents on them, in order
+      (*exchange)(out);
+      ForwardContext<T> global{ctx.training, ctx.rng, 0, -1, &deferred};
+      p.for_each_sig([&](auto i) {
+        detail::when(p.sig_lat(i), [&](auto) {
+          detail::when(p.sig_head(i), [&](auto) {
+            if (!sigs_[i].spec->attached()) out.sig_out[i] = head(t, sigs_[i], out.sig_lat[i], global);
+          });
+        });
+      });
+      p.for_each_ph([&](auto i) {
+        detail::when(p.ph_lat(i), [&](auto) {
+          detail::when(p.ph_head(i), [&](auto) {
+            if (!phs_[i].spec->attached()) out.ph_out[i] = head(t, phs_[i], out.ph_lat[i], global);
+          });
+        });
+      });
+      ctx.row_total = -1;  // the attached heads below run on the global rows
+    }
     p.for_each_sig([&](auto i) {
       detail::when(p.sig_lat(i), [&](auto) {
         if (!sigs_[i].spec->attached()) return;
@@ -367,6 +398,7 @@ class Extractor {
   std::vector<Block> sigs_, phs_;
   Index pre_out_ = 0, latent_width_ = 0;
   mutable std::vector<Var> parts_;
+  mutable std::deque<DrawSpec> deferred_;  // a member: a std::deque allocates when constructed
 };
 
 }  // namespace sakura

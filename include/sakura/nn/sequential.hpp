@@ -27,10 +27,17 @@ struct Layer {
 };
 
 /// Everything a forward pass needs beyond the tape: mode, and where dropout masks come from.
+/// A distributed step (controller.hpp) runs modules on this rank's rows of a global batch:
+/// `row_total` >= 0 then gives the global batch size and `row_begin` this rank's first row, and a
+/// dropout mask is reserved with its global shape and drawn for these rows only (the
+/// single-process mask's rows). `reserved` hands out masks reserved earlier, in order, for modules
+/// whose place in the draw order came before their input existed (heads after the latent gather).
 template <class T>
 struct ForwardContext {
   bool training = true;
   Rng* rng = nullptr;  // dropout masks come from the controller's generator
+  Index row_begin = 0, row_total = -1;
+  std::deque<DrawSpec>* reserved = nullptr;
 };
 
 /// Owns the parameters of every module of one model (stable addresses, registration order).
@@ -117,11 +124,21 @@ class Sequential {
         case LayerKind::LogSoftmax: x = tape.log_softmax(x); break;
         case LayerKind::Dropout: {
           if (!ctx.training || l.p <= 0.0) break;
-          const T keep_scale = l.p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - l.p));
           DrawSpec spec;
-          spec.form = DrawSpec::Bernoulli;
-          spec.rows = tape.rows(x), spec.cols = tape.cols(x), spec.a = l.p, spec.b = static_cast<double>(keep_scale);
-          ctx.rng->reserve(spec);
+          if (ctx.reserved && !ctx.reserved->empty()) {
+            spec = ctx.reserved->front();
+            ctx.reserved->pop_front();
+            detail::require(spec.rows == tape.rows(x) && spec.cols == tape.cols(x), prefix_,
+                            ": a reserved dropout mask of ", Shape{spec.rows, spec.cols}, " for an input of ",
+                            Shape{tape.rows(x), tape.cols(x)});
+          } else {
+            spec = mask_spec(l.p, ctx.row_total >= 0 ? ctx.row_total : tape.rows(x), tape.cols(x));
+            ctx.rng->reserve(spec);
+          }
+          if (ctx.row_total >= 0) {  // this rank's rows of the global mask (counters of row r: tensor/draw.hpp)
+            spec.base += static_cast<std::uint64_t>(ctx.row_begin * spec.pairs_per_row());
+            spec.rows = tape.rows(x);
+          }
           Var mask = tape.drawn(spec, nullptr, static_cast<const T*>(nullptr));
           x = tape.dropout(x, mask);
           break;
@@ -131,6 +148,18 @@ class Sequential {
     return x;
   }
 
+  /// Reserves, in forward()'s order, the dropout masks forward() would draw on `rows` rows of
+  /// width `in` in training mode, and queues them for a later forward() (ctx.reserved).
+  void reserve_masks(Index rows, Index in, Rng& rng, std::deque<DrawSpec>& out) const {
+    Index width = in;
+    for (const Layer<T>& l : layers_) {
+      if (l.kind == LayerKind::Linear) width = l.weight->transposed ? l.weight->value.cols() : l.weight->value.rows();
+      if (l.kind != LayerKind::Dropout || l.p <= 0.0) continue;
+      out.push_back(mask_spec(l.p, rows, width));
+      rng.reserve(out.back());
+    }
+  }
+
   const std::vector<Layer<T>>& layers() const { return layers_; }
   bool empty() const { return layers_.empty(); }
   Index in_dim() const { return in_dim_; }
@@ -138,6 +167,13 @@ class Sequential {
   const std::string& prefix() const { return prefix_; }
 
  private:
+  static DrawSpec mask_spec(double p, Index rows, Index cols) {
+    DrawSpec spec;
+    spec.form = DrawSpec::Bernoulli;
+    spec.rows = rows, spec.cols = cols, spec.a = p;
+    spec.b = static_cast<double>(p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p)));
+    return spec;
+  }
   std::string prefix_, module_, block_;
   std::vector<Layer<T>> layers_;
   Index in_dim_ = -1, out_dim_ = -1;
