@@ -112,6 +112,7 @@ class Runner {
   void inference(const std::string& path, const std::vector<TestConfig>& tests) {
     const io::Checkpoint ck = read_checkpoint_on_ranks(comm_, path);
     io::restore(ctl_, ck, path);
+    check_state_agrees(comm_, ctl_, "the state restored from checkpoint '" + path + "'");
     prepare_outputs();
     if (writer()) log_.open_append(loss_log_path());
     begin_scalars(-1);
