@@ -24,6 +24,7 @@
 
 using namespace sakura;
 namespace fs = std::filesystem;
+using config::Json;
 
 namespace {
 
