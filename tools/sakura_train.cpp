@@ -252,7 +252,8 @@ int run(const Args& a, const sakura::dist::Comm& comm) {
     inference = inference_from_json(setup.probe.model, sakura::config::read_json_file(a.inference_story),
                                     setup.split_names, a.inference_story);
   Session session(std::move(setup), so);
-  if (const int sig = agreed_signal(comm, g_interrupt.load()))
+  std::vector<std::int32_t> signals;
+  if (const int sig = agreed_signal(comm, g_interrupt.load(), signals))
     throw Interrupted(sig, "interrupted by signal " + std::to_string(sig) + " before training started");
   if (a.suppress_train) {
     if (rank0)

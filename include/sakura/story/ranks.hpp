@@ -163,9 +163,10 @@ inline void check_state_agrees(const dist::Comm& comm, Controller<float>& ctl, c
 }
 
 /// The signal any rank received (0: none), the same on every rank, so all stop at the same tick.
-inline int agreed_signal(const dist::Comm& comm, int mine) {
+/// `all` is scratch (sized once: a story asks at every tick).
+inline int agreed_signal(const dist::Comm& comm, int mine, std::vector<std::int32_t>& all) {
   if (comm.size() == 1) return mine;
-  std::vector<std::int32_t> all(static_cast<std::size_t>(comm.size()));
+  all.resize(static_cast<std::size_t>(comm.size()));
   const std::int32_t m = mine;
   comm.allgather(std::span<const std::int32_t>(&m, 1), std::span<std::int32_t>(all));
   for (std::int32_t s : all)

@@ -466,7 +466,8 @@ class Runner {
   /// Throws Interrupted when RunnerOptions::interrupt is set (the loss log flushed first, if it can be);
   /// on N ranks when any rank's is, on every rank at the same tick.
   void check_interrupt() {
-    const int sig = agreed_signal(comm_, opt_.interrupt ? opt_.interrupt->load(std::memory_order_relaxed) : 0);
+    const int sig =
+        agreed_signal(comm_, opt_.interrupt ? opt_.interrupt->load(std::memory_order_relaxed) : 0, signals_);
     if (sig == 0) return;
     try {
       log_.flush();
@@ -705,6 +706,7 @@ class Runner {
   dist::Comm comm_;
   RowGather gather_;
   Index chunk_cells_ = 0;  ///< cells of the chunk being evaluated (all ranks')
+  std::vector<std::int32_t> signals_;  ///< every rank's interrupt flag (check_interrupt)
   LossLog log_;
   std::vector<data::Sampler> samplers_;
   std::vector<std::string> names_;

@@ -256,17 +256,19 @@ class Session {
   std::string config_text() const { return setup_.config.dump(); }
 
  private:
-  /// What every rank must agree on: the configs as read, the identity of every file they name,
-  /// and the options' `launch`.
+  /// What every rank must agree on: the configs as read, the identity of every data file (by its
+  /// config key: ranks may resolve the paths against different folders), and the options' `launch`.
   Json input_facts() const {
     const DatasetConfig& d = setup_.dataset;
     Json files = Json::object();
-    for (const std::string* f : {&d.mtx, &d.gene_names, &d.cell_names, &d.pheno_csv, &d.h5ad})
-      if (!f->empty()) files[*f] = file_facts(*f);
+    for (const auto& [key, f] : {std::pair{"gene_expr_MM_path", &d.mtx}, std::pair{"gene_name_csv_path", &d.gene_names},
+                                 std::pair{"cell_name_csv_path", &d.cell_names}, std::pair{"pheno_csv_path", &d.pheno_csv},
+                                 std::pair{"h5ad_path", &d.h5ad}})
+      if (!f->empty()) files[key] = file_facts(*f);
     return Json{{"config", setup_.config},
                 {"signature_config", setup_.signature_config},
                 {"pheno_meta", setup_.pheno_meta},
-                {"files", files},
+                {"data", files},
                 {"launch", opt_.launch}};
   }
 
