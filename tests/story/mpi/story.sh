@@ -64,13 +64,17 @@ PY
 }
 has_step() { "$BIN" --version | grep -q "distributed step: yes"; }
 
-# the single-process reference run
-job ref 1
-single ref -c config.json || bad "single-process reference run"
-ref=$WORK/ref/r0/log
+if [ "$MODE" = step ] && ! has_step; then
+  echo "SKIPPED: this build's controller has no distributed step yet (SAKURA_DISTRIBUTED_STEP)"
+  exit 77
+fi
+
+# the single-process reference run (a folder per mode: ctest may run both modes at once)
+job ref_$MODE 1
+single ref_$MODE -c config.json || bad "single-process reference run"
+ref=$WORK/ref_$MODE/r0/log
 
 if [ "$MODE" = step ]; then
-  has_step || { echo "SKIPPED: this build's controller has no distributed step yet (SAKURA_DISTRIBUTED_STEP)"; exit 77; }
   for np in 2 3; do
     job step$np $np
     run $np step$np -c config.json || bad "np $np run"
@@ -159,7 +163,7 @@ cp -r np2/r0/log other/r0/
 run 3 other -c config.json -r log/checkpoint__tick_6.ckpt || bad "np 2 checkpoint resumed on 3 ranks"
 check "np 2 checkpoint resumed on 3 ranks: warned" grep -q "written by a run on 2 ranks, resumed on 3" other.out
 job other1 2
-cp -r ref/r0/log other1/r0/
+cp -r "$ref" other1/r0/
 run 2 other1 -c config.json -r log/checkpoint__tick_6.ckpt || bad "single-process checkpoint resumed on 2 ranks"
 check "single-process checkpoint resumed on 2 ranks: warned" grep -q "written by a run on 1 rank, resumed on 2" other1.out
 
