@@ -102,25 +102,32 @@ void write_obs_var(story::Session& s, const io::h5::Node& root, const ResultsH5a
 
 void write_results_h5ad(story::Session& s, story::Runner& r, const ResultsH5ad& o) {
   sakura::detail::require(!(o.results_only && o.with_x), "--write-h5ad: results only and with X exclude each other");
-  io::H5adFile f(o.path);
-  write_obs_var(s, f.root(), o);
   std::vector<Index> rows(static_cast<std::size_t>(s.data().n_cells()));
   std::iota(rows.begin(), rows.end(), Index{0});
+  if (!r.writer()) {  // another rank: evaluates its rows of every chunk, gathered on rank 0
+    r.evaluate(rows, EvalOptions{}, [&](std::span<const Index>) {
+      std::size_t k = 0;
+      for (const auto& out : outputs(s.controller())) r.outputs(out.var, k++);
+    });
+    return;
+  }
+  io::H5adFile f(o.path);
+  write_obs_var(s, f.root(), o);
   {  // every node is closed before commit
     const io::h5::Node obsm = io::h5w::group(f.root(), "obsm");
     std::vector<Output> outs;
     std::vector<float> buf;
     Controller<float>& ctl = s.controller();
     r.evaluate(rows, EvalOptions{}, [&](std::span<const Index> chunk) {
-      if (outs.empty()) {
-        outs = outputs(ctl);
-        for (auto& out : outs) {
-          out.rows = io::h5w::appender<float>(obsm, out.key, static_cast<hsize_t>(ctl.view(out.var).cols), {});
+      const bool first = outs.empty();
+      if (first) outs = outputs(ctl);
+      std::size_t k = 0;
+      for (auto& out : outs) {  // rows of a tape matrix may be padded (ld): copied densely
+        const auto m = r.outputs(out.var, k++);  // the whole chunk's, in cell order
+        if (first) {
+          out.rows = io::h5w::appender<float>(obsm, out.key, static_cast<hsize_t>(m.cols), {});
           io::h5w::set_encoding(out.rows.node(), "array", "0.2.0");
         }
-      }
-      for (auto& out : outs) {  // rows of a tape matrix may be padded (ld): copied densely
-        const auto m = ctl.view(out.var);
         buf.resize(static_cast<std::size_t>(m.rows * m.cols));
         for (Index i = 0; i < m.rows; ++i)
           std::copy(m.data + i * m.ld, m.data + i * m.ld + m.cols, buf.begin() + i * m.cols);

@@ -1,23 +1,30 @@
 // SPDX-License-Identifier: MIT
 // SPDX-FileCopyrightText: sakura-cpp authors
 // sakura-train: the command-line program. Runs an upstream SAKURA config (data, splits, story) end
-// to end, resumes from checkpoints, runs inference stories, and has a built-in demo.
+// to end, resumes from checkpoints, runs inference stories, and has a built-in demo. Started by
+// mpirun (built with MPI), its processes run one story together, rank 0 writing every file.
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sakura/story/demo.hpp>
 #include <sakura/story/runner.hpp>
 #include <sakura/version.hpp>
+#if defined(SAKURA_WITH_MPI)
+#include <sakura/dist/mpi.hpp>
+#endif
 
 #include "h5ad_commands.hpp"
 #include "results_h5ad.hpp"
@@ -69,6 +76,11 @@ Each file is written to <file>.tmp, synced and renamed; losses.tsv is synced at 
 SIGINT/SIGTERM stop the run at the next tick, naming the checkpoint to resume from.
 Exit status: 0 on success, 1 on bad input or a failed run (message on stderr), 2 on bad usage,
 128+N when stopped by signal N (130 for SIGINT, 143 for SIGTERM).
+
+Many processes (built with MPI): mpirun -np N sakura-train -c CONFIG [options] trains one model on
+N ranks, each holding its share of every batch (OMP_NUM_THREADS threads each). Every rank must be
+started with the same arguments, config and data files (checked at start); rank 0 writes every
+output and reads the checkpoint of -r/-i; an error on any rank ends all of them with its message.
 )";
 
 struct Usage : std::runtime_error {
@@ -81,6 +93,7 @@ struct Args {
   bool verbose = false, suppress_train = false, demo = false, suppress_tensorboard = false, backed = false;
   sakura::tools::ResultsH5ad h5ad;
   long long max_ticks = -1, eval_chunk = 2048, demo_cells = 2000, demo_genes = 2000, demo_ticks = 2000;
+  std::vector<std::string> argv;  ///< as given: every rank of a job must have the same
 };
 
 /// The signal that asked the run to stop (0: none); the runner polls it at every tick.
@@ -111,6 +124,7 @@ long long to_int(const std::string& flag, const std::string& v) {
 Args parse(int argc, char** argv) {
   Args a;
   std::vector<std::string> v(argv + 1, argv + argc);
+  a.argv = v;
   for (std::size_t i = 0; i < v.size(); ++i) {
     std::string f = v[i], val;
     bool has_val = false;
@@ -136,6 +150,11 @@ Args parse(int argc, char** argv) {
       std::exit(0);
     } else if (f == "--version") {
       std::printf("sakura-train %s\n", sakura::version);
+#if defined(SAKURA_WITH_MPI)
+      std::printf("many processes: MPI; distributed step: %s\n", sakura::story::kDistributedStep ? "yes" : "no");
+#else
+      std::printf("many processes: no (built without MPI)\n");
+#endif
       std::exit(0);
     } else if (f == "-c" || f == "--config") a.config = value();
     else if (f == "-r" || f == "--resume") a.resume = value();
@@ -174,22 +193,24 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-int run(const Args& a) {
+int run(const Args& a, const sakura::dist::Comm& comm) {
   using namespace sakura::story;
+  const bool rank0 = comm.rank() == 0;
   Progress::Style style = isatty(fileno(stderr)) ? Progress::Style::Bar : Progress::Style::Lines;
   if (a.progress == "bar") style = Progress::Style::Bar;
   if (a.progress == "lines") style = Progress::Style::Lines;
   if (a.progress == "none") style = Progress::Style::None;
-  Progress progress(style);
+  Progress progress(rank0 ? style : Progress::Style::None);
   RunnerOptions ro;
   ro.max_ticks = a.max_ticks;
   ro.progress = &progress;
-  ro.log = &std::cerr;
+  ro.log = rank0 ? &std::cerr : nullptr;
   ro.verbose = a.verbose;
   ro.eval_chunk = a.eval_chunk;
   ro.interrupt = &g_interrupt;
 
   if (a.demo) {
+    sakura::detail::require(comm.size() == 1, "--demo runs in one process; start it without mpirun");
     DemoOptions o;
     o.cells = a.demo_cells;
     o.genes = a.demo_genes;
@@ -216,7 +237,13 @@ int run(const Args& a) {
 
   SessionOptions so;
   so.base_dir = a.base_dir;
-  so.log = &std::cerr;
+  so.log = rank0 ? &std::cerr : nullptr;
+  so.comm = comm;
+  so.launch = sakura::config::Json{{"arguments", a.argv}};
+  if (comm.size() > 1 && !kDistributedStep && rank0)
+    std::fprintf(stderr, "sakura-train: warning: this build's controller has no distributed step yet: each of the "
+                         "%d ranks trains on its own rows of every batch, and rank 0's model is the one written\n",
+                 comm.size());
   so.verbose = a.verbose;
   so.backed = a.backed;
   Setup setup = load_setup(a.config, so);  // validates config and story before any data is read
@@ -225,10 +252,12 @@ int run(const Args& a) {
     inference = inference_from_json(setup.probe.model, sakura::config::read_json_file(a.inference_story),
                                     setup.split_names, a.inference_story);
   Session session(std::move(setup), so);
-  if (const int sig = g_interrupt.load())
+  std::vector<std::int32_t> signals;
+  if (const int sig = agreed_signal(comm, g_interrupt.load(), signals))
     throw Interrupted(sig, "interrupted by signal " + std::to_string(sig) + " before training started");
   if (a.suppress_train) {
-    std::fprintf(stderr, "sakura-train: set up %lld cells x %lld genes; training suppressed (-s)\n",
+    if (rank0)
+      std::fprintf(stderr, "sakura-train: set up %lld cells x %lld genes; training suppressed (-s)\n",
                  static_cast<long long>(session.data().n_cells()), static_cast<long long>(session.data().n_genes()));
     return 0;
   }
@@ -239,6 +268,7 @@ int run(const Args& a) {
   else if (!a.resume.empty()) runner.resume(a.resume);
   else runner.run();
   if (!a.h5ad.path.empty()) sakura::tools::write_results_h5ad(session, runner, a.h5ad);
+  if (!rank0) return 0;
   if (runner.stopped())
     std::fprintf(stderr, "sakura-train: stopped after %lld ticks (--max-ticks)\n",
                  static_cast<long long>(runner.ticks_run()));
@@ -246,6 +276,38 @@ int run(const Args& a) {
     std::fprintf(stderr, "sakura-train: done; losses in %s\n", runner.loss_log_path().c_str());
   return 0;
 }
+
+/// The processes of this job: MPI's when started by a launcher (mpirun, srun) and built with MPI,
+/// else this one alone. Started as several processes without MPI support is an error (each would
+/// run the whole story alone, all writing the same files).
+class Ranks {
+ public:
+  Ranks(int* argc, char*** argv) {
+    const char* size = nullptr;
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"})
+      if (!size) size = std::getenv(v);
+    const bool launched = size || std::getenv("PMIX_RANK") || std::getenv("PMI_RANK");
+#if defined(SAKURA_WITH_MPI)
+    if (launched) {
+      mpi_.emplace(argc, argv);
+      comm_ = sakura::dist::mpi_comm();
+    }
+#else
+    (void)argc, (void)argv;
+    sakura::detail::require(!launched || !size || std::string_view(size) == "1", "started as ", size ? size : "?",
+                            " processes (by mpirun or srun), but this sakura-train was built without MPI: each process "
+                            "would run the whole story alone. Rebuild it with an MPI library (Debian: libopenmpi-dev "
+                            "openmpi-bin), or start one process");
+#endif
+  }
+  sakura::dist::Comm comm() const { return comm_; }
+
+ private:
+#if defined(SAKURA_WITH_MPI)
+  std::optional<sakura::dist::MpiSession> mpi_;  // finalised last: declared before the comm
+#endif
+  sakura::dist::Comm comm_;
+};
 
 /// An error's message without the library's "sakura: " prefix (the program names itself).
 const char* text(const sakura::Error& e) { return e.what() + (std::strncmp(e.what(), "sakura: ", 8) == 0 ? 8 : 0); }
@@ -262,18 +324,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sakura-train: %s\n(see sakura-train --help)\n", e.what());
     return 2;
   }
-  install_signal_handlers();
+  std::optional<Ranks> ranks;
+  sakura::dist::Comm comm;
   try {
-    return run(a);
-  } catch (const sakura::story::Interrupted& e) {
-    std::fprintf(stderr, "\nsakura-train: %s\n", text(e));
+    ranks.emplace(&argc, &argv);
+    comm = ranks->comm();
+  } catch (const sakura::Error& e) {
+    std::fprintf(stderr, "sakura-train: error: %s\n", text(e));
+    return 1;
+  }
+  install_signal_handlers();
+  std::string error;
+  try {
+    return run(a, comm);
+  } catch (const sakura::story::Interrupted& e) {  // on every rank at the same tick (agreed)
+    if (comm.rank() == 0) std::fprintf(stderr, "\nsakura-train: %s\n", text(e));
     return 128 + e.signal();
   } catch (const sakura::Error& e) {
-    std::fprintf(stderr, "\nsakura-train: error: %s\n", text(e));
+    error = text(e);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "\nsakura-train: error: out of memory\n");
+    error = "out of memory";
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\nsakura-train: error: %s\n", e.what());
+    error = e.what();
   }
+  // one rank failed: the others may be waiting for it in a collective, so the job ends here (MPI_Abort)
+  if (comm.size() > 1) comm.abort("sakura-train: error: " + error);
+  std::fprintf(stderr, "\nsakura-train: error: %s\n", error.c_str());
   return 1;
 }

@@ -8,7 +8,8 @@
 ///   [4-byte tag][u64 payload length][payload][u64 FNV-1a 64 of the payload]
 /// Tags: CONF (the config JSON text), CTRL (counters, generator), PARM (one per parameter, in
 /// PyTorch layout: name, [rows, cols], value, has_grad, grad, optimizer state), TERM (weights
-/// and epochs), SAMP (one per sampler), STRY (story position). Integers and IEEE floats are
+/// and epochs), SAMP (one per sampler), STRY (story position), DIST (the number of ranks of a
+/// distributed run; absent: one process, so single-process files are unchanged). Integers and IEEE floats are
 /// written little-endian byte by byte, so files move between machines.
 ///
 /// Reading checks integrity (checksums, lengths) and each field's own meaning (ranges, finite
@@ -35,6 +36,7 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -78,6 +80,9 @@ struct Checkpoint : TrainingState {
   std::string config;  ///< the config JSON the run used (informational + mismatch warning)
   std::vector<SamplerRecord> samplers;
   StoryPosition story;
+  /// Ranks (processes) of the run that wrote it; every rank's state is the same (replicated), so
+  /// one file holds it all. A DIST record when > 1.
+  std::int64_t ranks = 1;
   /// Record indices of CTRL, TERM and STRY when read from a file (-1: built in memory).
   struct Records {
     int ctrl = -1, terms = -1, story = -1;
@@ -424,6 +429,11 @@ inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
     w.u64(c.story.log_bytes);
     record(out, "STRY", w);
   }
+  if (c.ranks != 1) {
+    Writer w;
+    w.i64(c.ranks);
+    record(out, "DIST", w);
+  }
   record(out, "END ", Writer{});
   file.commit();
 }
@@ -431,9 +441,13 @@ inline void write_checkpoint(const std::string& path, const Checkpoint& c) {
 /// Reads and checks a checkpoint: integrity (magic, version, record lengths and checksums) and
 /// every field's own meaning (ranges, finite values, sizes that agree with each other). Errors
 /// name the file, the record (index and tag) and the field.
-inline Checkpoint read_checkpoint(const std::string& path) {
+inline Checkpoint parse_checkpoint(std::span<const std::uint8_t> bytes, const std::string& path);
+inline Checkpoint read_checkpoint(const std::string& path) { return parse_checkpoint(detail::read_file(path), path); }
+
+/// read_checkpoint() on bytes already read (a distributed run: rank 0 reads, every rank parses);
+/// `path` names the file in messages.
+inline Checkpoint parse_checkpoint(std::span<const std::uint8_t> bytes, const std::string& path) {
   using namespace detail;
-  const std::vector<std::uint8_t> bytes = read_file(path);
   require(bytes.size() >= 16 && std::memcmp(bytes.data(), kMagic, 8) == 0, "'", path,
           "' is not a sakura checkpoint (bad magic; PyTorch .pth files cannot be read)");
   Reader head(bytes.data() + 8, 8, path, -1, "header");
@@ -446,7 +460,7 @@ inline Checkpoint read_checkpoint(const std::string& path) {
   std::size_t pos = 16;
   int n_records = 0;
   bool ended = false;
-  int conf_record = -1;
+  int conf_record = -1, dist_record = -1;
   while (pos < bytes.size() && !ended) {
     require(bytes.size() - pos >= 12, "checkpoint '", path, "': truncated after record ", n_records - 1, "; ",
             kCheckpointDamaged);
@@ -493,6 +507,9 @@ inline Checkpoint read_checkpoint(const std::string& path) {
       c.story.epoch = r.integer("epoch", 0, kInt64Max);
       c.story.item_done = r.flag("item_done");
       c.story.log_bytes = r.u64("log_bytes");
+    } else if (tag == "DIST") {
+      once(dist_record);
+      c.ranks = r.integer("ranks", 2, kInt32Max);
     } else if (tag == "END ") {
       ended = true;
     } else {

@@ -4,6 +4,8 @@
 /// thread (data::Loader). For backed data (X on disk) a background thread reads and fills the
 /// next batch of each split while the step runs (two batch buffers per split), and the next
 /// evaluation chunk while one is evaluated; the step still allocates nothing once warm.
+/// On N ranks every rank draws the same global batches and fills (and reads from disk) only its
+/// own rows of each (story/ranks.hpp's own_rows), as the controller's distributed step expects.
 #pragma once
 
 #include <pthread.h>
@@ -24,19 +26,23 @@
 #include "sakura/data/loader.hpp"
 #include "sakura/data/row_set.hpp"
 #include "sakura/data/sampling.hpp"
+#include "sakura/story/ranks.hpp"
 
 namespace sakura::story {
 
 /// Example:
-///   Feed feed(session.data());
+///   Feed feed(session.data());                            // or Feed(data, rank, ranks)
 ///   feed.reset(std::vector<Index>{100});                  // one split, batches of 100
-///   Batch<float>& b = feed.next(0, sampler);              // sampler.take(), filled
-///   feed.chunks(rows, 2048, [&](std::span<const Index> cells, Batch<float>& b) { ... });
+///   Batch<float>& b = feed.next(0, sampler);              // sampler.take() (this rank's rows), filled
+///   feed.chunks(rows, 2048, [&](std::span<const Index> cells, Batch<float>& b) { ... });  // b: own rows of cells
 /// Errors of the background thread (a damaged or changed file) are rethrown by the call that
 /// needs the batch, as the sakura::Error they were.
 class Feed {
  public:
-  explicit Feed(const data::TrainingData<float>& d) : d_(&d), loader_(d) {}
+  explicit Feed(const data::TrainingData<float>& d, int rank = 0, int ranks = 1)
+      : d_(&d), loader_(d), rank_(rank), ranks_(ranks) {
+    detail::require(ranks >= 1 && rank >= 0 && rank < ranks, "Feed: rank ", rank, " of ", ranks);
+  }
   Feed(const Feed&) = delete;
   Feed& operator=(const Feed&) = delete;
   ~Feed() {
@@ -62,14 +68,14 @@ class Feed {
     head_ = 0;
   }
 
-  /// The next batch of split k: s.take(), filled. Backed: the batch read ahead for it when it is
-  /// the one taken (it always is in a story), and the one after it is started.
+  /// The next batch of split k: this rank's rows of s.take(), filled. Backed: the batch read ahead
+  /// for it when it is the one taken (it always is in a story), and the one after it is started.
   Batch<float>& next(std::size_t k, data::Sampler& s) {
     Stream& st = train_.at(k);
     const Index position = s.position();
     const std::span<const Index> rows = s.take();
     if (!backed()) {
-      loader_.fill(rows, st.buf[0].batch);
+      loader_.fill(own(rows), st.buf[0].batch);
       return st.buf[0].batch;
     }
     Buffer& b = st.buf[st.cur];
@@ -85,8 +91,9 @@ class Feed {
     return b.batch;
   }
 
-  /// Evaluation: f(cells, batch) for `rows` in chunks of up to `capacity` cells, in order. Rows
-  /// are a RowSet (ascending) or any span.
+  /// Evaluation: f(cells, batch) for `rows` in chunks of up to `capacity` cells, in order; `cells`
+  /// is the whole chunk, the batch holds this rank's rows of it. Rows are a RowSet (ascending) or
+  /// any span.
   template <class Rows, class F>
   void chunks(const Rows& rows, Index capacity, F&& f) {
     const Index total = count(rows);
@@ -97,7 +104,7 @@ class Feed {
       for (Index first = 0; first < total; first += capacity) {
         Buffer& b = eval_.buf[0];
         chunk_rows(rows, first, std::min(capacity, total - first), b.rows);
-        loader_.fill(b.rows, b.batch);
+        loader_.fill(own(b.rows), b.batch);
         f(std::span<const Index>(b.rows), b.batch);
       }
       return;
@@ -157,11 +164,21 @@ class Feed {
     out.assign(r.begin() + first, r.begin() + first + n);
   }
 
-  /// Buffers for batches of `capacity` cells (the second, and room for the rows read, only when
-  /// backed), kept when large enough. Blocks mode keeps each fetch read for the batches after it
-  /// (room for one fetch more than a batch can span); otherwise a batch's cells are read alone.
-  void size(Stream& s, Index capacity, const data::Sampler* sampler) {
-    const bool blocks = sampler && sampler->mode() == data::SamplingOptions::Mode::Blocks;
+  /// This rank's rows of a batch or chunk (all of them on one rank).
+  std::span<const Index> own(std::span<const Index> rows) const { return own_rows(rows, rank_, ranks_); }
+  /// Blocks mode reads whole fetches for the batches after them: one rank only. On N ranks each
+  /// reads its rows of each batch alone (ascending, from the batch's few blocks).
+  bool blocks(const data::Sampler* s) const {
+    return ranks_ == 1 && s && s->mode() == data::SamplingOptions::Mode::Blocks;
+  }
+
+  /// Buffers for this rank's rows of batches of `batch_cells` cells (the second, and room for the
+  /// rows read, only when backed), kept when large enough. Blocks mode keeps each fetch read for
+  /// the batches after it (room for one fetch more than a batch can span); otherwise a batch's
+  /// cells are read alone.
+  void size(Stream& s, Index batch_cells, const data::Sampler* sampler) {
+    const Index capacity = own_capacity(batch_cells, ranks_);
+    const bool blocks = this->blocks(sampler);
     const Index fetch = blocks ? sampler->fetch_capacity() : capacity;
     const std::size_t fetches = blocks ? static_cast<std::size_t>((capacity + fetch - 1) / fetch + 3) : 1;
     if (s.capacity >= capacity && s.fetch >= fetch && (!backed() || s.fetched.size() >= fetches)) return;
@@ -170,7 +187,7 @@ class Feed {
     s.fetch = fetch;
     for (int i = 0; i < (backed() ? 2 : 1); ++i) {
       s.buf[i].batch = loader_.make_batch(capacity);
-      s.buf[i].rows.reserve(static_cast<std::size_t>(capacity));
+      s.buf[i].rows.reserve(static_cast<std::size_t>(batch_cells));
     }
     if (!backed()) return;
     const auto max_row = static_cast<std::size_t>(d_->backed->source->max_row_entries());
@@ -203,7 +220,7 @@ class Feed {
       const auto [f0, f1] = s->batch_fetches(position);
       b.first_fetch = f0;
       b.last_fetch = f1;
-      b.sampler = s->mode() == data::SamplingOptions::Mode::Blocks ? s : nullptr;
+      b.sampler = blocks(s) ? s : nullptr;
     } else {
       b.pass = -1;
       b.sampler = nullptr;
@@ -270,16 +287,17 @@ class Feed {
     st.from.clear();
     if (b.sampler) {
       for (Index f = b.first_fetch; f <= b.last_fetch; ++f) st.from.push_back(&fetched(st, b, f));
-    } else {  // the batch's own cells, ascending and distinct
+    } else {  // the batch's own cells (this rank's), ascending and distinct
       data::FetchedRows<float>& f = st.fetched[0];
-      f.rows.assign(b.rows.begin(), b.rows.end());
+      const std::span<const Index> mine = own(b.rows);
+      f.rows.assign(mine.begin(), mine.end());
       std::sort(f.rows.begin(), f.rows.end());
       f.rows.erase(std::unique(f.rows.begin(), f.rows.end()), f.rows.end());
       f.pass = -1;
       d_->backed->source->read(f.rows, f.x);
       st.from.push_back(&f);
     }
-    st.stage->fill(b.rows, st.from, b.batch);
+    st.stage->fill(own(b.rows), st.from, b.batch);
   }
 
   /// Fetch f of b's pass, read now unless an earlier batch read it (the least recently read
@@ -319,6 +337,7 @@ class Feed {
   bool stop_ = false;
   std::uint64_t stamp_ = 0;
   std::thread worker_;
+  int rank_ = 0, ranks_ = 1;
 };
 
 }  // namespace sakura::story

@@ -8,6 +8,9 @@
 ///   sakura::story::Session session("config.json");
 ///   sakura::story::Runner runner(session);
 ///   runner.run();                       // or runner.resume("log/checkpoint__tick_500.ckpt")
+///
+/// On N ranks (the session's comm) every rank runs the same story on its rows of each batch and
+/// chunk; only rank 0 writes (logs, latents, checkpoints) and reports (progress, notes).
 #pragma once
 
 #include <algorithm>
@@ -26,6 +29,7 @@
 #include "sakura/story/feed.hpp"
 #include "sakura/story/logs.hpp"
 #include "sakura/story/progress.hpp"
+#include "sakura/story/ranks.hpp"
 #include "sakura/story/session.hpp"
 
 namespace sakura::story {
@@ -59,15 +63,17 @@ class Interrupted : public Error {
 class Runner {
  public:
   Runner(Session& s, RunnerOptions o = {})
-      : s_(s), ctl_(s.controller()), opt_(std::move(o)), feed_(s.data()) {
+      : s_(s), ctl_(s.controller()), opt_(std::move(o)), comm_(s.comm()), gather_(comm_),
+        feed_(s.data(), comm_.rank(), comm_.size()) {
     detail::require(opt_.eval_chunk > 0, "eval chunk size must be positive");
+    if (!writer()) opt_.progress = nullptr, opt_.log = nullptr, opt_.scalars = nullptr;
     log_.set_sink(opt_.scalars);
   }
 
   /// Runs the whole story from its first item.
   void run() {
     prepare_outputs();
-    log_.open(loss_log_path());
+    if (writer()) log_.open(loss_log_path());
     begin_scalars(0);  // losses.tsv starts anew, so does what TensorBoard shows
     for (std::size_t i = 0; i < story().size() && !stopped_; ++i) run_item(i, nullptr);
     log_.close();
@@ -76,16 +82,24 @@ class Runner {
   /// Restores a checkpoint and continues the story exactly where it was written. All or nothing:
   /// the file is checked against the model, the story, the data and the loss log before the
   /// controller or any file changes.
+  /// On N ranks rank 0 reads the file and shares it; a checkpoint of a run on another number of
+  /// ranks continues the same computation (a warning: split sums round differently).
   void resume(const std::string& path) {
-    const io::Checkpoint ck = io::read_checkpoint(path);
+    const io::Checkpoint ck = read_checkpoint_on_ranks(comm_, path);
     io::check_restore(ctl_, ck, path);
     check_position(ck, path);
     io::restore(ctl_, ck, path);
+    check_state_agrees(comm_, ctl_, "the state restored from checkpoint '" + path + "'");
     last_checkpoint_ = path;
     if (ck.config != s_.config_text()) note("warning: the config differs from the one checkpoint '" + path +
                                             "' was written with; continuing with the current one");
+    if (ck.ranks != comm_.size())
+      note("warning: checkpoint '" + path + "' was written by a run on " + std::to_string(ck.ranks) + " rank" +
+           (ck.ranks == 1 ? "" : "s") + ", resumed on " + std::to_string(comm_.size()) +
+           ": the run continues the same computation, but sums split across ranks round differently, so it is not "
+           "bit-identical to an uninterrupted run on " + std::to_string(ck.ranks));
     prepare_outputs();
-    log_.open_resume(loss_log_path(), ck.story.log_bytes);
+    if (writer()) log_.open_resume(loss_log_path(), ck.story.log_bytes);
     begin_scalars(ctl_.ticks());  // lines after the checkpoint were cut from losses.tsv
     std::size_t i = static_cast<std::size_t>(ck.story.item);
     if (!ck.story.item_done) run_item(i++, &ck);
@@ -96,17 +110,19 @@ class Runner {
 
   /// Upstream's -i/-y: loads a checkpoint's model and runs test items.
   void inference(const std::string& path, const std::vector<TestConfig>& tests) {
-    const io::Checkpoint ck = io::read_checkpoint(path);
+    const io::Checkpoint ck = read_checkpoint_on_ranks(comm_, path);
     io::restore(ctl_, ck, path);
+    check_state_agrees(comm_, ctl_, "the state restored from checkpoint '" + path + "'");
     prepare_outputs();
-    log_.open_append(loss_log_path());
+    if (writer()) log_.open_append(loss_log_path());
     begin_scalars(-1);
     for (const auto& t : tests) run_test(t);
     log_.close();
   }
 
   /// Evaluates `rows` in chunks; f(chunk_rows) is called after each chunk's eval(), while
-  /// controller().forward() holds its tensors. Backed data: the next chunk is read meanwhile.
+  /// controller().forward() holds its tensors (on N ranks: this rank's rows of the chunk; outputs()
+  /// gathers a whole chunk's). Backed data: the next chunk is read meanwhile.
   template <class F>
   void evaluate(std::span<const Index> rows, const EvalOptions& eo, F&& f) {
     evaluate_rows(rows, eo, f);
@@ -117,10 +133,17 @@ class Runner {
     evaluate_rows(rows, eo, f);
   }
 
+  /// Inside evaluate()'s f: v's rows of the whole chunk, in cell order, on every rank (a collective
+  /// on N ranks: every rank asks for the same variables, each in its own slot, in the same order;
+  /// on one rank, the controller's view).
+  MatrixRef<const float> outputs(Var v, std::size_t slot = 0) { return gather_.gather(slot, ctl_.view(v), chunk_cells_); }
+
   bool stopped() const { return stopped_; }
   std::int64_t ticks_run() const { return ticks_run_; }
   std::string loss_log_path() const { return join(s_.setup().log_path, "losses.tsv"); }
-  /// Files written so far (latent CSVs and checkpoints), in order.
+  /// Rank 0 writes every file (on one rank: that rank).
+  bool writer() const { return comm_.rank() == 0; }
+  /// Files written so far (latent CSVs and checkpoints), in order; on rank 0 only.
   const std::vector<std::string>& written() const { return written_; }
 
  private:
@@ -132,6 +155,7 @@ class Runner {
     feed_.chunks(rows, cap, [&](std::span<const Index> chunk, Batch<float>& batch) {
       check_interrupt();
       ctl_.eval(batch, eo);
+      chunk_cells_ = static_cast<Index>(chunk.size());
       f(chunk);
     });
   }
@@ -149,6 +173,7 @@ class Runner {
   /// Creates log_path; writes the configs and splits when the config asks (dump_configs,
   /// dump_splits; splits as splits.csv, since upstream's pickle is Python-only).
   void prepare_outputs() {
+    if (!writer()) return;
     const Setup& st = s_.setup();
     std::error_code ec;
     std::filesystem::create_directories(st.log_path, ec);
@@ -394,7 +419,7 @@ class Runner {
               " with ", r.state.position, " batches taken, but tick ", t, " of ", a.where, " means pass ",
               expect[k].first, " with ", expect[k].second, " (", samplers[k].batches(), " batches per pass); ", either);
     }
-    const std::string log = LossLog::resume_problem(loss_log_path(), p.log_bytes);
+    const std::string log = writer() ? LossLog::resume_problem(loss_log_path(), p.log_bytes) : std::string();
     require(log.empty(), at("log_bytes"), ": ", log,
             "; keep the run's losses.tsv with its checkpoints (a resume cuts it back to the checkpoint's length)");
   }
@@ -410,14 +435,16 @@ class Runner {
 
   void save_checkpoint(std::size_t item, const ActionConfig& a, std::int64_t tick, std::int64_t cursor,
                        std::int64_t epoch, bool done) {
+    const std::string path = s_.setup().log_path + a.checkpoint_prefix + "_tick_" + std::to_string(tick) + ".ckpt";
+    last_checkpoint_ = path;
+    if (!writer()) return;  // every rank's state is rank 0's (replicated)
     io::Checkpoint ck = io::capture(ctl_);
+    ck.ranks = comm_.size();
     ck.config = s_.config_text();
     for (std::size_t k = 0; k < samplers_.size(); ++k) ck.samplers.push_back({names_[k], samplers_[k].state()});
     log_.sync();  // the length recorded here is on the disk before the checkpoint is
     ck.story = {static_cast<std::int64_t>(item), tick, cursor, epoch, done, log_.bytes()};
-    const std::string path = s_.setup().log_path + a.checkpoint_prefix + "_tick_" + std::to_string(tick) + ".ckpt";
     io::write_checkpoint(path, ck);
-    last_checkpoint_ = path;
     written_.push_back(path);
     if (opt_.verbose) note("checkpoint " + path);
   }
@@ -430,9 +457,11 @@ class Runner {
     return stopped_;
   }
 
-  /// Throws Interrupted when RunnerOptions::interrupt is set (the loss log flushed first, if it can be).
+  /// Throws Interrupted when RunnerOptions::interrupt is set (the loss log flushed first, if it can be);
+  /// on N ranks when any rank's is, on every rank at the same tick.
   void check_interrupt() {
-    const int sig = opt_.interrupt ? opt_.interrupt->load(std::memory_order_relaxed) : 0;
+    const int sig =
+        agreed_signal(comm_, opt_.interrupt ? opt_.interrupt->load(std::memory_order_relaxed) : 0, signals_);
     if (sig == 0) return;
     try {
       log_.flush();
@@ -579,16 +608,18 @@ class Runner {
             for (Index j = 0; j < c.width; ++j)
               header.push_back(c.gene_names ? s_.data().genes[static_cast<std::size_t>(j)]
                                             : c.prefix + std::to_string(j + 1));
-          csv = std::make_unique<CsvWriter>(path, header);
+          if (writer()) csv = std::make_unique<CsvWriter>(path, header);
         }
-        feed_.names(chunk, cell_names_);
-        for (std::size_t r = 0; r < chunk.size(); ++r) {
-          csv->begin_row(cell_names_[r]);
-          for (const auto& c : cols) {
-            const auto m = ctl_.view(c.var);
-            for (Index j = 0; j < m.cols; ++j) csv->value(m(static_cast<Index>(r), j));
+        dumped_.clear();
+        for (std::size_t k = 0; k < cols.size(); ++k) dumped_.push_back(outputs(cols[k].var, k));  // every rank
+        if (writer()) {
+          feed_.names(chunk, cell_names_);
+          for (std::size_t r = 0; r < chunk.size(); ++r) {
+            csv->begin_row(cell_names_[r]);
+            for (const auto& m : dumped_)
+              for (Index j = 0; j < m.cols; ++j) csv->value(m(static_cast<Index>(r), j));
+            csv->end_row();
           }
-          csv->end_row();
         }
       }
       first = false;
@@ -659,11 +690,16 @@ class Runner {
   Session& s_;
   Controller<float>& ctl_;
   RunnerOptions opt_;
+  dist::Comm comm_;
+  RowGather gather_;
+  Index chunk_cells_ = 0;  ///< cells of the chunk being evaluated (all ranks')
+  std::vector<std::int32_t> signals_;  ///< every rank's interrupt flag (check_interrupt)
   LossLog log_;
   std::vector<data::Sampler> samplers_;
   std::vector<std::string> names_;
   std::vector<TrainOptions> options_;
   std::vector<std::string> cell_names_;  ///< of the chunk being dumped
+  std::vector<MatrixRef<const float>> dumped_;  ///< its columns' rows, gathered in cell order
   LossRecord mean_;
   std::int64_t ticks_run_ = 0;
   bool stopped_ = false;

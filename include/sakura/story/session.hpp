@@ -21,6 +21,7 @@
 #include "sakura/data/splitter.hpp"
 #include "sakura/io/matrix_market.hpp"
 #include "sakura/story/config.hpp"
+#include "sakura/story/ranks.hpp"
 #if defined(SAKURA_WITH_HDF5)
 #include "sakura/io/h5ad.hpp"
 #include "sakura/io/h5ad_rows.hpp"
@@ -33,6 +34,10 @@ struct SessionOptions {
   std::ostream* log = nullptr;  ///< warnings and -v messages (nullptr: quiet)
   bool verbose = false;
   bool backed = false;          ///< read X from disk as it trains, whatever the config says (--backed)
+  /// The ranks that run the story together (default: one process). Every rank reads the config;
+  /// they must agree on it, on the data files and on `launch` (checked when the Session starts).
+  dist::Comm comm;
+  Json launch = Json::object();  ///< what else every rank must agree on (sakura-train: its arguments)
 };
 
 /// Everything a config says, validated; no data read yet.
@@ -209,6 +214,7 @@ class Session {
 
   Session(Setup setup, const SessionOptions& o) : setup_(std::move(setup)), opt_(o) {
     const Setup& s = setup_;
+    check_inputs_agree(o.comm, input_facts());
     // signatures and phenotypes
     std::vector<data::SignatureRequest> sigs;
     for (const auto& b : s.probe.model.signatures) {
@@ -231,7 +237,7 @@ class Session {
     make_splits();
     // controller
     ExperimentSpec spec = config::experiment_from_json(s.config, s.pheno_meta, s.signature_config, data_.n_genes());
-    ctl_ = std::make_unique<Controller<float>>(std::move(spec));
+    ctl_ = make_controller(std::move(spec), o.comm);
     if (o.log && o.verbose) {
       *o.log << "sakura-train: " << data_.n_cells() << " cells, " << data_.n_genes() << " input genes, "
              << ctl_->model().parameters().total_size() << " parameters\n";
@@ -245,10 +251,27 @@ class Session {
   const data::Splits& splits() const { return splits_; }
   Controller<float>& controller() { return *ctl_; }
   const SessionOptions& options() const { return opt_; }
+  const dist::Comm& comm() const { return opt_.comm; }
   /// The config text saved into checkpoints.
   std::string config_text() const { return setup_.config.dump(); }
 
  private:
+  /// What every rank must agree on: the configs as read, the identity of every data file (by its
+  /// config key: ranks may resolve the paths against different folders), and the options' `launch`.
+  Json input_facts() const {
+    const DatasetConfig& d = setup_.dataset;
+    Json files = Json::object();
+    for (const auto& [key, f] : {std::pair{"gene_expr_MM_path", &d.mtx}, std::pair{"gene_name_csv_path", &d.gene_names},
+                                 std::pair{"cell_name_csv_path", &d.cell_names}, std::pair{"pheno_csv_path", &d.pheno_csv},
+                                 std::pair{"h5ad_path", &d.h5ad}})
+      if (!f->empty()) files[key] = file_facts(*f);
+    return Json{{"config", setup_.config},
+                {"signature_config", setup_.signature_config},
+                {"pheno_meta", setup_.pheno_meta},
+                {"data", files},
+                {"launch", opt_.launch}};
+  }
+
   data::Dataset<float> read_dataset() const {
     const DatasetConfig& d = setup_.dataset;
     if (d.type == DatasetConfig::Type::H5ad) {
