@@ -214,7 +214,7 @@ TEST_CASE("the first difference between two ranks' inputs is named by its path a
   story::check_inputs_agree(dist::Comm{}, a);
 }
 
-TEST_CASE("checkpoints record the number of ranks; single-process files are unchanged", "[ranks][checkpoint]") {
+TEST_CASE("checkpoints record the number of ranks, single-process files are unchanged", "[ranks][checkpoint]") {
   const fs::path w = scratch("ckpt");
   ExperimentSpec spec = config::experiment_from_json(Json::parse(story::tutorial_config_json()),
                                                      Json::object(), Json::object(), 20);

@@ -65,4 +65,6 @@ TEST_CASE("a story on N ranks: rank 0 alone writes, a tick allocates nothing onc
   CHECK(fs::exists(dir / "log" / "losses.tsv") == (comm.rank() == 0));
   CHECK(fs::exists(dir / "log") == (comm.rank() == 0));
   fs::remove_all(dir);
+  comm.allreduce_sum(0.0);  // every rank's folder is gone: the job's folder goes too
+  if (comm.rank() == 0) fs::remove(dir.parent_path());
 }
