@@ -120,8 +120,8 @@ std::vector<Json> run_mixed(Controller<T>& ctl, int steps, Index cells, Rows&& r
       ctl.apply_accumulated();
     } else if (s % 5 == 4) {
       TrainOptions o;
-      o.reconstruction = false;
-      o.save_raw_loss = true;
+      o.scope.reconstruction = false;
+      o.step.save_raw_loss = true;
       records.push_back(config::to_json(ctl.train(b, o)));
     } else {
       records.push_back(config::to_json(ctl.train(b)));
