@@ -3,7 +3,9 @@
 // The exact distributed step under mpiexec (2 and 3 ranks: even, uneven and empty splits): every
 // golden case, a mixed case with every kind of term, and the tutorial config give the
 // single-process losses and parameters within 1e-5 relative; runs are bit-identical from run to
-// run, parameters identical on every rank, and a 1-rank MPI communicator is the default path.
+// run, parameters identical on every rank, a 1-rank MPI communicator is the default path, frozen
+// modules' gradients are the single-process ones on every rank, and a warm distributed step
+// allocates nothing on any rank.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 
 #include <sakura/data/synthetic.hpp>
 
+#include "support/counting_new.hpp"
 #include "support/fixtures.hpp"
 #include "support/golden_replay.hpp"
 #include "world.hpp"
@@ -294,4 +297,59 @@ TEST_CASE("distributed step: a rank's invalid rows stop the call on every rank, 
   CHECK(ctl.rng().state() == rng);
   ctl.train(good);  // the ranks are still in step
   ctl.check_replicas();
+}
+
+TEST_CASE("distributed step: once warm, train, accumulate, eval and loss allocate nothing on any rank",
+          "[dist][alloc]") {
+  const dist::Comm& comm = world();
+  Controller<float> ctl(mixed_spec(), comm);
+  std::vector<Batch<float>> batches;  // dense and sparse, built before counting
+  for (std::uint64_t s = 1; s <= 4; ++s) batches.push_back(rank_rows(mixed_batch<float>(s, 13), comm));
+  TrainOptions heads;  // another selection: a GRL-free, reconstruction-free step
+  heads.scope.reconstruction = false;
+  heads.step.save_raw_loss = true;
+  auto round = [&] {
+    for (const auto& b : batches) ctl.train(b);
+    ctl.train(batches[0], heads);
+    ctl.accumulate(batches[1]);
+    ctl.accumulate(batches[2]);
+    ctl.apply_accumulated();
+    ctl.eval(batches[3]);
+    ctl.loss(batches[1]);
+  };
+  for (int i = 0; i < 3; ++i) round();  // warm: arenas, plans and buffers sized
+  long allocs = 0;
+  {
+    const CountedAllocations counted;
+    for (int i = 0; i < 5; ++i) round();
+    allocs = counted.count();
+  }
+  std::vector<long> all(static_cast<std::size_t>(comm.size()));
+  comm.allgather(std::span<const long>(&allocs, 1), std::span<long>(all));
+  for (int r = 0; r < comm.size(); ++r) {
+    INFO("rank " << r << " of " << comm.size() << ": " << all[static_cast<std::size_t>(r)]
+                 << " allocations in 5 warm rounds of 9 calls");
+    CHECK(all[static_cast<std::size_t>(r)] == 0);
+  }
+  ctl.check_replicas();
+}
+
+TEST_CASE("distributed step: frozen modules' gradients are summed over ranks, the same on every rank",
+          "[dist][frozen]") {
+  // frozen gradients are never zero-filled: they add up over steps (and summed steps), and are
+  // checkpointed, so every rank must hold the single-process sum, not its own rows' share of it
+  const dist::Comm& comm = world();
+  ExperimentSpec spec = mixed_spec();
+  spec.optimizer.excludes = {{"decoder", ""}, {"pheno_latent_compressors", "p"}};
+  Controller<double> single(spec), ctl(spec, comm);
+  run_mixed(single, 9, 11, [](Batch<double> b) { return b; });
+  run_mixed(ctl, 9, 11, [&](const Batch<double>& b) { return rank_rows(b, comm); });
+  ctl.check_replicas();  // gradients included: throws on every rank if any rank's differ
+  std::vector<double> got, expected;
+  for (const auto* c : {&ctl, &single})
+    for (const auto& p : c->model().parameters().all())
+      if (!p.trainable) (c == &ctl ? got : expected).insert((c == &ctl ? got : expected).end(), p.grad.begin(), p.grad.end());
+  REQUIRE(!expected.empty());
+  CHECK(std::any_of(expected.begin(), expected.end(), [](double g) { return g != 0; }));
+  CHECK(worst_rel(got, expected) <= 1e-12);
 }

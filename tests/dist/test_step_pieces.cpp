@@ -7,7 +7,6 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <deque>
 
 #include "support/fixtures.hpp"
 #include "support/golden.hpp"
@@ -66,7 +65,7 @@ TEST_CASE("distributed pieces: masks reserved ahead are the ones forward() reser
   Tape<float> t;
   ForwardContext<float> direct{true, &a};
   const Tensor<float> expected = copy(t.data(s.seq.forward(t, t.constant(x), direct)));
-  std::deque<DrawSpec> queue;
+  ReservedMasks queue;
   s.seq.reserve_masks(B, 3, b, queue);
   CHECK(queue.size() == 2);
   CHECK(b.state() == a.state());

@@ -169,6 +169,7 @@ class Controller {
     }
     if (!accumulating_) {
       optimizer_.zero_grad();
+      if (distributed()) hold_frozen_gradients();  // until apply_accumulated()'s sum
       accumulating_ = true;
     }
     optimizer_.begin_backward();
@@ -217,24 +218,28 @@ class Controller {
   const dist::Comm& comm() const { return comm_; }
   const dist::RowSplit& split() const { return split_; }
   /// Checks (a collective: every rank calls it) that every rank holds the same parameter bytes,
-  /// optimizer state and gradient flags; throws the same sakura::Error on every rank otherwise.
+  /// gradients, optimizer state and gradient flags (not between accumulate() and
+  /// apply_accumulated(): the gradients are still the ranks' shares); throws the same
+  /// sakura::Error on every rank otherwise.
   /// Debug builds run it every kCheckEvery distributed steps.
   void check_replicas() {
     if (comm_.size() == 1) return;
     sync_to_host();
-    std::vector<std::uint64_t> digest;
+    std::vector<std::uint64_t>& digest = digest_;  // a member: its storage is kept (debug builds check every 16 steps)
+    digest.clear();
     auto add = [&](const Tensor<T>& t) {
       digest.push_back(dist::hash_bytes(std::as_bytes(std::span<const T>(t.data(), static_cast<std::size_t>(t.size())))));
     };
     std::size_t i = 0;
     for (const auto& p : model_.parameters().all()) {
       add(p.value);
+      if (p.has_grad) add(p.grad);  // frozen modules' too: checkpoints hold rank 0's
       const auto& st = optimizer_.state()[i++];
       digest.push_back(p.has_grad * 2 + st.initialised);
       if (st.initialised) add(st.square_avg);
       if (!st.momentum_buffer.empty()) add(st.momentum_buffer);
     }
-    comm_.check_same(std::as_bytes(std::span<const std::uint64_t>(digest)), "the parameters and optimizer state");
+    comm_.check_same(std::as_bytes(std::span<const std::uint64_t>(digest)), "the parameters, gradients and optimizer state");
   }
   static constexpr int kCheckEvery = 16;
   /// Wall seconds this controller has spent in its collectives (the distributed calls' exchanges:
@@ -654,6 +659,7 @@ class Controller {
   }
   void backward_and_step() {
     optimizer_.begin_backward();
+    if (distributed()) hold_frozen_gradients();
     tape_.backward(total_);
     if (distributed()) reduce_gradients(false);
     optimizer_.step_after_backward();
@@ -726,7 +732,7 @@ class Controller {
     const int N = comm_.size();
     all_desc_.assign(k * static_cast<std::size_t>(N), 0);
     timed([&] { comm_.allgather(std::span<const std::int64_t>(desc_), std::span<std::int64_t>(all_desc_)); });
-    std::vector<Index> counts(static_cast<std::size_t>(N));
+    counts_.resize(static_cast<std::size_t>(N));
     int ref = -1;
     for (int r = 0; r < N; ++r) {
       const std::int64_t* d = &all_desc_[k * static_cast<std::size_t>(r)];
@@ -735,7 +741,7 @@ class Controller {
         detail::fail("rank ", r, " of ", N, " rejected its rows of the batch (its own error names the problem); "
                      "nothing was trained");
       }
-      counts[static_cast<std::size_t>(r)] = d[1];
+      counts_[static_cast<std::size_t>(r)] = d[1];
       if (d[1] == 0) continue;
       if (ref < 0) ref = r;
       else if (!std::equal(d + 2, d + k, &all_desc_[k * static_cast<std::size_t>(ref) + 2]))
@@ -743,7 +749,7 @@ class Controller {
                      "or values) in their rows of the batch: give every rank the same kinds of data");
     }
     detail::require(ref >= 0, "the batch has no cells on any of the ", N, " ranks");
-    split_ = dist::RowSplit(std::move(counts));
+    split_.assign(counts_);  // in place: a warm step allocates nothing
     layout_.assign(all_desc_.begin() + static_cast<std::ptrdiff_t>(k * static_cast<std::size_t>(ref) + 2),
                    all_desc_.begin() + static_cast<std::ptrdiff_t>(k * static_cast<std::size_t>(ref + 1)));
   }
@@ -895,28 +901,59 @@ class Controller {
 
   /// The ordered sum over ranks of the encoder's and decoder's gradients (partial sums over each
   /// rank's rows); heads are computed on the global batch on every rank, their gradients already
-  /// whole and identical, and are not sent. One bucket per parameter, started in registration
-  /// order. Frozen modules are skipped (their gradient is never used). `accumulated`: every
-  /// parameter a summed step reached (has_grad), else those this backward wrote.
+  /// whole and identical, and are not sent. One bucket per parameter of these modules, started in
+  /// registration order. Frozen modules (optimizer.excludes) are summed too: their gradients are
+  /// never applied but are checkpointed, and must be the same on every rank (see
+  /// hold_frozen_gradients). `accumulated`: every parameter a summed step reached (has_grad), else
+  /// those this backward wrote.
   void reduce_gradients(bool accumulated) {
-    reduced_now_.clear();
+    plan_gradient_sum();
+    timed([&] {
+      for (std::size_t b = 0; b < reduced_.size(); ++b)
+        if (accumulated ? reduced_[b]->has_grad : reduced_[b]->written)
+          grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
+      grad_sum_->wait_all();
+    });
+    for (std::size_t b = 0; b < reduced_.size(); ++b) {
+      Held& h = held_[b];
+      if (!h.active) continue;
+      T* g = reduced_[b]->grad.data();
+      for (Index e = 0; e < h.grad.size(); ++e) g[e] += h.grad.data()[e];  // the steps before, plus this one's sum
+      h.active = false;
+    }
+  }
+  /// A frozen parameter's gradient is never zero-filled (the optimizer does not own it, as in
+  /// PyTorch), so a backward adds this rank's rows' share to the sum of the steps before. Before a
+  /// distributed backward (or summed step) that sum is set aside and the gradient zeroed;
+  /// reduce_gradients() adds it back to the sum of the shares, so every rank holds what one
+  /// process would (within rounding), not its own share plus the total.
+  void hold_frozen_gradients() {
+    plan_gradient_sum();
+    for (std::size_t b = 0; b < reduced_.size(); ++b) {
+      Parameter<T>& p = *reduced_[b];
+      Held& h = held_[b];
+      h.active = !p.trainable && p.has_grad;
+      if (!h.active) continue;
+      if (h.grad.size() != p.grad.size()) h.grad = Tensor<T>(p.grad.rows(), p.grad.cols());  // once
+      std::copy_n(p.grad.data(), p.grad.size(), h.grad.data());
+      std::fill_n(p.grad.data(), p.grad.size(), T(0));
+    }
+  }
+  /// The gradient sum's buckets, planned once for every parameter of the rows modules (a warm step
+  /// then allocates nothing, whichever subset a call sends).
+  void plan_gradient_sum() {
+    if (grad_sum_) return;
+    std::vector<Index> sizes;
     for (auto& p : model_.parameters().all()) {
       const bool rows_module = p.module == "pre_encoder" || p.module == "main_latent_compressor" ||
                                p.module == "signature_latent_compressors" || p.module == "pheno_latent_compressors" ||
                                p.module == "decoder";
-      if (rows_module && p.trainable && (accumulated ? p.has_grad : p.written)) reduced_now_.push_back(&p);
+      if (!rows_module) continue;
+      reduced_.push_back(&p);
+      sizes.push_back(p.grad.size());
     }
-    if (reduced_now_.empty()) return;
-    if (!grad_sum_ || reduced_now_ != reduced_) {
-      std::vector<Index> sizes;
-      for (auto* p : reduced_now_) sizes.push_back(p->grad.size());
-      grad_sum_ = std::make_unique<dist::GradientSum<T>>(comm_, sizes);
-      reduced_ = reduced_now_;
-    }
-    timed([&] {
-      for (std::size_t b = 0; b < reduced_.size(); ++b) grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
-      grad_sum_->wait_all();
-    });
+    held_.resize(reduced_.size());
+    grad_sum_ = std::make_unique<dist::GradientSum<T>>(comm_, sizes);
   }
   template <class F>
   void timed(F&& f) {
@@ -980,13 +1017,20 @@ class Controller {
   Batch<T> global_;                             // the global batch's targets (no expression)
   BatchSlots global_slots_;
   std::vector<std::int64_t> desc_, all_desc_, layout_;  // begin_split(): what each rank holds
+  std::vector<Index> counts_;                           // begin_split(): rows per rank
   std::vector<T> send_, recv_;                  // the gather's rows
   std::vector<Var> exchange_parts_, total_terms_;
   std::vector<double> sums_;
   std::vector<std::pair<int, T>> weighted_;
   bool partial_ = false;  // weigh(): the term is this rank's share of a decoder-side mean
   std::unique_ptr<dist::GradientSum<T>> grad_sum_;
-  std::vector<Parameter<T>*> reduced_, reduced_now_;
+  std::vector<Parameter<T>*> reduced_;  // grad_sum_'s buckets: every rows-module parameter
+  struct Held {                         // a frozen gradient set aside (hold_frozen_gradients)
+    Tensor<T> grad;
+    bool active = false;
+  };
+  std::vector<Held> held_;
+  std::vector<std::uint64_t> digest_;  // check_replicas()' digests
   int distributed_steps_ = 0;
   double exchange_seconds_ = 0;
 };

@@ -94,21 +94,26 @@ class Comm {
   void check_same(std::span<const std::byte> bytes, std::string_view what) const {
     if (size() == 1) return;
     const std::uint64_t mine[2] = {bytes.size(), hash_bytes(bytes)};
-    std::vector<std::uint64_t> all(2 * static_cast<std::size_t>(size()));
-    allgather(std::span<const std::uint64_t>(mine), std::span<std::uint64_t>(all));
-    std::ostringstream os;
-    bool differ = false;
-    for (int r = 1; r < size(); ++r) {
+    const std::span<std::uint64_t> all(scratch<std::uint64_t>(2 * static_cast<std::size_t>(size())),
+                                       2 * static_cast<std::size_t>(size()));  // no allocation when they agree
+    allgather(std::span<const std::uint64_t>(mine), all);
+    const auto differs = [&](int r) {
       const std::size_t i = 2 * static_cast<std::size_t>(r);
-      if (all[i] == all[0] && all[i + 1] == all[1]) continue;
-      os << (differ ? "; " : "") << "rank " << r << " has " << all[i] << " bytes (digest " << std::hex << all[i + 1]
+      return all[i] != all[0] || all[i + 1] != all[1];
+    };
+    int r = 1;
+    while (r < size() && !differs(r)) ++r;
+    if (r == size()) return;
+    std::ostringstream os;
+    for (bool first = true; r < size(); ++r) {
+      if (!differs(r)) continue;
+      const std::size_t i = 2 * static_cast<std::size_t>(r);
+      os << (first ? "" : "; ") << "rank " << r << " has " << all[i] << " bytes (digest " << std::hex << all[i + 1]
          << std::dec << ")";
-      differ = true;
+      first = false;
     }
-    if (differ)
-      detail::fail(what, " differs between the ", size(), " ranks: rank 0 has ", all[0], " bytes (digest ",
-                           std::hex, all[1], std::dec, "), ", os.str(),
-                           ". Start every rank with the same inputs (same files, same arguments)");
+    detail::fail(what, " differs between the ", size(), " ranks: rank 0 has ", all[0], " bytes (digest ", std::hex,
+                 all[1], std::dec, "), ", os.str(), ". Start every rank with the same inputs (same files, same arguments)");
   }
   void check_same(std::string_view text, std::string_view what) const {
     check_same(std::as_bytes(std::span<const char>(text.data(), text.size())), what);
@@ -132,9 +137,15 @@ class Comm {
   /// data = its sum over ranks, in place, in rank order (blocking; GradientSum overlaps buckets).
   template <class T>
   void sum(std::span<T> data) const {
-    auto slot = transport().plan_sum(dtype_of<T>(), static_cast<Index>(data.size()));
-    slot->start(data.data());
-    slot->wait();
+    State& s = *state_;
+    const Index n = static_cast<Index>(data.size());
+    if (!s.sum_slot || s.sum_type != dtype_of<T>() || s.sum_n != n) {  // planned again only for another shape
+      s.sum_slot = transport().plan_sum(dtype_of<T>(), n);
+      s.sum_type = dtype_of<T>();
+      s.sum_n = n;
+    }
+    s.sum_slot->start(data.data());
+    s.sum_slot->wait();
   }
 
   /// Writes "rank r of N: message" to stderr and ends every rank of the job with `code`
@@ -153,6 +164,9 @@ class Comm {
   struct State {
     std::shared_ptr<Transport> transport;
     sakura::detail::AlignedBuffer<std::byte> scratch;  // allreduce_sum's gathered partials, grown once
+    std::unique_ptr<SumSlot> sum_slot;                 // sum()'s plan, kept for the next call of its shape
+    DType sum_type = DType::F32;
+    Index sum_n = -1;
   };
   template <class T>
   T* scratch(std::size_t n) const {

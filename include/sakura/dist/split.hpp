@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -26,19 +27,28 @@ class RowSplit {
  public:
   RowSplit() = default;
   /// Explicit rows per rank (e.g. the rows each rank read).
-  explicit RowSplit(std::vector<Index> counts) : offsets_(counts.size() + 1, 0) {
+  explicit RowSplit(const std::vector<Index>& counts) { assign(counts); }
+  /// `rows` split as balanced_range does.
+  static RowSplit balanced(Index rows, int ranks) {
+    RowSplit s;
+    s.assign_balanced(rows, ranks);
+    return s;
+  }
+  /// Re-splits in place (the offsets' storage is kept: no allocation once sized, for per-step use).
+  void assign(std::span<const Index> counts) {
     detail::require(!counts.empty(), "RowSplit: no ranks");
+    offsets_.resize(counts.size() + 1);
+    offsets_[0] = 0;
     for (std::size_t r = 0; r < counts.size(); ++r) {
       detail::require(counts[r] >= 0, "RowSplit: rank ", r, " has a negative row count ", counts[r]);
       offsets_[r + 1] = offsets_[r] + counts[r];
     }
   }
-  /// `rows` split as balanced_range does.
-  static RowSplit balanced(Index rows, int ranks) {
+  void assign_balanced(Index rows, int ranks) {
     detail::require(rows >= 0 && ranks > 0, "RowSplit::balanced: ", rows, " rows over ", ranks, " ranks");
-    std::vector<Index> counts(static_cast<std::size_t>(ranks));
-    for (int r = 0; r < ranks; ++r) counts[static_cast<std::size_t>(r)] = balanced_range(rows, ranks, r).second;
-    return RowSplit(std::move(counts));
+    offsets_.resize(static_cast<std::size_t>(ranks) + 1);
+    for (int r = 0; r <= ranks; ++r)
+      offsets_[static_cast<std::size_t>(r)] = r < ranks ? balanced_range(rows, ranks, r).first : rows;
   }
 
   int ranks() const { return offsets_.empty() ? 0 : static_cast<int>(offsets_.size()) - 1; }

@@ -5,7 +5,6 @@
 /// pass limited to what a call needs (forward scope), with detach and attachment handling.
 #pragma once
 
-#include <deque>
 #include <functional>
 #include <type_traits>
 #include <utility>
@@ -154,7 +153,7 @@ class Extractor {
                       spec_.input_dim);
     out.pre = first ? pre_.forward(t, first, ctx, 1) : pre_.forward(t, x, ctx);
     if (detach == DetachFrom::PreEncoder) out.pre = t.detach(out.pre);
-    std::deque<DrawSpec>& deferred = deferred_;  // distributed: the own heads' masks, reserved in their place
+    ReservedMasks& deferred = deferred_;  // distributed: the own heads' masks, reserved in their place
     deferred.clear();
     auto own = [&](const Block& b, Var& lat, Var& o, auto need_head) {
       if (b.spec->attached()) return;
@@ -398,7 +397,7 @@ class Extractor {
   std::vector<Block> sigs_, phs_;
   Index pre_out_ = 0, latent_width_ = 0;
   mutable std::vector<Var> parts_;
-  mutable std::deque<DrawSpec> deferred_;  // a member: a std::deque allocates when constructed
+  mutable ReservedMasks deferred_;  // a member: its storage is kept from call to call
 };
 
 }  // namespace sakura

@@ -26,6 +26,27 @@ struct Layer {
   double p = 0.0;                  // Dropout only
 };
 
+/// Dropout masks reserved ahead, handed out first in first out. A vector and a read position, not
+/// a std::deque: a deque used as a queue allocates a node whenever its ends cross a node boundary,
+/// so a warm distributed step would allocate every few calls; this keeps its storage.
+class ReservedMasks {
+ public:
+  void push_back(const DrawSpec& s) { items_.push_back(s); }
+  DrawSpec& back() { return items_.back(); }
+  const DrawSpec& front() const { return items_[next_]; }
+  void pop_front() { ++next_; }
+  bool empty() const { return next_ == items_.size(); }
+  std::size_t size() const { return items_.size() - next_; }
+  void clear() {
+    items_.clear();
+    next_ = 0;
+  }
+
+ private:
+  std::vector<DrawSpec> items_;
+  std::size_t next_ = 0;
+};
+
 /// Everything a forward pass needs beyond the tape: mode, and where dropout masks come from.
 /// A distributed step (controller.hpp) runs modules on this rank's rows of a global batch:
 /// `row_total` >= 0 then gives the global batch size and `row_begin` this rank's first row, and a
@@ -37,7 +58,7 @@ struct ForwardContext {
   bool training = true;
   Rng* rng = nullptr;  // dropout masks come from the controller's generator
   Index row_begin = 0, row_total = -1;
-  std::deque<DrawSpec>* reserved = nullptr;
+  ReservedMasks* reserved = nullptr;
 };
 
 /// Owns the parameters of every module of one model (stable addresses, registration order).
@@ -150,7 +171,7 @@ class Sequential {
 
   /// Reserves, in forward()'s order, the dropout masks forward() would draw on `rows` rows of
   /// width `in` in training mode, and queues them for a later forward() (ctx.reserved).
-  void reserve_masks(Index rows, Index in, Rng& rng, std::deque<DrawSpec>& out) const {
+  void reserve_masks(Index rows, Index in, Rng& rng, ReservedMasks& out) const {
     Index width = in;
     for (const Layer<T>& l : layers_) {
       if (l.kind == LayerKind::Linear) width = l.weight->transposed ? l.weight->value.cols() : l.weight->value.rows();

@@ -186,17 +186,18 @@ class RowGather {
     if (slots_.size() <= slot) slots_.resize(slot + 1);
     Slot& s = slots_[slot];
     Index cols = mine.cols;  // a rank with no rows may not know the width
-    std::vector<Index> widths(static_cast<std::size_t>(comm_.size()));
-    comm_.allgather(std::span<const Index>(&cols, 1), std::span<Index>(widths));
-    cols = *std::max_element(widths.begin(), widths.end());
+    widths_.resize(static_cast<std::size_t>(comm_.size()));
+    comm_.allgather(std::span<const Index>(&cols, 1), std::span<Index>(widths_));
+    cols = *std::max_element(widths_.begin(), widths_.end());
     sakura::detail::require(mine.rows == 0 || mine.cols == cols, "gathering outputs: rank ", comm_.rank(), " has ",
                             mine.cols, " columns, another rank ", cols);
     s.mine.resize(static_cast<std::size_t>(mine.rows * cols));
     for (Index i = 0; i < mine.rows; ++i)  // a tape matrix may be padded (ld): copied densely
       std::copy_n(mine.data + i * mine.ld, cols, s.mine.begin() + i * cols);
     s.all.resize(static_cast<std::size_t>(rows * cols));
-    comm_.allgather_rows<float>(MatrixRef<const float>(s.mine.data(), mine.rows, cols),
-                                dist::RowSplit::balanced(rows, comm_.size()), MatrixRef<float>(s.all.data(), rows, cols));
+    split_.assign_balanced(rows, comm_.size());
+    comm_.allgather_rows<float>(MatrixRef<const float>(s.mine.data(), mine.rows, cols), split_,
+                                MatrixRef<float>(s.all.data(), rows, cols));
     return {s.all.data(), rows, cols};
   }
 
@@ -206,6 +207,8 @@ class RowGather {
   };
   dist::Comm comm_;
   std::vector<Slot> slots_;
+  std::vector<Index> widths_;  // scratch reused call after call: a warm evaluation allocates nothing
+  dist::RowSplit split_;
 };
 
 }  // namespace sakura::story
