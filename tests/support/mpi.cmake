@@ -30,6 +30,16 @@ endif()
 set(SAKURA_MPIEXEC_FLAGS "${_flags}" CACHE INTERNAL "mpiexec options of the MPI tests")
 set(SAKURA_MPIEXEC_HAS_TIMEOUT ${_timeout} CACHE INTERNAL "mpiexec has --timeout (Open MPI)")
 
+# The environment of every test that starts mpiexec (sakura_mpi_test, and scripts that launch jobs
+# themselves, e.g. tests/story's): one thread per rank; under the sanitizers, Open MPI's own
+# allocations at exit are not ours to report (see lsan_openmpi.supp).
+set(_env "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
+if(SAKURA_SANITIZE)
+  list(APPEND _env "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_LIST_DIR}/lsan_openmpi.supp:print_suppressions=0:fast_unwind_on_malloc=0"
+                   "OMPI_MCA_mca_base_component_disable_dlclose=1")
+endif()
+set(SAKURA_MPI_TEST_ENV "${_env}" CACHE INTERNAL "environment of the tests that start mpiexec")
+
 if(TARGET sakura::mpi)
   add_library(sakura_mpi_catch_main STATIC ${CMAKE_CURRENT_LIST_DIR}/mpi_catch_main.cpp)
   target_link_libraries(sakura_mpi_catch_main PUBLIC Catch2::Catch2 sakura::mpi)
@@ -62,13 +72,7 @@ function(sakura_mpi_test name)
       set_tests_properties("${test}" PROPERTIES SKIP_RETURN_CODE 77)
     endif()
     math(EXPR ctest_timeout "${arg_TIMEOUT} + 30")
-    set(env "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
-    if(SAKURA_SANITIZE)
-      # Open MPI's own allocations at exit are not ours to report (see the file)
-      list(APPEND env "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_FUNCTION_LIST_DIR}/lsan_openmpi.supp:print_suppressions=0:fast_unwind_on_malloc=0"
-                      "OMPI_MCA_mca_base_component_disable_dlclose=1")
-    endif()
-    set_tests_properties("${test}" PROPERTIES ENVIRONMENT "${env}"
+    set_tests_properties("${test}" PROPERTIES ENVIRONMENT "${SAKURA_MPI_TEST_ENV}"
                          TIMEOUT ${ctest_timeout} PROCESSORS ${np} LABELS mpi)
   endforeach()
 endfunction()
