@@ -138,24 +138,29 @@ Batch<float> rank_rows(const Batch<float>& b, const dist::Comm& comm) {
 /// share of a step the ranks spend in the step's exchanges. Run at 1 rank x 2 threads and at
 /// 2 ranks x 1 thread to compare (one rank is the single-process step).
 void dist_step_times(const dist::Comm& comm, int iters) {
-  for (Index batch : {Index(100), Index(400)}) {
-    const bench::Shape shape{10000, 200, 50, batch};
-    Controller<float> ctl(bench::tutorial_spec(shape), comm);
-    std::vector<Batch<float>> data;
-    for (const auto& b : bench::tutorial_batches(shape)) data.push_back(rank_rows(b, comm));
-    std::size_t i = 0;
-    double exchange = 0;
-    const Stats s = time_op(comm, iters, [&] {
-      const double e0 = ctl.exchange_seconds();
-      (void)ctl.train(data[i++ % data.size()]);
-      exchange += ctl.exchange_seconds() - e0;
-    });
-    const double share = comm.allreduce_sum(exchange) / comm.size() / (iters + 2) / s.median;
-    if (comm.rank() == 0)
-      std::printf("%-46s %10.3f ms [%8.3f]  cpu %8.3f ms  %6.2f ticks/s [%6.2f]  exchange %4.1f%%\n",
-                  ("train B=" + std::to_string(batch) + ", " + std::to_string(comm.size()) + " rank(s)").c_str(),
-                  s.median * 1e3, s.min * 1e3, s.cpu * 1e3, 1.0 / s.median, 1.0 / s.min, 100 * share);
-  }
+  for (Index batch : {Index(100), Index(400)})
+    for (bool sharded : {true, false}) {
+      if (!sharded && comm.size() == 1) continue;  // one rank has nothing to shard
+      const bench::Shape shape{10000, 200, 50, batch};
+      Controller<float> ctl(bench::tutorial_spec(shape), comm);
+      ctl.set_optimizer_sharding(sharded);
+      std::vector<Batch<float>> data;
+      for (const auto& b : bench::tutorial_batches(shape)) data.push_back(rank_rows(b, comm));
+      std::size_t i = 0;
+      double exchange = 0;
+      const Stats s = time_op(comm, iters, [&] {
+        const double e0 = ctl.exchange_seconds();
+        (void)ctl.train(data[i++ % data.size()]);
+        exchange += ctl.exchange_seconds() - e0;
+      });
+      const double share = comm.allreduce_sum(exchange) / comm.size() / (iters + 2) / s.median;
+      if (comm.rank() == 0)
+        std::printf("%-46s %10.3f ms [%8.3f]  cpu %8.3f ms  %6.2f ticks/s [%6.2f]  exchange %4.1f%%\n",
+                    ("train B=" + std::to_string(batch) + ", " + std::to_string(comm.size()) + " rank(s)" +
+                     (comm.size() > 1 ? sharded ? ", sharded optimizer" : ", replicated optimizer" : ""))
+                        .c_str(),
+                    s.median * 1e3, s.min * 1e3, s.cpu * 1e3, 1.0 / s.median, 1.0 / s.min, 100 * share);
+    }
 }
 
 }  // namespace

@@ -180,3 +180,36 @@ TEST_CASE("a mistaken start is refused on every rank alike and the sum still com
   sum.wait(0);
   CHECK(test::same_bits(g, test::serial_sum<float>(4, comm.size(), 100)));
 }
+
+TEMPLATE_TEST_CASE("a reduce-scatter sums each rank's own chunk; gather_chunks brings the others' chunks", "", float,
+                   double) {
+  // the sharded optimizer's two halves: after wait() this rank's chunk(b) holds the rank-order sum
+  // (the rest is not sent back: half the bytes), and gather_chunks() completes any per-chunk result
+  const Comm& comm = world();
+  const std::vector<Index> layout = {20000, 200, 1, 0, 4000, 2};  // chunks empty on some ranks too
+  Index total = 0;
+  for (Index s : layout) total += s;
+  const auto ref = test::serial_sum<TestType>(33, comm.size(), total);
+  dist::GradientSum<TestType> sum(comm, layout, dist::Result::OwnChunk);
+  std::mt19937 gen(99u + 7u * unsigned(comm.rank()));
+  for (int round = 0; round < 3; ++round) {
+    auto g = test::rank_values<TestType>(33, comm.rank(), total);
+    for (Index b = sum.buckets() - 1; b >= 0; --b) {
+      jitter(gen, 200);
+      sum.start(b, g.data());
+    }
+    sum.wait_all();
+    Index covered = 0;
+    for (Index b = 0; b < sum.buckets(); ++b) {
+      const auto [first, count] = sum.chunk(b);
+      CHECK(count == dist::balanced_range(sum.size(b), comm.size(), comm.rank()).second);
+      const std::size_t at = static_cast<std::size_t>(sum.offset(b) + first);
+      CHECK(test::same_bits(g.data() + at, ref.data() + at, static_cast<std::size_t>(count)));
+      covered += count;
+    }
+    CHECK(comm.allreduce_sum(covered) == total);  // the chunks tile every bucket
+    if (comm.size() > 1) CHECK_FALSE(test::same_bits(g, ref));  // the others' chunks were not sent back
+    for (Index b = 0; b < sum.buckets(); ++b) sum.gather_chunks(b, g.data() + sum.offset(b));
+    CHECK(test::same_bits(g, ref));
+  }
+}

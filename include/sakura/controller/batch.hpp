@@ -102,6 +102,9 @@ class Batch {
   }
   std::vector<std::int64_t>& labels(const std::string& name) { return pheno_slot(name).labels; }
   Tensor<T>& pheno_values(const std::string& name) { return pheno_slot(name).values; }
+  /// The same slots by index (signature_slot, pheno_slot_index), for refilling without a name lookup.
+  Tensor<T>& signature_values_at(int slot) { return sigs_.at(static_cast<std::size_t>(slot)).values; }
+  Pheno& pheno_at(int slot) { return phs_.at(static_cast<std::size_t>(slot)); }
 
   const std::vector<Target>& signatures() const { return sigs_; }
   const std::vector<Pheno>& phenos() const { return phs_; }

@@ -68,6 +68,7 @@ class Controller {
       detail::require(comm_.size() == 1, "Controller<T, Cuda>: the distributed step runs on the CPU so far (",
                       comm_.size(), " ranks given); train on GPUs with one process, or use Controller<T, Cpu>");
     exchange_ = [this](ForwardVars& out) { exchange(out); };
+    shard_optimizer_ = distributed() && Device::host_memory;
     optimizer_.apply_excludes();
     if constexpr (!Device::host_memory) {  // device mirrors of every parameter and its gradient
       Mirrors::allocate(model_.parameters().all());
@@ -104,10 +105,14 @@ class Controller {
     if constexpr (!Device::host_memory) Mirrors::release(model_.parameters().all());
   }
 
-  /// GPU: copies parameters, gradients and optimizer state to their host tensors (for reading
-  /// them, checkpoints, golden comparisons). A no-op on the CPU.
+  /// Makes the host tensors of parameters, gradients and optimizer state whole and current (for
+  /// reading them, checkpoints, golden comparisons). GPU: copies them from the device. N ranks
+  /// with a sharded optimizer (the default): gathers every rank's chunks of the gradients and
+  /// optimizer state, so it is a collective (every rank calls it). Otherwise a no-op.
   void sync_to_host() {
-    if constexpr (!Device::host_memory) {
+    if constexpr (Device::host_memory) {
+      gather_shards();
+    } else {
       Mirrors::download(model_.parameters().all());
       optimizer_.download_state();
     }
@@ -183,9 +188,10 @@ class Controller {
   /// The optimizer step on the gradients summed by accumulate() (a no-op without any).
   void apply_accumulated() {
     if (!accumulating_) return;
-    if (distributed()) reduce_gradients(true);
-    optimizer_.step();
     accumulating_ = false;
+    if (!distributed()) return optimizer_.step();
+    reduce_gradients(true);
+    step_distributed();
   }
 
   /// The shared computation (SPEC §5, upstream's loss()): the record of a training-mode forward
@@ -219,8 +225,8 @@ class Controller {
   const dist::RowSplit& split() const { return split_; }
   /// Checks (a collective: every rank calls it) that every rank holds the same parameter bytes,
   /// gradients, optimizer state and gradient flags (not between accumulate() and
-  /// apply_accumulated(): the gradients are still the ranks' shares); throws the same
-  /// sakura::Error on every rank otherwise.
+  /// apply_accumulated(): the gradients are still the ranks' shares), after gathering a sharded
+  /// optimizer's chunks (sync_to_host()); throws the same sakura::Error on every rank otherwise.
   /// Debug builds run it every kCheckEvery distributed steps.
   void check_replicas() {
     if (comm_.size() == 1) return;
@@ -242,6 +248,22 @@ class Controller {
     comm_.check_same(std::as_bytes(std::span<const std::uint64_t>(digest)), "the parameters, gradients and optimizer state");
   }
   static constexpr int kCheckEvery = 16;
+  /// N host ranks: whether each rank updates only its chunk of the encoder's and decoder's
+  /// parameters (ZeRO stage 1; default on), or every parameter (off). The parameters are the same
+  /// bits either way; sharded, gradients and optimizer state are whole only after sync_to_host()
+  /// (a collective; capture() and check_replicas() call it). Collective when switching off after
+  /// a sharded step (it gathers); not between accumulate() and apply_accumulated().
+  void set_optimizer_sharding(bool on) {
+    detail::require(!accumulating_, "set_optimizer_sharding: call apply_accumulated() first");
+    const bool shard = on && distributed() && Device::host_memory;
+    if (shard == shard_optimizer_) return;
+    gather_shards();
+    shard_optimizer_ = shard;
+    grad_sum_.reset();  // planned again for the other result (reduce-scatter or whole sum)
+    reduced_.clear();
+    reduced_index_.clear();
+  }
+  bool optimizer_sharded() const { return shard_optimizer_; }
   /// Wall seconds this controller has spent in its collectives (the distributed calls' exchanges:
   /// split, latent gather, loss sums, gradient sum), for measuring a step's exchange share.
   double exchange_seconds() const { return exchange_seconds_; }
@@ -343,6 +365,7 @@ class Controller {
   /// Sets everything capture() returns. The state must fit this controller (io::check_restore
   /// checks a file's state and names what does not fit); a GPU controller then syncs to the device.
   void restore(const TrainingState& c) {
+    for (Shards& k : shards_) k = Shards{};  // everything below is whole
     auto& opt = optimizer_.state();
     std::size_t i = 0;
     for (auto& p : model_.parameters().all()) {
@@ -661,8 +684,10 @@ class Controller {
     optimizer_.begin_backward();
     if (distributed()) hold_frozen_gradients();
     tape_.backward(total_);
-    if (distributed()) reduce_gradients(false);
-    optimizer_.step_after_backward();
+    if (!distributed()) return optimizer_.step_after_backward();
+    reduce_gradients(false);
+    optimizer_.after_backward();
+    step_distributed();
 #ifndef NDEBUG
     if (distributed() && ++distributed_steps_ % kCheckEvery == 0) check_replicas();
 #endif
@@ -818,37 +843,51 @@ class Controller {
     unpack_targets(W - target_width());
   }
 
-  /// The gathered targets (columns from `col` of recv_) into global_, and global_slots_.
+  /// The gathered targets (columns from `col` of recv_) into global_'s slots (global_slots_).
   void unpack_targets(Index col) {
     const ModelSpec& m = spec_.model;
     const Index B = split_.total(), W = recv_.empty() ? 0 : static_cast<Index>(recv_.size()) / B;
     if (global_.expr.rows() != B) global_.expr = Tensor<T>(B, 0);  // cells() of the global batch
+    if (global_layout_ != layout_) resolve_global_slots();         // names are looked up only here
     auto take = [&](Tensor<T>& t, Index cols) {
       if (t.rows() != B || t.cols() != cols) t = Tensor<T>(B, cols);
       for (Index r = 0; r < B; ++r) std::copy_n(recv_.data() + r * W + col, cols, &t(r, 0));
       col += cols;
     };
+    for (std::size_t b = 0; b < m.signatures.size(); ++b)
+      if (layout_[b]) take(global_.signature_values_at(global_slots_.signature[b]), m.signatures[b].out_dim);
+    for (std::size_t b = 0; b < m.phenos.size(); ++b) {
+      const bool labels = layout_[m.signatures.size() + 2 * b], values = layout_[m.signatures.size() + 2 * b + 1];
+      if (!labels && !values) continue;
+      auto& ph = global_.pheno_at(global_slots_.pheno[b]);
+      ph.labels.clear();  // capacity kept: no allocation once warm
+      if (labels) {
+        for (Index r = 0; r < B; ++r) ph.labels.push_back(static_cast<std::int64_t>(recv_[static_cast<std::size_t>(r * W + col)]));
+        ++col;
+      }
+      if (values) take(ph.values, m.phenos[b].out_dim);
+    }
+  }
+  /// global_'s slot of every target the ranks hold (layout_), created on first use; the others -1.
+  /// Runs when the kinds of targets in the batches change, not per call.
+  void resolve_global_slots() {
+    const ModelSpec& m = spec_.model;
     global_slots_.signature.assign(m.signatures.size(), -1);
     global_slots_.pheno.assign(m.phenos.size(), -1);
     for (std::size_t b = 0; b < m.signatures.size(); ++b) {
       if (!layout_[b]) continue;
-      take(global_.signature_values(m.signatures[b].name), m.signatures[b].out_dim);
+      global_.signature_values(m.signatures[b].name);
       global_slots_.signature[b] = global_.signature_slot(m.signatures[b].name);
     }
     for (std::size_t b = 0; b < m.phenos.size(); ++b) {
       const bool labels = layout_[m.signatures.size() + 2 * b], values = layout_[m.signatures.size() + 2 * b + 1];
       if (!labels && !values) continue;
       const std::string& name = m.phenos[b].name;
-      auto& lab = global_.labels(name);
-      lab.clear();
-      if (labels) {
-        for (Index r = 0; r < B; ++r) lab.push_back(static_cast<std::int64_t>(recv_[static_cast<std::size_t>(r * W + col)]));
-        ++col;
-      }
-      if (values) take(global_.pheno_values(name), m.phenos[b].out_dim);
-      else global_.pheno_values(name) = Tensor<T>();
+      global_.labels(name).clear();
+      if (!values) global_.pheno_values(name) = Tensor<T>();  // labels only: no values read
       global_slots_.pheno[b] = global_.pheno_slot_index(name);
     }
+    global_layout_ = layout_;
   }
 
   /// forward() after a distributed call: every entry as this rank's rows (see view()).
@@ -910,8 +949,10 @@ class Controller {
     plan_gradient_sum();
     timed([&] {
       for (std::size_t b = 0; b < reduced_.size(); ++b)
-        if (accumulated ? reduced_[b]->has_grad : reduced_[b]->written)
+        if (accumulated ? reduced_[b]->has_grad : reduced_[b]->written) {
           grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
+          shards_[b].grad = shard_optimizer_;  // only this rank's chunk holds the sum
+        }
       grad_sum_->wait_all();
     });
     for (std::size_t b = 0; b < reduced_.size(); ++b) {
@@ -944,16 +985,69 @@ class Controller {
   void plan_gradient_sum() {
     if (grad_sum_) return;
     std::vector<Index> sizes;
+    bucket_of_.assign(model_.parameters().all().size(), -1);
+    std::size_t i = 0;
     for (auto& p : model_.parameters().all()) {
       const bool rows_module = p.module == "pre_encoder" || p.module == "main_latent_compressor" ||
                                p.module == "signature_latent_compressors" || p.module == "pheno_latent_compressors" ||
                                p.module == "decoder";
-      if (!rows_module) continue;
-      reduced_.push_back(&p);
-      sizes.push_back(p.grad.size());
+      if (rows_module) {
+        bucket_of_[i] = static_cast<Index>(reduced_.size());
+        reduced_.push_back(&p);
+        reduced_index_.push_back(i);
+        sizes.push_back(p.grad.size());
+      }
+      ++i;
     }
     held_.resize(reduced_.size());
-    grad_sum_ = std::make_unique<dist::GradientSum<T>>(comm_, sizes);
+    shards_.assign(reduced_.size(), Shards{});
+    grad_sum_ = std::make_unique<dist::GradientSum<T>>(
+        comm_, sizes, shard_optimizer_ ? dist::Result::OwnChunk : dist::Result::EveryElement);
+  }
+
+  /// The optimizer step of a distributed call, after reduce_gradients(). Replicated: every rank
+  /// updates every parameter. Sharded (ZeRO stage 1, the default on host ranks): a rank updates
+  /// only its chunk of each encoder/decoder parameter (the chunk whose gradient sum it holds; heads
+  /// are whole everywhere and updated whole), then the updated chunks are gathered: the same bytes
+  /// as the gradients' allgather it replaces, 1/N of the update's work. The update is elementwise,
+  /// so the parameters are bit-identical to the replicated step's; the optimizer state and
+  /// gradients stay sharded until gather_shards().
+  void step_distributed() {
+    if (!shard_optimizer_) return optimizer_.step();
+    optimizer_.step([&](std::size_t i, const Parameter<T>& p) {
+      const Index b = bucket_of_[i];
+      return b < 0 ? std::pair<Index, Index>{0, p.value.size()} : grad_sum_->chunk(b);
+    });
+    timed([&] {
+      for (std::size_t b = 0; b < reduced_.size(); ++b) {
+        Parameter<T>& p = *reduced_[b];
+        if (!p.trainable || !p.has_grad) continue;  // as RmsProp::step: not updated
+        grad_sum_->gather_chunks(static_cast<Index>(b), p.value.data());
+        shards_[b].state = true;
+      }
+    });
+  }
+  /// Gathers the chunks a sharded step left on their ranks: summed gradients and optimizer state
+  /// (collective; a no-op when nothing is sharded). Between accumulate() and apply_accumulated()
+  /// the gradients are each rank's own partial sums and are left alone.
+  void gather_shards() {
+    if (!shard_optimizer_ || !grad_sum_) return;
+    timed([&] {
+      for (std::size_t b = 0; b < reduced_.size(); ++b) {
+        Shards& k = shards_[b];
+        const Index bucket = static_cast<Index>(b);
+        if (k.grad && !accumulating_) {
+          grad_sum_->gather_chunks(bucket, reduced_[b]->grad.data());
+          k.grad = false;
+        }
+        if (k.state) {
+          auto& st = optimizer_.state()[reduced_index_[b]];
+          grad_sum_->gather_chunks(bucket, st.square_avg.data());
+          if (!st.momentum_buffer.empty()) grad_sum_->gather_chunks(bucket, st.momentum_buffer.data());
+          k.state = false;
+        }
+      }
+    });
   }
   template <class F>
   void timed(F&& f) {
@@ -1016,6 +1110,7 @@ class Controller {
   const Batch<T>* exchange_batch_ = nullptr;    // this rank's rows, during compute()
   Batch<T> global_;                             // the global batch's targets (no expression)
   BatchSlots global_slots_;
+  std::vector<std::int64_t> global_layout_;  // the layout_ global_slots_ were resolved for
   std::vector<std::int64_t> desc_, all_desc_, layout_;  // begin_split(): what each rank holds
   std::vector<Index> counts_;                           // begin_split(): rows per rank
   std::vector<T> send_, recv_;                  // the gather's rows
@@ -1025,6 +1120,13 @@ class Controller {
   bool partial_ = false;  // weigh(): the term is this rank's share of a decoder-side mean
   std::unique_ptr<dist::GradientSum<T>> grad_sum_;
   std::vector<Parameter<T>*> reduced_;  // grad_sum_'s buckets: every rows-module parameter
+  std::vector<std::size_t> reduced_index_;  // bucket -> parameter index
+  std::vector<Index> bucket_of_;            // parameter index -> bucket (-1: a head, not reduced)
+  bool shard_optimizer_ = false;            // step_distributed(): ZeRO stage 1
+  struct Shards {                           // what of a bucket's parameter only this rank's chunk holds
+    bool grad = false, state = false;
+  };
+  std::vector<Shards> shards_;
   struct Held {                         // a frozen gradient set aside (hold_frozen_gradients)
     Tensor<T> grad;
     bool active = false;

@@ -9,6 +9,10 @@
 ///   dist::GradientSum<float> sum(comm, dist::GradientSum<float>::even_buckets(n, 1 << 20));
 ///   for (Index b = sum.buckets() - 1; b >= 0; --b) { /* backward fills bucket b */ sum.start(b, grad); sum.progress(); }
 ///   sum.wait_all();                                             // grad holds the global sum
+///
+/// A sharded optimizer (ZeRO stage 1) plans it with Result::OwnChunk: each bucket is only
+/// reduce-scattered, the rank updates its chunk(b) of the parameters, and gather_chunks() brings
+/// every rank the others' chunks: the same bytes as the gradients' allgather, 1/N of the update.
 #pragma once
 
 #include <algorithm>
@@ -20,18 +24,26 @@
 
 namespace sakura::dist {
 
+/// What a waited bucket holds: the sum everywhere, or only in this rank's chunk(b).
+enum class Result { EveryElement, OwnChunk };
+
 template <class T = float>
 class GradientSum {
  public:
   /// Buckets of the given sizes, back to back from element 0; their scratch is allocated here,
   /// once (steps then allocate nothing). Wait for every started bucket before destroying it:
   /// destroyed with sums in flight (unwinding to an abort) it never blocks, and leaks their scratch.
-  GradientSum(const Comm& comm, const std::vector<Index>& bucket_sizes) : comm_(comm) {
+  GradientSum(const Comm& comm, const std::vector<Index>& bucket_sizes, Result result = Result::EveryElement)
+      : comm_(comm) {
     Index offset = 0;
     for (std::size_t b = 0; b < bucket_sizes.size(); ++b) {
-      detail::require(bucket_sizes[b] >= 0, "GradientSum: bucket ", b, " has negative size ", bucket_sizes[b]);
-      buckets_.push_back({offset, bucket_sizes[b], comm_.transport().plan_sum(dtype_of<T>(), bucket_sizes[b]), false});
-      offset += bucket_sizes[b];
+      const Index n = bucket_sizes[b];
+      detail::require(n >= 0, "GradientSum: bucket ", b, " has negative size ", n);
+      Transport& t = comm_.transport();
+      buckets_.push_back({offset, n,
+                          result == Result::OwnChunk ? t.plan_reduce_scatter(dtype_of<T>(), n) : t.plan_sum(dtype_of<T>(), n),
+                          false, RowSplit::balanced(n, comm_.size())});
+      offset += n;
     }
     total_ = offset;
   }
@@ -48,6 +60,19 @@ class GradientSum {
   Index offset(Index b) const { return at(b).offset; }
   Index size(Index b) const { return at(b).size; }
   Index total() const { return total_; }
+  /// This rank's chunk of bucket b: {first element, count} (balanced_range over the ranks).
+  std::pair<Index, Index> chunk(Index b) const {
+    const RowSplit& c = at(b).chunks;
+    return {c.begin(comm_.rank()), c.count(comm_.rank())};
+  }
+  /// Every rank's chunk(b) of `bucket` (size(b) elements, e.g. parameter values each rank updated
+  /// in its chunk) to every rank, in place. Blocking; a collective like start().
+  void gather_chunks(Index b, T* bucket) {
+    const Bucket& k = at(b);
+    const Index first = k.chunks.begin(comm_.rank());
+    comm_.allgather_rows<T>(MatrixRef<const T>(bucket + first, k.chunks.count(comm_.rank()), 1), k.chunks,
+                            MatrixRef<T>(bucket, k.size, 1));
+  }
 
   /// Starts the sum of bucket b of the flat buffer `data` (total() elements): elements
   /// [offset(b), offset(b) + size(b)) must stay untouched until the bucket is waited for.
@@ -86,6 +111,7 @@ class GradientSum {
     Index offset, size;
     std::unique_ptr<SumSlot> slot;
     bool in_flight;
+    RowSplit chunks;  // each rank's chunk, as rows of width 1 (for allgather_rows)
   };
   Bucket& at(Index b) {
     detail::require(b >= 0 && b < buckets(), "GradientSum: bucket ", b, " outside [0, ", buckets(), ")");

@@ -131,12 +131,13 @@ class GatherQueue {
 /// chunk r (balanced_range) of every other rank (MPI_Ialltoallv; its own stays in place), adds
 /// the N copies in rank order, and the summed chunks are gathered back in place
 /// (MPI_Iallgatherv). Bytes sent per rank: 2 (N - 1) / N of the buffer, as a ring allreduce.
+/// With `gather` false it stops after the own chunk's sum (a reduce-scatter, half the bytes).
 template <class T>
 class MpiSum final : public MpiSumBase {
  public:
-  MpiSum(MPI_Comm exchange_comm, MPI_Comm gather_comm, GatherQueue& queue, int rank, int size, Index n)
+  MpiSum(MPI_Comm exchange_comm, MPI_Comm gather_comm, GatherQueue& queue, int rank, int size, Index n, bool gather)
       : exchange_comm_(exchange_comm), gather_comm_(gather_comm), queue_(queue), rank_(rank), size_(size),
-        counts_(size), displs_(size), recv_counts_(size), recv_displs_(size) {
+        gather_after_sum_(gather), counts_(size), displs_(size), recv_counts_(size), recv_displs_(size) {
     detail::mpi_count(n, "GradientSum: one bucket");
     mine_ = balanced_range(n, size, rank).second;
     for (int r = 0; r < size; ++r) {
@@ -197,6 +198,10 @@ class MpiSum final : public MpiSumBase {
     T* own = data_ + displs_[rank_];
     detail::sum_in_rank_order([&](int r) -> const T* { return r == rank_ ? own : scratch_.ptr + slot(r) * mine_; },
                               size_, mine_, own);
+    if (!gather_after_sum_) {
+      phase_ = Phase::Idle;
+      return;
+    }
     SAKURA_MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data_, counts_.data(), displs_.data(), type(),
                                      gather_comm_, &gather_));
     phase_ = Phase::Gather;
@@ -204,6 +209,7 @@ class MpiSum final : public MpiSumBase {
   MPI_Comm exchange_comm_, gather_comm_;
   GatherQueue& queue_;
   int rank_, size_;
+  bool gather_after_sum_;
   Index mine_ = 0;
   std::vector<int> counts_, displs_, send_counts_, recv_counts_, recv_displs_;
   sakura::detail::AlignedBuffer<T> scratch_;
@@ -269,12 +275,14 @@ class MpiTransport final : public Transport {
     SAKURA_MPI_CHECK(MPI_Allgatherv(send, counts_[std::size_t(rank_)], detail::mpi_type(type), all, counts_.data(),
                                     displs_.data(), detail::mpi_type(type), comm_));
   }
-  std::unique_ptr<SumSlot> plan_sum(DType type, Index n) override {
-    if (type == DType::F32) return std::make_unique<MpiSum<float>>(comm_, gather_comm_, gathers_, rank_, size_, n);
-    return std::make_unique<MpiSum<double>>(comm_, gather_comm_, gathers_, rank_, size_, n);
-  }
+  std::unique_ptr<SumSlot> plan_sum(DType type, Index n) override { return plan(type, n, true); }
+  std::unique_ptr<SumSlot> plan_reduce_scatter(DType type, Index n) override { return plan(type, n, false); }
 
  private:
+  std::unique_ptr<SumSlot> plan(DType type, Index n, bool gather) {
+    if (type == DType::F32) return std::make_unique<MpiSum<float>>(comm_, gather_comm_, gathers_, rank_, size_, n, gather);
+    return std::make_unique<MpiSum<double>>(comm_, gather_comm_, gathers_, rank_, size_, n, gather);
+  }
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm gather_comm_ = MPI_COMM_NULL;  // the sums' second phase only (GatherQueue)
   GatherQueue gathers_;

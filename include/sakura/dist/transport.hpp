@@ -89,6 +89,11 @@ class Transport {
                               void* all) = 0;
   /// A reusable in-place sum over ranks of n elements.
   virtual std::unique_ptr<SumSlot> plan_sum(DType type, Index n) = 0;
+  /// plan_sum's first half (reduce-scatter): after wait(), this rank's chunk
+  /// (balanced_range(n, size(), rank()), dist/split.hpp) holds the sum, added in rank order; the
+  /// other elements are unspecified. For a sharded optimizer, which then gathers parameters
+  /// instead of gradients. An engine without its own does the whole sum (a valid result too).
+  virtual std::unique_ptr<SumSlot> plan_reduce_scatter(DType type, Index n) { return plan_sum(type, n); }
 };
 
 }  // namespace sakura::dist

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <utility>
 #include <vector>
 
 #include "sakura/backend/cpu/ops.hpp"
@@ -52,8 +53,16 @@ class RmsProp {
 
   /// One update of every trainable parameter that has a gradient.
   void step() {
+    step([](std::size_t, const Parameter<T>& p) { return std::pair<Index, Index>{0, p.value.size()}; });
+  }
+  /// The update of elements [first, first + count) of each such parameter, {first, count} =
+  /// part(i, parameter i): a sharded optimizer updates its chunk. The update is elementwise, so
+  /// every element gets the same bits as in step(). The state is allocated whole.
+  template <class Part>
+  void step(const Part& part) {
     std::size_t i = 0;
     for (Parameter<T>& p : *params_) {
+      const auto [first, count] = part(i, std::as_const(p));
       State& s = state_[i++];
       if (!p.trainable || !p.has_grad) continue;
       if (!s.initialised) {  // PyTorch creates the state lazily, zero-filled
@@ -65,11 +74,14 @@ class RmsProp {
         }
         s.initialised = true;
       }
+      if (count == 0) continue;  // a chunk of a parameter with fewer elements than ranks
+      auto at = [first](T* x) { return x ? x + first : nullptr; };
       if constexpr (Device::host_memory)
-        Device::rmsprop_step(p.value.data(), p.grad.data(), s.square_avg.data(),
-                        opt_.momentum > 0 ? s.momentum_buffer.data() : nullptr, p.value.size(), hyper_);
+        Device::rmsprop_step(at(p.value.data()), at(p.grad.data()), at(s.square_avg.data()),
+                             at(opt_.momentum > 0 ? s.momentum_buffer.data() : nullptr), count, hyper_);
       else
-        Device::rmsprop_step(p.device_value, p.device_grad, s.dev_square_avg, s.dev_momentum, p.value.size(), dev_hyper_);
+        Device::rmsprop_step(at(p.device_value), at(p.device_grad), at(s.dev_square_avg), at(s.dev_momentum), count,
+                             dev_hyper_);
     }
   }
 
@@ -82,6 +94,11 @@ class RmsProp {
   /// from here on; one that had a gradient and was not written is zero-filled (torch 1.13's
   /// zero_grad() fills with zeros, it does not free), so it still moves (momentum, weight decay).
   void step_after_backward() {
+    after_backward();
+    step();
+  }
+  /// step_after_backward()'s bookkeeping alone (a sharded optimizer then steps its chunks).
+  void after_backward() {
     for (Parameter<T>& p : *params_) {
       if (p.written) {
         if (!p.has_grad) ++has_grad_generation_;
@@ -90,7 +107,6 @@ class RmsProp {
         zero_grad(p);
       }
     }
-    step();
   }
   /// After the backward pass of one part of a summed step (no update yet).
   void end_accumulated_backward() {

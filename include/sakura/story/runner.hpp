@@ -437,7 +437,8 @@ class Runner {
                        std::int64_t epoch, bool done) {
     const std::string path = s_.setup().log_path + a.checkpoint_prefix + "_tick_" + std::to_string(tick) + ".ckpt";
     last_checkpoint_ = path;
-    if (!writer()) return;  // every rank's state is rank 0's (replicated)
+    ctl_.sync_to_host();    // collective: a sharded optimizer's chunks gathered on every rank
+    if (!writer()) return;  // every rank's state is now rank 0's
     io::Checkpoint ck = io::capture(ctl_);
     ck.ranks = comm_.size();
     ck.config = s_.config_text();
