@@ -136,14 +136,23 @@ Batch<float> rank_rows(const Batch<float>& b, const dist::Comm& comm) {
 /// The distributed training step itself (Controller(spec, comm)) at the tutorial shape, each rank
 /// on its rows of a global batch of 100 and 400 cells: ticks per second (slowest rank) and the
 /// share of a step the ranks spend in the step's exchanges. Run at 1 rank x 2 threads and at
-/// 2 ranks x 1 thread to compare (one rank is the single-process step).
+/// 2 ranks x 1 thread to compare (one rank is the single-process step); on N ranks with the
+/// sharded optimizer (the default), the replicated one, and gradient sums started during backward.
 void dist_step_times(const dist::Comm& comm, int iters) {
+  struct Variant {
+    const char* name;
+    bool sharded, overlap;
+  };
+  const Variant variants[] = {{"sharded optimizer", true, false},
+                              {"replicated optimizer", false, false},
+                              {"sharded, sums during backward", true, true}};
   for (Index batch : {Index(100), Index(400)})
-    for (bool sharded : {true, false}) {
-      if (!sharded && comm.size() == 1) continue;  // one rank has nothing to shard
+    for (const Variant& v : variants) {
+      if (comm.size() == 1 && &v != variants) continue;  // one rank: nothing to shard or sum
       const bench::Shape shape{10000, 200, 50, batch};
       Controller<float> ctl(bench::tutorial_spec(shape), comm);
-      ctl.set_optimizer_sharding(sharded);
+      ctl.set_optimizer_sharding(v.sharded);
+      ctl.set_gradient_overlap(v.overlap);
       std::vector<Batch<float>> data;
       for (const auto& b : bench::tutorial_batches(shape)) data.push_back(rank_rows(b, comm));
       std::size_t i = 0;
@@ -155,9 +164,9 @@ void dist_step_times(const dist::Comm& comm, int iters) {
       });
       const double share = comm.allreduce_sum(exchange) / comm.size() / (iters + 2) / s.median;
       if (comm.rank() == 0)
-        std::printf("%-46s %10.3f ms [%8.3f]  cpu %8.3f ms  %6.2f ticks/s [%6.2f]  exchange %4.1f%%\n",
+        std::printf("%-56s %10.3f ms [%8.3f]  cpu %8.3f ms  %6.2f ticks/s [%6.2f]  exchange %4.1f%%\n",
                     ("train B=" + std::to_string(batch) + ", " + std::to_string(comm.size()) + " rank(s)" +
-                     (comm.size() > 1 ? sharded ? ", sharded optimizer" : ", replicated optimizer" : ""))
+                     (comm.size() > 1 ? std::string(", ") + v.name : std::string()))
                         .c_str(),
                     s.median * 1e3, s.min * 1e3, s.cpu * 1e3, 1.0 / s.median, 1.0 / s.min, 100 * share);
     }

@@ -303,6 +303,8 @@ TEST_CASE("distributed step: once warm, train, accumulate, eval and loss allocat
           "[dist][alloc]") {
   const dist::Comm& comm = world();
   Controller<float> ctl(mixed_spec(), comm);
+  const bool overlap = GENERATE(false, true);  // gradient sums started after or during backward
+  ctl.set_gradient_overlap(overlap);
   std::vector<Batch<float>> batches;  // dense and sparse, built before counting
   for (std::uint64_t s = 1; s <= 4; ++s) batches.push_back(rank_rows(mixed_batch<float>(s, 13), comm));
   TrainOptions heads;  // another selection: a GRL-free, reconstruction-free step
@@ -328,7 +330,7 @@ TEST_CASE("distributed step: once warm, train, accumulate, eval and loss allocat
   comm.allgather(std::span<const long>(&allocs, 1), std::span<long>(all));
   for (int r = 0; r < comm.size(); ++r) {
     INFO("rank " << r << " of " << comm.size() << ": " << all[static_cast<std::size_t>(r)]
-                 << " allocations in 5 warm rounds of 9 calls");
+                 << " allocations in 5 warm rounds of 9 calls, overlap " << overlap);
     CHECK(all[static_cast<std::size_t>(r)] == 0);
   }
   ctl.check_replicas();
@@ -394,4 +396,31 @@ TEST_CASE("distributed step: the sharded optimizer gives the replicated step's s
   sharded.train(rows(mixed_batch<float>(77, 13)));
   replicated.train(rows(mixed_batch<float>(77, 13)));
   CHECK(same_bits(params_of(sharded), params_of(replicated)));
+}
+
+TEST_CASE("distributed step: summing gradients during backward (overlap) changes no bit", "[dist][overlap]") {
+  // each parameter's sum starts from Tape::backward's hook in backward order instead of after
+  // backward in registration order: every element is still x_0 + ... + x_{N-1}
+  const dist::Comm& comm = world();
+  ExperimentSpec spec = mixed_spec();
+  spec.optimizer.excludes = {{"decoder", ""}};  // a frozen module's held gradient too
+  Controller<float> after(spec, comm), during(spec, comm), during_replicated(spec, comm);
+  during.set_gradient_overlap(true);
+  during_replicated.set_gradient_overlap(true);
+  during_replicated.set_optimizer_sharding(false);
+  const auto rows = [&](const Batch<float>& b) { return rank_rows(b, comm); };
+  const auto expected = run_mixed(after, 9, 13, rows);
+  CHECK(run_mixed(during, 9, 13, rows) == expected);
+  CHECK(run_mixed(during_replicated, 9, 13, rows) == expected);
+  const auto want = params_of(after);
+  CHECK(same_bits(params_of(during), want));
+  CHECK(same_bits(params_of(during_replicated), want));
+  const TrainingState a = after.capture(), b = during.capture(), c = during_replicated.capture();
+  for (std::size_t i = 0; i < a.params.size(); ++i) {
+    INFO(a.params[i].name);
+    CHECK(b.params[i].grad == a.params[i].grad);
+    CHECK(c.params[i].grad == a.params[i].grad);
+    CHECK(b.params[i].square_avg == a.params[i].square_avg);
+  }
+  during.check_replicas();
 }

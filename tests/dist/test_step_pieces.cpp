@@ -91,3 +91,37 @@ TEST_CASE("distributed pieces: gathered_rows passes its input that input's rows 
   for (Index r = 0; r < n; ++r)
     for (Index c = 0; c < 4; ++c) CHECK(p.grad(r, c) == Approx(2 * all(first + r, c) * w(first + r, c) / (B * 4)));
 }
+
+TEST_CASE("distributed pieces: backward reports each parameter once, when its gradient is complete",
+          "[dist][tape][overlap]") {
+  // the overlapped gradient sum starts a parameter's sum from this hook, so at the call its
+  // gradient must already be the final one: a layer read twice (w2), a bias whose gradient the
+  // reconstruction's fused MSE + L1 rule writes early (b2), and a leaf no node reads (unused)
+  Parameter<double> w1("w1", "m", "", 6, 3), b1("b1", "m", "", 1, 6), w2("w2", "m", "", 4, 6),
+      b2("b2", "m", "", 1, 4), unused("u", "m", "", 2, 2);
+  for (Parameter<double>* p : {&w1, &b1, &w2, &b2, &unused})
+    p->value = test::random_tensor<double>(p->value.rows(), p->value.cols(), 11 + p->name.size() + p->value.size(), -1, 1);
+  const Tensor<double> x = test::random_tensor<double>(5, 3, 2, -1, 1), target = test::random_tensor<double>(5, 4, 3, -1, 1);
+  Tape<double> t;
+  const Var h = t.linear(t.constant(x), t.param(w1), t.param(b1), false, true);
+  const Var y = t.linear(h, t.param(w2), t.param(b2), false, true);
+  const Var again = t.linear(h, t.param(w2), Var{}, false, false);  // w2's second use
+  (void)t.param(unused);
+  const Var loss = t.add(t.add(t.mse(y, t.constant(target)), t.l1(y, t.constant(target))), t.mean(t.square(again)));
+  std::vector<std::pair<const Parameter<double>*, Tensor<double>>> seen;
+  t.backward(loss, [&](Parameter<double>& p) { seen.push_back({&p, p.grad}); });
+  REQUIRE(seen.size() == 5);
+  for (const auto& [p, grad_then] : seen) {
+    INFO(p->name);
+    CHECK(std::count_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == p; }) == 1);
+    CHECK(std::equal(grad_then.begin(), grad_then.end(), p->grad.begin(), p->grad.end()));  // nothing added after
+  }
+  // the last layer's parameters are complete before the first layer's
+  auto at = [&](const Parameter<double>& p) {
+    return std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == &p; }) - seen.begin();
+  };
+  CHECK(at(w2) < at(w1));
+  CHECK(at(b2) < at(b1));
+  CHECK(w1.written);
+  CHECK(!unused.written);
+}

@@ -17,7 +17,9 @@
 ///   t.backward(y);   // p.grad now holds d mse / d p
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -85,6 +87,7 @@ class Tape {
     bool requires_grad = false;
     bool grad_ready = false;  // holds a gradient this backward (first write overwrites)
     bool grad_relu_done = false;  // grad is already through its fused Linear's ReLU and bias (rules.hpp)
+    int first_consumer = -1;      // a parameter leaf: the first node reading it (its gradient's last writer)
   };
   /// A layer's layout: weight stored input-major ([in, out]), ReLU fused after it, and for
   /// Op::SparseLinear the CSC copy of its sparse input.
@@ -124,6 +127,7 @@ class Tape {
     values_.reserve(256);
     nodes_.reserve(256);
     concat_parts_.reserve(64);
+    param_leaves_.reserve(64);
   }
 
   /// Forget every value and node of the previous step (memory is kept for the next one).
@@ -131,6 +135,7 @@ class Tape {
     values_.clear();
     nodes_.clear();
     concat_parts_.clear();
+    param_leaves_.clear();
     arena_.reset();
     if constexpr (!Device::host_memory) staging_.reset();
     stamp_ = next_stamp();
@@ -218,6 +223,7 @@ class Tape {
     // a frozen parameter is never zero-filled by the optimizer, so PyTorch keeps accumulating;
     // so does every parameter while a summed step accumulates
     values_[v.id].grad_ready = accumulate_params_ || (!p.trainable && p.has_grad);
+    param_leaves_.push_back({-1, v.id});
     p.stamp = stamp_;
     p.leaf = v.id;
     return v;
@@ -372,7 +378,10 @@ class Tape {
       Node& nd = push_node(Op::Concat, y);
       nd.parts_begin = static_cast<int>(concat_parts_.size());
       nd.parts_count = static_cast<int>(parts.size());
-      for (Var p : parts) concat_parts_.push_back(p.id);
+      for (Var p : parts) {
+        concat_parts_.push_back(p.id);
+        note_consumer(p.id);
+      }
     }
     return y;
   }
@@ -497,13 +506,28 @@ class Tape {
   /// Back-propagates d root / d (everything) with root a 1x1 value. Parameter gradients are
   /// written into Parameter::grad (overwritten on first contribution, marked `written`).
   void backward(Var root) {
+    backward(root, [](Parameter<T>&) {});
+  }
+  /// backward(root), calling ready(parameter) for each parameter leaf as soon as its gradient is
+  /// complete: after the first node that reads it (the last its backward runs) is done, or at
+  /// the end for a leaf no node reads. Data-parallel training starts the parameter's gradient
+  /// sum there, while the rest of backward runs. The order is the same for the same graph.
+  template <class Ready>
+  void backward(Var root, Ready&& ready) {
     Value& r = values_[root.id];
     detail::require(r.rows == 1 && r.cols == 1, "backward() needs a scalar root, got ", Shape{r.rows, r.cols});
     if (!r.requires_grad) return;
     T* g = grad_buffer(root);
     Device::fill(g, 1, T(1));
     r.grad_ready = true;
-    for (std::size_t i = nodes_.size(); i-- > 0;) {
+    for (auto& [node, leaf] : param_leaves_) node = values_[leaf].first_consumer;
+    std::sort(param_leaves_.begin(), param_leaves_.end(), std::greater<>());  // last to be final first
+    std::size_t k = 0;
+    auto release = [&](long long lowest_done) {  // every leaf whose first consumer has run
+      for (; k < param_leaves_.size() && param_leaves_[k].first >= lowest_done; ++k)
+        ready(*values_[param_leaves_[k].second].param);
+    };
+    for (std::size_t i = nodes_.size(); i-- > 0; release(static_cast<long long>(i))) {
       if (!values_[nodes_[i].out].grad_ready) continue;
       if (const std::size_t done = apply_pair_rule(i)) {
         i -= done - 1;  // nodes i - done + 1 .. i are done
@@ -511,6 +535,7 @@ class Tape {
       }
       apply_rule(nodes_[i]);
     }
+    release(-1);  // leaves that no node reads
   }
 
   /// Where a rule writes the gradient of input `v`: the buffer and whether to accumulate.
@@ -563,7 +588,13 @@ class Tape {
       return dummy_;
     }
     nodes_.push_back(Node{op, out.id, a.id, b.id, c.id, 0, 0, {}});
+    for (int x : {a.id, b.id, c.id}) note_consumer(x);
     return nodes_.back();
+  }
+  /// The newest node reads value x: a parameter leaf's first such node is where its gradient completes.
+  void note_consumer(int x) {
+    if (x >= 0 && values_[x].param && values_[x].first_consumer < 0)
+      values_[x].first_consumer = static_cast<int>(nodes_.size()) - 1;
   }
   Node* last_node_for(Var y) {
     return (!nodes_.empty() && nodes_.back().out == y.id) ? &nodes_.back() : nullptr;
@@ -608,6 +639,7 @@ class Tape {
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   std::vector<int> concat_parts_;  // Concat nodes' inputs (Node::parts_begin)
+  std::vector<std::pair<int, int>> param_leaves_;  // parameter leaves: {first consumer, value id}
   struct PartnerMean {  // paired_mean's kept result: op of (a, b) is value
     Op op = Op::Mse;
     int a = -1, b = -1;

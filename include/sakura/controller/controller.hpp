@@ -264,6 +264,13 @@ class Controller {
     reduced_index_.clear();
   }
   bool optimizer_sharded() const { return shard_optimizer_; }
+  /// N ranks: start each encoder/decoder gradient's sum during backward, as soon as that gradient
+  /// is complete, instead of after backward (default off). The sums are the same bits either way.
+  /// It pays where the engine moves data while the rank computes (RDMA networks, NCCL); on one
+  /// machine's shared memory, where moving data costs the same cores, it measured slower
+  /// (docs/scaling.md). A summed step (accumulate()) still sums once, in apply_accumulated().
+  void set_gradient_overlap(bool on) { overlap_gradient_sum_ = on; }
+  bool gradient_overlap() const { return overlap_gradient_sum_; }
   /// Wall seconds this controller has spent in its collectives (the distributed calls' exchanges:
   /// split, latent gather, loss sums, gradient sum), for measuring a step's exchange share.
   double exchange_seconds() const { return exchange_seconds_; }
@@ -683,7 +690,10 @@ class Controller {
   void backward_and_step() {
     optimizer_.begin_backward();
     if (distributed()) hold_frozen_gradients();
-    tape_.backward(total_);
+    if (distributed() && overlap_gradient_sum_)
+      tape_.backward(total_, [this](Parameter<T>& p) { start_sum_during_backward(p); });
+    else
+      tape_.backward(total_);
     if (!distributed()) return optimizer_.step_after_backward();
     reduce_gradients(false);
     optimizer_.after_backward();
@@ -949,11 +959,9 @@ class Controller {
     plan_gradient_sum();
     timed([&] {
       for (std::size_t b = 0; b < reduced_.size(); ++b)
-        if (accumulated ? reduced_[b]->has_grad : reduced_[b]->written) {
-          grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
-          shards_[b].grad = shard_optimizer_;  // only this rank's chunk holds the sum
-        }
+        if (!shards_[b].started && (accumulated ? reduced_[b]->has_grad : reduced_[b]->written)) start_sum(b);
       grad_sum_->wait_all();
+      for (Shards& k : shards_) k.started = false;
     });
     for (std::size_t b = 0; b < reduced_.size(); ++b) {
       Held& h = held_[b];
@@ -962,6 +970,20 @@ class Controller {
       for (Index e = 0; e < h.grad.size(); ++e) g[e] += h.grad.data()[e];  // the steps before, plus this one's sum
       h.active = false;
     }
+  }
+  void start_sum(std::size_t b) {
+    grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
+    shards_[b].started = true;
+    shards_[b].grad = shard_optimizer_;  // only this rank's chunk holds the sum
+  }
+  /// Tape::backward's hook (overlap on): p's gradient is complete, its sum starts now.
+  void start_sum_during_backward(Parameter<T>& p) {
+    if (!p.written) return;
+    for (std::size_t b = 0; b < reduced_.size(); ++b)
+      if (reduced_[b] == &p) timed([&] {
+          start_sum(b);
+          grad_sum_->progress();  // lets the engine move the buckets in flight
+        });
   }
   /// A frozen parameter's gradient is never zero-filled (the optimizer does not own it, as in
   /// PyTorch), so a backward adds this rank's rows' share to the sum of the steps before. Before a
@@ -1125,7 +1147,9 @@ class Controller {
   bool shard_optimizer_ = false;            // step_distributed(): ZeRO stage 1
   struct Shards {                           // what of a bucket's parameter only this rank's chunk holds
     bool grad = false, state = false;
+    bool started = false;  // its sum was started in this backward (overlap)
   };
+  bool overlap_gradient_sum_ = false;
   std::vector<Shards> shards_;
   struct Held {                         // a frozen gradient set aside (hold_frozen_gradients)
     Tensor<T> grad;
