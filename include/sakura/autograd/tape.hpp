@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -505,9 +506,7 @@ class Tape {
   // ------------------------------------------------------------------ backward
   /// Back-propagates d root / d (everything) with root a 1x1 value. Parameter gradients are
   /// written into Parameter::grad (overwritten on first contribution, marked `written`).
-  void backward(Var root) {
-    backward(root, [](Parameter<T>&) {});
-  }
+  void backward(Var root) { backward(root, NoHook{}); }
   /// backward(root), calling ready(parameter) for each parameter leaf as soon as its gradient is
   /// complete: after the first node that reads it (the last its backward runs) is done, or at
   /// the end for a leaf no node reads. Data-parallel training starts the parameter's gradient
@@ -520,12 +519,16 @@ class Tape {
     T* g = grad_buffer(root);
     Device::fill(g, 1, T(1));
     r.grad_ready = true;
-    for (auto& [node, leaf] : param_leaves_) node = values_[leaf].first_consumer;
-    std::sort(param_leaves_.begin(), param_leaves_.end(), std::greater<>());  // last to be final first
+    constexpr bool hooked = !std::is_same_v<std::decay_t<Ready>, NoHook>;
+    if constexpr (hooked) {
+      for (auto& [node, leaf] : param_leaves_) node = values_[leaf].first_consumer;
+      std::sort(param_leaves_.begin(), param_leaves_.end(), std::greater<>());  // last to be final first
+    }
     std::size_t k = 0;
     auto release = [&](long long lowest_done) {  // every leaf whose first consumer has run
-      for (; k < param_leaves_.size() && param_leaves_[k].first >= lowest_done; ++k)
-        ready(*values_[param_leaves_[k].second].param);
+      if constexpr (hooked)
+        for (; k < param_leaves_.size() && param_leaves_[k].first >= lowest_done; ++k)
+          ready(*values_[param_leaves_[k].second].param);
     };
     for (std::size_t i = nodes_.size(); i-- > 0; release(static_cast<long long>(i))) {
       if (!values_[nodes_[i].out].grad_ready) continue;
@@ -552,6 +555,9 @@ class Tape {
   void set_accumulate_parameters(bool on) { accumulate_params_ = on; }
 
  private:
+  struct NoHook {
+    void operator()(Parameter<T>&) const {}
+  };
   void apply_rule(const Node& n);  // autograd/rules.hpp
   std::size_t apply_pair_rule(std::size_t i);  // autograd/rules.hpp
   const Node* relu_producer(int v, std::size_t below) const;  // autograd/rules.hpp
