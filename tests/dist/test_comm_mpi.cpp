@@ -213,3 +213,37 @@ TEMPLATE_TEST_CASE("a reduce-scatter sums each rank's own chunk; gather_chunks b
     CHECK(test::same_bits(g, ref));
   }
 }
+
+TEMPLATE_TEST_CASE("gather_rows brings uneven splits to the root only, in place or not", "", float, double) {
+  const Comm& comm = world();
+  const int n = comm.size();
+  std::vector<Index> counts(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) counts[static_cast<std::size_t>(r)] = r == 1 ? 0 : 2 + r;  // rank 1 has no rows
+  const dist::RowSplit split(counts);
+  const Index cols = 3;
+  auto value = [](Index row, Index c) { return static_cast<TestType>(row * 10 + c) + TestType(0.25); };
+  for (int root : {0, n - 1}) {
+    Tensor<TestType> mine(split.count(comm.rank()), cols);
+    for (Index i = 0; i < mine.rows(); ++i)
+      for (Index c = 0; c < cols; ++c) mine(i, c) = value(split.begin(comm.rank()) + i, c);
+    Tensor<TestType> all(comm.rank() == root ? split.total() : 0, cols);
+    comm.gather_rows<TestType>(mine.ref(), split, comm.rank() == root ? all.ref() : MatrixRef<TestType>(), root);
+    if (comm.rank() == root) {
+      bool same = true;
+      for (Index i = 0; i < split.total(); ++i)
+        for (Index c = 0; c < cols; ++c) same = same && all(i, c) == value(i, c);
+      CHECK(same);
+    }
+    Tensor<TestType> in_place(split.total(), cols);  // the root's own rows already in place
+    for (Index i = 0; i < split.count(comm.rank()); ++i)
+      for (Index c = 0; c < cols; ++c) in_place(split.begin(comm.rank()) + i, c) = value(split.begin(comm.rank()) + i, c);
+    const MatrixRef<const TestType> own(in_place.data() + split.begin(comm.rank()) * cols, split.count(comm.rank()), cols);
+    comm.gather_rows<TestType>(own, split, in_place.ref(), root);
+    if (comm.rank() == root) {
+      bool same = true;
+      for (Index i = 0; i < split.total(); ++i)
+        for (Index c = 0; c < cols; ++c) same = same && in_place(i, c) == value(i, c);
+      CHECK(same);
+    }
+  }
+}

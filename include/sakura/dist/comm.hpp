@@ -134,6 +134,24 @@ class Comm {
                             "dist::Comm::allgather_rows: the matrices must be contiguous");
     transport().allgather_rows(dtype_of<std::remove_const_t<T>>(), mine.data, split.offsets(), all.cols, all.data);
   }
+  /// allgather_rows to `root` alone: `all` (split.total() rows) is written on the root only; on
+  /// the other ranks it may be empty (MatrixRef{}). For outputs one rank writes.
+  template <class T>
+  void gather_rows(MatrixRef<const T> mine, const RowSplit& split, MatrixRef<T> all, int root = 0) const {
+    check_root(root, "gather_rows");
+    detail::require(split.ranks() == size(), "dist::Comm::gather_rows: a split over ", split.ranks(),
+                    " ranks on a communicator of ", size());
+    const bool at_root = rank() == root;
+    detail::require(mine.rows == split.count(rank()) &&
+                        (!at_root || (all.rows == split.total() && (mine.rows == 0 || mine.cols == all.cols))),
+                    "dist::Comm::gather_rows: rank ", rank(), " gives ", Shape{mine.rows, mine.cols}, " rows into ",
+                    Shape{all.rows, all.cols}, "; the split wants ", split.count(rank()), " of ", split.total(),
+                    " rows", at_root ? " on the root" : "");
+    detail::require(mine.contiguous() && (!at_root || all.contiguous()),
+                    "dist::Comm::gather_rows: the matrices must be contiguous");
+    transport().gather_rows(dtype_of<std::remove_const_t<T>>(), mine.data, split.offsets(), at_root ? all.cols : mine.cols,
+                            at_root ? all.data : nullptr, root);
+  }
   /// data = its sum over ranks, in place, in rank order (blocking; GradientSum overlaps buckets).
   template <class T>
   void sum(std::span<T> data) const {

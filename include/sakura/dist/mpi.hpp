@@ -275,6 +275,18 @@ class MpiTransport final : public Transport {
     SAKURA_MPI_CHECK(MPI_Allgatherv(send, counts_[std::size_t(rank_)], detail::mpi_type(type), all, counts_.data(),
                                     displs_.data(), detail::mpi_type(type), comm_));
   }
+  void gather_rows(DType type, const void* mine, std::span<const Index> row_offsets, Index cols, void* all,
+                   int root) override {
+    detail::mpi_count(row_offsets[static_cast<std::size_t>(size_)] * cols, "dist::Comm::gather_rows");
+    for (std::size_t r = 0; r < counts_.size(); ++r) {
+      counts_[r] = int((row_offsets[r + 1] - row_offsets[r]) * cols);
+      displs_[r] = int(row_offsets[r] * cols);
+    }
+    const std::size_t own = std::size_t(displs_[std::size_t(rank_)]) * dtype_size(type);
+    const void* send = rank_ == root && mine == static_cast<const char*>(all) + own ? MPI_IN_PLACE : mine;
+    SAKURA_MPI_CHECK(MPI_Gatherv(send, counts_[std::size_t(rank_)], detail::mpi_type(type), all, counts_.data(),
+                                 displs_.data(), detail::mpi_type(type), root, comm_));
+  }
   std::unique_ptr<SumSlot> plan_sum(DType type, Index n) override { return plan(type, n, true); }
   std::unique_ptr<SumSlot> plan_reduce_scatter(DType type, Index n) override { return plan(type, n, false); }
 

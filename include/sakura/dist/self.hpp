@@ -28,6 +28,10 @@ class SelfTransport final : public Transport {
                       void* all) override {
     copy(all, mine, static_cast<std::size_t>(row_offsets[1] * cols) * dtype_size(type));
   }
+  void gather_rows(DType type, const void* mine, std::span<const Index> row_offsets, Index cols, void* all,
+                   int) override {
+    allgather_rows(type, mine, row_offsets, cols, all);
+  }
   /// The sum over one rank is the rank's own value: nothing to do.
   std::unique_ptr<SumSlot> plan_sum(DType, Index) override { return std::make_unique<Done>(); }
 

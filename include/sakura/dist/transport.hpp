@@ -87,6 +87,14 @@ class Transport {
   /// `all`, gathered on every rank; `mine` may be the rank's own rows inside `all`.
   virtual void allgather_rows(DType type, const void* mine, std::span<const Index> row_offsets, Index cols,
                               void* all) = 0;
+  /// allgather_rows to one rank: `all` (row_offsets.back() rows) is written on `root` only and
+  /// may be null elsewhere. For outputs that one rank writes: 1/N of the allgather's traffic and
+  /// memory. An engine without its own throws (the step never needs it).
+  virtual void gather_rows(DType type, const void* mine, std::span<const Index> row_offsets, Index cols, void* all,
+                           int root) {
+    (void)type, (void)mine, (void)row_offsets, (void)cols, (void)all, (void)root;
+    detail::fail("dist::Comm::gather_rows: the ", name(), " engine has none; use allgather_rows");
+  }
   /// A reusable in-place sum over ranks of n elements.
   virtual std::unique_ptr<SumSlot> plan_sum(DType type, Index n) = 0;
   /// plan_sum's first half (reduce-scatter): after wait(), this rank's chunk

@@ -174,13 +174,15 @@ inline int agreed_signal(const dist::Comm& comm, int mine, std::vector<std::int3
 
 // ---------------------------------------------------------------- per-cell outputs
 /// Gathers the rows of per-cell outputs (latents, reconstructions) that the ranks hold after an
-/// evaluation into cell order, on every rank (a collective: every rank asks for the same slots in
-/// the same order). On one rank the view itself is returned.
+/// evaluation into cell order on rank 0, the one that writes them (a collective: every rank asks
+/// for the same slots in the same order; the other ranks get their own rows back). On one rank the
+/// view itself is returned.
 class RowGather {
  public:
   explicit RowGather(dist::Comm comm) : comm_(std::move(comm)) {}
 
-  /// `mine` (this rank's rows of a chunk of `rows` cells) gathered into slot `slot`'s buffer.
+  /// `mine` (this rank's rows of a chunk of `rows` cells) gathered into slot `slot`'s buffer on
+  /// rank 0; elsewhere this rank's rows (densely copied).
   MatrixRef<const float> gather(std::size_t slot, MatrixRef<const float> mine, Index rows) {
     if (comm_.size() == 1) return mine;
     if (slots_.size() <= slot) slots_.resize(slot + 1);
@@ -194,10 +196,14 @@ class RowGather {
     s.mine.resize(static_cast<std::size_t>(mine.rows * cols));
     for (Index i = 0; i < mine.rows; ++i)  // a tape matrix may be padded (ld): copied densely
       std::copy_n(mine.data + i * mine.ld, cols, s.mine.begin() + i * cols);
-    s.all.resize(static_cast<std::size_t>(rows * cols));
     split_.assign_balanced(rows, comm_.size());
-    comm_.allgather_rows<float>(MatrixRef<const float>(s.mine.data(), mine.rows, cols), split_,
-                                MatrixRef<float>(s.all.data(), rows, cols));
+    const MatrixRef<const float> own(s.mine.data(), mine.rows, cols);
+    if (comm_.rank() != 0) {  // only rank 0 writes: the others send their rows and keep them
+      comm_.gather_rows<float>(own, split_, MatrixRef<float>());
+      return own;
+    }
+    s.all.resize(static_cast<std::size_t>(rows * cols));
+    comm_.gather_rows<float>(own, split_, MatrixRef<float>(s.all.data(), rows, cols));
     return {s.all.data(), rows, cols};
   }
 

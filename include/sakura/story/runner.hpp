@@ -133,9 +133,9 @@ class Runner {
     evaluate_rows(rows, eo, f);
   }
 
-  /// Inside evaluate()'s f: v's rows of the whole chunk, in cell order, on every rank (a collective
-  /// on N ranks: every rank asks for the same variables, each in its own slot, in the same order;
-  /// on one rank, the controller's view).
+  /// Inside evaluate()'s f: v's rows of the whole chunk, in cell order, on rank 0, the writer (a
+  /// collective on N ranks: every rank asks for the same variables, each in its own slot, in the
+  /// same order; the other ranks get their own rows; on one rank, the controller's view).
   MatrixRef<const float> outputs(Var v, std::size_t slot = 0) { return gather_.gather(slot, ctl_.view(v), chunk_cells_); }
 
   bool stopped() const { return stopped_; }
