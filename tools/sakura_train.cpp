@@ -335,6 +335,7 @@ int main(int argc, char** argv) {
   }
   install_signal_handlers();
   std::string error;
+  int speaker = -1;  // an error every rank agreed on is written by this rank alone
   try {
     return run(a, comm);
   } catch (const sakura::story::Interrupted& e) {  // on every rank at the same tick (agreed)
@@ -342,13 +343,14 @@ int main(int argc, char** argv) {
     return 128 + e.signal();
   } catch (const sakura::Error& e) {
     error = text(e);
+    speaker = sakura::dist::speaker_of(e);
   } catch (const std::bad_alloc&) {
     error = "out of memory";
   } catch (const std::exception& e) {
     error = e.what();
   }
   // one rank failed: the others may be waiting for it in a collective, so the job ends here (MPI_Abort)
-  if (comm.size() > 1) comm.abort("sakura-train: error: " + error);
+  if (comm.size() > 1) comm.abort("sakura-train: error: " + error, 1, speaker);
   std::fprintf(stderr, "\nsakura-train: error: %s\n", error.c_str());
   return 1;
 }

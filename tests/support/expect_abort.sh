@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # SPDX-FileCopyrightText: sakura-cpp authors
-# expect_abort.sh <seconds> <regex> <command...>: passes when the command fails (non-zero exit)
-# within <seconds>, not by hanging, and its output matches the extended regex <regex>.
+# expect_abort.sh [--once] <seconds> <regex> <command...>: passes when the command fails (non-zero
+# exit) within <seconds>, not by hanging, and its output matches the extended regex <regex>
+# (--once: on exactly one line: an error every rank agreed on is written by one rank).
 set -uo pipefail
+once=0
+if [[ ${1:-} == --once ]]; then
+  once=1
+  shift
+fi
 limit=$1 pattern=$2
 shift 2
 out=$(mktemp)
@@ -23,6 +29,11 @@ if ((rc == 0)); then
 fi
 if ! grep -Eq -- "$pattern" "$out"; then
   echo "FAIL: exit status $rc after ${took} s, but no output line matches: $pattern"
+  exit 1
+fi
+lines=$(grep -Ec -- "$pattern" "$out")
+if ((once && lines != 1)); then
+  echo "FAIL: $lines output lines match, one was expected (the error is written by one rank): $pattern"
   exit 1
 fi
 echo "PASS: exit status $rc after ${took} s with the expected message"

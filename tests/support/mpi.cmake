@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: MIT
 # SPDX-FileCopyrightText: sakura-cpp authors
-# sakura_mpi_test(<name> NP <n>... [TIMEOUT <s>] [EXPECT_ABORT <regex>] [GPU_PER_RANK] COMMAND <program> [<arg>...])
+# sakura_mpi_test(<name> NP <n>... [TIMEOUT <s>] [EXPECT_ABORT <regex> [ONCE]] [GPU_PER_RANK] COMMAND <program> [<arg>...])
 # One ctest entry "<name> (np <n>)" per rank count, running <program> under mpiexec with
 # OMP_NUM_THREADS=1 in every rank. A hung job is ended by the launcher's own time limit (Open MPI's
 # --timeout, then ctest's TIMEOUT), never left running. EXPECT_ABORT: the job must end with an
 # error (not by the time limit) within the limit, with output matching <regex>
-# (support/expect_abort.sh). GPU_PER_RANK: the job needs a GPU per rank; with fewer (none in CI) the
+# (support/expect_abort.sh; ONCE: on exactly one line). GPU_PER_RANK: the job needs a GPU per rank; with fewer (none in CI) the
 # test reports SKIPPED (support/require_gpus.sh, exit 77 = SKIP_RETURN_CODE; needs the target
 # sakura_device_count). Without MPI (or its launcher) nothing is registered.
 # sakura_mpi_catch_main: Catch2's main for tests run under MPI (every rank returns the same status).
@@ -46,7 +46,7 @@ if(TARGET sakura::mpi)
 endif()
 
 function(sakura_mpi_test name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "GPU_PER_RANK" "TIMEOUT;EXPECT_ABORT" "NP;COMMAND")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "GPU_PER_RANK;ONCE" "TIMEOUT;EXPECT_ABORT" "NP;COMMAND")
   if(NOT TARGET sakura::mpi OR NOT MPIEXEC_EXECUTABLE)
     return()
   endif()
@@ -57,7 +57,11 @@ function(sakura_mpi_test name)
     set(launch ${MPIEXEC_EXECUTABLE} ${SAKURA_MPIEXEC_FLAGS} ${MPIEXEC_NUMPROC_FLAG} ${np})
     if(DEFINED arg_EXPECT_ABORT)
       # the script's own limit: a job ended by a launcher's time limit must not pass for an abort
-      set(command ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/expect_abort.sh ${arg_TIMEOUT} "${arg_EXPECT_ABORT}" ${launch} ${arg_COMMAND})
+      set(once)
+      if(arg_ONCE)
+        set(once --once)
+      endif()
+      set(command ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/expect_abort.sh ${once} ${arg_TIMEOUT} "${arg_EXPECT_ABORT}" ${launch} ${arg_COMMAND})
     elseif(SAKURA_MPIEXEC_HAS_TIMEOUT)
       set(command ${launch} --timeout ${arg_TIMEOUT} ${arg_COMMAND})
     else()

@@ -773,8 +773,8 @@ class Controller {
       const std::int64_t* d = &all_desc_[k * static_cast<std::size_t>(r)];
       if (!d[0]) {
         if (r == comm_.rank()) detail::fail(error);
-        detail::fail("rank ", r, " of ", N, " rejected its rows of the batch (its own error names the problem); "
-                     "nothing was trained");
+        dist::detail::fail_agreed(r, "rank ", r, " of ", N, " rejected its rows of the batch (its own error names the "
+                                  "problem); nothing was trained");
       }
       counts_[static_cast<std::size_t>(r)] = d[1];
       if (d[1] == 0) continue;

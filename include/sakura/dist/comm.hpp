@@ -15,6 +15,7 @@
 ///   comm.allgather_rows<float>(my_latents, split, all_latents);
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +25,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -34,6 +36,31 @@
 #include "sakura/error.hpp"
 
 namespace sakura::dist {
+
+/// An error that every rank throws at the same point, having learnt it through a collective (a
+/// check_same difference, a rank's invalid rows): one rank, `speaker()`, reports it for all, so
+/// a job of N ranks prints it once instead of N times (Comm::abort's `speaker`).
+class AgreedError : public Error {
+ public:
+  AgreedError(const std::string& what, int speaker) : Error(what), speaker_(speaker) {}
+  int speaker() const { return speaker_; }
+
+ private:
+  int speaker_;
+};
+/// The rank that reports `e` (AgreedError::speaker()), or -1: every rank reports its own error.
+inline int speaker_of(const std::exception& e) {
+  const auto* a = dynamic_cast<const AgreedError*>(&e);
+  return a ? a->speaker() : -1;
+}
+namespace detail {
+template <class... Args>
+[[noreturn]] void fail_agreed(int speaker, Args&&... args) {
+  std::ostringstream os;
+  (os << ... << std::forward<Args>(args));
+  throw AgreedError(os.str(), speaker);
+}
+}  // namespace detail
 
 class Comm {
  public:
@@ -112,7 +139,7 @@ class Comm {
          << std::dec << ")";
       first = false;
     }
-    detail::fail(what, " differs between the ", size(), " ranks: rank 0 has ", all[0], " bytes (digest ", std::hex,
+    detail::fail_agreed(0, what, " differs between the ", size(), " ranks: rank 0 has ", all[0], " bytes (digest ", std::hex,
                  all[1], std::dec, "), ", os.str(), ". Start every rank with the same inputs (same files, same arguments)");
   }
   void check_same(std::string_view text, std::string_view what) const {
@@ -168,7 +195,11 @@ class Comm {
 
   /// Writes "rank r of N: message" to stderr and ends every rank of the job with `code`
   /// (MPI_Abort under MPI): the way out when one rank fails while others wait in a collective.
-  [[noreturn]] void abort(std::string_view message, int code = 1) const {
+  /// `speaker` >= 0 (an AgreedError, the same on every rank): only that rank writes and ends the
+  /// job; the others wait for it quietly (and after kQuietWait seconds report and end it anyway).
+  [[noreturn]] void abort(std::string_view message, int code = 1, int speaker = -1) const {
+    if (size() > 1 && speaker >= 0 && speaker < size() && speaker != rank())
+      std::this_thread::sleep_for(std::chrono::seconds(kQuietWait));  // ended by the speaker's abort
     if (size() > 1)
       std::fprintf(stderr, "rank %d of %d: %.*s\n", rank(), size(), static_cast<int>(message.size()), message.data());
     else
@@ -177,6 +208,7 @@ class Comm {
     transport().abort(code);
     std::_Exit(code);  // not reached; GCC does not carry [[noreturn]] through a virtual call
   }
+  static constexpr int kQuietWait = 20;
 
  private:
   struct State {
@@ -200,14 +232,14 @@ class Comm {
 
 /// Runs fn(). One process: exceptions propagate as usual. Several ranks: an exception on any rank
 /// ends the whole job with its message (Comm::abort), so the ranks waiting for it in a collective
-/// never hang.
+/// never hang; an AgreedError is written once, by its speaker.
 template <class F>
 decltype(auto) run_or_abort(const Comm& comm, F&& fn) {
   if (comm.size() == 1) return std::forward<F>(fn)();
   try {
     return std::forward<F>(fn)();
   } catch (const std::exception& e) {
-    comm.abort(e.what());
+    comm.abort(e.what(), 1, speaker_of(e));
   } catch (...) {
     comm.abort("unknown exception");
   }

@@ -130,7 +130,7 @@ inline void check_inputs_agree(const dist::Comm& comm, const Json& facts) {
   if (first == flags.end()) return;
   const int rank = static_cast<int>(first - flags.begin());
   comm.broadcast(diff, rank);
-  sakura::detail::fail("rank ", rank, " of ", comm.size(), " was started with other inputs than rank 0: ", diff,
+  dist::detail::fail_agreed(0, "rank ", rank, " of ", comm.size(), " was started with other inputs than rank 0: ", diff,
                        ". Start every rank with the same config, data files and arguments");
 }
 
