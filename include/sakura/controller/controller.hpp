@@ -334,7 +334,7 @@ class Controller {
 
   // ------------------------------------------------------------------ checkpoints
   /// Everything training changes, in PyTorch layout (any device: a GPU controller syncs to the
-  /// host first). io/checkpoint.hpp writes it to a file.
+  /// host first; N ranks: a collective, see sync_to_host()). io/checkpoint.hpp writes it to a file.
   TrainingState capture() {
     sync_to_host();
     TrainingState c;
