@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: MIT
 # SPDX-FileCopyrightText: sakura-cpp authors
-# sakura_mpi_test(<name> NP <n>... [TIMEOUT <s>] [EXPECT_ABORT <regex> [ONCE]] [GPU_PER_RANK] COMMAND <program> [<arg>...])
+# sakura_mpi_test(<name> NP <n>... [TIMEOUT <s>] [EXPECT_ABORT <regex> [ONCE]] [GPU_PER_RANK | GPUS <k>] COMMAND <program> [<arg>...])
 # One ctest entry "<name> (np <n>)" per rank count, running <program> under mpiexec with
 # OMP_NUM_THREADS=1 in every rank. A hung job is ended by the launcher's own time limit (Open MPI's
 # --timeout, then ctest's TIMEOUT), never left running. EXPECT_ABORT: the job must end with an
 # error (not by the time limit) within the limit, with output matching <regex>
 # (support/expect_abort.sh; ONCE: on exactly one line). GPU_PER_RANK: the job needs a GPU per rank; with fewer (none in CI) the
 # test reports SKIPPED (support/require_gpus.sh, exit 77 = SKIP_RETURN_CODE; needs the target
-# sakura_device_count). Without MPI (or its launcher) nothing is registered.
+# sakura_device_count). GPUS <k>: the job needs k GPUs in all, whatever the ranks (ranks sharing a
+# GPU), skipped the same way with fewer. Without MPI (or its launcher) nothing is registered.
 # sakura_mpi_catch_main: Catch2's main for tests run under MPI (every rank returns the same status).
 include_guard(GLOBAL)
 
@@ -46,7 +47,7 @@ if(TARGET sakura::mpi)
 endif()
 
 function(sakura_mpi_test name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "GPU_PER_RANK;ONCE" "TIMEOUT;EXPECT_ABORT" "NP;COMMAND")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "GPU_PER_RANK;ONCE" "TIMEOUT;EXPECT_ABORT;GPUS" "NP;COMMAND")
   if(NOT TARGET sakura::mpi OR NOT MPIEXEC_EXECUTABLE)
     return()
   endif()
@@ -67,12 +68,18 @@ function(sakura_mpi_test name)
     else()
       set(command ${launch} ${arg_COMMAND})
     endif()
+    set(gpus "")
     if(arg_GPU_PER_RANK)
-      set(command ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/require_gpus.sh ${np} $<TARGET_FILE:sakura_device_count> ${command})
+      set(gpus ${np})
+    elseif(arg_GPUS)
+      set(gpus ${arg_GPUS})
+    endif()
+    if(gpus)
+      set(command ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/require_gpus.sh ${gpus} $<TARGET_FILE:sakura_device_count> ${command})
     endif()
     set(test "${name} (np ${np})")
     add_test(NAME "${test}" COMMAND ${command})
-    if(arg_GPU_PER_RANK)
+    if(gpus)
       set_tests_properties("${test}" PROPERTIES SKIP_RETURN_CODE 77)
     endif()
     math(EXPR ctest_timeout "${arg_TIMEOUT} + 30")

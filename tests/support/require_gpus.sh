@@ -8,7 +8,7 @@ need=$1 probe=$2
 shift 2
 have=$("$probe" 2>/dev/null) || have=0
 if ! [[ "$have" =~ ^[0-9]+$ ]] || ((have < need)); then
-  echo "SKIPPED: ${need} ranks need ${need} CUDA devices (one per rank); ${have:-0} found"
+  echo "SKIPPED: this job needs ${need} CUDA device(s); ${have:-0} found"
   exit 77
 fi
 exec "$@"

@@ -51,7 +51,10 @@ namespace sakura {
 /// latents and per-cell targets; every term that reads latents (regularizers, heads and their
 /// losses) runs on the global batch on every rank; reconstruction terms are means over the global
 /// count. Every rank gets the same LossRecord; parameters and optimizer state stay bit-identical.
-/// Dev = Cuda trains on one process only for now (an error names it).
+/// Dev = Cuda runs the same step on GPU ranks: with an NCCL Comm (memory() Device: one GPU per rank,
+/// dist::nccl_comm) the gather and the gradient sum move device memory; with a host Comm (MPI) they
+/// are staged through host memory (ranks may then share a GPU). CUDA graphs are off while
+/// distributed (see step()).
 template <class T = float, class Dev = Cpu>
 class Controller {
  public:
@@ -64,9 +67,6 @@ class Controller {
       : spec_(std::move(spec)), rng_(spec_.seed), model_(spec_.model, rng_),
         optimizer_(model_.parameters().all(), spec_.optimizer), comm_(std::move(comm)) {
     const ModelSpec& m = spec_.model;
-    if constexpr (!Device::host_memory)
-      detail::require(comm_.size() == 1, "Controller<T, Cuda>: the distributed step runs on the CPU so far (",
-                      comm_.size(), " ranks given); train on GPUs with one process, or use Controller<T, Cpu>");
     exchange_ = [this](ForwardVars& out) { exchange(out); };
     shard_optimizer_ = distributed() && Device::host_memory;
     optimizer_.apply_excludes();
@@ -128,6 +128,7 @@ class Controller {
   }
   /// GPU: capture each distinct step (selection, batch shape, set of stepped parameters) as a
   /// CUDA graph on its second occurrence and replay it afterwards (SPEC: issue "GPU backend").
+  /// Ignored while distributed (more than one rank): the step's collectives run on the host.
   void enable_graphs(bool on) {
     static_assert(!Device::host_memory, "CUDA graphs need Controller<T, Cuda>");
     graphs_enabled_ = on;
@@ -216,7 +217,9 @@ class Controller {
   /// Latents, head outputs and reconstruction of the last eval() call (empty if not computed).
   /// Distributed: every ForwardVars entry (x, pre, main, all, recon, sig_lat, sig_out, ph_lat,
   /// ph_out) holds THIS RANK'S ROWS of the batch, in global order; gather them with
-  /// comm().allgather_rows(view(v), split(), ...). (The terms read the gathered batch internally.)
+  /// comm().allgather_rows(view(v), split(), ...) (a GPU's view is device memory: an NCCL Comm
+  /// gathers it as it is; download it first for a host Comm). (The terms read the gathered batch
+  /// internally.)
   MatrixRef<const T> view(Var v) const { return v ? tape_.data(v) : MatrixRef<const T>{}; }
   const ForwardVars& forward() const { return fwd_; }
 
@@ -679,7 +682,9 @@ class Controller {
   template <class Call>
   const LossRecord& step(const Batch<T>& batch, const Call& c, const StepOptions& o) {
     if constexpr (!Device::host_memory) {
-      if (graphs_enabled_ && !o.suppress_backward) return graph_step(batch, c, o.detach);
+      // not while distributed: a graph cannot hold begin_split's host allgather, the host-side
+      // exchange of the latents and targets, or the loss sums the record needs
+      if (graphs_enabled_ && !o.suppress_backward && !distributed()) return graph_step(batch, c, o.detach);
     }
     guarded([&] { compute(batch, c, o.detach); });
     if (!o.suppress_backward) backward_and_step();
@@ -820,9 +825,10 @@ class Controller {
     send_.resize(static_cast<std::size_t>(n * W));
     recv_.resize(static_cast<std::size_t>(B * W));
     const Batch<T>& batch = *exchange_batch_;
+    const T* latents = local ? host_rows(local) : nullptr;
     for (Index r = 0; r < n; ++r) {
       T* row = send_.data() + r * W;
-      if (local) std::copy_n(tape_.data(local).data + r * Z, Z, row);
+      if (latents) std::copy_n(latents + r * Z, Z, row);
       row += Z;
       for (std::size_t b = 0; b < m.signatures.size(); ++b)
         if (layout_[b]) row = std::copy_n(&batch.signatures()[slots_.signature[b]].values(r, 0), m.signatures[b].out_dim, row);
@@ -832,7 +838,7 @@ class Controller {
         if (layout_[m.signatures.size() + 2 * b + 1]) row = std::copy_n(&ph.values(r, 0), m.phenos[b].out_dim, row);
       }
     }
-    timed([&] { comm_.allgather_rows<T>(MatrixRef<const T>(send_.data(), n, W), split_, MatrixRef<T>(recv_.data(), B, W)); });
+    timed([&] { allgather_exchange(n, B, W); });
     if (local) {
       const Var g = tape_.gathered_rows(local, first, B, [&](MatrixRef<T> all) {
         for (Index r = 0; r < B; ++r) std::copy_n(recv_.data() + r * W, Z, all.data + r * Z);
@@ -851,6 +857,37 @@ class Controller {
       if (out.all) out.all = g;  // `all` is the concatenation of exactly these latents
     }
     unpack_targets(W - target_width());
+  }
+
+  /// A tape value's rows where the host reads them: the tape's memory on the CPU; on a GPU a copy
+  /// in a host buffer kept for later calls. (The tape's values are contiguous.)
+  const T* host_rows(Var v) {
+    const MatrixRef<const T> m = tape_.data(v);
+    if constexpr (Device::host_memory) {
+      return m.data;
+    } else {
+      const std::size_t count = static_cast<std::size_t>(m.rows * m.cols);
+      if (host_rows_.size() < count) host_rows_.resize(count);
+      Device::download(host_rows_.data(), m.data, count * sizeof(T));
+      return host_rows_.data();
+    }
+  }
+  /// The exchange's allgather of send_ (n x W, this rank's rows) into recv_ (B x W): host memory
+  /// for the CPU and host engines; an NCCL Comm gathers device memory, so on a GPU the rows are
+  /// staged through device buffers allocated once (grown), and the result read back to recv_,
+  /// where the targets are unpacked and the latents staged onto the tape as on the CPU.
+  void allgather_exchange(Index n, Index B, Index W) {
+    if constexpr (!Device::host_memory) {
+      if (comm_.memory() == dist::Memory::Device) {
+        T* mine = dev_send_.grow(static_cast<std::size_t>(n * W));
+        T* all = dev_recv_.grow(static_cast<std::size_t>(B * W));
+        Device::upload(mine, send_.data(), sizeof(T) * static_cast<std::size_t>(n * W));
+        comm_.allgather_rows<T>(MatrixRef<const T>(mine, n, W), split_, MatrixRef<T>(all, B, W));
+        Device::download(recv_.data(), all, sizeof(T) * static_cast<std::size_t>(B * W));  // waits for the gather
+        return;
+      }
+    }
+    comm_.allgather_rows<T>(MatrixRef<const T>(send_.data(), n, W), split_, MatrixRef<T>(recv_.data(), B, W));
   }
 
   /// The gathered targets (columns from `col` of recv_) into global_'s slots (global_slots_).
@@ -957,22 +994,26 @@ class Controller {
   /// those this backward wrote.
   void reduce_gradients(bool accumulated) {
     plan_gradient_sum();
+    auto sent = [&](std::size_t b) { return accumulated ? reduced_[b]->has_grad : reduced_[b]->written; };
     timed([&] {
       for (std::size_t b = 0; b < reduced_.size(); ++b)
-        if (!shards_[b].started && (accumulated ? reduced_[b]->has_grad : reduced_[b]->written)) start_sum(b);
+        if (!shards_[b].started && sent(b)) start_sum(b);
       grad_sum_->wait_all();
+      for (std::size_t b = 0; b < reduced_.size(); ++b)
+        if (sent(b)) gradient_summed(*reduced_[b]);
       for (Shards& k : shards_) k.started = false;
     });
     for (std::size_t b = 0; b < reduced_.size(); ++b) {
       Held& h = held_[b];
       if (!h.active) continue;
-      T* g = reduced_[b]->grad.data();
+      T* g = host_gradient(*reduced_[b]);
       for (Index e = 0; e < h.grad.size(); ++e) g[e] += h.grad.data()[e];  // the steps before, plus this one's sum
+      device_gradient(*reduced_[b]);
       h.active = false;
     }
   }
   void start_sum(std::size_t b) {
-    grad_sum_->start_bucket(static_cast<Index>(b), reduced_[b]->grad.data());
+    grad_sum_->start_bucket(static_cast<Index>(b), gradient_to_sum(*reduced_[b]));
     shards_[b].started = true;
     shards_[b].grad = shard_optimizer_;  // only this rank's chunk holds the sum
   }
@@ -998,8 +1039,37 @@ class Controller {
       h.active = !p.trainable && p.has_grad;
       if (!h.active) continue;
       if (h.grad.size() != p.grad.size()) h.grad = Tensor<T>(p.grad.rows(), p.grad.cols());  // once
-      std::copy_n(p.grad.data(), p.grad.size(), h.grad.data());
+      std::copy_n(host_gradient(p), p.grad.size(), h.grad.data());
       std::fill_n(p.grad.data(), p.grad.size(), T(0));
+      device_gradient(p);
+    }
+  }
+  // Where a gradient lives for the exchange. The CPU: its host tensor, and the helpers below do
+  // nothing else. A GPU: Parameter::device_grad, with the host tensor as the staging copy.
+  /// The memory the gradient sum reads and writes: device memory for an NCCL Comm; host memory
+  /// otherwise (a GPU's gradient is downloaded into its host tensor first).
+  T* gradient_to_sum(Parameter<T>& p) {
+    if constexpr (!Device::host_memory)
+      if (comm_.memory() == dist::Memory::Device) return p.device_grad;
+    return host_gradient(p);
+  }
+  /// After the sum: a host-staged GPU gradient goes back to the device.
+  void gradient_summed(Parameter<T>& p) {
+    if constexpr (!Device::host_memory)
+      if (comm_.memory() == dist::Memory::Host) device_gradient(p);
+  }
+  /// The gradient in its host tensor, to read or change there (a GPU: downloaded first).
+  T* host_gradient(Parameter<T>& p) {
+    if constexpr (!Device::host_memory)
+      Device::download(p.grad.data(), p.device_grad, sizeof(T) * static_cast<std::size_t>(p.grad.size()));
+    return p.grad.data();
+  }
+  /// A GPU: the host tensor, changed, back to the device gradient (waits for the copy: the host
+  /// tensor may be written again at once).
+  void device_gradient(Parameter<T>& p) {
+    if constexpr (!Device::host_memory) {
+      Device::upload(p.device_grad, p.grad.data(), sizeof(T) * static_cast<std::size_t>(p.grad.size()));
+      Device::synchronize();
     }
   }
   /// The gradient sum's buckets, planned once for every parameter of the rows modules (a warm step
@@ -1136,6 +1206,27 @@ class Controller {
   std::vector<std::int64_t> desc_, all_desc_, layout_;  // begin_split(): what each rank holds
   std::vector<Index> counts_;                           // begin_split(): rows per rank
   std::vector<T> send_, recv_;                  // the gather's rows
+  std::vector<T> host_rows_;                    // GPU: this rank's latents, downloaded for the gather
+  /// Device memory grown on demand and kept (GPU: the NCCL gather's staging; unused on the CPU).
+  struct DeviceStage {
+    T* ptr = nullptr;
+    std::size_t n = 0;
+    DeviceStage() = default;
+    DeviceStage(const DeviceStage&) = delete;
+    DeviceStage& operator=(const DeviceStage&) = delete;
+    ~DeviceStage() { Device::Alloc::deallocate(ptr); }
+    T* grow(std::size_t count) {
+      if (count > n) {
+        Device::Alloc::deallocate(ptr);
+        ptr = nullptr;
+        n = 0;
+        ptr = static_cast<T*>(Device::Alloc::allocate(count * sizeof(T)));
+        n = count;
+      }
+      return ptr;
+    }
+  };
+  DeviceStage dev_send_, dev_recv_;
   std::vector<Var> exchange_parts_, total_terms_;
   std::vector<double> sums_;
   std::vector<std::pair<int, T>> weighted_;
