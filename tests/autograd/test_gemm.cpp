@@ -4,7 +4,8 @@
 /// cross every edge of the small-product kernel (8- and 6-row tiles, 16-lane vectors, 64-column panels,
 /// 16 x 16 transpose blocks, its stack buffer) and the hand-over to the library above it:
 /// values within a k-proportional rounding bound, nothing written outside C's m x n block
-/// (padding of the leading dimensions is checked), and C not read when beta == 0.
+/// (padding of the leading dimensions is checked), and C not read when beta == 0; products big
+/// enough to fork, on 1-3 threads, split by rows or by columns, allocate nothing once warm.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -14,6 +15,8 @@
 
 #include "sakura/backend/cpu/gemm.hpp"
 #include "sakura/tensor/rng.hpp"
+#include "support/counting_new.hpp"
+#include "support/threads.hpp"
 
 using sakura::Index;
 
@@ -105,4 +108,46 @@ TEST_CASE("the small float kernel takes what it is built for and declines the re
 #endif
   CHECK_FALSE(small_gemm_f32(true, true, 8, 8, 8, 1.f, a.data(), 8, b.data(), 8, 0.f, c.data(), 8));
   CHECK_FALSE(small_gemm_f32(false, false, 0, 8, 8, 1.f, a.data(), 8, b.data(), 8, 0.f, c.data(), 8));
+}
+
+namespace {
+// Big enough to fork (m n k >= kParallelMinWork): C split by rows, and by columns (too few rows)
+struct Shape {
+  Index m, n, k;
+};
+constexpr Shape kForked[] = {{100, 200, 200}, {33, 200, 200}, {7, 2000, 200}};
+}  // namespace
+
+TEST_CASE("float products big enough to fork match the reference on 1, 2 and 3 threads", "[gemm]") {
+  sakura::Rng rng(11);
+  sakura::test::on_thread_counts([&](int threads) {
+    CAPTURE(threads);
+    for (int mode = 0; mode < 4; ++mode)
+      for (const Shape& s : kForked)
+        for (float beta : {0.0f, 0.25f}) check_gemm<float>(mode & 1, mode & 2, s.m, s.n, s.k, 1.0f, beta, rng);
+  });
+}
+
+TEST_CASE("a float product big enough to fork allocates nothing once warm", "[gemm][alloc]") {
+  // oneDNN's own threading wrapped each threaded product's work in a std::function (an allocation)
+  std::vector<float> a(2000 * 200, 0.5f), b(2000 * 200, 0.25f), c(2000 * 200, 0.0f);
+  sakura::test::on_thread_counts([&](int threads) {
+    for (int mode = 0; mode < 4; ++mode)
+      for (const Shape& s : kForked) {
+        const bool ta = mode & 1, tb = mode & 2;
+        auto product = [&] {
+          sakura::cpu::gemm<float>(ta, tb, s.m, s.n, s.k, 1.0f, a.data(), ta ? s.m : s.k, b.data(), tb ? s.k : s.n,
+                                   0.0f, c.data(), s.n);
+        };
+        product();  // warm: the library's first call of a shape sets up its kernels
+        long allocated = 0;
+        {
+          sakura::test::CountedAllocations counted;
+          product();
+          allocated = counted.count();
+        }
+        CAPTURE(threads, ta, tb, s.m, s.n, s.k);  // Catch's messages allocate: after the count
+        CHECK(allocated == 0);
+      }
+  });
 }

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 # SPDX-FileCopyrightText: sakura-cpp authors
-# sakura_mpi_test(<name> NP <n>... [TIMEOUT <s>] [EXPECT_ABORT <regex> [ONCE]] [GPU_PER_RANK | GPUS <k>] COMMAND <program> [<arg>...])
+# sakura_mpi_test(<name> NP <n>... [THREADS <t>] [TIMEOUT <s>] [EXPECT_ABORT <regex> [ONCE]] [GPU_PER_RANK | GPUS <k>] COMMAND <program> [<arg>...])
 # One ctest entry "<name> (np <n>)" per rank count, running <program> under mpiexec with
-# OMP_NUM_THREADS=1 in every rank. A hung job is ended by the launcher's own time limit (Open MPI's
+# OMP_NUM_THREADS=1 in every rank (THREADS <t>: <t> in every rank, entries "<name> (np <n>, <t>
+# threads)"). A hung job is ended by the launcher's own time limit (Open MPI's
 # --timeout, then ctest's TIMEOUT), never left running. EXPECT_ABORT: the job must end with an
 # error (not by the time limit) within the limit, with output matching <regex>
 # (support/expect_abort.sh; ONCE: on exactly one line). GPU_PER_RANK: the job needs a GPU per rank; with fewer (none in CI) the
@@ -47,12 +48,20 @@ if(TARGET sakura::mpi)
 endif()
 
 function(sakura_mpi_test name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "GPU_PER_RANK;ONCE" "TIMEOUT;EXPECT_ABORT;GPUS" "NP;COMMAND")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "GPU_PER_RANK;ONCE" "TIMEOUT;EXPECT_ABORT;GPUS;THREADS" "NP;COMMAND")
   if(NOT TARGET sakura::mpi OR NOT MPIEXEC_EXECUTABLE)
     return()
   endif()
   if(NOT arg_TIMEOUT)
     set(arg_TIMEOUT 120)
+  endif()
+  set(env "${SAKURA_MPI_TEST_ENV}")
+  set(threads 1)
+  set(suffix "")
+  if(arg_THREADS)
+    list(TRANSFORM env REPLACE "^OMP_NUM_THREADS=.*" "OMP_NUM_THREADS=${arg_THREADS}")
+    set(threads ${arg_THREADS})
+    set(suffix ", ${arg_THREADS} threads")
   endif()
   foreach(np IN LISTS arg_NP)
     set(launch ${MPIEXEC_EXECUTABLE} ${SAKURA_MPIEXEC_FLAGS} ${MPIEXEC_NUMPROC_FLAG} ${np})
@@ -77,13 +86,14 @@ function(sakura_mpi_test name)
     if(gpus)
       set(command ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/require_gpus.sh ${gpus} $<TARGET_FILE:sakura_device_count> ${command})
     endif()
-    set(test "${name} (np ${np})")
+    set(test "${name} (np ${np}${suffix})")
     add_test(NAME "${test}" COMMAND ${command})
     if(gpus)
       set_tests_properties("${test}" PROPERTIES SKIP_RETURN_CODE 77)
     endif()
     math(EXPR ctest_timeout "${arg_TIMEOUT} + 30")
-    set_tests_properties("${test}" PROPERTIES ENVIRONMENT "${SAKURA_MPI_TEST_ENV}"
-                         TIMEOUT ${ctest_timeout} PROCESSORS ${np} LABELS mpi)
+    math(EXPR processors "${np} * ${threads}")
+    set_tests_properties("${test}" PROPERTIES ENVIRONMENT "${env}"
+                         TIMEOUT ${ctest_timeout} PROCESSORS ${processors} LABELS mpi)
   endforeach()
 endfunction()

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <vector>
 
 #include "sakura/backend/cpu/small_gemm.hpp"
@@ -82,6 +83,45 @@ inline std::vector<GemmCall>*& gemm_recorder() {
 }
 #endif
 
+#if defined(SAKURA_WITH_DNNL)
+/// A product split over threads gives each at least this many rows (or columns) of C: a thinner
+/// piece is not worth a thread, and one row would take oneDNN's GEMV path.
+inline constexpr Index kMinSplitPerThread = 8;
+
+/// oneDNN's sgemm, threaded here rather than by oneDNN: oneDNN's own parallel region wraps its
+/// work in a std::function, a heap allocation on every threaded product (a training step would
+/// allocate every tick). Each thread takes a contiguous block of C's rows (of its columns when
+/// there are too few rows) in one serial oneDNN call (oneDNN does not fork inside a parallel
+/// region). Below kParallelMinWork the fork costs more than it saves (as for Eigen above): such
+/// products run on the calling thread.
+inline void dnnl_gemm_f32(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
+                          const float* b, Index ldb, float beta, float* c, Index ldc) {
+  const char op_a = ta ? 'T' : 'N', op_b = tb ? 'T' : 'N';
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  const bool by_rows = m >= 2 * kMinSplitPerThread;
+  const Index split = std::min<Index>(threads, (by_rows ? m : n) / kMinSplitPerThread);
+  if (split > 1 && m * n * k >= kParallelMinWork && !omp_in_parallel()) {
+#pragma omp parallel num_threads(int(split))
+    {
+      const Index t = omp_get_thread_num(), size = omp_get_num_threads(), len = by_rows ? m : n;
+      const Index lo = len * t / size, hi = len * (t + 1) / size;
+      if (by_rows)
+        dnnl_sgemm(op_a, op_b, hi - lo, n, k, alpha, a + (ta ? lo : lo * lda), lda, b, ldb, beta, c + lo * ldc, ldc);
+      else
+        dnnl_sgemm(op_a, op_b, m, hi - lo, k, alpha, a, lda, b + (tb ? lo * ldb : lo), ldb, beta, c + lo, ldc);
+    }
+    return;
+  }
+  if (threads > 1) omp_set_num_threads(1);  // oneDNN would fork (and allocate) on its own
+  dnnl_sgemm(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (threads > 1) omp_set_num_threads(threads);
+#else
+  dnnl_sgemm(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+#endif
+
 /// The dispatching entry point used by every kernel and rule.
 template <class T>
 void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb, T beta,
@@ -97,17 +137,7 @@ void gemm(bool ta, bool tb, Index m, Index n, Index k, T alpha, const T* a, Inde
 #if defined(SAKURA_WITH_DNNL)
   if constexpr (std::is_same_v<T, float>) {
     if (m > 0 && n > 0 && k > 0 && m * n * k >= kProviderMinWork) {
-#if defined(_OPENMP)
-      // oneDNN forks omp_get_max_threads() threads; below kParallelMinWork the fork costs more
-      // than it saves (as for Eigen above), so such products run on the calling thread
-      const int threads = omp_get_max_threads();
-      const bool serial = threads > 1 && m * n * k < kParallelMinWork;
-      if (serial) omp_set_num_threads(1);
-      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-      if (serial) omp_set_num_threads(threads);
-#else
-      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#endif
+      dnnl_gemm_f32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
   }
